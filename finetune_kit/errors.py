@@ -1,0 +1,229 @@
+"""The exceptions finetune_kit raises, as one tree.
+
+Errors that come from the API itself are the ``openai`` client's own exceptions
+(``openai.RateLimitError``, ``openai.NotFoundError``...) and are never re-wrapped; when one of
+ours is caused by one of theirs it is chained with ``raise ... from exc``.
+
+```
+FinetuneKitError
+├── ConfigurationError          a parameter has a value we cannot use (also a ValueError)
+├── DataError                   training data cannot be read or used
+│   ├── JSONLDecodeError        a JSONL file cannot be decoded (line, byte offset)
+│   ├── ExampleValidationError  a record does not match its schema (line, field)
+│   └── PreflightFailedError    preflight found errors; carries the report
+├── BuilderError                a dataset builder is missing or misbehaves
+├── UploadError                 a file cannot be uploaded (size, purpose, processing)
+├── JobError                    a fine-tuning job did not end as hoped (job id)
+│   ├── JobFailedError          the job failed (code, message, param, offending line)
+│   ├── JobCancelledError       the job was cancelled
+│   └── JobTimeoutError         waiting gave up (last status seen)
+├── SessionError                a session state file cannot be used
+├── DeploymentError             an Azure deployment failed
+└── LocalBackendError           the local backend cannot start or serve
+
+FinetuneKitWarning (UserWarning)
+└── ModelShutdownWarning        a base model's shutdown date is near or past
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BuilderError",
+    "ConfigurationError",
+    "DataError",
+    "DeploymentError",
+    "ExampleValidationError",
+    "FinetuneKitError",
+    "FinetuneKitWarning",
+    "JSONLDecodeError",
+    "JobCancelledError",
+    "JobError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "LocalBackendError",
+    "ModelShutdownWarning",
+    "PreflightFailedError",
+    "SessionError",
+    "UploadError",
+]
+
+
+class FinetuneKitError(Exception):
+    """Base class of every exception raised by finetune_kit itself."""
+
+
+class ConfigurationError(FinetuneKitError, ValueError):
+    """A parameter has a value finetune_kit cannot use.
+
+    Attributes:
+        param: The name of the offending parameter, when there is one.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class DataError(FinetuneKitError):
+    """Training data cannot be read or used."""
+
+
+class JSONLDecodeError(DataError):
+    """A JSONL file cannot be decoded.
+
+    Attributes:
+        line: 1-based line number, when known.
+        offset: Byte offset in the file where the problem starts, when known.
+        path: The file, when it came from one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        offset: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.line = line
+        self.offset = offset
+        self.path = path
+
+
+class ExampleValidationError(DataError, ValueError):
+    """A training record does not match its schema.
+
+    Attributes:
+        line: 1-based line number of the record, when it came from a file.
+        field: Dotted path of the offending field, such as ``messages[2].weight``.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.field = field
+
+
+class PreflightFailedError(DataError):
+    """Preflight found errors, so the data was refused.
+
+    Attributes:
+        report: The full preflight report (a ``PreflightReport``).
+    """
+
+    def __init__(self, message: str, *, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class BuilderError(FinetuneKitError):
+    """A dataset builder is not registered, or failed while building."""
+
+
+class UploadError(FinetuneKitError):
+    """A file cannot be uploaded, or the backend could not process it.
+
+    Attributes:
+        file_id: The id of the remote file, when one was created.
+    """
+
+    def __init__(self, message: str, *, file_id: str | None = None) -> None:
+        super().__init__(message)
+        self.file_id = file_id
+
+
+class JobError(FinetuneKitError):
+    """A fine-tuning job did not end as hoped.
+
+    Attributes:
+        job_id: The job's id.
+        status: The last status seen.
+    """
+
+    def __init__(self, message: str, *, job_id: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class JobFailedError(JobError):
+    """The job ended in ``failed``.
+
+    Attributes:
+        code: The API's error code, such as ``invalid_training_file``.
+        error_message: The API's error message.
+        param: The parameter the error is about, such as ``training_file``.
+        line: The training-file line the error names, when it names one.
+        record: That line's text, when the file could be read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        code: str | None = None,
+        error_message: str | None = None,
+        param: str | None = None,
+        line: int | None = None,
+        record: str | None = None,
+    ) -> None:
+        super().__init__(message, job_id=job_id, status="failed")
+        self.code = code
+        self.error_message = error_message
+        self.param = param
+        self.line = line
+        self.record = record
+
+
+class JobCancelledError(JobError):
+    """The job ended in ``cancelled``."""
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message, job_id=job_id, status="cancelled")
+
+
+class JobTimeoutError(JobError):
+    """Waiting for the job gave up before it reached a terminal status; the job goes on."""
+
+
+class SessionError(FinetuneKitError):
+    """A session state file cannot be read, written or used.
+
+    Attributes:
+        path: The state file.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DeploymentError(FinetuneKitError):
+    """An Azure deployment could not be created, or ended in a failed state.
+
+    Attributes:
+        deployment: The deployment's name.
+        state: The last ``provisioningState`` seen.
+    """
+
+    def __init__(self, message: str, *, deployment: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.deployment = deployment
+        self.state = state
+
+
+class LocalBackendError(FinetuneKitError):
+    """The local backend cannot start, or cannot serve a request."""
+
+
+class FinetuneKitWarning(UserWarning):
+    """Base class of finetune_kit's warnings."""
+
+
+class ModelShutdownWarning(FinetuneKitWarning):
+    """A base model's shutdown date is near or already past."""

@@ -1,0 +1,32 @@
+"""The public API is exactly what finetune_kit.__all__ exports: a tested contract."""
+
+from __future__ import annotations
+
+import finetune_kit
+
+
+def test_all_is_sorted_and_unique() -> None:
+    names = [n for n in finetune_kit.__all__ if not n.startswith("__")]
+    assert names == sorted(names)
+    assert len(set(finetune_kit.__all__)) == len(finetune_kit.__all__)
+
+
+def test_every_public_name_exists_and_nothing_else_is_public() -> None:
+    exported = set(finetune_kit.__all__)
+    for name in exported:
+        assert hasattr(finetune_kit, name), name
+    public = {
+        name
+        for name in vars(finetune_kit)
+        if not name.startswith("_")
+        # subpackages are importable but are not names of the top-level API
+        and getattr(getattr(finetune_kit, name), "__name__", "") != f"finetune_kit.{name}"
+    }
+    assert public <= exported, public - exported
+
+
+def test_exported_objects_belong_to_the_top_level_module() -> None:
+    for name in finetune_kit.__all__:
+        obj = getattr(finetune_kit, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__module__ == "finetune_kit", name

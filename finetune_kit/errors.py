@@ -18,6 +18,7 @@ FinetuneKitError
 │   ├── JobCancelledError       the job was cancelled
 │   └── JobTimeoutError         waiting gave up (last status seen)
 ├── SessionError                a session state file cannot be used
+├── MissingDependencyError      an optional extra is not installed (also an ImportError)
 ├── DeploymentError             an Azure deployment failed
 └── LocalBackendError           the local backend cannot start or serve
 
@@ -44,6 +45,7 @@ __all__ = [
     "JobFailedError",
     "JobTimeoutError",
     "LocalBackendError",
+    "MissingDependencyError",
     "ModelShutdownWarning",
     "PreflightFailedError",
     "SessionError",
@@ -201,6 +203,20 @@ class SessionError(FinetuneKitError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class MissingDependencyError(FinetuneKitError, ImportError):
+    """An optional dependency is needed for this feature and is not installed.
+
+    Attributes:
+        package: The missing import name, such as ``matplotlib``.
+        extra: The finetune-kit extra that installs it, such as ``plot``.
+    """
+
+    def __init__(self, message: str, *, package: str, extra: str | None = None) -> None:
+        super().__init__(message, name=package)
+        self.package = package
+        self.extra = extra
 
 
 class DeploymentError(FinetuneKitError):

@@ -19,7 +19,8 @@ FinetuneKitError
 │   └── JobTimeoutError         waiting gave up (last status seen)
 ├── SessionError                a session state file cannot be used
 ├── MissingDependencyError      an optional extra is not installed (also an ImportError)
-├── DeploymentError             an Azure deployment failed
+├── DeploymentError             an Azure deployment failed (state, ARM error, status)
+│   └── DeploymentTimeoutError  waiting gave up (last state seen)
 └── LocalBackendError           the local backend cannot start or serve
 
 FinetuneKitWarning (UserWarning)
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "DataError",
     "DeploymentError",
+    "DeploymentTimeoutError",
     "ExampleValidationError",
     "FinetuneKitError",
     "FinetuneKitWarning",
@@ -225,12 +227,32 @@ class DeploymentError(FinetuneKitError):
     Attributes:
         deployment: The deployment's name.
         state: The last ``provisioningState`` seen.
+        error: The Azure management API's error object (``code``, ``message``, ``details``...),
+            or the deployment's body when it failed without one.
+        status_code: The HTTP status of the refused request, when a request was refused.
+        request_id: Azure's ``x-ms-request-id`` of that request, for a support ticket.
     """
 
-    def __init__(self, message: str, *, deployment: str, state: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        deployment: str,
+        state: str | None = None,
+        error: dict[str, Any] | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.deployment = deployment
         self.state = state
+        self.error = error
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+class DeploymentTimeoutError(DeploymentError):
+    """Waiting for a deployment gave up before it reached a final state; Azure carries on."""
 
 
 class LocalBackendError(FinetuneKitError):

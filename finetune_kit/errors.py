@@ -18,6 +18,7 @@ FinetuneKitError
 │   ├── JobCancelledError       the job was cancelled
 │   └── JobTimeoutError         waiting gave up (last status seen)
 ├── SessionError                a session state file cannot be used
+├── TokenizerFileError          a shipped tokenizer file is missing or corrupt
 ├── MissingDependencyError      an optional extra is not installed (also an ImportError)
 ├── DeploymentError             an Azure deployment failed (state, ARM error, status)
 │   └── DeploymentTimeoutError  waiting gave up (last state seen)
@@ -51,6 +52,7 @@ __all__ = [
     "ModelShutdownWarning",
     "PreflightFailedError",
     "SessionError",
+    "TokenizerFileError",
     "UploadError",
 ]
 
@@ -193,6 +195,20 @@ class JobCancelledError(JobError):
 
 class JobTimeoutError(JobError):
     """Waiting for the job gave up before it reached a terminal status; the job goes on."""
+
+
+class TokenizerFileError(FinetuneKitError):
+    """A tokenizer file shipped with finetune_kit is missing or does not match its sha256.
+
+    This means the installation is damaged; reinstalling the package fixes it.
+
+    Attributes:
+        path: The file that failed.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class SessionError(FinetuneKitError):

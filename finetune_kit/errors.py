@@ -10,7 +10,8 @@ FinetuneKitError
 ├── DataError                   training data cannot be read or used
 │   ├── JSONLDecodeError        a JSONL file cannot be decoded (line, byte offset)
 │   ├── ExampleValidationError  a record does not match its schema (line, field)
-│   └── PreflightFailedError    preflight found errors; carries the report
+│   ├── PreflightFailedError    preflight found errors; carries the report
+│   └── TrainingDataError       the local trainer cannot use a file (param, line, field)
 ├── BuilderError                a dataset builder is missing or misbehaves
 ├── UploadError                 a file cannot be uploaded (size, purpose, processing)
 ├── JobError                    a fine-tuning job did not end as hoped (job id)
@@ -53,6 +54,7 @@ __all__ = [
     "PreflightFailedError",
     "SessionError",
     "TokenizerFileError",
+    "TrainingDataError",
     "UploadError",
 ]
 
@@ -124,6 +126,31 @@ class PreflightFailedError(DataError):
     def __init__(self, message: str, *, report: Any) -> None:
         super().__init__(message)
         self.report = report
+
+
+class TrainingDataError(DataError, ValueError):
+    """The local training engine cannot use a training or validation file.
+
+    The message names the line (``training_file line 7: ...``) and says how to fix it.
+
+    Attributes:
+        param: ``"training_file"`` or ``"validation_file"``.
+        line: 1-based line number of the offending record, when one is at fault.
+        field: Path of the offending field, such as ``messages[2].weight``, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str = "training_file",
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.param = param
+        self.line = line
+        self.field = field
 
 
 class BuilderError(FinetuneKitError):

@@ -1,0 +1,143 @@
+"""Typed views of what the services return: uploaded files, job events, status changes.
+
+Views of server objects are lenient (unknown fields are kept, never an error), so a new API field
+never breaks a client. Jobs, files and checkpoints themselves are returned as the ``openai``
+client's own objects (``FineTuningJob``, ``FileObject``...).
+
+Following a job yields :data:`JobUpdate` items: a :class:`JobEvent` for every event (exactly
+once, in time order), a :class:`~finetune_kit.metrics.MetricPoint` right after each ``metrics``
+event, and a :class:`StatusChange` whenever the job's status changes.
+
+Example:
+    >>> change = StatusChange(job_id="ftjob-1", status="paused", previous="running")
+    >>> change.terminal, change.known
+    (False, True)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from openai.types import FileObject
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from .metrics import MetricPoint
+
+__all__ = [
+    "KNOWN_STATUSES",
+    "TERMINAL_STATUSES",
+    "JobEvent",
+    "JobUpdate",
+    "StatusChange",
+    "UploadedFile",
+]
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+"""Statuses after which a job never changes again."""
+
+KNOWN_STATUSES = frozenset(
+    {"validating_files", "queued", "running", "paused", "pending", *TERMINAL_STATUSES}
+)
+"""Statuses documented or observed; any other value is reported as unknown, never an error."""
+
+
+class UploadedFile(BaseModel):
+    """A file on the backend, as the uploader found or created it.
+
+    Attributes:
+        id: The file id to pass to ``jobs.create``.
+        filename: The remote filename (``<name>.<sha12>.jsonl``).
+        bytes: Its size.
+        purpose: Its purpose, such as ``fine-tune``.
+        sha256: sha256 of the content (hex).
+        status: The backend's processing status, when it reports one.
+        reused: ``True`` when an existing remote file with the same content was reused.
+        path: The local file it came from, when it came from one (used to show a failing line).
+        file: The backend's ``FileObject``.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    id: str
+    filename: str
+    bytes: int
+    purpose: str
+    sha256: str
+    status: str | None = None
+    reused: bool = False
+    path: Path | None = None
+    file: FileObject | None = None
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class JobEvent(BaseModel):
+    """One event of a job, as the backend sent it (extra fields kept).
+
+    Attributes:
+        id: The event id (``ftevent-...``).
+        created_at: Unix time.
+        level: ``info``, ``warn`` or ``error`` (any string is accepted).
+        message: The human-readable text (not a contract: do not parse it).
+        type: ``message`` or ``metrics`` (or ``None``).
+        data: Free-form data; metrics events carry the step metrics here.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str
+    created_at: int = 0
+    level: str = "info"
+    message: str = ""
+    type: str | None = None
+    data: Any = None
+
+    @classmethod
+    def of(cls, event: Any) -> JobEvent:
+        """A view of an ``openai`` event object or a dict.
+
+        Args:
+            event: The event.
+
+        Returns:
+            The view.
+        """
+        if isinstance(event, JobEvent):
+            return event
+        if isinstance(event, BaseModel):
+            return cls.model_validate(event.model_dump())
+        return cls.model_validate(event)
+
+
+class StatusChange(BaseModel):
+    """The job's status changed (or was first seen).
+
+    Attributes:
+        job_id: The job.
+        status: The new status (any string: new statuses are reported, never an error).
+        previous: The status seen before, ``None`` on the first observation.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    status: str
+    previous: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
+    @property
+    def terminal(self) -> bool:
+        """Whether the job is over (succeeded, failed or cancelled)."""
+        return self.status in TERMINAL_STATUSES
+
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented pattern
+    @property
+    def known(self) -> bool:
+        """Whether the status is one this library knows."""
+        return self.status in KNOWN_STATUSES
+
+
+JobUpdate: TypeAlias = JobEvent | MetricPoint | StatusChange
+"""What following a job yields."""

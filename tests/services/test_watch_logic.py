@@ -1,0 +1,246 @@
+"""The pure following logic, driven against a simulated job timeline (no clock is waited on)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from finetune_kit._watch import (
+    Emit,
+    EventTail,
+    FetchEvents,
+    FetchJob,
+    FollowOptions,
+    Sleep,
+    follow_steps,
+    resume_instructions,
+)
+from finetune_kit.errors import ConfigurationError, JobTimeoutError
+from finetune_kit.metrics import MetricPoint
+from finetune_kit.views import JobEvent, StatusChange
+
+
+@dataclass
+class SimJob:
+    """A job whose events and statuses appear at given times (a test double of the server)."""
+
+    timeline: list[tuple[float, str, Any]]
+    now: float = 0.0
+    status: str = "validating_files"
+    events: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+
+    def advance(self, now: float) -> None:
+        self.now = now
+        while self.timeline and self.timeline[0][0] <= now:
+            at, kind, payload = self.timeline.pop(0)
+            if kind == "status":
+                self.status = payload
+            else:
+                number = len(self.events) + 1
+                self.events.append(
+                    {"id": f"ev-{number:04d}", "created_at": int(at), "level": "info", **payload}
+                )
+
+    def page(self, after: str | None, limit: int) -> SimpleNamespace:
+        newest_first = list(reversed(self.events))
+        start = 0
+        if after is not None:
+            start = next(i for i, e in enumerate(newest_first) if e["id"] == after) + 1
+        data = newest_first[start : start + limit]
+        return SimpleNamespace(data=data, has_more=start + limit < len(newest_first))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drive(
+    sim: SimJob, options: FollowOptions, timeout: float | None = None
+) -> tuple[Any, list[Any], list[str], float]:
+    clock = Clock()
+    steps: Generator[Any, Any, Any] = follow_steps("ftjob-1", options, clock=clock, timeout=timeout)
+    updates: list[Any] = []
+    requests: list[str] = []
+    result: Any = None
+    try:
+        while True:
+            action = steps.send(result)
+            result = None
+            sim.advance(clock.now)
+            if isinstance(action, FetchEvents):
+                requests.append("events")
+                result = sim.page(action.after, action.limit)
+            elif isinstance(action, FetchJob):
+                requests.append("job")
+                result = SimpleNamespace(id="ftjob-1", status=sim.status)
+            elif isinstance(action, Sleep):
+                assert action.seconds >= 0
+                clock.now += action.seconds
+            else:
+                assert isinstance(action, Emit)
+                updates.append(action.update)
+    except StopIteration as stop:
+        return stop.value, updates, requests, clock.now
+
+
+def message(text: str) -> dict[str, Any]:
+    return {"message": text, "type": "message", "data": {}}
+
+
+def metrics(step: int, total: int, loss: float) -> dict[str, Any]:
+    return {
+        "message": f"Step {step}/{total}: training loss={loss}",
+        "type": "metrics",
+        "data": {"step": step, "total_steps": total, "train_loss": loss},
+    }
+
+
+def training_timeline(steps: int = 40, step_seconds: float = 1.0) -> list[tuple[float, str, Any]]:
+    timeline: list[tuple[float, str, Any]] = [
+        (0.0, "event", message("Validating training file")),
+        (3.0, "event", message("Files validated, moving job to queued state")),
+        (3.0, "status", "queued"),
+        (10.0, "status", "running"),
+        (10.0, "event", message("Fine-tuning job started")),
+    ]
+    t = 10.0
+    for step in range(1, steps + 1):
+        t += step_seconds
+        timeline.append((t, "event", metrics(step, steps, round(3.0 / step, 4))))
+    timeline += [
+        (t + 1, "event", message("New fine-tuned model created")),
+        (t + 1, "status", "succeeded"),
+        (t + 1.5, "event", message("The job has successfully completed")),
+    ]
+    return timeline
+
+
+def test_every_event_once_in_time_order_with_metrics_and_statuses() -> None:
+    sim = SimJob(training_timeline())
+    options = FollowOptions(initial_interval=2.0, max_interval=20.0, events_page_size=10)
+    job, updates, requests, duration = drive(sim, options)
+    assert job.status == "succeeded"
+    events = [u for u in updates if isinstance(u, JobEvent)]
+    assert [e.id for e in events] == [e["id"] for e in sim.events]
+    assert len({e.id for e in events}) == len(events)
+    points = [u for u in updates if isinstance(u, MetricPoint)]
+    assert [p.step for p in points] == list(range(1, 41))
+    # each metric point follows its own event
+    for index, update in enumerate(updates):
+        if isinstance(update, MetricPoint):
+            previous = updates[index - 1]
+            assert isinstance(previous, JobEvent)
+            assert previous.data["step"] == update.step
+    statuses = [u for u in updates if isinstance(u, StatusChange)]
+    assert [s.status for s in statuses] == ["validating_files", "queued", "running", "succeeded"]
+    assert statuses[0].previous is None
+    assert statuses[-1].terminal
+    # The budget: ticks of duration / interval plus extra pages, plus the first and last look.
+    budget = duration / options.initial_interval + len(sim.events) / options.events_page_size + 2
+    assert len(requests) <= budget, (len(requests), budget, requests)
+
+
+def test_history_is_paged_back_when_the_whole_first_page_is_new() -> None:
+    sim = SimJob(training_timeline(steps=95))
+    sim.advance(10_000)  # the job finished long ago
+    options = FollowOptions(initial_interval=1.0, events_page_size=20)
+    job, updates, requests, _ = drive(sim, options)
+    assert job.status == "succeeded"
+    events = [u for u in updates if isinstance(u, JobEvent)]
+    assert [e.id for e in events] == [e["id"] for e in sim.events]
+    # one look at the job (already over), then ceil(101 / 20) pages, and nothing else
+    assert requests == ["job"] + ["events"] * math.ceil(len(sim.events) / 20)
+
+
+def test_history_false_skips_past_events_with_one_page() -> None:
+    sim = SimJob(training_timeline(steps=5))
+    sim.advance(12.5)
+    options = FollowOptions(initial_interval=1.0, events_page_size=3, history=False)
+    _, updates, _, _ = drive(sim, options)
+    events = [u for u in updates if isinstance(u, JobEvent)]
+    assert events
+    assert all(e.created_at >= 13 for e in events)
+    assert len({e.id for e in events}) == len(events)
+
+
+def test_idle_polling_backs_off_to_the_cap() -> None:
+    timeline = [(0.0, "event", message("Validating")), (500.0, "status", "cancelled")]
+    sim = SimJob(timeline)
+    options = FollowOptions(initial_interval=5, max_interval=60, backoff=2, status_interval=60)
+    job, _, requests, duration = drive(sim, options)
+    assert job.status == "cancelled"
+    assert duration >= 500
+    assert len(requests) < 30  # 5, 10, 20, 40, 60, 60... not every 5 s (100+)
+
+
+def test_unknown_and_paused_statuses_are_reported_not_fatal() -> None:
+    timeline = [
+        (1.0, "status", "paused"),
+        (1.0, "event", message("Job paused")),
+        (4.0, "status", "compacting_weights"),
+        (4.0, "event", message("Something new")),
+        (8.0, "status", "succeeded"),
+        (8.0, "event", message("done")),
+    ]
+    _, updates, _, _ = drive(SimJob(timeline), FollowOptions(initial_interval=1, max_interval=4))
+    changes = [u for u in updates if isinstance(u, StatusChange)]
+    assert [c.status for c in changes] == [
+        "validating_files",
+        "paused",
+        "compacting_weights",
+        "succeeded",
+    ]
+    assert [c.known for c in changes] == [True, True, False, True]
+
+
+def test_status_is_looked_at_without_events_every_status_interval() -> None:
+    # A backend that emits no event when the job ends.
+    timeline = [(0.0, "event", message("started")), (30.0, "status", "succeeded")]
+    options = FollowOptions(initial_interval=1, max_interval=8, status_interval=10)
+    job, _, _, duration = drive(SimJob(timeline), options)
+    assert job.status == "succeeded"
+    assert duration <= 30 + 10 + 8
+
+
+def test_timeout_carries_the_last_status() -> None:
+    timeline = [(0.0, "status", "running")]
+    with pytest.raises(JobTimeoutError) as info:
+        drive(SimJob(timeline), FollowOptions(initial_interval=1, max_interval=5), timeout=30)
+    assert info.value.status == "running"
+    assert info.value.job_id == "ftjob-1"
+    assert "wait" in str(info.value)
+
+
+def test_event_tail_dedups_across_overlapping_pages_and_orders_ties() -> None:
+    tail = EventTail()
+    assert tail.absorb([{"id": "c", "created_at": 5}, {"id": "b", "created_at": 5}])
+    assert not tail.absorb([{"id": "b", "created_at": 5}, {"id": "a", "created_at": 4}])
+    assert [e["id"] for e in tail.drain()] == ["a", "b", "c"]
+    assert tail.drain() == []
+    assert not tail.absorb([])
+    assert tail.seen == 3
+
+
+def test_follow_options_are_checked() -> None:
+    with pytest.raises(ConfigurationError):
+        FollowOptions(initial_interval=0)
+    with pytest.raises(ConfigurationError):
+        FollowOptions(initial_interval=10, max_interval=5)
+    with pytest.raises(ConfigurationError):
+        FollowOptions(events_page_size=0)
+
+
+def test_resume_instructions_name_the_job() -> None:
+    text = resume_instructions("ftjob-xyz")
+    assert "keeps running" in text
+    assert "client.fine_tuning.jobs.cancel('ftjob-xyz')" in text
+    assert "wait('ftjob-xyz')" in text

@@ -1,0 +1,1048 @@
+"""Use a model: chat with it, compare two models side by side, evaluate on held-out examples.
+
+:class:`InferenceClient` (sync) and :class:`AsyncInferenceClient` sit side by side in this file
+and differ only in how they wait: the request building, reply parsing, case handling and report
+assembly live in :class:`_InferenceBase`. Every request goes through the shared
+:class:`~finetune_kit._retry.RetryPolicy` (the ``openai`` client's own retries are off), so rate
+limits slow a run down but lose nothing: a request that still fails after its retries is
+recorded as that example's error, never dropped, and results keep the input order.
+
+Example:
+    >>> import openai
+    >>> client = InferenceClient(openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1"))
+    >>> client
+    InferenceClient(base_url='http://127.0.0.1:9/v1/', concurrency=8)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from ._render import dataframe, format_float, html_table, shorten, text_table
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
+from .errors import ConfigurationError
+from .evaluation import (
+    EvalCase,
+    EvaluationReport,
+    ExampleResult,
+    PairedEvaluationReport,
+    to_eval_cases,
+)
+from .replies import ChatReply, ReplyToolCall
+from .scorers import (
+    FATAL_API_ERRORS,
+    Scorer,
+    ScorerLike,
+    ascore_reply,
+    check_references,
+    resolve_scorers,
+    score_reply,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from tqdm import tqdm
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "AsyncInferenceClient",
+    "Comparison",
+    "ComparisonRow",
+    "InferenceClient",
+    "model_name",
+]
+
+logger = logging.getLogger("finetune_kit.inference")
+
+DEFAULT_CONCURRENCY = 8
+"""Requests in flight at once during compare and evaluate, unless told otherwise."""
+
+ClientT = TypeVar("ClientT", openai.OpenAI, openai.AsyncOpenAI)
+T = TypeVar("T")
+R = TypeVar("R")
+
+Prompt = str | Sequence[Mapping[str, Any]]
+"""A prompt: a user message's text, or a list of message dicts."""
+
+
+def model_name(model: Any) -> str:
+    """The model name to send, from a name, a job, a checkpoint or a saved checkpoint record.
+
+    Args:
+        model: A model name (``"gpt-4o-mini"``, ``"ft:..."``); a fine-tuning job (its
+            ``fine_tuned_model``); a job checkpoint (its ``fine_tuned_model_checkpoint``); or a
+            session's ``CheckpointRecord`` (its ``model``).
+
+    Returns:
+        The name.
+
+    Raises:
+        ConfigurationError: No name can be found, or the job has no fine-tuned model yet.
+
+    Example:
+        >>> model_name("ft:gpt-4o-mini:org::abc123")
+        'ft:gpt-4o-mini:org::abc123'
+    """
+    if isinstance(model, str):
+        if not model.strip():
+            raise ConfigurationError("model is empty: give a model name", param="model")
+        return model
+    checkpoint = getattr(model, "fine_tuned_model_checkpoint", None)
+    if isinstance(checkpoint, str) and checkpoint:
+        return checkpoint
+    if hasattr(model, "fine_tuned_model"):
+        tuned = model.fine_tuned_model
+        if isinstance(tuned, str) and tuned:
+            return tuned
+        raise ConfigurationError(
+            f"job {getattr(model, 'id', '?')} has no fine-tuned model yet (status "
+            f"{getattr(model, 'status', '?')}); wait for it to succeed or pass a model name",
+            param="model",
+        )
+    from .state import CheckpointRecord
+
+    if isinstance(model, CheckpointRecord):
+        return model.model
+    raise ConfigurationError(
+        "model must be a model name, a fine-tuning job or a checkpoint, "
+        f"not {type(model).__name__}",
+        param="model",
+    )
+
+
+def _describe_error(exc: BaseException) -> str:
+    request_id = getattr(exc, "request_id", None)
+    suffix = f" (request id {request_id})" if request_id else ""
+    return f"{type(exc).__name__}: {exc}{suffix}"
+
+
+def _is_async_client(client: object) -> bool:
+    # Checked at run time because a user may hand the wrong twin its client.
+    return isinstance(client, openai.AsyncOpenAI)
+
+
+# Errors recorded for one example (after the policy's retries) instead of stopping the run.
+_RECORDED_ERRORS = (openai.APIError,)
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One prompt answered by both models.
+
+    Attributes:
+        case: The prompt (and its reference, when it came from an example).
+        base: The base model's reply, or ``None`` when its request failed.
+        tuned: The tuned model's reply, or ``None`` when its request failed.
+        base_error: Why the base request failed, after its retries.
+        tuned_error: Why the tuned request failed, after its retries.
+    """
+
+    case: EvalCase
+    base: ChatReply | None
+    tuned: ChatReply | None
+    base_error: str | None = None
+    tuned_error: str | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The prompt's last user message."""
+        return self.case.prompt_text
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the row as JSON-ready data."""
+        return {
+            "prompt": self.prompt,
+            "messages": [dict(m) for m in self.case.messages],
+            "reference": self.case.reference,
+            "base": self.base.to_dict() if self.base is not None else None,
+            "tuned": self.tuned.to_dict() if self.tuned is not None else None,
+            "base_error": self.base_error,
+            "tuned_error": self.tuned_error,
+        }
+
+
+def _answer_cell(reply: ChatReply | None, error: str | None, width: int) -> str:
+    if reply is None:
+        return f"[error] {shorten(error or '', width)}"
+    text = reply.text.strip()
+    if reply.tool_calls:
+        calls = ", ".join(f"{c.name}({c.arguments})" for c in reply.tool_calls)
+        text = f"{text}\n[tool calls] {calls}".strip()
+    tokens = f"{reply.prompt_tokens if reply.prompt_tokens is not None else '?'} prompt + "
+    tokens += f"{reply.completion_tokens if reply.completion_tokens is not None else '?'} "
+    return f"{text}\n[{tokens}completion tokens, {reply.latency:.2f} s]"
+
+
+def _mean(values: Iterable[float | int | None]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+class Comparison:
+    """Base and tuned answers to the same prompts, side by side, as the playground shows them.
+
+    Print it for a text table (``str(comparison)`` or :meth:`to_text`), show it in a notebook
+    (HTML, every answer escaped), or get a DataFrame or plain data.
+
+    Attributes:
+        base_model: The base model's name.
+        tuned_model: The tuned model's name.
+        rows: One row per prompt, in the order given.
+        elapsed: Wall-clock seconds the comparison took.
+
+    Example:
+        >>> case = EvalCase(messages=({"role": "user", "content": "Tell me about Neon"},))
+        >>> def reply(text):
+        ...     return ChatReply(text=text, model="m", finish_reason="stop", prompt_tokens=9,
+        ...                      completion_tokens=5, latency=0.2)
+        >>> comparison = Comparison("base", "tuned", [
+        ...     ComparisonRow(case, reply("Neon is a gas."), reply("Neon, so bright..."))])
+        >>> comparison.summary()["tuned"]["mean_completion_tokens"]
+        5.0
+    """
+
+    def __init__(
+        self,
+        base_model: str,
+        tuned_model: str,
+        rows: Sequence[ComparisonRow],
+        *,
+        elapsed: float = 0.0,
+    ) -> None:
+        self.base_model = base_model
+        self.tuned_model = tuned_model
+        self.rows = tuple(rows)
+        self.elapsed = elapsed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> ComparisonRow:
+        return self.rows[index]
+
+    def __repr__(self) -> str:
+        return (
+            f"Comparison(base_model={self.base_model!r}, tuned_model={self.tuned_model!r}, "
+            f"rows={len(self.rows)})"
+        )
+
+    def summary(self) -> dict[str, dict[str, float | int | None]]:
+        """Per side (``base``, ``tuned``): mean tokens (prompt, completion), latency, errors."""
+        out: dict[str, dict[str, float | int | None]] = {}
+        for side in ("base", "tuned"):
+            replies = [getattr(r, side) for r in self.rows]
+            present = [r for r in replies if r is not None]
+            out[side] = {
+                "mean_prompt_tokens": _mean(r.prompt_tokens for r in present),
+                "mean_completion_tokens": _mean(r.completion_tokens for r in present),
+                "mean_latency": _mean(r.latency for r in present),
+                "errors": len(replies) - len(present),
+            }
+        return out
+
+    def to_text(self, *, width: int = 100) -> str:
+        """The comparison as a text table, long answers wrapped.
+
+        Args:
+            width: The widest the table may be, in characters.
+        """
+        headers = ["#", "prompt", f"base: {self.base_model}", f"tuned: {self.tuned_model}"]
+        rows = [
+            [
+                str(i),
+                row.prompt,
+                _answer_cell(row.base, row.base_error, 200),
+                _answer_cell(row.tuned, row.tuned_error, 200),
+            ]
+            for i, row in enumerate(self.rows)
+        ]
+        summary = self.summary()
+
+        def side(name: str) -> str:
+            s = summary[name]
+            return (
+                f"mean {format_float(s['mean_prompt_tokens'], 1)} prompt + "
+                f"{format_float(s['mean_completion_tokens'], 1)} completion tokens, "
+                f"{format_float(s['mean_latency'], 2)} s; {s['errors']} errors"
+            )
+
+        rows.append(["", "all prompts", side("base"), side("tuned")])
+        return text_table(headers, rows, width=width)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def _repr_html_(self) -> str:
+        headers = [
+            "#",
+            "prompt",
+            f"base: {self.base_model}",
+            "tokens (prompt + completion)",
+            "latency (s)",
+            f"tuned: {self.tuned_model}",
+            "tokens (prompt + completion)",
+            "latency (s)",
+        ]
+
+        def cells(reply: ChatReply | None, error: str | None) -> list[str]:
+            if reply is None:
+                return [f"error: {error}", "", ""]
+            return [
+                _answer_cell(reply, None, 200).rsplit("\n[", 1)[0],
+                f"{reply.prompt_tokens} + {reply.completion_tokens}",
+                f"{reply.latency:.2f}",
+            ]
+
+        rows = [
+            [
+                str(i),
+                row.prompt,
+                *cells(row.base, row.base_error),
+                *cells(row.tuned, row.tuned_error),
+            ]
+            for i, row in enumerate(self.rows)
+        ]
+        caption = f"{self.base_model} vs {self.tuned_model}: {len(self.rows)} prompts"
+        return html_table(headers, rows, caption=caption)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per prompt: both answers, tokens, latencies and errors.
+
+        Raises:
+            MissingDependencyError: pandas is not installed.
+        """
+        records = []
+        for i, row in enumerate(self.rows):
+            record: dict[str, Any] = {"index": i, "prompt": row.prompt}
+            for side, reply, error in (
+                ("base", row.base, row.base_error),
+                ("tuned", row.tuned, row.tuned_error),
+            ):
+                record[f"{side}_answer"] = reply.text if reply else None
+                record[f"{side}_prompt_tokens"] = reply.prompt_tokens if reply else None
+                record[f"{side}_completion_tokens"] = reply.completion_tokens if reply else None
+                record[f"{side}_latency"] = reply.latency if reply else None
+                record[f"{side}_error"] = error
+            records.append(record)
+        return dataframe(records, "index")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the comparison as JSON-ready data."""
+        return {
+            "base_model": self.base_model,
+            "tuned_model": self.tuned_model,
+            "elapsed": self.elapsed,
+            "summary": self.summary(),
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    reply: ChatReply | None
+    error: str | None
+
+
+class _InferenceBase(Generic[ClientT]):
+    """What the sync and async clients share: everything but the waiting."""
+
+    def __init__(
+        self,
+        client: ClientT,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self._client: ClientT = without_client_retries(client)
+        self.retry = retry if retry is not None else DEFAULT_RETRY_POLICY
+        self.concurrency = self._check_concurrency(concurrency)
+
+    @property
+    def client(self) -> ClientT:
+        """The ``openai`` client in use (its own retries off)."""
+        return self._client
+
+    def __repr__(self) -> str:
+        parts = urlsplit(str(self._client.base_url))
+        # Never show credentials that a URL might carry.
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return f"{type(self).__name__}(base_url={url!r}, concurrency={self.concurrency})"
+
+    @staticmethod
+    def _check_concurrency(concurrency: int) -> int:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(
+                f"concurrency must be a whole number of at least 1, got {concurrency!r}",
+                param="concurrency",
+            )
+        return concurrency
+
+    def _concurrency(self, concurrency: int | None) -> int:
+        return self.concurrency if concurrency is None else self._check_concurrency(concurrency)
+
+    @staticmethod
+    def _messages(messages: Prompt, system: str | None) -> list[dict[str, Any]]:
+        if isinstance(messages, str):
+            out: list[dict[str, Any]] = [{"role": "user", "content": messages}]
+        else:
+            out = [dict(m) for m in messages]
+            if not out:
+                raise ConfigurationError("messages is empty: give at least one", param="messages")
+        if system is not None:
+            if any(m.get("role") in ("system", "developer") for m in out):
+                raise ConfigurationError(
+                    "system= was given but the messages already start with a system or "
+                    "developer message; give one or the other",
+                    param="system",
+                )
+            out.insert(0, {"role": "system", "content": system})
+        return out
+
+    @staticmethod
+    def _request(
+        model: Any,
+        messages: Sequence[Mapping[str, Any]],
+        params: Mapping[str, Any],
+        case: EvalCase | None = None,
+    ) -> dict[str, Any]:
+        if params.get("stream"):
+            raise ConfigurationError(
+                "stream=True is not supported here: a reply is collected whole", param="stream"
+            )
+        request: dict[str, Any] = {"model": model_name(model), "messages": list(messages)}
+        if case is not None and case.tools is not None:
+            request["tools"] = [dict(t) for t in case.tools]
+            if case.parallel_tool_calls is not None:
+                request["parallel_tool_calls"] = case.parallel_tool_calls
+        # Parameters given to the call win over what an example declares.
+        request.update(params)
+        return request
+
+    @staticmethod
+    def _reply(completion: Any, latency: float, attempts: int) -> ChatReply:
+        choices = getattr(completion, "choices", None) or []
+        message = choices[0].message if choices else None
+        calls = []
+        for call in getattr(message, "tool_calls", None) or []:
+            function = getattr(call, "function", None)
+            if function is not None:
+                calls.append(ReplyToolCall(function.name, function.arguments or "", call.id))
+            elif getattr(call, "custom", None) is not None:
+                calls.append(ReplyToolCall(call.custom.name, call.custom.input or "", call.id))
+        usage = getattr(completion, "usage", None)
+        return ChatReply(
+            text=(getattr(message, "content", None) or "") if message is not None else "",
+            model=getattr(completion, "model", "") or "",
+            finish_reason=choices[0].finish_reason if choices else None,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            latency=latency,
+            tool_calls=tuple(calls),
+            request_id=getattr(completion, "_request_id", None),
+            attempts=attempts,
+            raw=completion,
+        )
+
+    @staticmethod
+    def _compare_cases(prompts: Any, system: str | None) -> list[EvalCase]:
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        cases = to_eval_cases(prompts, system=system)
+        if not cases:
+            raise ConfigurationError("prompts is empty: give at least one", param="prompts")
+        return cases
+
+    def _prepare_evaluation(
+        self,
+        examples: Any,
+        scorers: ScorerLike | Sequence[ScorerLike] | Mapping[str, ScorerLike] | None,
+        system: str | None,
+    ) -> tuple[list[EvalCase], list[Scorer]]:
+        if isinstance(examples, str):
+            raise ConfigurationError(
+                "examples is a string; give a Dataset, a list of examples or of "
+                "(prompt, reference) pairs",
+                param="examples",
+            )
+        cases = to_eval_cases(examples, system=system)
+        # The ignore: self is always one of the two twins, which mypy cannot see from the base.
+        resolved = [scorer.bind(self) for scorer in resolve_scorers(scorers)]  # type: ignore[arg-type]
+        check_references(resolved, cases)
+        return cases, resolved
+
+    @staticmethod
+    def _report(
+        model: Any,
+        results: Sequence[ExampleResult],
+        scorers: Sequence[Scorer],
+        elapsed: float,
+        concurrency: int,
+    ) -> EvaluationReport:
+        return EvaluationReport(
+            model=model_name(model),
+            results=tuple(results),
+            thresholds={s.name: s.threshold for s in scorers},
+            elapsed=elapsed,
+            concurrency=concurrency,
+        )
+
+    @staticmethod
+    def _progress(enabled: bool, total: int, description: str) -> tqdm[Any] | None:
+        if not enabled:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=description, unit="request")
+
+
+class InferenceClient(_InferenceBase[openai.OpenAI]):
+    """Chat with, compare and evaluate models through an ``openai.OpenAI`` client.
+
+    Every request goes through ``retry`` (the shared policy by default); the client is used with
+    its own retries off. ``compare`` and ``evaluate`` keep at most ``concurrency`` requests in
+    flight, on a pool of threads.
+
+    Args:
+        client: An ``openai.OpenAI`` (or ``AzureOpenAI``) client.
+        retry: The retry policy; by default the library's shared one.
+        concurrency: Requests in flight at once during compare and evaluate.
+
+    Example:
+        >>> import openai
+        >>> inference = InferenceClient(openai.OpenAI(api_key="sk-test"), concurrency=16)
+        >>> inference.concurrency
+        16
+
+        With a backend running, ``inference.chat("gpt-4o-mini", "Tell me about Neon").text``
+        is the answer, and ``print(inference.compare(base, tuned, prompts))`` prints the table.
+    """
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        if _is_async_client(client):
+            raise ConfigurationError(
+                "InferenceClient needs a sync openai.OpenAI client; use AsyncInferenceClient "
+                "for an AsyncOpenAI client",
+                param="client",
+            )
+        super().__init__(client, retry=retry, concurrency=concurrency)
+
+    def _send(self, request: Mapping[str, Any]) -> ChatReply:
+        attempts = 0
+        latency = 0.0
+
+        def attempt() -> Any:
+            nonlocal attempts, latency
+            attempts += 1
+            started = time.perf_counter()
+            completion = self._client.chat.completions.create(**request)
+            latency = time.perf_counter() - started
+            return completion
+
+        completion = self.retry.call(attempt)
+        return self._reply(completion, latency, attempts)
+
+    def _outcome(self, request: Mapping[str, Any]) -> _Outcome:
+        try:
+            return _Outcome(self._send(request), None)
+        except FATAL_API_ERRORS:
+            raise
+        except _RECORDED_ERRORS as exc:
+            logger.debug("request to %s failed after retries: %s", request["model"], exc)
+            return _Outcome(None, _describe_error(exc))
+
+    def _map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        concurrency: int,
+        progress: tqdm[Any] | None = None,
+    ) -> list[R]:
+        if not items:
+            return []
+        pool = ThreadPoolExecutor(
+            max_workers=min(concurrency, len(items)), thread_name_prefix="finetune_kit"
+        )
+        futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+        try:
+            pending: set[Future[R]] = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    error = future.exception()
+                    if error is not None:
+                        raise error
+                if progress is not None:
+                    progress.update(len(done))
+        except BaseException:
+            logger.debug("stopping: cancelling the requests not yet started")
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        pool.shutdown(wait=True)
+        return [future.result() for future in futures]
+
+    def chat(
+        self,
+        model: Any,
+        messages: Prompt,
+        *,
+        system: str | None = None,
+        **params: Any,
+    ) -> ChatReply:
+        """Send one chat request and return the reply.
+
+        Args:
+            model: A model name (base, ``ft:`` tuned model, or checkpoint), a fine-tuning job or a
+                checkpoint object.
+            messages: The user's text, or a list of message dicts.
+            system: A system message to put first.
+            **params: Other ``chat.completions.create`` parameters (``temperature``,
+                ``max_tokens``, ``tools``, ``seed``...).
+
+        Returns:
+            The reply (text, tool calls, tokens, latency, finish reason, model).
+
+        Raises:
+            ConfigurationError: A parameter cannot be used.
+            openai.APIError: The request failed after the policy's retries.
+        """
+        request = self._request(model, self._messages(messages, system), params)
+        return self._send(request)
+
+    def compare(
+        self,
+        base_model: Any,
+        tuned_model: Any,
+        prompts: Prompt | Iterable[Any],
+        *,
+        system: str | None = None,
+        concurrency: int | None = None,
+        **params: Any,
+    ) -> Comparison:
+        """Ask both models the same prompts and put the answers side by side.
+
+        Args:
+            base_model: The base model (a name, job or checkpoint).
+            tuned_model: The tuned model (a name, job or checkpoint).
+            prompts: One prompt, or several: strings, message lists, or examples (whose
+                reference answer is kept, and whose last assistant turn is not sent).
+            system: A system message for prompts that have none.
+            concurrency: Requests in flight at once (default: the client's).
+            **params: Chat parameters for every request (``temperature``, ``max_tokens``...).
+
+        Returns:
+            The comparison; a request that failed after its retries shows as that cell's error.
+
+        Raises:
+            ConfigurationError: A prompt or parameter cannot be used.
+            openai.AuthenticationError: The key was refused (the comparison stops).
+            openai.NotFoundError: A model does not exist (the comparison stops).
+        """
+        cases = self._compare_cases(prompts, system)
+        models = (base_model, tuned_model)
+        requests = [
+            self._request(model, case.messages, params, case) for case in cases for model in models
+        ]
+        started = time.perf_counter()
+        outcomes = self._map(self._outcome, requests, self._concurrency(concurrency))
+        rows = [
+            ComparisonRow(
+                case=case,
+                base=outcomes[2 * i].reply,
+                tuned=outcomes[2 * i + 1].reply,
+                base_error=outcomes[2 * i].error,
+                tuned_error=outcomes[2 * i + 1].error,
+            )
+            for i, case in enumerate(cases)
+        ]
+        return Comparison(
+            model_name(base_model),
+            model_name(tuned_model),
+            rows,
+            elapsed=time.perf_counter() - started,
+        )
+
+    def _evaluate_one(
+        self, job: tuple[int, EvalCase, Mapping[str, Any]], scorers: Sequence[Scorer]
+    ) -> ExampleResult:
+        index, case, request = job
+        outcome = self._outcome(request)
+        if outcome.reply is None:
+            return ExampleResult(index=index, case=case, error=outcome.error)
+        scores, errors = score_reply(scorers, outcome.reply, case)
+        return ExampleResult(index, case, outcome.reply, None, scores, errors)
+
+    def evaluate(
+        self,
+        model: Any,
+        examples: Iterable[Any],
+        scorers: ScorerLike | Sequence[ScorerLike] | Mapping[str, ScorerLike] | None = None,
+        *,
+        system: str | None = None,
+        concurrency: int | None = None,
+        progress: bool = False,
+        **params: Any,
+    ) -> EvaluationReport:
+        """Answer every held-out example with one model and score the answers.
+
+        Args:
+            model: The model (a name, job or checkpoint).
+            examples: A ``Dataset``, chat examples (the last assistant turn is the reference),
+                ``(prompt, reference)`` pairs, or :class:`~finetune_kit.evaluation.EvalCase`
+                values.
+            scorers: One scorer or several (see :mod:`finetune_kit.scorers`), a built-in's name,
+                any callable ``(reply, case) -> float | bool``, or a ``{name: scorer}`` mapping.
+                Default: exact match.
+            system: A system message for examples that have none.
+            concurrency: Requests in flight at once (default: the client's).
+            progress: Show a progress bar.
+            **params: Chat parameters for every request (``temperature``, ``max_tokens``...).
+
+        Returns:
+            One result per example, in input order; a request that failed after its retries is
+            that example's ``error``.
+
+        Raises:
+            ConfigurationError: An example or scorer cannot be used (before any request).
+            openai.AuthenticationError: The key was refused (the evaluation stops).
+            openai.NotFoundError: The model does not exist (the evaluation stops).
+        """
+        cases, resolved = self._prepare_evaluation(examples, scorers, system)
+        limit = self._concurrency(concurrency)
+        jobs = [(i, c, self._request(model, c.messages, params, c)) for i, c in enumerate(cases)]
+        bar = self._progress(progress, len(jobs), f"evaluating {model_name(model)}")
+        started = time.perf_counter()
+        results = self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
+        return self._report(model, results, resolved, time.perf_counter() - started, limit)
+
+    def evaluate_pair(
+        self,
+        base_model: Any,
+        tuned_model: Any,
+        examples: Iterable[Any],
+        scorers: ScorerLike | Sequence[ScorerLike] | Mapping[str, ScorerLike] | None = None,
+        *,
+        system: str | None = None,
+        concurrency: int | None = None,
+        progress: bool = False,
+        confidence: float = 0.95,
+        n_resamples: int = 10_000,
+        seed: int = 0,
+        **params: Any,
+    ) -> PairedEvaluationReport:
+        """Evaluate a base and a tuned model on the same examples and compare them.
+
+        Both models' requests share one pool, so the pair takes about as long as one model at
+        twice the concurrency.
+
+        Args:
+            base_model: The base model (a name, job or checkpoint).
+            tuned_model: The tuned model (a name, job or checkpoint).
+            examples: As for :meth:`evaluate`.
+            scorers: As for :meth:`evaluate`.
+            system: A system message for examples that have none.
+            concurrency: Requests in flight at once (default: the client's).
+            progress: Show a progress bar.
+            confidence: Coverage of the bootstrap intervals of the mean differences.
+            n_resamples: Bootstrap resamples.
+            seed: Bootstrap seed.
+            **params: Chat parameters for every request.
+
+        Returns:
+            The paired report: per-example scores of both, flips, mean differences with bootstrap
+            intervals.
+        """
+        cases, resolved = self._prepare_evaluation(examples, scorers, system)
+        limit = self._concurrency(concurrency)
+        jobs = [
+            (i, c, self._request(model, c.messages, params, c))
+            for i, c in enumerate(cases)
+            for model in (base_model, tuned_model)
+        ]
+        bar = self._progress(progress, len(jobs), "evaluating base and tuned")
+        started = time.perf_counter()
+        results = self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
+        elapsed = time.perf_counter() - started
+        return PairedEvaluationReport(
+            self._report(base_model, results[0::2], resolved, elapsed, limit),
+            self._report(tuned_model, results[1::2], resolved, elapsed, limit),
+            confidence=confidence,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+
+
+class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
+    """The async twin of :class:`InferenceClient`, for an ``openai.AsyncOpenAI`` client.
+
+    The same methods, awaited; ``compare`` and ``evaluate`` bound the requests in flight with a
+    semaphore instead of threads, and give the same results as the sync client.
+
+    Args:
+        client: An ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) client.
+        retry: The retry policy; by default the library's shared one.
+        concurrency: Requests in flight at once during compare and evaluate.
+
+    Example:
+        >>> import openai
+        >>> inference = AsyncInferenceClient(openai.AsyncOpenAI(api_key="sk-test"))
+        >>> inference.concurrency
+        8
+
+        In async code: ``reply = await inference.chat("gpt-4o-mini", "Tell me about Neon")``.
+    """
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        if not _is_async_client(client):
+            raise ConfigurationError(
+                "AsyncInferenceClient needs an openai.AsyncOpenAI client; use InferenceClient "
+                "for a sync openai.OpenAI client",
+                param="client",
+            )
+        super().__init__(client, retry=retry, concurrency=concurrency)
+
+    async def _send(self, request: Mapping[str, Any]) -> ChatReply:
+        attempts = 0
+        latency = 0.0
+
+        async def attempt() -> Any:
+            nonlocal attempts, latency
+            attempts += 1
+            started = time.perf_counter()
+            completion = await self._client.chat.completions.create(**request)
+            latency = time.perf_counter() - started
+            return completion
+
+        completion = await self.retry.acall(attempt)
+        return self._reply(completion, latency, attempts)
+
+    async def _outcome(self, request: Mapping[str, Any]) -> _Outcome:
+        try:
+            return _Outcome(await self._send(request), None)
+        except FATAL_API_ERRORS:
+            raise
+        except _RECORDED_ERRORS as exc:
+            logger.debug("request to %s failed after retries: %s", request["model"], exc)
+            return _Outcome(None, _describe_error(exc))
+
+    async def _map(
+        self,
+        fn: Callable[[T], Awaitable[R]],
+        items: Sequence[T],
+        concurrency: int,
+        progress: tqdm[Any] | None = None,
+    ) -> list[R]:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def bounded(item: T) -> R:
+            async with semaphore:
+                return await fn(item)
+
+        tasks = [asyncio.ensure_future(bounded(item)) for item in items]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                await next_done
+                if progress is not None:
+                    progress.update(1)
+        except BaseException:
+            logger.debug("stopping: cancelling the requests not yet finished")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        return [task.result() for task in tasks]
+
+    async def chat(
+        self,
+        model: Any,
+        messages: Prompt,
+        *,
+        system: str | None = None,
+        **params: Any,
+    ) -> ChatReply:
+        """Send one chat request and return the reply (see :meth:`InferenceClient.chat`).
+
+        Args:
+            model: A model name, a fine-tuning job or a checkpoint object.
+            messages: The user's text, or a list of message dicts.
+            system: A system message to put first.
+            **params: Other ``chat.completions.create`` parameters.
+
+        Returns:
+            The reply.
+        """
+        request = self._request(model, self._messages(messages, system), params)
+        return await self._send(request)
+
+    async def compare(
+        self,
+        base_model: Any,
+        tuned_model: Any,
+        prompts: Prompt | Iterable[Any],
+        *,
+        system: str | None = None,
+        concurrency: int | None = None,
+        **params: Any,
+    ) -> Comparison:
+        """Ask both models the same prompts (see :meth:`InferenceClient.compare`).
+
+        Args:
+            base_model: The base model.
+            tuned_model: The tuned model.
+            prompts: One prompt, or several.
+            system: A system message for prompts that have none.
+            concurrency: Requests in flight at once (default: the client's).
+            **params: Chat parameters for every request.
+
+        Returns:
+            The comparison.
+        """
+        cases = self._compare_cases(prompts, system)
+        models = (base_model, tuned_model)
+        requests = [
+            self._request(model, case.messages, params, case) for case in cases for model in models
+        ]
+        started = time.perf_counter()
+        outcomes = await self._map(self._outcome, requests, self._concurrency(concurrency))
+        rows = [
+            ComparisonRow(
+                case=case,
+                base=outcomes[2 * i].reply,
+                tuned=outcomes[2 * i + 1].reply,
+                base_error=outcomes[2 * i].error,
+                tuned_error=outcomes[2 * i + 1].error,
+            )
+            for i, case in enumerate(cases)
+        ]
+        return Comparison(
+            model_name(base_model),
+            model_name(tuned_model),
+            rows,
+            elapsed=time.perf_counter() - started,
+        )
+
+    async def _evaluate_one(
+        self, job: tuple[int, EvalCase, Mapping[str, Any]], scorers: Sequence[Scorer]
+    ) -> ExampleResult:
+        index, case, request = job
+        outcome = await self._outcome(request)
+        if outcome.reply is None:
+            return ExampleResult(index=index, case=case, error=outcome.error)
+        scores, errors = await ascore_reply(scorers, outcome.reply, case)
+        return ExampleResult(index, case, outcome.reply, None, scores, errors)
+
+    async def evaluate(
+        self,
+        model: Any,
+        examples: Iterable[Any],
+        scorers: ScorerLike | Sequence[ScorerLike] | Mapping[str, ScorerLike] | None = None,
+        *,
+        system: str | None = None,
+        concurrency: int | None = None,
+        progress: bool = False,
+        **params: Any,
+    ) -> EvaluationReport:
+        """Answer and score every held-out example (see :meth:`InferenceClient.evaluate`).
+
+        Args:
+            model: The model.
+            examples: The examples.
+            scorers: The scorers (default: exact match).
+            system: A system message for examples that have none.
+            concurrency: Requests in flight at once (default: the client's).
+            progress: Show a progress bar.
+            **params: Chat parameters for every request.
+
+        Returns:
+            One result per example, in input order.
+        """
+        cases, resolved = self._prepare_evaluation(examples, scorers, system)
+        limit = self._concurrency(concurrency)
+        jobs = [(i, c, self._request(model, c.messages, params, c)) for i, c in enumerate(cases)]
+        bar = self._progress(progress, len(jobs), f"evaluating {model_name(model)}")
+        started = time.perf_counter()
+        results = await self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
+        return self._report(model, results, resolved, time.perf_counter() - started, limit)
+
+    async def evaluate_pair(
+        self,
+        base_model: Any,
+        tuned_model: Any,
+        examples: Iterable[Any],
+        scorers: ScorerLike | Sequence[ScorerLike] | Mapping[str, ScorerLike] | None = None,
+        *,
+        system: str | None = None,
+        concurrency: int | None = None,
+        progress: bool = False,
+        confidence: float = 0.95,
+        n_resamples: int = 10_000,
+        seed: int = 0,
+        **params: Any,
+    ) -> PairedEvaluationReport:
+        """Evaluate base and tuned on the same examples (see :meth:`InferenceClient.evaluate_pair`).
+
+        Args:
+            base_model: The base model.
+            tuned_model: The tuned model.
+            examples: The examples.
+            scorers: The scorers (default: exact match).
+            system: A system message for examples that have none.
+            concurrency: Requests in flight at once (default: the client's).
+            progress: Show a progress bar.
+            confidence: Coverage of the bootstrap intervals.
+            n_resamples: Bootstrap resamples.
+            seed: Bootstrap seed.
+            **params: Chat parameters for every request.
+
+        Returns:
+            The paired report.
+        """
+        cases, resolved = self._prepare_evaluation(examples, scorers, system)
+        limit = self._concurrency(concurrency)
+        jobs = [
+            (i, c, self._request(model, c.messages, params, c))
+            for i, c in enumerate(cases)
+            for model in (base_model, tuned_model)
+        ]
+        bar = self._progress(progress, len(jobs), "evaluating base and tuned")
+        started = time.perf_counter()
+        results = await self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
+        elapsed = time.perf_counter() - started
+        return PairedEvaluationReport(
+            self._report(base_model, results[0::2], resolved, elapsed, limit),
+            self._report(tuned_model, results[1::2], resolved, elapsed, limit),
+            confidence=confidence,
+            n_resamples=n_resamples,
+            seed=seed,
+        )

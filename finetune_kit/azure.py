@@ -1,4 +1,4 @@
-"""Azure OpenAI: build an ``openai`` client for an Azure resource, and Azure's suffix rule.
+"""Azure OpenAI: build an ``openai`` client for an Azure resource; Azure's suffix limit.
 
 Fine-tuning on Azure OpenAI uses the same calls as on OpenAI (``client.files.create``,
 ``client.fine_tuning.jobs.create``...); only the client differs. Two ways to reach a resource:
@@ -39,13 +39,15 @@ from .errors import ConfigurationError
 __all__ = [
     "AZURE_SUFFIX_MAX_LENGTH",
     "azure_openai_client",
-    "validate_azure_suffix",
 ]
 
 logger = logging.getLogger("finetune_kit.azure")
 
 AZURE_SUFFIX_MAX_LENGTH = 18
-"""Azure OpenAI accepts a fine-tuning ``suffix`` of at most this many characters."""
+"""Azure OpenAI accepts a fine-tuning ``suffix`` of at most this many characters.
+
+:func:`finetune_kit.job_options.check_suffix` applies it when ``provider="azure"``.
+"""
 
 _ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"
 _API_KEY_ENV = "AZURE_OPENAI_API_KEY"
@@ -312,33 +314,3 @@ def _v1_client(
     if provider is not None:
         credential = provider
     return openai.OpenAI(base_url=base_url, api_key=credential, **options)
-
-
-def validate_azure_suffix(suffix: str) -> str:
-    """Check a fine-tuning ``suffix`` against Azure OpenAI's limit of 18 characters.
-
-    Args:
-        suffix: The suffix to be put into the fine-tuned model's name.
-
-    Returns:
-        The suffix, unchanged.
-
-    Raises:
-        ConfigurationError: The suffix is empty or longer than 18 characters (``param="suffix"``).
-
-    Example:
-        >>> validate_azure_suffix("support-bot")
-        'support-bot'
-    """
-    if not suffix:
-        raise ConfigurationError(
-            "suffix is empty; pass a short name such as 'support-bot', or None for no suffix",
-            param="suffix",
-        )
-    if len(suffix) > AZURE_SUFFIX_MAX_LENGTH:
-        raise ConfigurationError(
-            f"suffix {suffix!r} is {len(suffix)} characters long; Azure OpenAI accepts at most "
-            f"{AZURE_SUFFIX_MAX_LENGTH}: shorten it, e.g. to {suffix[:AZURE_SUFFIX_MAX_LENGTH]!r}",
-            param="suffix",
-        )
-    return suffix

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from finetune_kit.azure import AZURE_SUFFIX_MAX_LENGTH, azure_openai_client, validate_azure_suffix
+from finetune_kit.azure import AZURE_SUFFIX_MAX_LENGTH, azure_openai_client
 from finetune_kit.errors import ConfigurationError
+from finetune_kit.job_options import check_suffix, detect_provider
 from tests.fixtures.fake_arm import FakeAzureOpenAIServer
 
 KEY = "azure-key-1"
@@ -270,12 +271,15 @@ def test_key_is_not_in_the_clients_repr() -> None:
     assert KEY not in repr(client)
 
 
-def test_azure_suffix_limit() -> None:
+def test_azure_suffix_limit_applies_to_azure_clients() -> None:
+    classic = azure_openai_client(
+        endpoint="https://r.openai.azure.com/", api_version="2024-10-21", api_key=KEY
+    )
+    v1 = azure_openai_client(base_url="https://r.openai.azure.com/openai/v1/", api_key=KEY)
+    assert detect_provider(classic) == detect_provider(v1) == "azure"
+
     assert AZURE_SUFFIX_MAX_LENGTH == 18
-    assert validate_azure_suffix("a" * 18) == "a" * 18
+    assert check_suffix("a" * 18, provider="azure") == "a" * 18
     with pytest.raises(ConfigurationError, match="19 characters") as info:
-        validate_azure_suffix("support-bot-2026-v1")
+        check_suffix("support-bot-2026-v1", provider="azure")
     assert info.value.param == "suffix"
-    assert "'support-bot-2026-v'" in str(info.value)
-    with pytest.raises(ConfigurationError, match="empty"):
-        validate_azure_suffix("")

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -584,15 +584,13 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
         )
         futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
         try:
-            pending: set[Future[R]] = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    error = future.exception()
-                    if error is not None:
-                        raise error
+            for future in as_completed(futures):
+                # Only errors that must stop the run get here: the others are recorded.
+                error = future.exception()
+                if error is not None:
+                    raise error
                 if progress is not None:
-                    progress.update(len(done))
+                    progress.update(1)
         except BaseException:
             logger.debug("stopping: cancelling the requests not yet started")
             pool.shutdown(wait=False, cancel_futures=True)

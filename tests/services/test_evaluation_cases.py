@@ -153,3 +153,30 @@ def test_unusable_items_are_named_by_index(item: Any, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as info:
         to_eval_cases([("fine", "ok"), item])
     assert info.value.param == "examples"
+
+
+def test_typed_records_become_cases() -> None:
+    from finetune_kit.data.records import parse_example
+
+    chat_example = parse_example(
+        chat(
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "Tell me about Neon"},
+            {"role": "assistant", "content": "Neon glows red...", "weight": 1},
+        )
+    )
+    preference = parse_example(
+        {
+            "input": {"messages": [{"role": "user", "content": "Hi"}]},
+            "preferred_output": [{"role": "assistant", "content": "Hello!"}],
+            "non_preferred_output": [{"role": "assistant", "content": "What."}],
+        }
+    )
+    reinforcement = parse_example(
+        chat({"role": "user", "content": "Count donors"}, reference_answer={"donors": 5})
+    )
+    cases = to_eval_cases([chat_example, preference, reinforcement])
+    assert cases[0].messages[-1] == {"role": "user", "content": "Tell me about Neon"}
+    assert [c.reference for c in cases] == ["Neon glows red...", "Hello!", None]
+    assert cases[2].extra == {"reference_answer": {"donors": 5}}
+    assert cases[0].source is chat_example

@@ -48,12 +48,22 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+_made: list[AzureDeployer] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_deployers() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def make_deployer(arm: FakeArmServer, clock: FakeClock, **kwargs: Any) -> AzureDeployer:
     kwargs.setdefault("token", TOKEN)
     policy = kwargs.pop("policy", None) or RetryPolicy(
         sleep=clock.sleep, async_sleep=clock.asleep, clock=clock, rng=lambda: 0.0
     )
-    return AzureDeployer(
+    deployer = AzureDeployer(
         arm.subscription,
         arm.resource_group,
         arm.account,
@@ -62,6 +72,8 @@ def make_deployer(arm: FakeArmServer, clock: FakeClock, **kwargs: Any) -> AzureD
         poll_interval=5.0,
         **kwargs,
     )
+    _made.append(deployer)
+    return deployer
 
 
 def test_deploy_puts_the_documented_body_then_polls_until_succeeded(
@@ -332,6 +344,7 @@ def test_unreachable_management_api_is_retried_then_reported(clock: FakeClock) -
     deployer = AzureDeployer(
         "sub", "rg", "res", token=TOKEN, management_url=f"http://127.0.0.1:{port}", policy=policy
     )
+    _made.append(deployer)
 
     with pytest.raises(DeploymentError, match="could not be reached") as info:
         deployer.get("bot")
@@ -369,6 +382,11 @@ def test_from_resource_id() -> None:
     assert info.value.param == "resource_id"
 
 
+def closed(deployer: AzureDeployer) -> AzureDeployer:
+    deployer.close()
+    return deployer
+
+
 @pytest.mark.parametrize(
     ("call", "param"),
     [
@@ -385,7 +403,7 @@ def test_from_resource_id() -> None:
             "management_url",
         ),
         (
-            lambda: AzureDeployer("sub", "rg", "res", token=TOKEN).deployment_url("a/b"),
+            lambda: closed(AzureDeployer("sub", "rg", "res", token=TOKEN)).deployment_url("a/b"),
             "deployment_name",
         ),
     ],

@@ -1,0 +1,473 @@
+"""The pure pieces of uploading: limits, content digests, remote names, part plans, file windows.
+
+Nothing here talks to a network. :class:`FileWindow` lets a byte range of a file (or of bytes in
+memory) be sent as a streamed multipart body: the HTTP client reads it in small chunks, so a part
+of any size costs a few kilobytes of memory, and a retry simply sends a fresh window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+from openai.types import FilePurpose
+
+from .errors import ConfigurationError, UploadError
+
+__all__ = [
+    "FILE_PURPOSES",
+    "FILE_SIZE_LIMIT",
+    "PART_SIZE_LIMIT",
+    "UPLOAD_SIZE_LIMIT",
+    "ContentDigest",
+    "FileWindow",
+    "PartSpec",
+    "ProgressCounter",
+    "UploadCache",
+    "check_purpose",
+    "check_size",
+    "digest_bytes",
+    "digest_file",
+    "plan_parts",
+    "remote_filename",
+    "sha_tag",
+]
+
+logger = logging.getLogger("finetune_kit.files")
+
+MB = 1024 * 1024
+FILE_SIZE_LIMIT = 512 * MB
+"""Largest file ``files.create`` accepts (512 MB)."""
+UPLOAD_SIZE_LIMIT = 8 * 1024 * MB
+"""Largest file the Uploads API accepts (8 GB)."""
+PART_SIZE_LIMIT = 64 * MB
+"""Largest part of an Upload (64 MB)."""
+FILE_PURPOSES = frozenset({"fine-tune", "vision", "batch", "assistants", "user_data", "evals"})
+"""Purposes a file can be uploaded with."""
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContentDigest:
+    """Size and digests of a content.
+
+    Attributes:
+        size: Bytes.
+        sha256: Hex sha256 (the content's key).
+        md5: Hex md5, when asked for (the Uploads API checks it on completion).
+    """
+
+    size: int
+    sha256: str
+    md5: str | None = None
+
+
+def digest_file(path: Path, *, md5: bool = False, chunk_size: int = _CHUNK) -> ContentDigest:
+    """Hash a file in one streaming pass (memory stays at one chunk).
+
+    Args:
+        path: The file.
+        md5: Also compute md5.
+        chunk_size: Bytes read at a time.
+
+    Returns:
+        Its size and digests.
+    """
+    sha = hashlib.sha256()
+    md = hashlib.md5(usedforsecurity=False) if md5 else None
+    size = 0
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            n = handle.readinto(buffer)
+            if not n:
+                break
+            chunk = view[:n]
+            sha.update(chunk)
+            if md is not None:
+                md.update(chunk)
+            size += n
+    return ContentDigest(size, sha.hexdigest(), md.hexdigest() if md is not None else None)
+
+
+def digest_bytes(data: bytes, *, md5: bool = False) -> ContentDigest:
+    """Hash bytes in memory.
+
+    Args:
+        data: The content.
+        md5: Also compute md5.
+
+    Returns:
+        Its size and digests.
+
+    Example:
+        >>> digest_bytes(b"abc").sha256[:12]
+        'ba7816bf8f01'
+    """
+    md = hashlib.md5(data, usedforsecurity=False).hexdigest() if md5 else None
+    return ContentDigest(len(data), hashlib.sha256(data).hexdigest(), md)
+
+
+def sha_tag(sha256: str) -> str:
+    """The short content tag put into remote filenames: the first 12 hex digits of the sha256.
+
+    Args:
+        sha256: Hex sha256.
+
+    Returns:
+        12 hex digits.
+    """
+    return sha256[:12]
+
+
+def remote_filename(name: str, sha256: str, *, extension: str = ".jsonl") -> str:
+    """The remote filename carrying the content's tag: ``<name>.<sha12><extension>``.
+
+    The tag lets a later run find the file again by content, even without a local cache.
+
+    Args:
+        name: A base name (a file stem, a dataset name); unsafe characters become ``-``.
+        sha256: Hex sha256 of the content.
+        extension: The extension, with its dot.
+
+    Returns:
+        The filename.
+
+    Example:
+        >>> remote_filename("my data!", "ab" * 32)
+        'my-data.abababababab.jsonl'
+    """
+    tag = sha_tag(sha256)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    if stem.endswith(f".{tag}"):
+        stem = stem[: -len(tag) - 1]
+    return f"{stem[:100]}.{tag}{extension}"
+
+
+def check_purpose(purpose: str) -> FilePurpose:
+    """Check a file purpose.
+
+    Args:
+        purpose: Such as ``fine-tune``.
+
+    Returns:
+        The purpose.
+
+    Raises:
+        ConfigurationError: Not a purpose files can be uploaded with (``param="purpose"``).
+    """
+    if purpose not in FILE_PURPOSES:
+        hint = (
+            " (training data uses 'fine-tune')" if purpose.replace("_", "-") == "fine-tune" else ""
+        )
+        raise ConfigurationError(
+            f"purpose {purpose!r} is not one of {sorted(FILE_PURPOSES)}{hint}", param="purpose"
+        )
+    return cast("FilePurpose", purpose)
+
+
+def check_size(size: int, *, multipart: bool, name: str) -> None:
+    """Refuse contents the API would refuse for their size, saying what to do instead.
+
+    Args:
+        size: Bytes.
+        multipart: Whether the Uploads API will be used.
+        name: The file's name, for the message.
+
+    Raises:
+        UploadError: Empty, over 8 GB, or over 512 MB without the Uploads API.
+    """
+    if size == 0:
+        raise UploadError(f"{name} is empty; there is nothing to upload")
+    if size > UPLOAD_SIZE_LIMIT:
+        raise UploadError(
+            f"{name} is {size / MB:,.0f} MB; the Uploads API accepts at most 8 GB: split the data"
+        )
+    if not multipart and size > FILE_SIZE_LIMIT:
+        raise UploadError(
+            f"{name} is {size / MB:,.0f} MB; files.create accepts at most 512 MB: upload it in "
+            "parts (leave multipart_threshold at or below 512 MB)"
+        )
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """One part of a multipart upload.
+
+    Attributes:
+        index: 0-based position (parts are completed in this order).
+        offset: First byte.
+        length: Bytes.
+    """
+
+    index: int
+    offset: int
+    length: int
+
+
+def plan_parts(size: int, part_size: int) -> list[PartSpec]:
+    """Cut a content into parts of ``part_size`` bytes (the last one shorter).
+
+    Args:
+        size: The content's size.
+        part_size: Bytes per part, at most 64 MB.
+
+    Returns:
+        The parts, in order; they cover every byte exactly once.
+
+    Raises:
+        ConfigurationError: ``part_size`` is not in 1 byte .. 64 MB.
+
+    Example:
+        >>> [(p.offset, p.length) for p in plan_parts(10, 4)]
+        [(0, 4), (4, 4), (8, 2)]
+    """
+    if not 0 < part_size <= PART_SIZE_LIMIT:
+        raise ConfigurationError(
+            f"part_size must be between 1 byte and 64 MB, got {part_size}", param="part_size"
+        )
+    return [
+        PartSpec(index, offset, min(part_size, size - offset))
+        for index, offset in enumerate(range(0, size, part_size))
+    ]
+
+
+class ProgressCounter:
+    """Counts bytes sent for a progress bar, once each, however often a part is re-sent.
+
+    Each part (``key``) has a high-water mark: re-reading bytes already counted (a retry) adds
+    nothing. Thread-safe.
+
+    Args:
+        update: Called with the number of new bytes (``tqdm.update``).
+
+    Example:
+        >>> counter = ProgressCounter(None)
+        >>> counter.reached(0, 100); counter.reached(0, 40); counter.reached(1, 10)
+        >>> counter.total
+        110
+    """
+
+    def __init__(self, update: Callable[[int], Any] | None) -> None:
+        self._update = update
+        self._lock = threading.Lock()
+        self._high_water: dict[int, int] = {}
+        self.total = 0
+
+    def reached(self, key: int, position: int) -> None:
+        """Record that part ``key`` has been read up to ``position``.
+
+        Args:
+            key: The part.
+            position: Bytes of the part read so far in this attempt.
+        """
+        with self._lock:
+            new = position - self._high_water.get(key, 0)
+            if new <= 0:
+                return
+            self._high_water[key] = position
+            self.total += new
+        if self._update is not None:
+            self._update(new)
+
+
+class FileWindow(io.RawIOBase):
+    """A read-only, seekable view of ``length`` bytes at ``offset`` of a file or of bytes.
+
+    It has no ``fileno()``, so HTTP clients size it by seeking, and read it in small chunks:
+    sending a 64 MB part holds a few kilobytes in memory. Bytes are counted by ``progress`` the
+    first time they are read (a retry of the same part re-reads without counting twice).
+
+    Args:
+        source: A file path, or bytes already in memory.
+        offset: First byte of the window.
+        length: Bytes in the window.
+        progress: Counts the bytes sent.
+        progress_key: Which part this window is, for ``progress``.
+        name: The ``name`` attribute HTTP clients may read.
+
+    Example:
+        >>> window = FileWindow(b"0123456789", offset=2, length=5)
+        >>> window.read(), window.seek(0), window.read(2)
+        (b'23456', 0, b'23')
+    """
+
+    def __init__(
+        self,
+        source: Path | bytes,
+        *,
+        offset: int,
+        length: int,
+        progress: ProgressCounter | None = None,
+        progress_key: int = 0,
+        name: str = "upload",
+    ) -> None:
+        super().__init__()
+        self._data = memoryview(source) if isinstance(source, bytes) else None
+        self._handle = open(source, "rb") if not isinstance(source, bytes) else None  # noqa: SIM115 (closed in close())
+        self._offset = offset
+        self._length = length
+        self._position = 0
+        self._progress = progress
+        self._progress_key = progress_key
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            target = offset
+        elif whence == os.SEEK_CUR:
+            target = self._position + offset
+        elif whence == os.SEEK_END:
+            target = self._length + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        self._position = max(0, min(target, self._length))
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._length - self._position)
+        if n <= 0:
+            return 0
+        start = self._offset + self._position
+        if self._data is not None:
+            view[:n] = self._data[start : start + n]
+        else:
+            assert self._handle is not None
+            self._handle.seek(start)
+            n = self._handle.readinto(view[:n]) or 0
+        self._position += n
+        if self._progress is not None:
+            self._progress.reached(self._progress_key, self._position)
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._length - self._position
+        buffer = bytearray(min(size, self._length - self._position))
+        n = self.readinto(buffer)
+        return bytes(buffer[:n])
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def as_io(self) -> IO[bytes]:
+        """This window, typed as the binary file the ``openai`` client accepts.
+
+        Returns:
+            ``self``.
+        """
+        return cast("IO[bytes]", self)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        super().close()
+
+
+class UploadCache:
+    """Remembers which remote file holds which content, per backend and purpose.
+
+    In memory, and in a JSON file when ``path`` is given (written atomically). An entry is only a
+    hint: the uploader checks with ``files.retrieve`` that the file still exists before reusing it.
+
+    Args:
+        path: Where to keep the cache between runs, if anywhere.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._entries: dict[str, str] = {}
+        if self.path is not None and self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                logger.warning("ignoring the unreadable upload cache %s", self.path)
+            else:
+                if isinstance(loaded, dict):
+                    self._entries = {str(k): str(v) for k, v in loaded.items()}
+
+    @staticmethod
+    def key(base_url: str, purpose: str, sha256: str) -> str:
+        """The cache key of a content.
+
+        Args:
+            base_url: The backend's base URL (never carries credentials).
+            purpose: The file purpose.
+            sha256: The content's sha256.
+
+        Returns:
+            The key.
+        """
+        return f"{base_url.rstrip('/')}|{purpose}|{sha256}"
+
+    def get(self, key: str) -> str | None:
+        """The file id remembered for a key.
+
+        Args:
+            key: From :meth:`key`.
+
+        Returns:
+            The file id, or ``None``.
+        """
+        with self._lock:
+            return self._entries.get(key)
+
+    def put(self, key: str, file_id: str) -> None:
+        """Remember a file id.
+
+        Args:
+            key: From :meth:`key`.
+            file_id: The remote file.
+        """
+        with self._lock:
+            self._entries[key] = file_id
+            self._save()
+
+    def forget(self, key: str) -> None:
+        """Drop an entry whose file no longer exists.
+
+        Args:
+            key: From :meth:`key`.
+        """
+        with self._lock:
+            if self._entries.pop(key, None) is not None:
+                self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".uploads-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self._entries, handle, indent=0, sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

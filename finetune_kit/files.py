@@ -1,0 +1,696 @@
+"""Uploading training data: once per content, checked first, in parallel parts when large.
+
+:class:`FileUploader` (and its async twin :class:`AsyncFileUploader`) uploads a path, bytes or a
+``Dataset``:
+
+1. **Preflight first.** Training data (purpose ``fine-tune``) is checked offline by
+   :func:`finetune_kit.data.validation.preflight`; a file with errors is refused with
+   ``PreflightFailedError`` unless ``force=True``.
+2. **Once per content.** The content's sha256 is its key. Its first 12 hex digits go into the
+   remote filename (``train.3f2a9c01b7de.jsonl``), and a cache maps sha256 to file id. A file
+   already on the backend is reused, so a rerun never uploads twice; after an ambiguous failure
+   (the connection dropped while uploading) the uploader looks for the file before sending it
+   again.
+3. **Large files in parts.** Above ``multipart_threshold`` (512 MB, the Files API's limit) the
+   Uploads API is used: parts of up to 64 MB sent in parallel, each retried on its own, the whole
+   checked by md5 on completion. Parts are streamed from disk, so memory stays small.
+4. **Processed.** Where the backend reports a file status, the uploader waits for ``processed``.
+
+Every request goes through the shared :class:`~finetune_kit._retry.RetryPolicy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import mimetypes
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import openai
+from openai.types import FileObject, FilePurpose
+from tqdm.auto import tqdm
+
+from ._retry import (
+    DEFAULT_RETRY_POLICY,
+    RetryPolicy,
+    aiter_items,
+    iter_items,
+    without_client_retries,
+)
+from ._upload_parts import (
+    FILE_SIZE_LIMIT,
+    PART_SIZE_LIMIT,
+    ContentDigest,
+    FileWindow,
+    ProgressCounter,
+    UploadCache,
+    check_purpose,
+    check_size,
+    digest_bytes,
+    digest_file,
+    plan_parts,
+    remote_filename,
+    sha_tag,
+)
+from .errors import ConfigurationError, PreflightFailedError, UploadError
+from .views import UploadedFile
+
+if TYPE_CHECKING:
+    from .data.dataset import Dataset
+
+__all__ = ["AsyncFileUploader", "FileUploader"]
+
+logger = logging.getLogger("finetune_kit.files")
+
+_DONE_STATUSES = frozenset({"processed"})
+_FAILED_STATUSES = frozenset({"error", "deleted", "failed"})
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What will be sent: the content, where it lives, its name and digests."""
+
+    content: Path | bytes
+    filename: str
+    digest: ContentDigest
+    purpose: FilePurpose
+    multipart: bool
+    local_path: Path | None
+
+
+def _mime_type(filename: str) -> str:
+    if filename.endswith(".jsonl"):
+        return "text/jsonl"
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+class _UploaderBase:
+    """Settings and the pure steps shared by the sync and async uploaders."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        policy: RetryPolicy | None,
+        multipart_threshold: int,
+        part_size: int,
+        max_workers: int,
+        progress: bool | None,
+        cache: UploadCache | str | Path | None,
+        wait_for_processing: bool,
+        processing_timeout: float,
+    ) -> None:
+        if multipart_threshold <= 0:
+            raise ConfigurationError(
+                "multipart_threshold must be positive", param="multipart_threshold"
+            )
+        if multipart_threshold > FILE_SIZE_LIMIT:
+            raise ConfigurationError(
+                f"multipart_threshold above {FILE_SIZE_LIMIT} bytes (512 MB) would send files the "
+                "Files API refuses; use at most 512 MB",
+                param="multipart_threshold",
+            )
+        plan_parts(1, part_size)  # checks the part size
+        if max_workers < 1:
+            raise ConfigurationError("max_workers must be at least 1", param="max_workers")
+        self._client = without_client_retries(client)
+        self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.max_workers = max_workers
+        self.progress = progress
+        self.cache = cache if isinstance(cache, UploadCache) else UploadCache(cache)
+        self.wait_for_processing = wait_for_processing
+        self.processing_timeout = processing_timeout
+        self._base_url = str(getattr(self._client, "base_url", ""))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._base_url!r})"
+
+    # ---------------------------------------------------------------- pure steps
+
+    @staticmethod
+    def _content_of(source: Any) -> tuple[Path | bytes, str]:
+        """The content to send (a path or bytes) and a base name for it."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return bytes(source), "data"
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.is_file():
+                raise UploadError(f"{path} is not a file: check the path")
+            return path, path.stem
+        to_bytes = getattr(source, "to_jsonl_bytes", None)
+        if callable(to_bytes):
+            data = to_bytes()
+            if not isinstance(data, bytes):
+                raise ConfigurationError(
+                    "the dataset's to_jsonl_bytes() did not return bytes", param="source"
+                )
+            return data, "dataset"
+        raise ConfigurationError(
+            f"cannot upload a {type(source).__name__}: pass a path, bytes or a Dataset",
+            param="source",
+        )
+
+    def _plan(
+        self, content: Path | bytes, base_name: str, *, purpose: FilePurpose, filename: str | None
+    ) -> _Plan:
+        """Digest the content and decide how to send it (reads the file once)."""
+        size = content.stat().st_size if isinstance(content, Path) else len(content)
+        multipart = size > self.multipart_threshold
+        name = Path(filename).stem if filename else base_name
+        extension = (
+            ".jsonl"
+            if purpose == "fine-tune"
+            else (
+                Path(filename).suffix
+                if filename
+                else content.suffix
+                if isinstance(content, Path)
+                else ""
+            )
+            or ".bin"
+        )
+        check_size(
+            size,
+            multipart=multipart,
+            name=filename or (str(content) if isinstance(content, Path) else "the data"),
+        )
+        digest = (
+            digest_file(content, md5=multipart)
+            if isinstance(content, Path)
+            else digest_bytes(content, md5=multipart)
+        )
+        return _Plan(
+            content=content,
+            filename=remote_filename(name, digest.sha256, extension=extension),
+            digest=digest,
+            purpose=purpose,
+            multipart=multipart,
+            local_path=content if isinstance(content, Path) else None,
+        )
+
+    @staticmethod
+    def _preflight(source: Any, *, force: bool, model: str | None) -> None:
+        """Check training data offline; refuse it when it has errors, unless forced."""
+        # Imported on use: preflight pulls in the token tables, which plain uploads don't need.
+        validation = importlib.import_module("finetune_kit.data.validation")
+        report = validation.preflight(source, model=model)
+        if report.ok:
+            logger.debug("preflight passed: %d examples", report.n_examples)
+            return
+        if force:
+            logger.warning(
+                "uploading despite %d preflight error(s) because force=True", len(report.errors)
+            )
+            return
+        first = report.errors[0]
+        where = f"line {first.line}: " if first.line is not None else ""
+        raise PreflightFailedError(
+            f"preflight found {len(report.errors)} error(s); first: {where}{first.message}. "
+            "Fix the data (see the report), or pass force=True to upload anyway.",
+            report=report,
+        )
+
+    @staticmethod
+    def _matches(file: Any, plan: _Plan) -> bool:
+        """Whether a remote file holds this content (by its tag, size and purpose)."""
+        filename = str(getattr(file, "filename", "") or "")
+        tag = f".{sha_tag(plan.digest.sha256)}."
+        return (
+            tag in filename
+            and getattr(file, "bytes", None) == plan.digest.size
+            and getattr(file, "purpose", plan.purpose) == plan.purpose
+            and getattr(file, "status", None) not in _FAILED_STATUSES
+        )
+
+    def _cache_key(self, plan: _Plan) -> str:
+        return UploadCache.key(self._base_url, plan.purpose, plan.digest.sha256)
+
+    def _view(self, file: FileObject, plan: _Plan, *, reused: bool) -> UploadedFile:
+        self.cache.put(self._cache_key(plan), file.id)
+        return UploadedFile(
+            id=file.id,
+            filename=file.filename,
+            bytes=file.bytes,
+            purpose=str(file.purpose),
+            sha256=plan.digest.sha256,
+            status=getattr(file, "status", None),
+            reused=reused,
+            path=plan.local_path,
+            file=file,
+        )
+
+    def _bar(self, plan: _Plan) -> Any:
+        return tqdm(
+            total=plan.digest.size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"upload {plan.filename}",
+            disable=None if self.progress is None else not self.progress,
+            leave=False,
+        )
+
+    @staticmethod
+    def _processing_state(file: Any) -> str | None:
+        """``None`` when done (or no status is reported), else the status to wait on."""
+        status = getattr(file, "status", None)
+        if status is None or status in _DONE_STATUSES:
+            return None
+        if status in _FAILED_STATUSES:
+            details = getattr(file, "status_details", None) or "no details given"
+            raise UploadError(
+                f"the backend could not process file {file.id} (status {status!r}): {details}",
+                file_id=file.id,
+            )
+        return str(status)
+
+    def _processing_timeout_error(self, file: Any, status: str) -> UploadError:
+        return UploadError(
+            f"file {file.id} was still {status!r} after {self.processing_timeout:g} s; "
+            "check it later with client.files.retrieve, or pass wait_for_processing=False",
+            file_id=file.id,
+        )
+
+
+class FileUploader(_UploaderBase):
+    """Uploads training data once per content, preflighted, in parts when large.
+
+    Args:
+        client: An ``openai.OpenAI`` client (used with its own retries off).
+        policy: The retry policy (default: the shared one).
+        multipart_threshold: Files larger than this go through the Uploads API (at most 512 MB).
+        part_size: Bytes per part of a multipart upload (at most 64 MB).
+        max_workers: Parts sent at once.
+        progress: Show a progress bar in bytes (``None``: only on a terminal).
+        cache: An ``UploadCache``, or a JSON file path to remember uploads between runs.
+        wait_for_processing: Wait until the backend reports the file ``processed``.
+        processing_timeout: Give up waiting after this many seconds.
+
+    Example:
+        >>> uploader = FileUploader(client)                       # doctest: +SKIP
+        >>> uploaded = uploader.upload("train.jsonl")             # doctest: +SKIP
+        >>> uploaded.id, uploaded.reused                          # doctest: +SKIP
+        ('file-abc123', False)
+    """
+
+    _client: openai.OpenAI
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        *,
+        policy: RetryPolicy | None = None,
+        multipart_threshold: int = FILE_SIZE_LIMIT,
+        part_size: int = PART_SIZE_LIMIT,
+        max_workers: int = 4,
+        progress: bool | None = None,
+        cache: UploadCache | str | Path | None = None,
+        wait_for_processing: bool = True,
+        processing_timeout: float = 1800.0,
+    ) -> None:
+        super().__init__(
+            client,
+            policy=policy,
+            multipart_threshold=multipart_threshold,
+            part_size=part_size,
+            max_workers=max_workers,
+            progress=progress,
+            cache=cache,
+            wait_for_processing=wait_for_processing,
+            processing_timeout=processing_timeout,
+        )
+
+    def upload(
+        self,
+        source: str | Path | bytes | Dataset[Any],
+        *,
+        purpose: str = "fine-tune",
+        filename: str | None = None,
+        preflight: bool = True,
+        force: bool = False,
+        model: str | None = None,
+        reuse: bool = True,
+    ) -> UploadedFile:
+        """Upload a content, or find it already uploaded.
+
+        Args:
+            source: A JSONL path, bytes, or a ``Dataset``.
+            purpose: The file purpose (``fine-tune`` for training and validation data).
+            filename: Base name for the remote file (default: the file's stem, or ``data``).
+            preflight: Check training data offline first (purpose ``fine-tune`` only).
+            force: Upload even when preflight finds errors.
+            model: The base model, for preflight's token limits (``None``: no per-model limit).
+            reuse: Reuse a remote file with the same content when one exists.
+
+        Returns:
+            The remote file (``.id`` for ``jobs.create``; ``.reused`` says whether it was sent).
+
+        Raises:
+            PreflightFailedError: The data has errors (the report is attached).
+            UploadError: Too large, unreadable, or the backend could not process it.
+            ConfigurationError: An unknown purpose or source type.
+        """
+        purpose = check_purpose(purpose)
+        content, base_name = self._content_of(source)
+        if preflight and purpose == "fine-tune":
+            self._preflight(
+                source if not isinstance(source, str) else Path(source), force=force, model=model
+            )
+        plan = self._plan(content, base_name, purpose=purpose, filename=filename)
+        if reuse:
+            existing = self.find(plan)
+            if existing is not None:
+                logger.info(
+                    "reusing %s (%s): same content already uploaded", existing.id, existing.filename
+                )
+                return self._view(self._wait_processed(existing), plan, reused=True)
+        if plan.multipart:
+            file = self._upload_in_parts(plan)
+        else:
+            file = self.policy.call_idempotent(
+                lambda: self._create(plan), lambda: self._find_remote(plan)
+            )
+        logger.info("uploaded %s as %s", plan.filename, file.id)
+        return self._view(self._wait_processed(file), plan, reused=False)
+
+    def find(self, plan: _Plan) -> FileObject | None:
+        """The remote file holding a planned content, if any: from the cache, else by listing.
+
+        Args:
+            plan: The planned upload.
+
+        Returns:
+            The file, or ``None``.
+        """
+        key = self._cache_key(plan)
+        cached = self.cache.get(key)
+        if cached is not None:
+            try:
+                file = self.policy.call(self._client.files.retrieve, cached)
+            except openai.NotFoundError:
+                file = None
+            if file is not None and self._matches(file, plan):
+                return file
+            self.cache.forget(key)
+        return self._find_remote(plan)
+
+    def _find_remote(self, plan: _Plan) -> FileObject | None:
+        for file in iter_items(self.policy, lambda: self._client.files.list(purpose=plan.purpose)):
+            if self._matches(file, plan):
+                return file  # type: ignore[no-any-return]
+        return None
+
+    def _create(self, plan: _Plan) -> FileObject:
+        with self._bar(plan) as bar:
+            counter = ProgressCounter(bar.update)
+            with FileWindow(
+                plan.content,
+                offset=0,
+                length=plan.digest.size,
+                progress=counter,
+                name=plan.filename,
+            ) as window:
+                return self._client.files.create(
+                    file=(plan.filename, window.as_io()), purpose=plan.purpose
+                )
+
+    def _upload_in_parts(self, plan: _Plan) -> FileObject:
+        client = self._client
+        upload = self.policy.call(
+            client.uploads.create,
+            bytes=plan.digest.size,
+            filename=plan.filename,
+            mime_type=_mime_type(plan.filename),
+            purpose=plan.purpose,
+        )
+        parts = plan_parts(plan.digest.size, self.part_size)
+        logger.debug("upload %s: %d parts of up to %d bytes", upload.id, len(parts), self.part_size)
+        with self._bar(plan) as bar:
+            counter = ProgressCounter(bar.update)
+
+            def send(index: int) -> str:
+                part = parts[index]
+
+                def once() -> str:
+                    with FileWindow(
+                        plan.content,
+                        offset=part.offset,
+                        length=part.length,
+                        progress=counter,
+                        progress_key=index,
+                        name=plan.filename,
+                    ) as window:
+                        return client.uploads.parts.create(upload.id, data=window.as_io()).id
+
+                return self.policy.call(once)
+
+            try:
+                with ThreadPoolExecutor(
+                    max_workers=self.max_workers, thread_name_prefix="upload-part"
+                ) as pool:
+                    part_ids = list(pool.map(send, range(len(parts))))
+            except Exception as exc:
+                self._cancel_quietly(upload.id)
+                raise UploadError(
+                    f"uploading the parts of {plan.filename} failed; the upload was cancelled"
+                ) from exc
+
+        def complete() -> FileObject:
+            done = client.uploads.complete(
+                upload.id, part_ids=part_ids, md5=plan.digest.md5 or openai.omit
+            )
+            if done.file is None:
+                raise UploadError(f"upload {upload.id} ended {done.status!r} without a file")
+            return done.file
+
+        return self.policy.call_idempotent(complete, lambda: self._find_remote(plan))
+
+    def _cancel_quietly(self, upload_id: str) -> None:
+        try:
+            self._client.uploads.cancel(upload_id)
+        except openai.OpenAIError as exc:
+            logger.debug("could not cancel upload %s: %s", upload_id, type(exc).__name__)
+
+    def _wait_processed(self, file: FileObject) -> FileObject:
+        if not self.wait_for_processing:
+            return file
+        start = self.policy.clock()
+        delay = 0.5
+        while (status := self._processing_state(file)) is not None:
+            if self.policy.clock() - start >= self.processing_timeout:
+                raise self._processing_timeout_error(file, status)
+            logger.debug("file %s is %s; checking again in %.1f s", file.id, status, delay)
+            self.policy.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            file = self.policy.call(self._client.files.retrieve, file.id)
+        return file
+
+
+class AsyncFileUploader(_UploaderBase):
+    """The async twin of :class:`FileUploader` (same arguments, same behaviour).
+
+    Hashing and preflight run in a worker thread, so the event loop stays free.
+
+    Example:
+        >>> uploader = AsyncFileUploader(async_client)            # doctest: +SKIP
+        >>> uploaded = await uploader.upload("train.jsonl")       # doctest: +SKIP
+    """
+
+    _client: openai.AsyncOpenAI
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        policy: RetryPolicy | None = None,
+        multipart_threshold: int = FILE_SIZE_LIMIT,
+        part_size: int = PART_SIZE_LIMIT,
+        max_workers: int = 4,
+        progress: bool | None = None,
+        cache: UploadCache | str | Path | None = None,
+        wait_for_processing: bool = True,
+        processing_timeout: float = 1800.0,
+    ) -> None:
+        super().__init__(
+            client,
+            policy=policy,
+            multipart_threshold=multipart_threshold,
+            part_size=part_size,
+            max_workers=max_workers,
+            progress=progress,
+            cache=cache,
+            wait_for_processing=wait_for_processing,
+            processing_timeout=processing_timeout,
+        )
+
+    async def upload(
+        self,
+        source: str | Path | bytes | Dataset[Any],
+        *,
+        purpose: str = "fine-tune",
+        filename: str | None = None,
+        preflight: bool = True,
+        force: bool = False,
+        model: str | None = None,
+        reuse: bool = True,
+    ) -> UploadedFile:
+        """Upload a content, or find it already uploaded (see :meth:`FileUploader.upload`).
+
+        Args:
+            source: A JSONL path, bytes, or a ``Dataset``.
+            purpose: The file purpose.
+            filename: Base name for the remote file.
+            preflight: Check training data offline first.
+            force: Upload even when preflight finds errors.
+            model: The base model, for preflight's token limits.
+            reuse: Reuse a remote file with the same content when one exists.
+
+        Returns:
+            The remote file.
+        """
+        purpose = check_purpose(purpose)
+        content, base_name = self._content_of(source)
+        if preflight and purpose == "fine-tune":
+            await asyncio.to_thread(
+                self._preflight,
+                source if not isinstance(source, str) else Path(source),
+                force=force,
+                model=model,
+            )
+        plan = await asyncio.to_thread(
+            self._plan, content, base_name, purpose=purpose, filename=filename
+        )
+        if reuse:
+            existing = await self.find(plan)
+            if existing is not None:
+                logger.info(
+                    "reusing %s (%s): same content already uploaded", existing.id, existing.filename
+                )
+                return self._view(await self._wait_processed(existing), plan, reused=True)
+        if plan.multipart:
+            file = await self._upload_in_parts(plan)
+        else:
+            file = await self.policy.acall_idempotent(
+                lambda: self._create(plan), lambda: self._find_remote(plan)
+            )
+        logger.info("uploaded %s as %s", plan.filename, file.id)
+        return self._view(await self._wait_processed(file), plan, reused=False)
+
+    async def find(self, plan: _Plan) -> FileObject | None:
+        """The remote file holding a planned content, if any (see :meth:`FileUploader.find`).
+
+        Args:
+            plan: The planned upload.
+
+        Returns:
+            The file, or ``None``.
+        """
+        key = self._cache_key(plan)
+        cached = self.cache.get(key)
+        if cached is not None:
+            try:
+                file = await self.policy.acall(self._client.files.retrieve, cached)
+            except openai.NotFoundError:
+                file = None
+            if file is not None and self._matches(file, plan):
+                return file
+            self.cache.forget(key)
+        return await self._find_remote(plan)
+
+    async def _find_remote(self, plan: _Plan) -> FileObject | None:
+        async for file in aiter_items(
+            self.policy, lambda: self._client.files.list(purpose=plan.purpose)
+        ):
+            if self._matches(file, plan):
+                return file  # type: ignore[no-any-return]
+        return None
+
+    async def _create(self, plan: _Plan) -> FileObject:
+        with self._bar(plan) as bar:
+            counter = ProgressCounter(bar.update)
+            with FileWindow(
+                plan.content,
+                offset=0,
+                length=plan.digest.size,
+                progress=counter,
+                name=plan.filename,
+            ) as window:
+                return await self._client.files.create(
+                    file=(plan.filename, window.as_io()), purpose=plan.purpose
+                )
+
+    async def _upload_in_parts(self, plan: _Plan) -> FileObject:
+        client = self._client
+        upload = await self.policy.acall(
+            client.uploads.create,
+            bytes=plan.digest.size,
+            filename=plan.filename,
+            mime_type=_mime_type(plan.filename),
+            purpose=plan.purpose,
+        )
+        parts = plan_parts(plan.digest.size, self.part_size)
+        slots = asyncio.Semaphore(self.max_workers)
+        with self._bar(plan) as bar:
+            counter = ProgressCounter(bar.update)
+
+            async def send(index: int) -> str:
+                part = parts[index]
+
+                async def once() -> str:
+                    with FileWindow(
+                        plan.content,
+                        offset=part.offset,
+                        length=part.length,
+                        progress=counter,
+                        progress_key=index,
+                        name=plan.filename,
+                    ) as window:
+                        created = await client.uploads.parts.create(upload.id, data=window.as_io())
+                        return str(created.id)
+
+                async with slots:
+                    return await self.policy.acall(once)
+
+            try:
+                part_ids = list(await asyncio.gather(*(send(i) for i in range(len(parts)))))
+            except Exception as exc:
+                await self._cancel_quietly(upload.id)
+                raise UploadError(
+                    f"uploading the parts of {plan.filename} failed; the upload was cancelled"
+                ) from exc
+
+        async def complete() -> FileObject:
+            done = await client.uploads.complete(
+                upload.id, part_ids=part_ids, md5=plan.digest.md5 or openai.omit
+            )
+            if done.file is None:
+                raise UploadError(f"upload {upload.id} ended {done.status!r} without a file")
+            return done.file
+
+        return await self.policy.acall_idempotent(complete, lambda: self._find_remote(plan))
+
+    async def _cancel_quietly(self, upload_id: str) -> None:
+        try:
+            await self._client.uploads.cancel(upload_id)
+        except openai.OpenAIError as exc:
+            logger.debug("could not cancel upload %s: %s", upload_id, type(exc).__name__)
+
+    async def _wait_processed(self, file: FileObject) -> FileObject:
+        if not self.wait_for_processing:
+            return file
+        start = self.policy.clock()
+        delay = 0.5
+        while (status := self._processing_state(file)) is not None:
+            if self.policy.clock() - start >= self.processing_timeout:
+                raise self._processing_timeout_error(file, status)
+            logger.debug("file %s is %s; checking again in %.1f s", file.id, status, delay)
+            await self.policy.asleep(delay)
+            delay = min(delay * 2, 10.0)
+            file = await self.policy.acall(self._client.files.retrieve, file.id)
+        return file

@@ -52,7 +52,7 @@ import httpx
 from ._httpx_retry import with_httpx_classification
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._version import __version__
-from .azure_deployment import Deployment
+from .azure_deployment import AzureDeployment
 from .errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
 
 __all__ = [
@@ -394,7 +394,7 @@ class _DeployerBase:
         )
 
     @staticmethod
-    def _finished(deployment: Deployment, name: str) -> bool:
+    def _finished(deployment: AzureDeployment, name: str) -> bool:
         """True when the deployment succeeded; raises when it failed; False while pending."""
         if deployment.succeeded:
             logger.debug("deployment %r succeeded", name)
@@ -419,7 +419,9 @@ class _DeployerBase:
         logger.debug("deployment %r is %s", name, deployment.state)
         return False
 
-    def _timed_out(self, name: str, last: Deployment, timeout: float) -> DeploymentTimeoutError:
+    def _timed_out(
+        self, name: str, last: AzureDeployment, timeout: float
+    ) -> DeploymentTimeoutError:
         return DeploymentTimeoutError(
             f"deployment {name!r} was still {last.state} after {timeout:g} s; Azure carries on: "
             f"call wait({name!r}) again, or get({name!r}) later",
@@ -445,11 +447,11 @@ class _DeployerBase:
         )
 
     @staticmethod
-    def _page(body: Any) -> tuple[builtins.list[Deployment], str | None]:
+    def _page(body: Any) -> tuple[builtins.list[AzureDeployment], str | None]:
         if not isinstance(body, Mapping):
             return [], None
         values = body.get("value")
-        items = [Deployment.from_arm(v) for v in values or [] if isinstance(v, Mapping)]
+        items = [AzureDeployment.from_arm(v) for v in values or [] if isinstance(v, Mapping)]
         next_link = body.get("nextLink")
         return items, next_link if isinstance(next_link, str) and next_link else None
 
@@ -558,7 +560,7 @@ class AzureDeployer(_DeployerBase):
         api_version: str | None = None,
         wait: bool = True,
         timeout: float = 3600.0,
-    ) -> Deployment:
+    ) -> AzureDeployment:
         """Deploy a fine-tuned model (create or update the deployment), and wait until it is ready.
 
         Args:
@@ -593,14 +595,14 @@ class AzureDeployer(_DeployerBase):
             raise self._refused(exc, deployment_name, "creating") from exc
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, deployment_name, "creating") from exc
-        created = Deployment.from_arm(response.json() if response.content else {})
+        created = AzureDeployment.from_arm(response.json() if response.content else {})
         if not wait or self._finished(created, deployment_name):
             return created
         return self._poll(deployment_name, timeout=timeout, api_version=version, pending=created)
 
     def _poll(
-        self, name: str, *, timeout: float, api_version: str | None, pending: Deployment | None
-    ) -> Deployment:
+        self, name: str, *, timeout: float, api_version: str | None, pending: AzureDeployment | None
+    ) -> AzureDeployment:
         start = self.policy.clock()
         while True:
             if pending is not None:
@@ -614,7 +616,9 @@ class AzureDeployer(_DeployerBase):
                 return deployment
             pending = deployment
 
-    def get(self, deployment_name: str, *, api_version: str | None = None) -> Deployment | None:
+    def get(
+        self, deployment_name: str, *, api_version: str | None = None
+    ) -> AzureDeployment | None:
         """Read a deployment.
 
         Args:
@@ -636,11 +640,11 @@ class AzureDeployer(_DeployerBase):
             raise self._refused(exc, deployment_name, "reading") from exc
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, deployment_name, "reading") from exc
-        return Deployment.from_arm(response.json())
+        return AzureDeployment.from_arm(response.json())
 
     def wait(
         self, deployment_name: str, *, timeout: float = 3600.0, api_version: str | None = None
-    ) -> Deployment:
+    ) -> AzureDeployment:
         """Poll a deployment until it succeeds, fails, or ``timeout`` seconds have passed.
 
         Args:
@@ -721,7 +725,7 @@ class AzureDeployer(_DeployerBase):
                 raise self._timed_out(deployment_name, last, timeout)
             self.policy.sleep(self.poll_interval)
 
-    def list(self, *, api_version: str | None = None) -> builtins.list[Deployment]:
+    def list(self, *, api_version: str | None = None) -> builtins.list[AzureDeployment]:
         """List the resource's deployments (every page).
 
         Args:
@@ -733,7 +737,7 @@ class AzureDeployer(_DeployerBase):
         Raises:
             DeploymentError: Azure refused the request, or could not be reached.
         """
-        deployments: builtins.list[Deployment] = []
+        deployments: builtins.list[AzureDeployment] = []
         url: str | None = self.deployments_url
         version: str | None = api_version or self.api_version
         while url is not None:
@@ -862,7 +866,7 @@ class AsyncAzureDeployer(_DeployerBase):
         api_version: str | None = None,
         wait: bool = True,
         timeout: float = 3600.0,
-    ) -> Deployment:
+    ) -> AzureDeployment:
         """Deploy a fine-tuned model, and wait until it is ready (see :meth:`AzureDeployer.deploy`).
 
         Args:
@@ -888,7 +892,7 @@ class AsyncAzureDeployer(_DeployerBase):
             raise self._refused(exc, deployment_name, "creating") from exc
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, deployment_name, "creating") from exc
-        created = Deployment.from_arm(response.json() if response.content else {})
+        created = AzureDeployment.from_arm(response.json() if response.content else {})
         if not wait or self._finished(created, deployment_name):
             return created
         return await self._poll(
@@ -896,8 +900,8 @@ class AsyncAzureDeployer(_DeployerBase):
         )
 
     async def _poll(
-        self, name: str, *, timeout: float, api_version: str | None, pending: Deployment | None
-    ) -> Deployment:
+        self, name: str, *, timeout: float, api_version: str | None, pending: AzureDeployment | None
+    ) -> AzureDeployment:
         start = self.policy.clock()
         while True:
             if pending is not None:
@@ -913,7 +917,7 @@ class AsyncAzureDeployer(_DeployerBase):
 
     async def get(
         self, deployment_name: str, *, api_version: str | None = None
-    ) -> Deployment | None:
+    ) -> AzureDeployment | None:
         """Read a deployment (see :meth:`AzureDeployer.get`).
 
         Args:
@@ -932,11 +936,11 @@ class AsyncAzureDeployer(_DeployerBase):
             raise self._refused(exc, deployment_name, "reading") from exc
         except httpx.HTTPError as exc:
             raise self._unreachable(exc, deployment_name, "reading") from exc
-        return Deployment.from_arm(response.json())
+        return AzureDeployment.from_arm(response.json())
 
     async def wait(
         self, deployment_name: str, *, timeout: float = 3600.0, api_version: str | None = None
-    ) -> Deployment:
+    ) -> AzureDeployment:
         """Poll a deployment until it succeeds or fails (see :meth:`AzureDeployer.wait`).
 
         Args:
@@ -1007,7 +1011,7 @@ class AsyncAzureDeployer(_DeployerBase):
                 raise self._timed_out(deployment_name, last, timeout)
             await self.policy.asleep(self.poll_interval)
 
-    async def list(self, *, api_version: str | None = None) -> builtins.list[Deployment]:
+    async def list(self, *, api_version: str | None = None) -> builtins.list[AzureDeployment]:
         """List the resource's deployments (see :meth:`AzureDeployer.list`).
 
         Args:
@@ -1016,7 +1020,7 @@ class AsyncAzureDeployer(_DeployerBase):
         Returns:
             The deployments.
         """
-        deployments: builtins.list[Deployment] = []
+        deployments: builtins.list[AzureDeployment] = []
         url: str | None = self.deployments_url
         version: str | None = api_version or self.api_version
         while url is not None:

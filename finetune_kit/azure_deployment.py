@@ -8,7 +8,7 @@ lenient, like every view of a server object in finetune_kit: unknown fields are 
 ones are ``None``, and a state never seen before is reported, not refused.
 
 Example:
-    >>> dep = Deployment.from_arm(
+    >>> dep = AzureDeployment.from_arm(
     ...     {
     ...         "name": "support-bot",
     ...         "sku": {"name": "standard", "capacity": 1},
@@ -34,7 +34,7 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "FAILED_STATES",
     "SUCCEEDED_STATE",
-    "Deployment",
+    "AzureDeployment",
     "DeploymentModel",
     "DeploymentProperties",
     "DeploymentSku",
@@ -99,7 +99,7 @@ class DeploymentProperties(_ArmView):
     error: Any = None
 
 
-class Deployment(_ArmView):
+class AzureDeployment(_ArmView):
     """A model deployment on an Azure OpenAI resource (a lenient view of the ARM resource).
 
     Call the deployed model through the data-plane client with the deployment's name:
@@ -113,8 +113,8 @@ class Deployment(_ArmView):
         properties: Its properties.
 
     Example:
-        >>> Deployment.from_arm({"name": "bot", "properties": {"provisioningState": "Creating"}})
-        Deployment(name='bot', state='Creating', model=None)
+        >>> AzureDeployment.from_arm({"name": "bot", "properties": {"provisioningState": "New"}})
+        AzureDeployment(name='bot', state='New', model=None)
     """
 
     id: str | None = None
@@ -125,7 +125,7 @@ class Deployment(_ArmView):
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @classmethod
-    def from_arm(cls, body: Mapping[str, Any]) -> Deployment:
+    def from_arm(cls, body: Mapping[str, Any]) -> AzureDeployment:
         """Build the view from an ARM response body, never failing on its shape.
 
         Args:
@@ -174,7 +174,9 @@ class Deployment(_ArmView):
         return any(_same_state(self.state, state) for state in FAILED_STATES)
 
     def __repr__(self) -> str:
-        return f"Deployment(name={self.name!r}, state={self.state!r}, model={self.model_name!r})"
+        return (
+            f"AzureDeployment(name={self.name!r}, state={self.state!r}, model={self.model_name!r})"
+        )
 
 
 def _same_state(state: str | None, expected: str) -> bool:

@@ -261,7 +261,8 @@ def without_client_retries(client: ClientT) -> ClientT:
     if client.max_retries == 0:
         return client
     logger.debug("using the client with max_retries=0: retries are done by the retry policy")
-    return client.with_options(max_retries=0)  # type: ignore[no-any-return]
+    quiet: ClientT = client.with_options(max_retries=0)
+    return quiet
 
 
 def _describe(retry_state: tenacity.RetryCallState) -> str:
@@ -642,7 +643,7 @@ def _example_request() -> Any:
     try:
         import httpx2 as transport
     except ImportError:  # openai < 3 uses httpx
-        import httpx as transport  # type: ignore[no-redef]
+        import httpx as transport  # type: ignore[no-redef]  # the same Request API under another name
 
     return transport.Request("GET", "http://127.0.0.1/v1/files")
 

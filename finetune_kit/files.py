@@ -403,7 +403,8 @@ class FileUploader(_UploaderBase):
     def _find_remote(self, plan: _Plan) -> FileObject | None:
         for file in iter_items(self.policy, lambda: self._client.files.list(purpose=plan.purpose)):
             if self._matches(file, plan):
-                return file  # type: ignore[no-any-return]
+                found: FileObject = file
+                return found
         return None
 
     def _create(self, plan: _Plan) -> FileObject:
@@ -608,7 +609,8 @@ class AsyncFileUploader(_UploaderBase):
             self.policy, lambda: self._client.files.list(purpose=plan.purpose)
         ):
             if self._matches(file, plan):
-                return file  # type: ignore[no-any-return]
+                found: FileObject = file
+                return found
         return None
 
     async def _create(self, plan: _Plan) -> FileObject:

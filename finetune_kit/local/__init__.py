@@ -2,5 +2,30 @@
 
 ``LocalBackend`` runs the server in-process on a free port and gives a configured ``openai``
 client; ``finetune_kit.local.server.serve`` runs it in the foreground (``finetune-kit local
-serve``).
+serve``). Fault injection (``FaultInjector``, ``RemoteFaults``) makes requests fail on purpose,
+for tests of retry logic.
+
+Example:
+    >>> from finetune_kit.local import LocalBackend
+    >>> with LocalBackend(default_model="tiny-random") as backend:  # doctest: +SKIP
+    ...     job = backend.client().fine_tuning.jobs.list()
 """
+
+from __future__ import annotations
+
+from .backend import LocalBackend
+from .faults import Fault, FaultInjector, RequestRecord
+from .faults_remote import RemoteFaults
+from .server import serve
+from .settings import RequestLimits, ServerSettings
+
+__all__ = [
+    "Fault",
+    "FaultInjector",
+    "LocalBackend",
+    "RemoteFaults",
+    "RequestLimits",
+    "RequestRecord",
+    "ServerSettings",
+    "serve",
+]

@@ -16,7 +16,13 @@ import secrets
 import string
 from typing import Literal
 
-__all__ = ["IdKind", "fine_tuned_model_name", "new_id", "new_model_token"]
+__all__ = [
+    "IdKind",
+    "display_base_name",
+    "fine_tuned_model_name",
+    "new_id",
+    "new_model_token",
+]
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -70,3 +76,21 @@ def fine_tuned_model_name(base_model: str, suffix: str | None, token: str) -> st
         'ft:tiny-random:local:bot:AbCd1234'
     """
     return f"ft:{base_model}:local:{suffix or ''}:{token}"
+
+
+def display_base_name(base_model: str) -> str:
+    """Return the base model's name as it appears inside a fine-tuned model name.
+
+    A base model given by path is shown by its last component, so a model name never holds a
+    path separator or an extra colon.
+
+    Example:
+        >>> display_base_name("/models/my-llama")
+        'my-llama'
+        >>> display_base_name("tiny-random")
+        'tiny-random'
+    """
+    name = base_model
+    if "/" in name or "\\" in name:
+        name = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return name.replace(":", "-") or "local-model"

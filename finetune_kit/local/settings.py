@@ -15,10 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_BASE_MODEL", "RequestLimits", "ServerSettings"]
-
-DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
-"""The base model used when neither the request nor the settings name another one."""
+__all__ = ["RequestLimits", "ServerSettings"]
 
 _MB = 1024 * 1024
 
@@ -53,7 +50,9 @@ class ServerSettings:
     Attributes:
         data_dir: Folder holding the SQLite database, file blobs, job outputs and logs.
         api_key: When set, every request must carry ``Authorization: Bearer <api_key>``.
-        default_model: The base model that OpenAI model names (``gpt-4o-mini``...) map to.
+        default_model: The base model that OpenAI model names (``gpt-4o-mini``...) map to;
+            ``None`` lets the model registry choose (``$FINETUNE_KIT_LOCAL_MODEL`` or
+            ``smollm2-135m-instruct``).
         aliases: Extra or replacement aliases, ``{"gpt-4o-mini": "tiny-random"}``; ``None``
             keeps the registry's table (every alias pointing at ``default_model``).
         max_concurrent_jobs: How many jobs train at once (each in its own worker process);
@@ -64,6 +63,8 @@ class ServerSettings:
             default cache folder.
         training_step_delay: Seconds to wait between training steps; a testing aid that makes
             a tiny job last long enough to pause, cancel or interrupt it.
+        default_max_tokens: Tokens a chat completion may generate when the request sets no
+            ``max_tokens`` / ``max_completion_tokens``.
         log_level: Level of the ``finetune_kit.local`` loggers and uvicorn's.
 
     Example:
@@ -73,13 +74,14 @@ class ServerSettings:
 
     data_dir: Path
     api_key: str | None = field(default=None, repr=False)
-    default_model: str = DEFAULT_BASE_MODEL
+    default_model: str | None = None
     aliases: Mapping[str, str] | None = None
     max_concurrent_jobs: int = 1
     limits: RequestLimits = field(default_factory=RequestLimits)
     faults: bool = False
     model_cache_dir: Path | None = None
     training_step_delay: float = 0.0
+    default_max_tokens: int = 512
     log_level: str = "warning"
 
     def __repr__(self) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ids import fine_tuned_model_name, new_id, new_model_token
+from ..ids import display_base_name, fine_tuned_model_name, new_id, new_model_token
 from .db import Database
 
 __all__ = [
@@ -62,7 +62,9 @@ class JobSpec:
 
     Attributes:
         requested_model: The model name the client sent.
-        model: The base model really used (alias resolved).
+        model: The model really used, as the job reports it (alias resolved; a fine-tuned
+            model's name for continued fine-tuning).
+        base_model: The canonical base model the adapter is trained on.
         training_file: The training file's id.
         method: ``{"type": T, T: {"hyperparameters": {...}}}`` with every hyperparameter
             present (``"auto"`` when not given).
@@ -71,10 +73,12 @@ class JobSpec:
         seed: The training seed; ``None`` draws one.
         metadata: The client's metadata.
         integrations: The client's integrations, kept as sent.
+        init_adapter: The adapter to start from (continued fine-tuning of a fine-tuned model).
     """
 
     requested_model: str
     model: str
+    base_model: str
     training_file: str
     method: Mapping[str, Any]
     validation_file: str | None = None
@@ -82,6 +86,7 @@ class JobSpec:
     seed: int | None = None
     metadata: Mapping[str, str] | None = None
     integrations: list[dict[str, Any]] | None = field(default=None)
+    init_adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class JobRecord:
     created_at: int
     requested_model: str
     model: str
+    base_model: str
+    init_adapter: str | None
     training_file: str
     validation_file: str | None
     method: dict[str, Any]
@@ -111,6 +118,7 @@ class JobRecord:
     result_files: list[str]
     held_by: str | None
     attempts: int
+    crashes: int
     resume_from: str | None
     resume_step: int | None
     step: int | None
@@ -124,7 +132,9 @@ class JobRecord:
     @property
     def model_name(self) -> str:
         """The fine-tuned model's name this job creates (set on the job once it succeeds)."""
-        return fine_tuned_model_name(self.model, self.suffix, self.model_token)
+        return fine_tuned_model_name(
+            display_base_name(self.base_model), self.suffix, self.model_token
+        )
 
     def checkpoint_model_name(self, step: int) -> str:
         """The model name of this job's checkpoint at ``step``."""
@@ -183,6 +193,8 @@ def _record(row: sqlite3.Row) -> JobRecord:
         created_at=row["created_at"],
         requested_model=row["requested_model"],
         model=row["model"],
+        base_model=row["base_model"],
+        init_adapter=row["init_adapter"],
         training_file=row["training_file"],
         validation_file=row["validation_file"],
         method=_loads(row["method"]),
@@ -201,6 +213,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         result_files=_loads(row["result_files"]) or [],
         held_by=row["held_by"],
         attempts=row["attempts"],
+        crashes=row["crashes"],
         resume_from=row["resume_from"],
         resume_step=row["resume_step"],
         step=row["step"],
@@ -261,14 +274,17 @@ class JobStore:
         job_id = new_id("ftjob")
         seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
         self._db.execute(
-            "INSERT INTO jobs (id, created_at, requested_model, model, training_file, "
-            "validation_file, method, suffix, seed, metadata, integrations, model_token, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files')",
+            "INSERT INTO jobs (id, created_at, requested_model, model, base_model, init_adapter, "
+            "training_file, validation_file, method, suffix, seed, metadata, integrations, "
+            "model_token, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'validating_files')",
             (
                 job_id,
                 int(time.time()),
                 spec.requested_model,
                 spec.model,
+                spec.base_model,
+                spec.init_adapter,
                 spec.training_file,
                 spec.validation_file,
                 _dumps(dict(spec.method)),
@@ -420,7 +436,9 @@ class JobStore:
             "UPDATE jobs SET held_by = NULL WHERE id = ? AND held_by = ?", (job_id, token)
         )
 
-    def requeue_held(self, token: str | None = None) -> builtins.list[str]:
+    def requeue_held(
+        self, token: str | None = None, *, crashed: bool = False
+    ) -> builtins.list[str]:
         """Put jobs whose worker is gone back in the queue.
 
         A ``running`` job goes back to ``queued`` (it resumes from its last checkpoint); a
@@ -428,6 +446,7 @@ class JobStore:
 
         Args:
             token: Only jobs held by this worker; ``None`` means every job (server start).
+            crashed: The worker died unexpectedly: count a crash against its running job.
 
         Returns:
             The ids of the jobs put back in the queue.
@@ -442,8 +461,9 @@ class JobStore:
                     "SELECT id FROM jobs WHERE status = 'running' AND held_by = ?", (token,)
                 ).fetchall()
                 conn.execute(
-                    "UPDATE jobs SET status = 'queued' WHERE status = 'running' AND held_by = ?",
-                    (token,),
+                    "UPDATE jobs SET status = 'queued', crashes = crashes + ? "
+                    "WHERE status = 'running' AND held_by = ?",
+                    (1 if crashed else 0, token),
                 )
                 conn.execute("UPDATE jobs SET held_by = NULL WHERE held_by = ?", (token,))
         return [row["id"] for row in rows]

@@ -1,0 +1,272 @@
+"""``LocalBackend``: the local server running in-process, with a configured ``openai`` client.
+
+Example:
+    >>> from finetune_kit.local import LocalBackend
+    >>> with LocalBackend(default_model="tiny-random") as backend:  # doctest: +SKIP
+    ...     client = backend.client()
+    ...     print([m.id for m in client.models.list()][:2])
+    ['smollm2-135m-instruct', 'tiny-random']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LocalBackendError
+from .app import LocalApp
+from .faults import FaultInjector
+from .settings import RequestLimits, ServerSettings
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["LocalBackend"]
+
+logger = logging.getLogger("finetune_kit.local.server")
+
+_PLACEHOLDER_KEY = "local"  # the openai client insists on some key; the server ignores it
+
+
+class LocalBackend:
+    """Runs the local backend in this process, on a free port, until stopped.
+
+    Args:
+        data_dir: Folder for the database, files and models; ``None`` uses a temporary folder
+            removed on exit. Reuse a folder to keep files, jobs and models across runs.
+        host: Interface to listen on.
+        port: TCP port; ``0`` picks a free one.
+        api_key: Require ``Authorization: Bearer <api_key>``; the clients made by
+            ``client()`` send it.
+        default_model: Base model OpenAI names map to (``"tiny-random"`` for tests).
+        aliases: Extra model aliases, ``{"gpt-4o-mini": "tiny-random"}``.
+        faults: Enable fault injection (see ``faults``), off by default.
+        max_concurrent_jobs: Jobs training at once; ``0`` keeps jobs queued.
+        limits: Request size limits (default: OpenAI's).
+        model_cache_dir: Where converted base models are cached (default: the registry's).
+        training_step_delay: Seconds between training steps, to make tiny test jobs last.
+        default_max_tokens: Chat completion length when a request sets none.
+        startup_timeout: Seconds to wait for the server to answer ``/health``.
+        log_level: Level of uvicorn's and the backend's loggers.
+
+    Example:
+        >>> backend = LocalBackend(default_model="tiny-random", faults=True)
+        >>> with backend:  # doctest: +SKIP
+        ...     backend.faults.script("POST", "/v1/files", ["429"])
+        ...     client = backend.client()
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        default_model: str | None = None,
+        aliases: Mapping[str, str] | None = None,
+        faults: bool = False,
+        max_concurrent_jobs: int = 1,
+        limits: RequestLimits | None = None,
+        model_cache_dir: str | os.PathLike[str] | None = None,
+        training_step_delay: float = 0.0,
+        default_max_tokens: int = 512,
+        startup_timeout: float = 60.0,
+        log_level: str = "warning",
+    ) -> None:
+        self._temp_dir: str | None = None
+        if data_dir is None:
+            self._temp_dir = tempfile.mkdtemp(prefix="finetune_kit-local-")
+            data_dir = self._temp_dir
+        self.settings = ServerSettings(
+            data_dir=Path(data_dir),
+            api_key=api_key,
+            default_model=default_model,
+            aliases=aliases,
+            max_concurrent_jobs=max_concurrent_jobs,
+            limits=limits or RequestLimits(),
+            faults=faults,
+            model_cache_dir=Path(model_cache_dir) if model_cache_dir is not None else None,
+            training_step_delay=training_step_delay,
+            default_max_tokens=default_max_tokens,
+            log_level=log_level,
+        )
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self._injector = FaultInjector() if faults else None
+        self._app: LocalApp | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self._thread is not None else "stopped"
+        key = "***" if self.settings.api_key else "None"
+        return (
+            f"LocalBackend({str(self.settings.data_dir)!r}, port={self.port}, api_key={key}, "
+            f"{state})"
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        """The data folder."""
+        return self.settings.data_dir
+
+    @property
+    def api_key(self) -> str:
+        """The key clients must send (a placeholder when the server requires none)."""
+        return self.settings.api_key or _PLACEHOLDER_KEY
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL of the server, ending in ``/v1``."""
+        if self._thread is None:
+            raise LocalBackendError("The local backend is not running; call start() first.")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    @property
+    def faults(self) -> FaultInjector:
+        """The fault injection control: ``script``, ``set_probability``, ``latency``, ``clear``...
+
+        Raises:
+            LocalBackendError: Fault injection is off (start with ``faults=True``).
+        """
+        if self._injector is None:
+            raise LocalBackendError(
+                "Fault injection is off; create the backend with LocalBackend(faults=True)."
+            )
+        return self._injector
+
+    def client(self, **kwargs: Any) -> openai.OpenAI:
+        """Return an ``openai.OpenAI`` client for this server, with ``max_retries=0``.
+
+        Args:
+            **kwargs: More ``openai.OpenAI`` arguments (``timeout``...); they override ours.
+        """
+        import openai
+
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "max_retries": 0,
+        }
+        options.update(kwargs)
+        return openai.OpenAI(**options)
+
+    def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
+        """Return an ``openai.AsyncOpenAI`` client for this server, with ``max_retries=0``."""
+        import openai
+
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "max_retries": 0,
+        }
+        options.update(kwargs)
+        return openai.AsyncOpenAI(**options)
+
+    def start(self) -> LocalBackend:
+        """Start the server and wait until it answers ``/health``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            LocalBackendError: The server did not start (the data folder is in use, the port
+                is taken, or it did not answer in time).
+        """
+        if self._thread is not None:
+            return self
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise LocalBackendError(f"Cannot listen on {self.host}:{self.port}: {exc}") from exc
+        self.port = sock.getsockname()[1]
+        self._app = LocalApp(self.settings, self._injector)
+        config = uvicorn.Config(
+            self._app,
+            log_level=self.settings.log_level,
+            proxy_headers=False,
+            server_header=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        startup_error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                server.run(sockets=[sock])
+            except BaseException as exc:  # reported by start()
+                startup_error.append(exc)
+
+        self._thread = threading.Thread(target=run, name="finetune_kit-local-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._thread.join(5)
+                self._thread = None
+                sock.close()
+                self._cleanup()
+                reason = self._startup_failure(startup_error)
+                raise LocalBackendError(f"The local backend did not start: {reason}")
+            time.sleep(0.01)
+        logger.debug("local backend on %s (data in %s)", self.base_url, self.data_dir)
+        return self
+
+    def _startup_failure(self, errors: list[BaseException]) -> str:
+        if errors and not isinstance(errors[0], SystemExit):
+            return f"{type(errors[0]).__name__}: {errors[0]}"
+        # uvicorn reports a failed lifespan startup by exiting; the lock error says why.
+        from .data_dir_lock import DataDirLock
+
+        probe = DataDirLock(self.data_dir)
+        try:
+            probe.acquire()
+        except LocalBackendError as exc:
+            return str(exc)
+        probe.release()
+        return "see the log above (uvicorn exited during startup)"
+
+    def stop(self) -> None:
+        """Stop the server and its workers; a running job returns to the queue.
+
+        A temporary data folder is removed.
+        """
+        if self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(60)
+            self._thread = None
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> LocalBackend:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,127 @@
+"""Everything a running server shares between its routes: store, models, validator, workers.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from finetune_kit.local.settings import ServerSettings
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     ctx = ServerContext(ServerSettings(data_dir=pathlib.Path(d), max_concurrent_jobs=0,
+    ...                                        default_model="tiny-random"))
+    ...     ctx.start()
+    ...     n_jobs = len(ctx.store.jobs.list()[0])
+    ...     ctx.stop()
+    >>> n_jobs
+    0
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LocalBackendError
+from .catalog import ModelCatalog
+from .data_dir_lock import DataDirLock
+from .faults import FaultInjector
+from .registry import ModelRegistry
+from .settings import ServerSettings
+from .store import Store
+from .validator import FileValidator
+from .worker_pool import WorkerPool
+
+if TYPE_CHECKING:
+    from .generation import Generator
+
+__all__ = ["ServerContext"]
+
+logger = logging.getLogger("finetune_kit.local.server")
+
+
+class ServerContext:
+    """The state of one running server.
+
+    Args:
+        settings: The server's settings.
+        faults: The fault injector, when fault injection is on.
+    """
+
+    def __init__(self, settings: ServerSettings, faults: FaultInjector | None = None) -> None:
+        self.settings = settings
+        self.faults = faults
+        self._lock = DataDirLock(settings.data_dir)
+        self._store: Store | None = None
+        self._catalog: ModelCatalog | None = None
+        self._validator: FileValidator | None = None
+        self._pool: WorkerPool | None = None
+        self._generator: Generator | None = None
+        self._generator_lock = threading.Lock()
+        self.registry = ModelRegistry(
+            cache_dir=settings.model_cache_dir,
+            default_model=settings.default_model,
+            aliases=settings.aliases,
+        )
+
+    @property
+    def store(self) -> Store:
+        """The store (once started)."""
+        if self._store is None:
+            raise LocalBackendError("The local backend server is not started.")
+        return self._store
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        """Model names across the registry and the store (once started)."""
+        if self._catalog is None:
+            raise LocalBackendError("The local backend server is not started.")
+        return self._catalog
+
+    @property
+    def validator(self) -> FileValidator:
+        """The file validation thread (once started)."""
+        if self._validator is None:
+            raise LocalBackendError("The local backend server is not started.")
+        return self._validator
+
+    def generator(self) -> Generator:
+        """The chat generator, loaded on first use (it imports torch)."""
+        with self._generator_lock:
+            if self._generator is None:
+                from .generation import Generator
+
+                self._generator = Generator(self.registry)
+            return self._generator
+
+    def start(self) -> None:
+        """Lock the data folder, open the store, requeue interrupted jobs, start the workers."""
+        self._lock.acquire()
+        try:
+            store = Store(self.settings.data_dir)
+            requeued = store.jobs.requeue_held(None)
+            if requeued:
+                logger.info("requeued %d job(s) interrupted by the last shutdown", len(requeued))
+            self._store = store
+            self._catalog = ModelCatalog(store, self.registry)
+            self._validator = FileValidator(store)
+            self._validator.start()
+            self._pool = WorkerPool(self.settings, store)
+            self._pool.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the workers and threads, close the store and release the data folder."""
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
+        if self._validator is not None:
+            self._validator.stop()
+            self._validator = None
+        generator: Any = self._generator
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
+        self._generator = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._lock.release()

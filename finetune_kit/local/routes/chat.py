@@ -1,0 +1,272 @@
+"""``/v1/chat/completions``: OpenAI's chat completions, non-streaming and streaming (SSE).
+
+Base models (and their aliases), fine-tuned models and checkpoints are all served; an unknown
+model is a 404 ``model_not_found``, as on OpenAI. Parameters that would change the response's
+shape and that the local backend cannot honour (tools, JSON mode, logprobs, audio) are refused
+with a 400 naming the parameter; harmless ones (``user``, ``store``, penalties...) are accepted
+and ignored.
+
+Example:
+    >>> [route.path for route in router.routes]
+    ['/v1/chat/completions']
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from ..api_errors import ApiError, InvalidRequestError
+from ..chat_service import ChatParams, ChatService
+from ..ids import new_id
+from .common import StrictInput, context, read_json
+
+__all__ = ["ChatCompletionBody", "router"]
+
+router = APIRouter()
+
+_UNSUPPORTED = {
+    "tools": "tool calling",
+    "tool_choice": "tool calling",
+    "functions": "function calling",
+    "function_call": "function calling",
+    "audio": "audio output",
+    "modalities": "audio output",
+    "prediction": "predicted outputs",
+    "top_logprobs": "log probabilities",
+    "web_search_options": "web search",
+}
+
+
+class _TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+
+
+class _Message(BaseModel):
+    # Lenient: clients send back messages they received, with keys such as "refusal".
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[_TextPart] | None = None
+    name: str | None = None
+
+    def text(self, index: int) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        pieces = []
+        for part_index, part in enumerate(self.content):
+            if part.type != "text":
+                raise InvalidRequestError(
+                    f"messages[{index}].content[{part_index}] is a {part.type!r} part; the local "
+                    "backend serves text models and accepts only text parts.",
+                    param=f"messages[{index}].content[{part_index}].type",
+                )
+            pieces.append(part.text or "")
+        return "".join(pieces)
+
+
+class _StreamOptions(StrictInput):
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+class ChatCompletionBody(StrictInput):
+    """``POST /v1/chat/completions`` body."""
+
+    model: Annotated[str, Field(min_length=1)]
+    messages: Annotated[list[_Message], Field(min_length=1)]
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    stream: bool | None = None
+    stream_options: _StreamOptions | None = None
+    # Accepted and ignored: they do not change what a client can parse.
+    user: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    parallel_tool_calls: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    logprobs: bool | None = None
+    response_format: dict[str, Any] | None = None
+    # Refused (see _UNSUPPORTED); declared so the error names them clearly.
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    audio: Any = None
+    modalities: Any = None
+    prediction: Any = None
+    top_logprobs: Any = None
+    web_search_options: Any = None
+
+
+def _check_supported(body: ChatCompletionBody) -> None:
+    for name, feature in _UNSUPPORTED.items():
+        if getattr(body, name) is not None:
+            raise InvalidRequestError(
+                f"The local backend does not support {feature} ('{name}'); remove it.",
+                param=name,
+            )
+    if body.logprobs:
+        raise InvalidRequestError(
+            "The local backend does not return log probabilities; set logprobs to false.",
+            param="logprobs",
+        )
+    if body.response_format is not None and body.response_format.get("type") != "text":
+        raise InvalidRequestError(
+            "The local backend supports only response_format={'type': 'text'}.",
+            param="response_format",
+        )
+    if body.stream_options is not None and not body.stream:
+        raise InvalidRequestError(
+            "stream_options is only allowed when stream is true.", param="stream_options"
+        )
+
+
+def _params(body: ChatCompletionBody, default_max_tokens: int) -> ChatParams:
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    return ChatParams(
+        max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=stop,
+        seed=body.seed,
+        n=body.n or 1,
+    )
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(request: Request) -> dict[str, Any] | StreamingResponse:
+    """Generate a chat completion with a base, fine-tuned or checkpoint model."""
+    ctx = context(request)
+    body = await read_json(request, ChatCompletionBody)
+    _check_supported(body)
+    target = ctx.catalog.chat_target(body.model)
+    messages = [{"role": m.role, "content": m.text(i)} for i, m in enumerate(body.messages)]
+    params = _params(body, ctx.settings.default_max_tokens)
+    service = ChatService(ctx.generator())
+    completion_id = new_id("chatcmpl")
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = service.stream(target, messages, params)
+        return StreamingResponse(
+            _sse(chunks, completion_id, created, target.name, include_usage),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+    result = await run_in_threadpool(service.complete, target, messages, params)
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": target.name,
+        "system_fingerprint": "fp_local",
+        "service_tier": "default",
+        "choices": [
+            {
+                "index": index,
+                "message": {
+                    "role": "assistant",
+                    "content": choice.text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "finish_reason": choice.finish_reason,
+                "logprobs": None,
+            }
+            for index, choice in enumerate(result.choices)
+        ],
+        "usage": _usage(result.prompt_tokens, result.completion_tokens),
+    }
+
+
+def _sse(
+    pieces: Iterator[Any], completion_id: str, created: int, model: str, include_usage: bool
+) -> Iterator[str]:
+    """Format stream pieces as OpenAI's ``chat.completion.chunk`` server-sent events."""
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
+        payload: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_local",
+            "service_tier": "default",
+            "choices": choices,
+        }
+        if include_usage:
+            payload["usage"] = usage
+        return f"data: {json.dumps(payload)}\n\n"
+
+    started: set[int] = set()
+    try:
+        for piece in pieces:
+            if piece.usage is not None:
+                if include_usage:
+                    yield chunk([], _usage(*piece.usage))
+                continue
+            if piece.index not in started:
+                started.add(piece.index)
+                yield chunk(
+                    [
+                        {
+                            "index": piece.index,
+                            "delta": {"role": "assistant", "content": "", "refusal": None},
+                            "finish_reason": None,
+                            "logprobs": None,
+                        }
+                    ]
+                )
+            delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
+            yield chunk(
+                [
+                    {
+                        "index": piece.index,
+                        "delta": delta,
+                        "finish_reason": piece.finish_reason,
+                        "logprobs": None,
+                    }
+                ]
+            )
+    except ApiError as exc:
+        yield f"data: {json.dumps(exc.body())}\n\n"
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,143 @@
+"""``/v1/files``: upload (multipart), list, retrieve, content, delete.
+
+Example:
+    >>> [route.path for route in router.routes][:2]
+    ['/v1/files', '/v1/files']
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.responses import FileResponse
+
+from ..api_errors import InvalidRequestError, NotFoundError
+from ..store import FileRecord
+from .common import context, list_page, query_choice, query_int
+
+__all__ = ["FILE_PURPOSES", "check_purpose", "router"]
+
+router = APIRouter()
+
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+"""Purposes a client may upload a file with."""
+
+_MIN_EXPIRY, _MAX_EXPIRY = 3600, 2_592_000
+
+
+def check_purpose(purpose: Any, filename: str | None, *, param: str = "purpose") -> str:
+    """Check an upload's purpose, and that fine-tuning files are ``.jsonl``.
+
+    Raises:
+        InvalidRequestError: The purpose is unknown, or a fine-tune file is not ``.jsonl``.
+    """
+    if not isinstance(purpose, str) or purpose not in FILE_PURPOSES:
+        raise InvalidRequestError(
+            f"Invalid value for 'purpose': {purpose!r}; use one of {', '.join(FILE_PURPOSES)}.",
+            param=param,
+        )
+    if purpose == "fine-tune" and not (filename or "").lower().endswith(".jsonl"):
+        raise InvalidRequestError(
+            f"Invalid file format for Fine-Tuning API. Must be .jsonl (got {filename!r}).",
+            param="file",
+        )
+    return purpose
+
+
+def parse_expires_after(anchor: Any, seconds: Any) -> int | None:
+    """Read ``expires_after`` ({anchor: created_at, seconds}) into a number of seconds."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise InvalidRequestError(
+            "Invalid value for 'expires_after.anchor': use 'created_at'.",
+            param="expires_after.anchor",
+        )
+    try:
+        value = int(str(seconds))
+    except ValueError as exc:
+        raise InvalidRequestError(
+            "Invalid value for 'expires_after.seconds': not an integer.",
+            param="expires_after.seconds",
+        ) from exc
+    if not _MIN_EXPIRY <= value <= _MAX_EXPIRY:
+        raise InvalidRequestError(
+            f"Invalid value for 'expires_after.seconds': {value}; it must be between "
+            f"{_MIN_EXPIRY} (one hour) and {_MAX_EXPIRY} (30 days).",
+            param="expires_after.seconds",
+        )
+    return value
+
+
+def _file_or_404(request: Request, file_id: str) -> FileRecord:
+    record = context(request).store.files.get(file_id)
+    if record is None:
+        raise NotFoundError(f"No such File object: {file_id}", param="id")
+    return record
+
+
+@router.post("/v1/files")
+async def create_file(request: Request) -> dict[str, Any]:
+    """Upload a file (multipart: ``file``, ``purpose``, optional ``expires_after``)."""
+    ctx = context(request)
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequestError(
+                "Missing required parameter: 'file' (a multipart file field).", param="file"
+            )
+        purpose = check_purpose(form.get("purpose"), upload.filename)
+        expires_after = parse_expires_after(
+            form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
+        )
+        expires_at = int(time.time()) + expires_after if expires_after is not None else None
+        record = await run_in_threadpool(
+            ctx.store.files.save_stream,
+            upload.file,
+            filename=upload.filename,
+            purpose=purpose,
+            expires_at=expires_at,
+            max_bytes=ctx.settings.limits.max_file_bytes,
+        )
+    return record.to_api()
+
+
+@router.get("/v1/files")
+def list_files(request: Request) -> dict[str, Any]:
+    """List files (``purpose``, ``limit``, ``order``, ``after``)."""
+    limit = query_int(request, "limit", default=10_000, minimum=1, maximum=10_000)
+    order = query_choice(request, "order", ("asc", "desc"), "desc")
+    records, has_more = context(request).store.files.list(
+        purpose=request.query_params.get("purpose") or None,
+        limit=limit,
+        order=order,
+        after=request.query_params.get("after") or None,
+    )
+    return list_page([r.to_api() for r in records], has_more)
+
+
+@router.get("/v1/files/{file_id}")
+def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
+    """Return one file's object."""
+    return _file_or_404(request, file_id).to_api()
+
+
+@router.get("/v1/files/{file_id}/content")
+def file_content(request: Request, file_id: str) -> FileResponse:
+    """Return a file's bytes."""
+    record = _file_or_404(request, file_id)
+    return FileResponse(
+        context(request).store.files.path(record.id), media_type="application/octet-stream"
+    )
+
+
+@router.delete("/v1/files/{file_id}")
+def delete_file(request: Request, file_id: str) -> dict[str, Any]:
+    """Delete a file."""
+    record = _file_or_404(request, file_id)
+    context(request).store.files.delete(record.id)
+    return {"id": record.id, "object": "file", "deleted": True}

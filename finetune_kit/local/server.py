@@ -1,0 +1,101 @@
+"""Run the local backend in the foreground: ``serve()``, behind ``finetune-kit local serve``.
+
+Example:
+    >>> import inspect
+    >>> list(inspect.signature(serve).parameters)[:5]
+    ['host', 'port', 'data_dir', 'api_key', 'default_model']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .app import LocalApp
+from .settings import RequestLimits, ServerSettings
+
+__all__ = ["default_data_dir", "serve"]
+
+logger = logging.getLogger("finetune_kit.local.server")
+
+
+def default_data_dir() -> Path:
+    """The data folder ``serve`` uses when none is given.
+
+    ``$FINETUNE_KIT_LOCAL_DATA_DIR``, else ``~/.local/share/finetune_kit/local`` (or under
+    ``$XDG_DATA_HOME``).
+    """
+    explicit = os.environ.get("FINETUNE_KIT_LOCAL_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return root / "finetune_kit" / "local"
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    data_dir: str | os.PathLike[str] | None = None,
+    api_key: str | None = None,
+    default_model: str | None = None,
+    aliases: Mapping[str, str] | None = None,
+    *,
+    max_concurrent_jobs: int = 1,
+    faults: bool = False,
+    limits: RequestLimits | None = None,
+    model_cache_dir: str | os.PathLike[str] | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the local backend until interrupted (Ctrl-C); blocks.
+
+    Jobs interrupted by the stop resume from their last checkpoint at the next start on the
+    same ``data_dir``.
+
+    Args:
+        host: Interface to listen on; keep ``127.0.0.1`` unless the machine's network is
+            trusted (then set an ``api_key``).
+        port: TCP port.
+        data_dir: Folder for the database, files and models; default ``default_data_dir()``.
+        api_key: Require ``Authorization: Bearer <api_key>`` on every request.
+        default_model: Base model OpenAI names map to (default: the registry's,
+            ``smollm2-135m-instruct``).
+        aliases: Extra model aliases, ``{"gpt-4o-mini": "tiny-random"}``.
+        max_concurrent_jobs: Jobs training at once, each in its own worker process.
+        faults: Enable fault injection and its ``/_faults`` admin routes (for tests).
+        limits: Request size limits (default: OpenAI's).
+        model_cache_dir: Where converted base models are cached.
+        log_level: ``debug``, ``info``, ``warning``...
+
+    Example:
+        ``finetune-kit local serve --port 8000`` runs ``serve(port=8000)``; then::
+
+            client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="local")
+    """
+    import uvicorn
+
+    settings = ServerSettings(
+        data_dir=Path(data_dir) if data_dir is not None else default_data_dir(),
+        api_key=api_key,
+        default_model=default_model,
+        aliases=aliases,
+        max_concurrent_jobs=max_concurrent_jobs,
+        faults=faults,
+        limits=limits or RequestLimits(),
+        model_cache_dir=Path(model_cache_dir) if model_cache_dir is not None else None,
+        log_level=log_level,
+    )
+    logging.getLogger("finetune_kit.local").setLevel(log_level.upper())
+    app = LocalApp(settings)
+    logger.info("serving on http://%s:%d/v1 with data in %s", host, port, settings.data_dir)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,139 @@
+"""The server thread that checks each new job's files and moves it to ``queued`` or ``failed``.
+
+Validation runs in the server process, beside the HTTP threads, so a job is queued (or failed
+with a message naming the line) while another job trains in a worker.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from finetune_kit.local.store import Store
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     store = Store(pathlib.Path(d))
+    ...     validator = FileValidator(store)
+    ...     validator.start(); validator.stop(); store.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .store import JobRecord, Store
+from .validation import check_job_files
+
+__all__ = ["FileValidator"]
+
+logger = logging.getLogger("finetune_kit.local.validator")
+
+
+class FileValidator:
+    """Validates the files of jobs in ``validating_files``, one job at a time.
+
+    Args:
+        store: The server's store.
+        on_queued: Called after a job moves to ``queued`` (wakes the workers).
+        poll_interval: Seconds between scans when nobody calls ``notify()``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_queued: Callable[[], None] | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._on_queued = on_queued
+        self._poll_interval = poll_interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (it first picks up jobs left in ``validating_files``)."""
+        self._thread = threading.Thread(
+            target=self._run, name="finetune_kit-local-validator", daemon=True
+        )
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Ask the thread to look for new jobs now."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after the job it is checking."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            for job_id in self._store.jobs.ids_in_status("validating_files"):
+                if self._stopping.is_set():
+                    return
+                job = self._store.jobs.get(job_id)
+                if job is None or job.status != "validating_files":
+                    continue
+                try:
+                    self.validate(job)
+                except Exception:
+                    logger.exception("validating the files of %s failed", job_id)
+                    self._store.jobs.transition(
+                        job_id,
+                        "failed",
+                        expect=("validating_files",),
+                        error={
+                            "code": "server_error",
+                            "message": "The server failed while validating the files; see "
+                            "the server log.",
+                            "param": None,
+                        },
+                    )
+            self._wake.wait(self._poll_interval)
+
+    def validate(self, job: JobRecord) -> None:
+        """Check one job's files and move it to ``queued`` or ``failed``."""
+        store = self._store
+        store.events.add(job.id, "validating", f"Validating training file: {job.training_file}")
+        if job.validation_file:
+            store.events.add(
+                job.id,
+                "validating-validation",
+                f"Validating validation file: {job.validation_file}",
+            )
+        training = store.files.get(job.training_file)
+        validation = store.files.get(job.validation_file) if job.validation_file else None
+        error = None
+        if training is None:
+            error = {
+                "code": "invalid_training_file",
+                "param": "training_file",
+                "message": f"Training file {job.training_file} was deleted before the job "
+                "could start; upload it again and create a new job.",
+            }
+        elif job.validation_file and validation is None:
+            error = {
+                "code": "invalid_validation_file",
+                "param": "validation_file",
+                "message": f"Validation file {job.validation_file} was deleted before the job "
+                "could start; upload it again and create a new job.",
+            }
+        else:
+            assert training is not None
+            problem = check_job_files(
+                store.files.path(training.id),
+                store.files.path(validation.id) if validation is not None else None,
+                method=job.method_type,
+            )
+            error = problem.to_error() if problem is not None else None
+        if error is not None:
+            logger.debug("job %s: files refused: %s", job.id, error["message"])
+            if store.jobs.transition(job.id, "failed", expect=("validating_files",), error=error):
+                store.events.add(job.id, "failed", error["message"], level="error")
+            return
+        if store.jobs.transition(job.id, "queued", expect=("validating_files",)):
+            store.events.add(job.id, "validated", "Files validated, moving job to queued state")
+            if self._on_queued is not None:
+                self._on_queued()

@@ -1,0 +1,180 @@
+"""Starts, watches and stops the server's worker processes.
+
+One worker process per concurrent job (``max_concurrent_jobs``, 1 by default); the others wait
+in ``queued``. A worker that dies is replaced, and the job it held goes back to the queue to
+resume from its last checkpoint (a job whose worker dies three times fails).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from finetune_kit.local.settings import ServerSettings
+    >>> from finetune_kit.local.store import Store
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     settings = ServerSettings(data_dir=pathlib.Path(d), max_concurrent_jobs=0)
+    ...     store = Store(settings.data_dir)
+    ...     pool = WorkerPool(settings, store)
+    ...     pool.start(); n = len(pool.processes); pool.stop(); store.close()
+    >>> n
+    0
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+from .settings import ServerSettings
+from .store import Store
+
+__all__ = ["WorkerPool"]
+
+logger = logging.getLogger("finetune_kit.local.worker")
+
+_RESTART_WINDOW = 60.0
+_MAX_RESTARTS = 5
+
+
+@dataclass
+class _Worker:
+    index: int
+    token: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+    started: float = field(default_factory=time.monotonic)
+
+
+class WorkerPool:
+    """The worker processes of one server.
+
+    Args:
+        settings: The server's settings.
+        store: The server's store (to requeue the job of a worker that died).
+        monitor_interval: Seconds between checks that every worker is alive.
+    """
+
+    def __init__(
+        self, settings: ServerSettings, store: Store, *, monitor_interval: float = 0.5
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._interval = monitor_interval
+        self._workers: dict[int, _Worker] = {}
+        self._restarts: list[float] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self.log_dir = settings.data_dir / "logs"
+
+    @property
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        """The live worker processes."""
+        with self._lock:
+            return [w.process for w in self._workers.values()]
+
+    def start(self) -> None:
+        """Start every worker and the thread that watches them."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(self._settings.max_concurrent_jobs):
+            self._spawn(index)
+        if self._settings.max_concurrent_jobs > 0:
+            self._monitor = threading.Thread(
+                target=self._watch, name="finetune_kit-local-workers", daemon=True
+            )
+            self._monitor.start()
+
+    def _spawn(self, index: int) -> None:
+        token = f"worker-{index}-{secrets.token_hex(4)}"
+        env = dict(os.environ)
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115  # lives with the worker
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "finetune_kit.local.worker",
+                "--token",
+                token,
+                "--settings",
+                self._settings.worker_json(),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        logger.debug("started worker %s (pid %s)", token, process.pid)
+        with self._lock:
+            self._workers[index] = _Worker(index, token, process, log)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._interval):
+            with self._lock:
+                dead = [w for w in self._workers.values() if w.process.poll() is not None]
+            for worker in dead:
+                if self._stopping.is_set():
+                    return
+                self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        code = worker.process.returncode
+        requeued = self._store.jobs.requeue_held(worker.token, crashed=True)
+        worker.log.close()
+        logger.warning(
+            "worker %s exited with code %s; requeued %s; see %s",
+            worker.token,
+            code,
+            requeued or "no job",
+            self.log_dir / f"worker-{worker.index}.log",
+        )
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW]
+        if len(self._restarts) >= _MAX_RESTARTS:
+            logger.error(
+                "workers keep dying (%d restarts in %.0f s); not restarting worker %d",
+                len(self._restarts),
+                _RESTART_WINDOW,
+                worker.index,
+            )
+            with self._lock:
+                self._workers.pop(worker.index, None)
+            return
+        self._restarts.append(now)
+        self._spawn(worker.index)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every worker: a running job stops at its next step and returns to the queue.
+
+        Args:
+            timeout: Seconds to wait for the workers to stop before killing them.
+        """
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout)
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            try:
+                assert worker.process.stdin is not None
+                worker.process.stdin.write(b"stop\n")
+                worker.process.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("worker %s did not stop in time; killing it", worker.token)
+                worker.process.kill()
+                worker.process.wait()
+            worker.log.close()
+            self._store.jobs.requeue_held(worker.token)

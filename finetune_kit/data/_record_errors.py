@@ -17,11 +17,11 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ..errors import ExampleValidationError
 
-__all__ = ["RULE_ERROR", "json_type_name", "to_example_error"]
+__all__ = ["RULE_ERROR", "json_type_name", "rule_error", "to_example_error"]
 
 RULE_ERROR = "finetune_kit_rule"
 """The pydantic error type our own validators raise; its context may carry ``field`` and ``fix``."""
@@ -38,6 +38,20 @@ _KEY_HINTS = {
     "non_preferred_completion": "the API reads 'non_preferred_output' (a list with one assistant "
     "message)",
 }
+
+
+def rule_error(problem: str, *, field: str = "", fix: str = "") -> PydanticCustomError:
+    """An error for a validator to raise: the problem, the field to point at, and a fix.
+
+    Args:
+        problem: What is wrong.
+        field: A path below the validated object to point at (``content``), if any.
+        fix: How to fix it.
+    """
+    # The template is "{problem}" so braces in the text are never read as placeholders.
+    return PydanticCustomError(
+        RULE_ERROR, "{problem}", {"problem": problem, "field": field, "fix": fix}
+    )
 
 
 def json_type_name(value: Any) -> str:

@@ -38,10 +38,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from ..errors import ExampleValidationError
-from ._record_errors import RULE_ERROR, json_type_name, to_example_error
+from ._record_errors import json_type_name, rule_error, to_example_error
 from .jsonl import dumps_line
 
 __all__ = [
@@ -76,14 +75,6 @@ ExampleKind = Literal["chat", "preference", "reinforcement"]
 FineTuningMethod = Literal["supervised", "dpo", "reinforcement"]
 
 RecordT = TypeVar("RecordT", bound="Record")
-
-
-def _rule(problem: str, *, field: str = "", fix: str = "") -> PydanticCustomError:
-    """An error from one of our validators, carrying the field to point at and a fix."""
-    # The template is "{problem}" so braces in the text are never read as placeholders.
-    return PydanticCustomError(
-        RULE_ERROR, "{problem}", {"problem": problem, "field": field, "fix": fix}
-    )
 
 
 class Record(BaseModel):
@@ -251,7 +242,7 @@ class FunctionCall(Record):
         try:
             json.loads(value)
         except ValueError as exc:
-            raise _rule(
+            raise rule_error(
                 f"arguments is not valid JSON ({exc})",
                 fix="serialise the arguments with json.dumps",
             ) from None
@@ -307,7 +298,7 @@ class AssistantMessage(Record):
     def _weight_is_an_integer(cls, value: Any) -> Any:
         # Literal[0, 1] alone lets True and 1.0 through; the API wants the integers.
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _rule(
+            raise rule_error(
                 f"weight must be 0 or 1, got {json_type_name(value)} "
                 f"{json.dumps(value, default=repr)}",
                 fix="use 1 to train on this assistant turn or 0 to keep it as context only",
@@ -317,7 +308,7 @@ class AssistantMessage(Record):
     @model_validator(mode="after")
     def _has_something_to_say(self) -> AssistantMessage:
         if self.content is None and not self.tool_calls:
-            raise _rule(
+            raise rule_error(
                 "an assistant message needs content or tool_calls",
                 field="content",
                 fix="add the assistant's answer as content",
@@ -534,7 +525,7 @@ class ReinforcementExample(Record):
     def _ends_with_the_user(self) -> ReinforcementExample:
         last = len(self.messages) - 1
         if self.messages[last].role != "user":
-            raise _rule(
+            raise rule_error(
                 f"the last message must be from the user, got '{self.messages[last].role}'",
                 field=f"messages[{last}].role",
                 fix="end a reinforcement example with the user's turn; the model writes the answer",
@@ -642,7 +633,11 @@ def validate_record(
 
 
 def parse_example(
-    obj: Any, *, line: int | None = None, kind: ExampleKind | None = None
+    obj: Any,
+    *,
+    line: int | None = None,
+    kind: ExampleKind | None = None,
+    where: str | None = None,
 ) -> TrainingExample:
     """Parse one training line's JSON object into the record of its kind.
 
@@ -650,6 +645,7 @@ def parse_example(
         obj: The parsed JSON object.
         line: The 1-based line it came from, to name in errors.
         kind: Force a kind instead of detecting it (see ``detect_kind``).
+        where: How to name the object's place in errors (``"row 3"``); defaults to the line.
 
     Returns:
         A ``ChatExample``, ``PreferenceExample`` or ``ReinforcementExample``.
@@ -670,9 +666,9 @@ def parse_example(
         line 3: messages[0].weight: weight must be 0 or 1, got 2; use 1 to train on this assistant turn or 0 to keep it as context only
     """  # noqa: E501 -- a doctest's expected output is one line
     if not isinstance(obj, Mapping):
-        return validate_record(ChatExample, obj, line=line)
+        return validate_record(ChatExample, obj, line=line, where=where)
     chosen = kind if kind is not None else detect_kind(obj)
-    return validate_record(_KINDS[chosen], obj, line=line)
+    return validate_record(_KINDS[chosen], obj, line=line, where=where)
 
 
 _CHAT_MESSAGE: TypeAdapter[ChatMessage] = TypeAdapter(ChatMessage)

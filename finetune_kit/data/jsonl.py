@@ -1,8 +1,10 @@
 r"""Streaming JSONL reading and writing that keeps line numbers.
 
-Reading never loads the whole file: lines are decoded one at a time, so a 300 MB file costs the
-memory of its longest line. Every line keeps its 1-based number and its byte offset, so a problem
-can be reported exactly where an editor would show it.
+Reading never loads the whole file: it goes through the file in blocks split at newlines
+(``iter_chunks``), so a 300 MB file costs the memory of one block plus its longest line. Every
+line keeps its 1-based number and its byte offset, so a problem can be reported exactly where
+an editor would show it. The same blocks feed preflight's worker processes, so the serial and
+the parallel readers agree on every line number, offset and problem.
 
 Example:
     >>> from finetune_kit.data.jsonl import iter_lines
@@ -21,21 +23,39 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, NamedTuple, Union
 
 from ..errors import JSONLDecodeError
 
-__all__ = ["JsonlLine", "JsonlSource", "dumps_line", "iter_lines", "read_jsonl", "write_jsonl"]
+__all__ = [
+    "BOM",
+    "DEFAULT_CHUNK_BYTES",
+    "JsonlLine",
+    "JsonlSource",
+    "LineChunk",
+    "RawLine",
+    "decode_line",
+    "dumps_line",
+    "iter_chunks",
+    "iter_lines",
+    "iter_raw_lines",
+    "read_jsonl",
+    "write_jsonl",
+]
 
 JsonlSource = Union[str, "os.PathLike[str]", bytes, IO[bytes]]
 """A path, the file's bytes, or a binary file object."""
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte-order mark, skipped at the start of a file."""
+
+DEFAULT_CHUNK_BYTES = 1 << 20
+"""Size of the blocks a file is read in (the last line of a block is never cut)."""
 
 
 @dataclass(frozen=True)
 class JsonlLine:
-    """One line of a JSONL file.
+    r"""One line of a JSONL file.
 
     Attributes:
         number: 1-based line number.
@@ -45,6 +65,8 @@ class JsonlLine:
         problem: ``None``, or one of ``"blank_line"``, ``"invalid_utf8"``, ``"invalid_json"``.
         detail: What is wrong, in words, when there is a problem.
         problem_offset: Byte offset in the file where the problem is, when known.
+        crlf: The line ended with ``\r\n`` rather than ``\n``.
+        bom: The line (necessarily line 1) started with a UTF-8 byte-order mark.
     """
 
     number: int
@@ -54,22 +76,195 @@ class JsonlLine:
     problem: str | None = None
     detail: str | None = None
     problem_offset: int | None = None
+    crlf: bool = False
+    bom: bool = False
+
+
+class LineChunk(NamedTuple):
+    r"""A block of whole lines cut from a JSONL source.
+
+    Attributes:
+        first_line: The 1-based number of the block's first line.
+        offset: Byte offset of the block in the file.
+        data: The bytes; every line but possibly the file's last ends with ``\n``.
+    """
+
+    first_line: int
+    offset: int
+    data: bytes
+
+
+class RawLine(NamedTuple):
+    r"""One undecoded line.
+
+    Attributes:
+        number: 1-based line number.
+        offset: Byte offset of the line's first byte in the file.
+        body: The line's bytes without its ending (``\n``, ``\r\n``) and without a BOM.
+        body_offset: Byte offset of ``body`` (3 past ``offset`` after a BOM).
+        crlf: The line ended with ``\r\n``.
+        bom: The line started with a UTF-8 byte-order mark.
+    """
+
+    number: int
+    offset: int
+    body: bytes
+    body_offset: int
+    crlf: bool
+    bom: bool
 
 
 def _open(source: JsonlSource) -> tuple[IO[bytes], bool]:
     """Return a binary stream for ``source`` and whether we own it (and must close it)."""
-    if isinstance(source, bytes):
+    if isinstance(source, (bytes, bytearray, memoryview)):
         return io.BytesIO(source), True
     if isinstance(source, (str, os.PathLike)):
         return open(source, "rb"), True
     return source, False
 
 
+def iter_chunks(source: JsonlSource, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[LineChunk]:
+    """Cut a JSONL source into blocks of whole lines, about ``chunk_bytes`` each.
+
+    A line longer than ``chunk_bytes`` makes its block longer; nothing else is held.
+
+    Args:
+        source: A path, the file's bytes, or a binary file object.
+        chunk_bytes: The size of each read.
+
+    Yields:
+        ``LineChunk`` blocks in file order.
+    """
+    stream, owned = _open(source)
+    try:
+        line = 1
+        offset = 0
+        pending: list[bytes] = []
+        while True:
+            block = stream.read(chunk_bytes)
+            if not block:
+                break
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                pending.append(block)
+                continue
+            head = block[: cut + 1]
+            data = b"".join((*pending, head)) if pending else head
+            pending = [block[cut + 1 :]] if cut + 1 < len(block) else []
+            yield LineChunk(line, offset, data)
+            line += data.count(b"\n")
+            offset += len(data)
+        if pending:
+            yield LineChunk(line, offset, b"".join(pending))
+    finally:
+        if owned:
+            stream.close()
+
+
+def iter_raw_lines(chunk: LineChunk) -> Iterator[RawLine]:
+    """Split one block into its lines, undecoded.
+
+    Args:
+        chunk: A block from ``iter_chunks``.
+
+    Yields:
+        One ``RawLine`` per line; an empty last piece (after the final newline) is not a line.
+    """
+    number, offset, data = chunk
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()
+    for raw in pieces:
+        start = offset
+        offset += len(raw) + 1
+        body = raw
+        body_offset = start
+        bom = start == 0 and raw.startswith(BOM)
+        if bom:
+            body = raw[len(BOM) :]
+            body_offset += len(BOM)
+        crlf = body.endswith(b"\r")
+        if crlf:
+            body = body.rstrip(b"\r")
+        yield RawLine(number, start, body, body_offset, crlf, bom)
+        number += 1
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# NaN and Infinity are Python extensions the API does not accept; one decoder is made once
+# because passing parse_constant to json.loads would build a new decoder for every line.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def decode_line(raw: RawLine, *, parse: bool = True) -> JsonlLine:
+    """Decode and parse one raw line, turning every problem into a ``JsonlLine.problem``.
+
+    Args:
+        raw: A line from ``iter_raw_lines``.
+        parse: Parse the text as JSON; with ``False`` only decoding problems are reported.
+
+    Returns:
+        The line; never raises on bad content.
+    """
+    number, start, body, body_offset, crlf, bom = raw
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = body_offset + exc.start
+        return JsonlLine(
+            number,
+            start,
+            None,
+            problem="invalid_utf8",
+            detail=f"invalid UTF-8 at byte offset {bad} ({exc.reason})",
+            problem_offset=bad,
+            crlf=crlf,
+            bom=bom,
+        )
+    if not text.strip():
+        return JsonlLine(
+            number, start, text, problem="blank_line", detail="blank line", crlf=crlf, bom=bom
+        )
+    if not parse:
+        return JsonlLine(number, start, text, crlf=crlf, bom=bom)
+    try:
+        value = _decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        # exc.pos counts characters; the offset we report counts bytes, as editors do.
+        bad = body_offset + len(text[: exc.pos].encode("utf-8", "surrogatepass"))
+        return JsonlLine(
+            number,
+            start,
+            text,
+            problem="invalid_json",
+            detail=f"{exc.msg} at column {exc.colno}",
+            problem_offset=bad,
+            crlf=crlf,
+            bom=bom,
+        )
+    except (ValueError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return JsonlLine(
+            number,
+            start,
+            text,
+            problem="invalid_json",
+            detail=detail,
+            problem_offset=body_offset,
+            crlf=crlf,
+            bom=bom,
+        )
+    return JsonlLine(number, start, text, value=value, crlf=crlf, bom=bom)
+
+
 def iter_lines(source: JsonlSource, *, parse: bool = True) -> Iterator[JsonlLine]:
     r"""Yield every line of a JSONL source, problems included, without raising on bad lines.
 
     A UTF-8 byte-order mark at the start is skipped (Azure accepts such files), ``\r\n`` endings
-    are treated like ``\n``, and a missing final newline is fine.
+    are treated like ``\n`` (and flagged with ``crlf``), and a missing final newline is fine.
 
     Args:
         source: A path, the file's bytes, or a binary file object.
@@ -78,56 +273,9 @@ def iter_lines(source: JsonlSource, *, parse: bool = True) -> Iterator[JsonlLine
     Yields:
         One ``JsonlLine`` per line, blank lines included (with ``problem="blank_line"``).
     """
-    stream, owned = _open(source)
-    try:
-        offset = 0
-        for number, raw in enumerate(stream, start=1):
-            start = offset
-            offset += len(raw)
-            body = raw
-            if number == 1 and body.startswith(_BOM):
-                body = body[len(_BOM) :]
-                start_of_body = start + len(_BOM)
-            else:
-                start_of_body = start
-            body = body.rstrip(b"\r\n")
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad = start_of_body + exc.start
-                yield JsonlLine(
-                    number,
-                    start,
-                    None,
-                    problem="invalid_utf8",
-                    detail=f"invalid UTF-8 at byte offset {bad} ({exc.reason})",
-                    problem_offset=bad,
-                )
-                continue
-            if not text.strip():
-                yield JsonlLine(number, start, text, problem="blank_line", detail="blank line")
-                continue
-            if not parse:
-                yield JsonlLine(number, start, text)
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                # exc.pos counts characters; the offset we report counts bytes, as editors do.
-                bad = start_of_body + len(text[: exc.pos].encode("utf-8"))
-                yield JsonlLine(
-                    number,
-                    start,
-                    text,
-                    problem="invalid_json",
-                    detail=f"{exc.msg} at column {exc.colno}",
-                    problem_offset=bad,
-                )
-                continue
-            yield JsonlLine(number, start, text, value=value)
-    finally:
-        if owned:
-            stream.close()
+    for chunk in iter_chunks(source):
+        for raw in iter_raw_lines(chunk):
+            yield decode_line(raw, parse=parse)
 
 
 def read_jsonl(source: JsonlSource, *, path: str | None = None) -> Iterator[tuple[int, Any]]:

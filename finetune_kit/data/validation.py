@@ -1,0 +1,618 @@
+r"""Preflight: check training data offline before anything is uploaded, in one call.
+
+``preflight`` reads a JSONL file (or a ``Dataset``, or records, or dicts) as a stream, applies
+every rule of ``finetune_kit.data.issues.RULES`` to every line, counts tokens exactly with the
+model's encoding, and returns a ``PreflightReport``: every issue with its line and field path,
+counts, token statistics, the epochs ``auto`` would choose and a cost range. Large files are
+scanned by several processes. It never raises on bad data: bad data is what it reports.
+
+Example:
+    >>> from finetune_kit.data.validation import preflight
+    >>> line = (
+    ...     b'{"messages": [{"role": "user", "content": "Hi"},'
+    ...     b' {"role": "assistant", "content": "Hello", "weight": 2}]}\n'
+    ... )
+    >>> report = preflight(line * 12, model="gpt-4o-mini-2024-07-18")
+    >>> report.ok
+    False
+    >>> first = report.errors[0]
+    >>> first.code, first.line, first.field
+    ('invalid_weight', 1, 'messages[1].weight')
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from ..errors import ConfigurationError
+from ._fingerprints import FingerprintIndex
+from ._scanner import ChunkStats, FileScanner, ScanConfig
+from .issues import FileRole, Issue, make_issue
+from .jsonl import LineChunk, _decoder, iter_chunks, iter_raw_lines
+from .models import ModelInfo, TrainingMethod, get_model_info
+from .report import CostEstimate, Distribution, FileSummary, PreflightReport
+from .rules import CheckConfig, ExampleKind, detect_kind
+from .tokens import DEFAULT_ENCODING
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FILES_API_LIMIT_BYTES",
+    "PARALLEL_MIN_BYTES",
+    "UPLOADS_API_LIMIT_BYTES",
+    "auto_epochs",
+    "preflight",
+]
+
+logger = logging.getLogger("finetune_kit.data.preflight")
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+FILES_API_LIMIT_BYTES = 512 * 1024 * 1024
+"""The largest file ``/files`` takes in one request."""
+UPLOADS_API_LIMIT_BYTES = 8 * 1024 * 1024 * 1024
+"""The largest file the Uploads API takes, in parts."""
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+"""Below this size a file is scanned in-process: starting workers would cost more than it saves."""
+RECOMMENDED_MIN_EXAMPLES = 50
+SHUTDOWN_WARNING_DAYS = 180
+
+# The cookbook's constants for the epochs n_epochs="auto" chooses (reference §7.9).
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25_000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
+
+_PRICE_MARGIN = {"official": 0.0, "3p": 0.10, "recall": 0.25}
+_KIND_OF_METHOD: dict[TrainingMethod, ExampleKind] = {
+    "supervised": "chat",
+    "dpo": "preference",
+    "reinforcement": "reinforcement",
+}
+_FILE_TAGS: dict[FileRole, int] = {"training": 0, "validation": 1}
+
+Method = Literal["supervised", "dpo", "reinforcement"]
+
+
+def auto_epochs(n_examples: int) -> int:
+    """The epochs ``n_epochs="auto"`` gives, by the cookbook's heuristic.
+
+    Args:
+        n_examples: Training examples (at least 1).
+
+    Returns:
+        3, raised towards 100 examples' worth for small files (at most 25) and lowered
+        towards 25,000 for large ones (at least 1).
+
+    Example:
+        >>> auto_epochs(10), auto_epochs(500), auto_epochs(20_000)
+        (10, 3, 1)
+    """
+    n = max(1, n_examples)
+    if n * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        return min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n)
+    if n * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        return max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n)
+    return TARGET_EPOCHS
+
+
+# ---------------------------------------------------------------------- sources
+@dataclass
+class _Source:
+    """A training or validation input, normalised: blocks of lines, or JSON values."""
+
+    chunks: Iterator[LineChunk] | None
+    values: Iterator[tuple[int, Any]] | None
+    size: int | None
+    method: str | None
+    first_value: Any
+
+    @classmethod
+    def of(cls, source: Any, param: str) -> _Source:
+        if isinstance(source, str) and (source.lstrip().startswith(("{", "[")) or "\n" in source):
+            raise ConfigurationError(
+                f"{param} looks like JSONL text, but a str is read as a path; pass "
+                "text.encode() to check text",
+                param=param,
+            )
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return cls._from_chunks(iter_chunks(bytes(source)), len(source))
+        if isinstance(source, (str, os.PathLike)):
+            size = os.path.getsize(source)
+            return cls._from_chunks(iter_chunks(source), size)
+        if hasattr(source, "read"):
+            return cls._from_chunks(iter_chunks(source), None)
+        if isinstance(source, Mapping):
+            raise ConfigurationError(
+                f"{param} is a single example; pass a list of examples", param=param
+            )
+        method = getattr(source, "method", None)
+        iter_dicts = getattr(source, "iter_dicts", None)
+        rows: Iterable[Any] = iter_dicts() if callable(iter_dicts) else source
+        if not isinstance(rows, Iterable):
+            raise ConfigurationError(
+                f"{param} must be a path, bytes, a binary file, a Dataset or an iterable of "
+                f"examples, not {type(source).__name__}",
+                param=param,
+            )
+        values = enumerate((_as_value(row) for row in rows), start=1)
+        first = next(values, None)
+        chained = itertools.chain([first], values) if first is not None else iter(())
+        return cls(
+            None,
+            chained,
+            None,
+            method if isinstance(method, str) else None,
+            first[1] if first is not None else None,
+        )
+
+    @classmethod
+    def _from_chunks(cls, chunks: Iterator[LineChunk], size: int | None) -> _Source:
+        first_chunk = next(chunks, None)
+        if first_chunk is None:
+            return cls(iter(()), None, size, None, None)
+        first_value = None
+        for raw in iter_raw_lines(first_chunk):
+            try:
+                value = _decoder.decode(raw.body.decode("utf-8"))
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(value, dict):
+                first_value = value
+                break
+        return cls(itertools.chain([first_chunk], chunks), None, size, None, first_value)
+
+
+def _as_value(row: Any) -> Any:
+    to_dict = getattr(row, "to_dict", None)
+    return to_dict() if callable(to_dict) else row
+
+
+# ---------------------------------------------------------------------- scanning
+class _Collector:
+    """Merges block results in order and turns repeated fingerprints into issues."""
+
+    def __init__(self, file: FileRole, index: FingerprintIndex, cap: int) -> None:
+        self.file = file
+        self.index = index
+        self.cap = cap
+        self.total = ChunkStats()
+
+    def __call__(self, stats: ChunkStats) -> None:
+        tag = _FILE_TAGS[self.file]
+        for line, first_tag, first_line in self.index.add(
+            stats.fingerprints, stats.fingerprint_lines, tag=tag
+        ):
+            if first_tag == tag:
+                issue = make_issue(
+                    "duplicate_example",
+                    line,
+                    None,
+                    f"identical to line {first_line}",
+                    file=self.file,
+                )
+            else:
+                issue = make_issue(
+                    "validation_overlap",
+                    line,
+                    None,
+                    f"identical to training line {first_line}",
+                    file=self.file,
+                )
+            self.total.add_issue(issue, self.cap)
+        stats.fingerprints = stats.fingerprints[:0]
+        stats.fingerprint_lines = stats.fingerprint_lines[:0]
+        self.total.merge(stats, self.cap)
+
+
+def _scan(source: _Source, config: ScanConfig, workers: int, collector: _Collector) -> ChunkStats:
+    if source.values is not None:
+        # Records are scanned in-process, a block of them at a time.
+        scanner = FileScanner(config)
+        values = source.values
+        while True:
+            block = list(itertools.islice(values, 2048))
+            if not block:
+                break
+            collector(scanner.scan_values(block))
+        return collector.total
+    assert source.chunks is not None
+    if workers > 1:
+        from ._parallel import scan_in_workers
+
+        scan_in_workers(source.chunks, config, workers, collector)
+    else:
+        scanner = FileScanner(config)
+        for chunk in source.chunks:
+            collector(scanner.scan_chunk(chunk))
+    return collector.total
+
+
+def _workers_for(source: _Source, workers: int | None) -> int:
+    if source.chunks is None:
+        return 1
+    if workers is not None:
+        return max(1, workers)
+    if source.size is None or source.size < PARALLEL_MIN_BYTES:
+        return 1
+    from ._parallel import usable_cpus
+
+    return min(usable_cpus(), 8)
+
+
+# ---------------------------------------------------------------------- decisions
+def _detect_method(source: _Source, info: ModelInfo | None) -> TrainingMethod:
+    if source.method in ("supervised", "dpo", "reinforcement"):
+        return source.method  # type: ignore[return-value]
+    kind = detect_kind(source.first_value)
+    if kind == "preference":
+        return "dpo"
+    if info is not None and info.methods == ("reinforcement",):
+        return "reinforcement"
+    first = source.first_value
+    if kind == "chat" and isinstance(first, dict):
+        extra_keys = set(first) - {"messages", "tools", "parallel_tool_calls", "functions"}
+        messages = first.get("messages")
+        ends_with_user = (
+            isinstance(messages, list)
+            and bool(messages)
+            and isinstance(messages[-1], dict)
+            and messages[-1].get("role") == "user"
+        )
+        if extra_keys and ends_with_user:
+            return "reinforcement"
+    return "supervised"
+
+
+def _kind_for(method: TrainingMethod, source: _Source, info: ModelInfo | None) -> ExampleKind:
+    if method != "supervised":
+        return _KIND_OF_METHOD[method]
+    if info is not None and info.data_format == "completion":
+        return "completion"
+    if info is None and detect_kind(source.first_value) == "completion":
+        return "completion"
+    return "chat"
+
+
+def _check_config(kind: ExampleKind, info: ModelInfo | None, file: FileRole) -> CheckConfig:
+    if info is None:
+        return CheckConfig(kind=kind, file=file)
+    note = ""
+    if info.azure_max_images_per_example and info.max_images_per_example:
+        note = f" on OpenAI ({info.azure_max_images_per_example} on Azure OpenAI)"
+    elif info.azure_max_images_per_example:
+        note = " (Azure OpenAI; OpenAI takes no images for this model)"
+    return CheckConfig(
+        kind=kind,
+        file=file,
+        images_supported=info.supports_images,
+        max_images=info.max_images_per_example or info.azure_max_images_per_example,
+        max_images_note=note,
+    )
+
+
+def _model_issues(
+    model: str | None,
+    info: ModelInfo | None,
+    method: TrainingMethod,
+    kind: ExampleKind,
+    as_of: date,
+) -> list[Issue]:
+    issues: list[Issue] = []
+    if model is None:
+        return issues
+    if info is None:
+        issues.append(
+            make_issue(
+                "unknown_model",
+                None,
+                None,
+                f"model {model!r} is not in the model table: tokens are counted with "
+                f"{DEFAULT_ENCODING}, with no token limit and no cost estimate",
+            )
+        )
+        return issues
+    if method not in info.methods:
+        issues.append(
+            make_issue(
+                "method_not_supported",
+                None,
+                None,
+                f"{info.name} supports {', '.join(info.methods)}, not {method}",
+            )
+        )
+    data_format = "completion" if kind == "completion" else "chat"
+    if data_format != info.data_format:
+        issues.append(
+            make_issue(
+                "format_not_supported",
+                None,
+                None,
+                f"{info.name} takes {info.data_format} examples, the data is {data_format}",
+            )
+        )
+    if info.shutdown_date is not None:
+        confidence = f" [{info.shutdown_confidence}]" if info.shutdown_confidence else ""
+        if as_of >= info.shutdown_date:
+            issues.append(
+                make_issue(
+                    "model_shut_down",
+                    None,
+                    None,
+                    f"{info.name} was shut down on {info.shutdown_date.isoformat()}{confidence}",
+                )
+            )
+        elif info.shutdown_date - as_of <= timedelta(days=SHUTDOWN_WARNING_DAYS):
+            days = (info.shutdown_date - as_of).days
+            issues.append(
+                make_issue(
+                    "model_shutdown_soon",
+                    None,
+                    None,
+                    f"{info.name} shuts down on {info.shutdown_date.isoformat()}{confidence}, "
+                    f"in {days} days; fine-tunes built on it stop working the same day",
+                )
+            )
+    return issues
+
+
+def _file_issues(stats: ChunkStats, file: FileRole, min_examples: int, cap: int) -> None:
+    def add(code: str, line: int | None, message: str) -> None:
+        stats.add_issue(make_issue(code, line, None, message, file=file), cap)
+
+    if stats.n_examples == 0:
+        what = "is empty" if stats.n_lines == 0 else f"has only {stats.n_lines} blank line(s)"
+        add("empty_file", None, f"the {file} file {what}")
+    elif file == "training" and stats.n_examples < min_examples:
+        add(
+            "too_few_examples",
+            None,
+            f"{stats.n_examples} example(s); the API needs at least {min_examples}",
+        )
+    elif file == "training" and stats.n_examples < RECOMMENDED_MIN_EXAMPLES:
+        add(
+            "below_recommended_examples",
+            None,
+            f"{stats.n_examples} examples; 50 to 100 are the recommended start",
+        )
+    if stats.bom:
+        add("byte_order_mark", 1, "the file starts with a UTF-8 byte-order mark")
+    if stats.n_crlf:
+        add(
+            "crlf_line_endings",
+            stats.first_crlf,
+            f"{stats.n_crlf:,} line(s) end with CRLF, the first at line {stats.first_crlf}",
+        )
+    size_mb = stats.n_bytes / 1024 / 1024
+    if stats.n_bytes > UPLOADS_API_LIMIT_BYTES:
+        add("file_too_large", None, f"{size_mb:,.0f} MB is over the Uploads API's 8 GB")
+    elif stats.n_bytes > FILES_API_LIMIT_BYTES:
+        add("file_too_large_for_files_api", None, f"{size_mb:,.0f} MB is over /files' 512 MB")
+    if stats.n_missing_system:
+        add(
+            "examples_missing_system_message",
+            stats.first_missing_system,
+            f"{stats.n_missing_system:,} example(s) have no system message, the first at line "
+            f"{stats.first_missing_system}",
+        )
+    if stats.n_missing_user:
+        add(
+            "examples_missing_user_message",
+            stats.first_missing_user,
+            f"{stats.n_missing_user:,} example(s) have no user message, the first at line "
+            f"{stats.first_missing_user}",
+        )
+    families = {
+        "completion" if k == "completion" else "preference" if k == "preference" else "chat"
+        for k in stats.kinds
+    }
+    if len(families) > 1:
+        counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(stats.kinds.items()))
+        add("mixed_example_formats", None, f"the file mixes formats ({counts})")
+
+
+def _summary(stats: ChunkStats, file: FileRole) -> FileSummary:
+    return FileSummary(
+        file=file,
+        n_lines=stats.n_lines,
+        n_blank_lines=stats.n_blank,
+        n_examples=stats.n_examples,
+        n_valid_examples=stats.n_valid,
+        n_bytes=stats.n_bytes,
+        kinds=dict(sorted(stats.kinds.items())),
+        messages_per_example=Distribution.from_histogram(stats.messages),
+        total_tokens=Distribution.from_histogram(stats.total_tokens),
+        assistant_tokens=Distribution.from_histogram(stats.assistant_tokens),
+        n_missing_system=stats.n_missing_system,
+        n_missing_user=stats.n_missing_user,
+        n_with_images=stats.n_with_images,
+        n_too_long=stats.n_too_long,
+        billing_tokens=stats.billing_tokens,
+    )
+
+
+def _cost(
+    info: ModelInfo | None,
+    method: TrainingMethod,
+    billing: int,
+    epochs: int | None,
+    auto: bool,
+) -> CostEstimate | None:
+    if info is None or epochs is None or method == "reinforcement":
+        return None
+    price = info.training_price_per_1m
+    confidence = info.training_price_confidence
+    if price is None or confidence is None:
+        return None
+    margin = _PRICE_MARGIN[confidence]
+    low_epochs = max(MIN_DEFAULT_EPOCHS, epochs - 1) if auto else epochs
+    high_epochs = min(MAX_DEFAULT_EPOCHS, epochs + 1) if auto else epochs
+    per_epoch = billing / 1e6 * price
+    assumptions = [
+        f"training price ${price:g} per 1M tokens [{confidence}, as of "
+        f"{info.as_of.isoformat()}]" + (f", +-{margin:.0%}" if margin else ""),
+        f"{billing:,} billing tokens per epoch: each example capped at "
+        f"{info.max_example_tokens:,} tokens"
+        if info.max_example_tokens
+        else f"{billing:,} billing tokens per epoch",
+        (
+            f"n_epochs auto: {epochs} by the cookbook heuristic, {low_epochs}-{high_epochs} "
+            "allowed for"
+        )
+        if auto
+        else f"n_epochs {epochs} as given",
+        "the validation file is not billed",
+    ]
+    return CostEstimate(
+        model=info.name,
+        price_per_1m_tokens=price,
+        price_confidence=confidence,
+        billing_tokens=billing,
+        epochs=epochs,
+        epochs_low=low_epochs,
+        epochs_high=high_epochs,
+        trained_tokens=epochs * billing,
+        low_usd=low_epochs * per_epoch * (1 - margin),
+        expected_usd=epochs * per_epoch,
+        high_usd=high_epochs * per_epoch * (1 + margin),
+        assumptions=tuple(assumptions),
+    )
+
+
+def _sort_key(issue: Issue) -> tuple[int, int, int]:
+    line = issue.line
+    return (_FILE_TAGS[issue.file], 0 if line is None else 1, line or 0)
+
+
+# ---------------------------------------------------------------------- entry point
+def preflight(
+    source: Any,
+    *,
+    model: str | None = DEFAULT_MODEL,
+    validation: Any = None,
+    method: Method | None = None,
+    n_epochs: int | None = None,
+    min_examples: int = 10,
+    workers: int | None = None,
+    max_issues_per_code: int = 1000,
+    as_of: date | None = None,
+) -> PreflightReport:
+    """Check training data offline and report every problem, the tokens and the cost.
+
+    Args:
+        source: The training data: a path to a JSONL file, its bytes, a binary file object,
+            a ``Dataset``, or an iterable of records or dicts (reported by position).
+        model: The base model (any name the model table accepts: snapshot, alias, ``ft:``,
+            Azure). It sets the encoding, the token limit, image limits, supported methods,
+            shutdown checks and the price. ``None`` checks the data alone: no model limits
+            and no cost (the local backend validates uploads this way).
+        validation: The validation data, in any form ``source`` accepts.
+        method: ``"supervised"``, ``"dpo"`` or ``"reinforcement"``; ``None`` detects it from
+            the first example (DPO by its keys; reinforcement for an RFT-only model, or for
+            messages ending with a user turn next to extra top-level keys).
+        n_epochs: The epochs the job will use; ``None`` estimates what ``auto`` chooses.
+        min_examples: The fewest training examples accepted (the API's minimum is 10).
+        workers: Processes scanning a file: ``None`` uses every CPU for files of 8 MB or
+            more and none below; ``1`` scans in-process.
+        max_issues_per_code: Issues of one code kept per file (all are counted).
+        as_of: The day to compare shutdown dates with; today by default.
+
+    Returns:
+        The report. Bad data never raises: it is reported.
+
+    Raises:
+        ConfigurationError: ``source`` or ``validation`` is not a readable kind of input, or an
+            argument is out of range.
+        OSError: A path cannot be read.
+    """
+    if n_epochs is not None and not 1 <= n_epochs <= 50:
+        raise ConfigurationError(f"n_epochs must be 1-50, not {n_epochs}", param="n_epochs")
+    if method is not None and method not in _KIND_OF_METHOD:
+        raise ConfigurationError(
+            f"method must be supervised, dpo or reinforcement, not {method!r}", param="method"
+        )
+    if max_issues_per_code < 1:
+        raise ConfigurationError(
+            "max_issues_per_code must be at least 1", param="max_issues_per_code"
+        )
+    today = as_of or date.today()
+    info = get_model_info(model)
+    encoding = info.encoding if info is not None else DEFAULT_ENCODING
+    limit = info.max_example_tokens if info is not None else None
+    training = _Source.of(source, "source")
+    checked: TrainingMethod = method or _detect_method(training, info)
+    kind = _kind_for(checked, training, info)
+    logger.debug(
+        "preflight: model=%s method=%s kind=%s encoding=%s", model, checked, kind, encoding
+    )
+
+    index = FingerprintIndex()
+    try:
+        files: list[tuple[FileRole, ChunkStats]] = []
+        inputs: list[tuple[FileRole, _Source]] = [("training", training)]
+        if validation is not None:
+            inputs.append(("validation", _Source.of(validation, "validation")))
+        for file, data in inputs:
+            config = ScanConfig(
+                check=_check_config(kind, info, file),
+                encoding=encoding,
+                max_example_tokens=limit,
+                max_issues_per_code=max_issues_per_code,
+            )
+            collector = _Collector(file, index, max_issues_per_code)
+            stats = _scan(data, config, _workers_for(data, workers), collector)
+            _file_issues(stats, file, min_examples, max_issues_per_code)
+            files.append((file, stats))
+    finally:
+        index.close()
+
+    issues = _model_issues(model, info, checked, kind, today)
+    if checked == "reinforcement" and validation is None:
+        issues.append(
+            make_issue(
+                "validation_file_required",
+                None,
+                None,
+                "reinforcement fine-tuning without a validation file",
+            )
+        )
+    counts: dict[str, int] = {}
+    for issue in issues:
+        counts[issue.code] = counts.get(issue.code, 0) + 1
+    for _, stats in files:
+        issues.extend(stats.issues)
+        for code, count in stats.issue_counts.items():
+            counts[code] = counts.get(code, 0) + count
+    train_stats = files[0][1]
+    epochs = n_epochs or (auto_epochs(train_stats.n_examples) if train_stats.n_examples else None)
+    cost = _cost(info, checked, train_stats.billing_tokens, epochs, auto=n_epochs is None)
+    if model is not None and info is not None and cost is None and train_stats.n_examples:
+        why = (
+            "reinforcement fine-tuning is billed per hour of training, plus grader tokens"
+            if checked == "reinforcement"
+            else f"no per-token training price is known for {info.name}"
+        )
+        cost_issue = make_issue("cost_not_estimated", None, None, why)
+        issues.append(cost_issue)
+        counts[cost_issue.code] = counts.get(cost_issue.code, 0) + 1
+    issues.sort(key=_sort_key)
+    return PreflightReport(
+        model=model,
+        base_model=info.name if info is not None else None,
+        encoding=encoding,
+        method=checked,
+        kind=kind,
+        training=_summary(train_stats, "training"),
+        validation=_summary(files[1][1], "validation") if len(files) > 1 else None,
+        issues=tuple(issues),
+        issue_counts=counts,
+        epochs=epochs,
+        cost=cost,
+        as_of=today,
+        max_issues_per_code=max_issues_per_code,
+    )

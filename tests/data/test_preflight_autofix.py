@@ -1,0 +1,103 @@
+"""autofix(): only safe fixes, a new dataset, and the list of every change."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from finetune_kit.data.dataset import Dataset
+from finetune_kit.data.fixes import autofix
+from finetune_kit.data.validation import preflight
+
+
+def chat(user: str, answer: str) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    }
+
+
+def test_fixes_a_messy_file_and_lists_each_change() -> None:
+    lines = [
+        json.dumps(chat("  Hi ", "Hello!\n")),
+        "",
+        json.dumps(chat("Q2", "A2")),
+        json.dumps(chat("Hi", "Hello!")),  # a duplicate of line 1 once trimmed
+        "{broken",
+        "[1, 2]",
+    ]
+    data = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    result = autofix(data)
+    assert result.rows == (chat("Hi", "Hello!"), chat("Q2", "A2"))
+    assert [(c.line, c.action, c.field) for c in result.changes] == [
+        (None, "normalize_line_endings", None),
+        (1, "remove_byte_order_mark", None),
+        (1, "strip_whitespace", "messages[0].content"),
+        (1, "strip_whitespace", "messages[1].content"),
+        (2, "drop_blank_line", None),
+        (4, "drop_duplicate", None),
+    ]
+    assert result.changes[-1].detail == "same as line 1"
+    assert [(u.line, u.problem) for u in result.unreadable] == [
+        (5, "invalid_json"),
+        (6, "data_type"),
+    ]
+    clean = preflight(result.to_jsonl_bytes(), model=None, min_examples=1)
+    assert clean.ok
+    assert not clean.warnings
+
+
+def test_system_prompt_only_where_missing_and_in_the_right_place() -> None:
+    pair = {
+        "input": {"messages": [{"role": "user", "content": "Hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hello"}],
+        "non_preferred_output": [{"role": "assistant", "content": "No"}],
+    }
+    has_system = {"messages": [{"role": "system", "content": "Old."}, *chat("a", "b")["messages"]]}
+    result = autofix([chat("a", "b"), has_system, pair], system_prompt="Be kind.")
+    assert result.rows[0]["messages"][0] == {"role": "system", "content": "Be kind."}
+    assert result.rows[1] == has_system
+    assert result.rows[2]["input"]["messages"][0] == {"role": "system", "content": "Be kind."}
+    assert [(c.line, c.field) for c in result.changes] == [
+        (1, "messages[0]"),
+        (3, "input.messages[0]"),
+    ]
+    rft = autofix(
+        [{"messages": [{"role": "user", "content": "2+2?"}], "answer": "4"}],
+        system_prompt="Think.",
+        system_role="developer",
+    )
+    assert rft.rows[0]["messages"][0]["role"] == "developer"
+
+
+def test_input_records_are_never_modified() -> None:
+    rows = [chat(" a ", " b "), chat(" a ", " b ")]
+    before = copy.deepcopy(rows)
+    result = autofix(rows, system_prompt="S")
+    assert rows == before
+    assert len(result) == 1
+
+
+def test_fixes_can_be_switched_off() -> None:
+    rows = [chat(" a ", "b"), chat(" a ", "b")]
+    result = autofix(rows, strip_whitespace=False, drop_duplicates=False)
+    assert list(result) == rows
+    assert result.changes == ()
+
+
+def test_whitespace_is_never_stripped_to_nothing() -> None:
+    result = autofix([chat("   ", "b")])
+    assert result.rows[0]["messages"][0]["content"] == "   "
+    assert result.changes == ()
+
+
+def test_the_result_is_a_dataset_and_writes_jsonl(tmp_path: Path) -> None:
+    result = autofix([chat("Hi ", "Hello"), chat("Q", "A")])
+    dataset = result.dataset
+    assert isinstance(dataset, Dataset)
+    assert dataset == Dataset.from_dicts(result.rows)
+    path = tmp_path / "fixed.jsonl"
+    assert result.to_jsonl(path) == 2
+    assert path.read_bytes() == result.to_jsonl_bytes() == dataset.to_jsonl_bytes()
+    assert preflight(result, model=None, min_examples=1).ok

@@ -71,6 +71,9 @@ def json_type_name(value: Any) -> str:
     return type(value).__name__
 
 
+_WEIGHT_ERRORS = ("literal_error", "int_type", "greater_than_equal", "less_than_equal")
+
+
 def _preview(value: Any) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False)
@@ -142,10 +145,15 @@ def _explain(
     ctx = err.get("ctx") or {}
     if kind == RULE_ERROR:
         return _join(path, str(ctx.get("field", ""))), err["msg"], str(ctx.get("fix", ""))
-    if key == "weight" and kind in ("literal_error", "int_type", "bool_type"):
+    if key == "weight" and kind in _WEIGHT_ERRORS:
+        got = (
+            str(value)
+            if isinstance(value, int) and not isinstance(value, bool)
+            else f"{json_type_name(value)} {_preview(value)}"
+        )
         return (
             path,
-            f"weight must be 0 or 1, got {_preview(value)}",
+            f"weight must be 0 or 1, got {got}",
             "use 1 to train on this assistant turn or 0 to keep it as context only",
         )
     if kind == "extra_forbidden":

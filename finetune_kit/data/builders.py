@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from typing_extensions import TypeVar
 
 from ..errors import BuilderError, ConfigurationError, FinetuneKitError
-from .dataset import Dataset
+from .dataset import Dataset, paused_gc
 from .records import (
     ChatExample,
     PreferenceExample,
@@ -163,8 +163,9 @@ class DatasetBuilder(ABC, Generic[OptionsT, ExampleT]):
         records: list[Any] = []
         name = getattr(self, "name", type(self).__name__)
         try:
-            for number, item in enumerate(self.examples(source, parsed), start=1):
-                records.append(_as_record(item, number, name))
+            with paused_gc():
+                for number, item in enumerate(self.examples(source, parsed), start=1):
+                    records.append(_as_record(item, number, name))
         except FinetuneKitError:
             raise
         except Exception as exc:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -114,21 +114,38 @@ class Record(BaseModel):
 
 
 # Union branches are tagged "family:value"; the colon lets error paths skip the tag.
+# These run once per message or part: plain dicts take the fast path (no ABC isinstance).
+_ROLE_TAGS = {role: f"role:{role}" for role in ("system", "developer", "user", "assistant", "tool")}
+
+
 def _role_tag(value: Any) -> str | None:
-    role = value.get("role") if isinstance(value, Mapping) else getattr(value, "role", None)
-    return f"role:{role}" if isinstance(role, str) else None
+    if type(value) is dict:
+        role = value.get("role")
+    else:
+        role = getattr(value, "role", None)
+        if role is None and isinstance(value, Mapping):
+            role = value.get("role")
+    if type(role) is not str:
+        return None
+    return _ROLE_TAGS.get(role) or f"role:{role}"
 
 
 def _content_tag(value: Any) -> str | None:
-    if isinstance(value, str):
+    kind = type(value)
+    if kind is str or (kind is not list and isinstance(value, str)):
         return "content:string"
-    if isinstance(value, list):
+    if kind is list or isinstance(value, list):
         return "content:parts"
     return None
 
 
 def _part_tag(value: Any) -> str | None:
-    kind = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
+    if type(value) is dict:
+        kind = value.get("type")
+    else:
+        kind = getattr(value, "type", None)
+        if kind is None and isinstance(value, Mapping):
+            kind = value.get("type")
     return f"part:{kind}" if isinstance(kind, str) else None
 
 
@@ -276,6 +293,14 @@ class ToolCall(Record):
         return cls(id=id, function=FunctionCall(name=name, arguments=arguments))
 
 
+if TYPE_CHECKING:
+    Weight = Literal[0, 1]
+else:
+    # Validated natively (strict int in [0, 1]): Literal[0, 1] would let True and 1.0 through,
+    # and a Python validator would cost more than the rest of the message.
+    Weight = Annotated[int, Field(ge=0, le=1)]
+
+
 class AssistantMessage(Record):
     """An assistant message: the text to learn, tool calls, or both.
 
@@ -291,19 +316,7 @@ class AssistantMessage(Record):
     content: TextContent | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
-    weight: Literal[0, 1] | None = None
-
-    @field_validator("weight", mode="before")
-    @classmethod
-    def _weight_is_an_integer(cls, value: Any) -> Any:
-        # Literal[0, 1] alone lets True and 1.0 through; the API wants the integers.
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise rule_error(
-                f"weight must be 0 or 1, got {json_type_name(value)} "
-                f"{json.dumps(value, default=repr)}",
-                fix="use 1 to train on this assistant turn or 0 to keep it as context only",
-            )
-        return value
+    weight: Weight | None = None
 
     @model_validator(mode="after")
     def _has_something_to_say(self) -> AssistantMessage:
@@ -572,8 +585,6 @@ _KINDS = {
     "reinforcement": ReinforcementExample,
 }
 
-_PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
-
 
 def detect_kind(obj: Mapping[str, Any]) -> ExampleKind:
     """Tell which kind of example a parsed JSON object is meant to be.
@@ -586,13 +597,17 @@ def detect_kind(obj: Mapping[str, Any]) -> ExampleKind:
         >>> detect_kind({"messages": [{"role": "user", "content": "2+2?"}], "answer": 4})
         'reinforcement'
     """
-    if any(key in obj for key in _PREFERENCE_KEYS):
+    if "input" in obj or "preferred_output" in obj or "non_preferred_output" in obj:
         return "preference"
     messages = obj.get("messages")
-    if isinstance(messages, Sequence) and not isinstance(messages, str) and messages:
-        last = messages[-1]
-        if isinstance(last, Mapping) and last.get("role") == "user":
-            return "reinforcement"
+    is_list = type(messages) is list or (
+        isinstance(messages, Sequence) and not isinstance(messages, str)
+    )
+    if not is_list or not messages:
+        return "chat"
+    last = messages[-1]
+    if (type(last) is dict or isinstance(last, Mapping)) and last.get("role") == "user":
+        return "reinforcement"
     return "chat"
 
 

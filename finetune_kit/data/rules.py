@@ -60,6 +60,13 @@ _KEYS_BY_ROLE = {
     "function": _COMMON_KEYS,
 }
 _ALL_MESSAGE_KEYS = frozenset().union(*_KEYS_BY_ROLE.values())
+# The keys of a message that can skip the full checks (see _check_messages).
+_PLAIN_KEYS = {
+    "system": frozenset({"role", "content"}),
+    "developer": frozenset({"role", "content"}),
+    "user": frozenset({"role", "content"}),
+    "assistant": frozenset({"role", "content", "weight"}),
+}
 _CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
 _PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 _PREFERENCE_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
@@ -297,7 +304,9 @@ class ExampleChecker:
         else:
             stats = self._check_conversation(value, sink, kind_for_checks)
         self._check_images(stats.n_images, kind_for_checks, sink)
-        n_errors = sum(1 for issue in out[start:] if issue.severity == "error")
+        n_errors = (
+            sum(1 for issue in out[start:] if issue.severity == "error") if len(out) > start else 0
+        )
         return ExampleFacts(
             kind,
             len(stats.roles),
@@ -656,7 +665,43 @@ class ExampleChecker:
         has_calls = False
         order_flagged = False
         started = False  # a non-system message has been seen
+        roles = stats.roles
         for index, message in enumerate(messages):
+            # Fast path for the plain messages that make up most files: a known role, text
+            # content and nothing else. Anything unusual takes the full checks below.
+            if type(message) is dict and not pending:
+                role = message.get("role")
+                plain = _PLAIN_KEYS.get(role) if type(role) is str else None
+                content = message.get("content")
+                if (
+                    plain is not None
+                    and type(content) is str
+                    and content
+                    and not content.isspace()
+                    and message.keys() <= plain
+                    and role in allowed_roles
+                ):
+                    if role == "user":
+                        stats.has_user = True
+                        started = True
+                        roles.append(role)
+                        continue
+                    if role == "assistant":
+                        weight = message.get("weight", 1)
+                        if (
+                            started
+                            and type(weight) is int
+                            and (weight == 1 or weight == 0)
+                            and ("weight" not in message or mode in ("chat", "reinforcement"))
+                        ):
+                            stats.n_assistant += 1
+                            stats.n_trainable += weight
+                            roles.append(role)
+                            continue
+                    elif not started:
+                        stats.has_system = True
+                        roles.append(role)
+                        continue
             field = f"{prefix}[{index}]"
             if not isinstance(message, dict):
                 sink.add(

@@ -344,6 +344,33 @@ class TokenCounter:
             total += self.count_text(arguments)
         return total
 
+    def _message(self, message: Any) -> tuple[int, int]:
+        if type(message) is not dict and not isinstance(message, Mapping):
+            return 0, 0
+        count_text = self.count_text
+        total = TOKENS_PER_MESSAGE
+        role = message.get("role")
+        if type(role) is str:
+            total += count_text(role)
+        content = message.get("content")
+        written = count_text(content) if type(content) is str else self._content(content)
+        if len(message) > 2:  # beyond role and content: the less common keys
+            name = message.get("name")
+            if isinstance(name, str):
+                total += count_text(name) + TOKENS_PER_NAME
+            tool_calls = message.get("tool_calls")
+            if isinstance(tool_calls, list):
+                for call in tool_calls:
+                    if isinstance(call, Mapping):
+                        written += self._call(call.get("function"))
+            function_call = message.get("function_call")
+            if function_call is not None:
+                written += self._call(function_call)
+        total += written
+        if role == "assistant" and message.get("weight", 1) != 0:
+            return total, written
+        return total, 0
+
     def count_message(self, message: Any) -> ExampleTokens:
         """Count one message: overhead, role, content, name, tool calls.
 
@@ -353,28 +380,7 @@ class TokenCounter:
         Returns:
             The message's tokens and, for a trained assistant message, its trained tokens.
         """
-        if not isinstance(message, Mapping):
-            return ExampleTokens(0, 0)
-        count_text = self.count_text
-        total = TOKENS_PER_MESSAGE
-        role = message.get("role")
-        if isinstance(role, str):
-            total += count_text(role)
-        name = message.get("name")
-        if isinstance(name, str):
-            total += count_text(name) + TOKENS_PER_NAME
-        written = self._content(message.get("content"))
-        tool_calls = message.get("tool_calls")
-        if isinstance(tool_calls, list):
-            for call in tool_calls:
-                if isinstance(call, Mapping):
-                    written += self._call(call.get("function"))
-        function_call = message.get("function_call")
-        if function_call is not None:
-            written += self._call(function_call)
-        total += written
-        trained = role == "assistant" and message.get("weight", 1) != 0
-        return ExampleTokens(total, written if trained else 0)
+        return ExampleTokens(*self._message(message))
 
     def count_messages(self, messages: Any) -> ExampleTokens:
         """Count a list of messages (without the example's priming tokens).
@@ -388,10 +394,11 @@ class TokenCounter:
         if not isinstance(messages, list):
             return ExampleTokens(0, 0)
         total = assistant = 0
+        count = self._message
         for message in messages:
-            counted = self.count_message(message)
-            total += counted.total
-            assistant += counted.assistant
+            message_total, message_assistant = count(message)
+            total += message_total
+            assistant += message_assistant
         return ExampleTokens(total, assistant)
 
     def count_tools(self, tools: Any) -> int:
@@ -407,7 +414,7 @@ class TokenCounter:
             return 0
         try:
             text = json.dumps(tools, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return 0
         return self.count_text(text)
 

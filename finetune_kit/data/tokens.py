@@ -354,7 +354,7 @@ class TokenCounter:
             total += count_text(role)
         content = message.get("content")
         written = count_text(content) if type(content) is str else self._content(content)
-        if len(message) > 2:  # beyond role and content: the less common keys
+        if len(message) > ("role" in message) + ("content" in message):  # keys beyond those two
             name = message.get("name")
             if isinstance(name, str):
                 total += count_text(name) + TOKENS_PER_NAME

@@ -175,6 +175,8 @@ def _explain(
             return path, "image parts are not allowed here", "images go in user messages only"
         fix = "these lists hold assistant messages only" if key == "role" else "fix the value"
         return path, f"must be {ctx.get('expected')}, got {_preview(value)}", fix
+    if kind == "string_too_short":
+        return path, "must not be empty", f"give '{key}' a value"
     if kind in ("too_short", "too_long"):
         return _explain_length(ctx, key, path)
     expected = {

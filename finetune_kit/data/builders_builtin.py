@@ -20,6 +20,7 @@ from .records import (
     AssistantMessage,
     ChatExample,
     ChatMessage,
+    NonEmptyStr,
     PreferenceExample,
     PreferenceInput,
     Record,
@@ -176,22 +177,27 @@ class ToolCallSpec(Record):
         id: The call's id; ``call_1``, ``call_2``... when left out.
     """
 
-    name: str
+    name: NonEmptyStr
     arguments: dict[str, Any] | str
     result: Any
-    id: str | None = None
+    id: NonEmptyStr | None = None
 
     @field_validator("arguments")
     @classmethod
-    def _arguments_are_json(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+    def _arguments_are_an_object(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
         if isinstance(value, str):
             try:
-                json.loads(value)
+                parsed = json.loads(value)
             except ValueError as exc:
                 raise rule_error(
                     f"arguments is not valid JSON ({exc})",
                     fix="give the arguments as a dict, or as a JSON string",
                 ) from None
+            if not isinstance(parsed, dict):
+                raise rule_error(
+                    f"arguments holds a JSON {json_type_name(parsed)}; it must hold an object",
+                    fix="give the arguments as a dict",
+                )
         return value
 
 

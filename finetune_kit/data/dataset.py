@@ -46,6 +46,7 @@ from .records import (
 
 if TYPE_CHECKING:
     from .records import FineTuningMethod
+    from .report import PreflightReport
 
 __all__ = ["Dataset", "concat", "example_key"]
 
@@ -388,21 +389,27 @@ class Dataset(Sequence[ExampleT]):
 
     # Checking
 
-    def preflight(self, **options: Any) -> Any:
-        """Check the dataset offline as the API would, and estimate tokens and cost.
+    def preflight(self, **options: Any) -> PreflightReport:
+        """Check the dataset offline as the API would, and count tokens and estimate the cost.
 
         Args:
-            **options: Passed to ``finetune_kit.data.validation.preflight`` (``model``,
-                ``validation``, ``n_epochs``...).
+            **options: Passed to ``finetune_kit.data.validation.preflight``: ``model``,
+                ``validation``, ``n_epochs``, ``min_examples``... The method is this
+                dataset's.
 
         Returns:
-            A ``PreflightReport``.
-        """
-        # Imported here: preflight pulls in tokenizers, which reading a dataset does not need.
-        import importlib
+            The ``PreflightReport``: every issue with its line and field, token statistics,
+            epochs and cost.
 
-        validation = importlib.import_module("finetune_kit.data.validation")
-        return validation.preflight(self, **options)
+        Example:
+            >>> ds = Dataset([ChatExample.single_turn(f"q{i}", f"a{i}") for i in range(10)])
+            >>> ds.preflight(model=None).ok
+            True
+        """
+        # Imported here: preflight pulls in the tokenizers, which reading data does not need.
+        from .validation import preflight
+
+        return preflight(self, **options)
 
     # Combinators
 

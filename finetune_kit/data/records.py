@@ -149,6 +149,10 @@ def _part_tag(value: Any) -> str | None:
     return f"part:{kind}" if isinstance(kind, str) else None
 
 
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+"""Ids and function names: the API refuses empty ones."""
+
+
 class ImageURL(Record):
     """Where an image is: an ``https://`` URL or a ``data:image/...;base64,`` URL.
 
@@ -250,19 +254,24 @@ class FunctionCall(Record):
         '{"city":"Paris"}'
     """
 
-    name: str
+    name: NonEmptyStr
     arguments: str
 
     @field_validator("arguments")
     @classmethod
-    def _arguments_are_json(cls, value: str) -> str:
+    def _arguments_are_a_json_object(cls, value: str) -> str:
         try:
-            json.loads(value)
+            parsed = json.loads(value)
         except ValueError as exc:
             raise rule_error(
                 f"arguments is not valid JSON ({exc})",
                 fix="serialise the arguments with json.dumps",
             ) from None
+        if not isinstance(parsed, dict):
+            raise rule_error(
+                f"arguments holds a JSON {json_type_name(parsed)}; it must hold an object",
+                fix='put the arguments in an object, such as {"city": "Paris"}',
+            )
         return value
 
 
@@ -275,7 +284,7 @@ class ToolCall(Record):
         {'id': 'call_1', 'type': 'function', 'function': {'name': 'get_weather', 'arguments': '{"city":"Paris"}'}}
     """  # noqa: E501 -- a doctest's expected output is one line
 
-    id: str
+    id: NonEmptyStr
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -338,7 +347,7 @@ class ToolMessage(Record):
     """
 
     role: Literal["tool"] = "tool"
-    tool_call_id: str
+    tool_call_id: NonEmptyStr
     content: TextContent
 
 
@@ -350,7 +359,7 @@ class FunctionDefinition(Record):
         {'name': 'get_weather', 'parameters': {'type': 'object'}}
     """
 
-    name: str
+    name: NonEmptyStr
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None

@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 text = st.text(max_size=12)
+ids = st.text(min_size=1, max_size=12)  # ids and function names may not be empty
 names = st.none() | st.text(min_size=1, max_size=6)
 
 json_values = st.recursive(
@@ -56,9 +57,9 @@ tool_call = st.builds(
         "type": "function",
         "function": {"name": name, "arguments": json.dumps(args)},
     },
-    text,
-    text,
-    json_values,
+    ids,
+    ids,
+    st.dictionaries(st.text(max_size=5), json_values, max_size=3),
 )
 
 assistant_message = st.builds(
@@ -70,7 +71,7 @@ assistant_message = st.builds(
 ).filter(lambda m: "content" in m or "tool_calls" in m)
 
 tool_message = st.builds(
-    lambda call_id, c: {"role": "tool", "tool_call_id": call_id, "content": c}, text, text_content
+    lambda call_id, c: {"role": "tool", "tool_call_id": call_id, "content": c}, ids, text_content
 )
 
 tool = st.builds(
@@ -78,7 +79,7 @@ tool = st.builds(
         "type": "function",
         "function": _obj(name=name, description=desc, parameters=params, strict=strict),
     },
-    text,
+    ids,
     st.none() | text,
     st.none() | st.dictionaries(st.text(max_size=5), json_values, max_size=3),
     st.none() | st.booleans(),

@@ -376,6 +376,18 @@ def test_tool_call_items_come_from_a_jsonl_file_too(tmp_path: Path) -> None:
         ),
         (weather_item(calls=[]), {}, "calls", "at least 1"),
         (
+            weather_item(calls=[{"name": "f", "arguments": "[1]", "result": 1}]),
+            {},
+            "calls[0].arguments",
+            "must hold an object",
+        ),
+        (
+            weather_item(calls=[{"name": "", "arguments": {}, "result": 1}]),
+            {},
+            "calls[0].name",
+            "must not be empty",
+        ),
+        (
             weather_item(calls=[{"name": "get_wether", "arguments": {}, "result": 1}]),
             {"tools": [WEATHER]},
             "calls[0].name",
@@ -469,3 +481,41 @@ def test_a_bad_preference_row_names_the_row_and_field(
         "row 1: the column"
     )
     assert words in str(info.value)
+
+
+# What the builders write passes preflight: records and preflight agree on the API's format.
+
+
+def ten(item: Any) -> list[Any]:
+    return [item] * 10
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "options"),
+    [
+        (
+            "qa",
+            [(f"Tell me about element {i}", f"Limerick {i}") for i in range(10)],
+            {"system": "Elle"},
+        ),
+        ("template", LIMERICKS, {"user": "Tell me about {element}", "assistant": "{limerick}"}),
+        (
+            "conversations",
+            ten(["Hi", "Hello!", "Neon?", ("assistant", "Glows red.", 1)]),
+            {"train_on": "last"},
+        ),
+        ("tool_calls", ten(weather_item()), {"tools": [WEATHER], "system": "Be brief."}),
+        (
+            "preferences",
+            ten({"prompt": "2+2?", "chosen": "4", "rejected": "22"}),
+            {"system": "Math"},
+        ),
+    ],
+)
+def test_what_each_builtin_builds_passes_preflight(
+    name: str, source: Any, options: dict[str, Any]
+) -> None:
+    dataset = build_dataset(name, source, **options)
+    report = dataset.preflight(model=None)
+    assert report.ok, [(issue.line, issue.code, issue.message) for issue in report.errors]
+    assert report.training.n_examples == len(dataset)

@@ -307,8 +307,22 @@ def test_html_preview_of_preference_and_reinforcement_examples() -> None:
     assert "Count" in rft
 
 
-@pytest.mark.skip(reason="finetune_kit.data.validation.preflight is not written yet (D2)")
-def test_preflight_checks_the_dataset() -> None:
-    report = Dataset([chat(str(i)) for i in range(12)]).preflight(model=None)
+def test_preflight_checks_the_dataset_as_its_method() -> None:
+    report = Dataset([chat(f"question {i}") for i in range(12)]).preflight(model=None)
     assert report.ok
-    assert report.n_examples == 12
+    assert report.method == "supervised"
+    assert report.training.n_examples == 12
+
+
+def test_preflight_reports_what_records_cannot_see() -> None:
+    # Records check one example's shape; preflight checks the file: here, too few examples.
+    report = Dataset([chat("q")]).preflight(model=None)
+    assert not report.ok
+    assert "too_few_examples" in {issue.code for issue in report.errors}
+
+
+def test_preflight_of_a_preference_dataset_checks_dpo() -> None:
+    dataset = Dataset([PreferenceExample.single_turn(f"q{i}", "good", "bad") for i in range(10)])
+    report = dataset.preflight(model=None)
+    assert report.method == "dpo"
+    assert report.ok, report.errors

@@ -230,6 +230,16 @@ A = {"role": "assistant", "content": "a"}
             "json.dumps",
         ),
         (
+            {"messages": [Q, _assistant_call("[1, 2]")]},
+            "messages[1].tool_calls[0].function.arguments",
+            "holds a JSON array; it must hold an object",
+        ),
+        (
+            {"messages": [{"role": "tool", "tool_call_id": "", "content": "x"}, A]},
+            "messages[0].tool_call_id",
+            "must not be empty",
+        ),
+        (
             {"messages": [Q, _assistant_call("{oops")]},
             "messages[1].tool_calls[0].function.arguments",
             "not valid JSON",

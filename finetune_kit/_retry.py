@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import inspect
 import logging
 import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import openai
 import tenacity
@@ -541,7 +542,16 @@ class RetryPolicy:
         Raises:
             Exception: The last attempt's exception, unchanged, once retrying stops.
         """
-        return await self.async_retrying()(fn, *args, **kwargs)
+
+        async def attempt() -> T:
+            # A plain function returning an awaitable (a lambda around a coroutine call, or the
+            # openai client's paginators) is awaited too; tenacity would hand it back as is.
+            result: Any = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return cast("T", result)
+
+        return await self.async_retrying()(attempt)
 
     def call_idempotent(self, create: Callable[[], T], find: Callable[[], T | None]) -> T:
         """Create something remote exactly once, even when an attempt fails ambiguously.

@@ -235,12 +235,16 @@ def follow_steps(
     delay = options.initial_interval
     status_interval = float(options.status_interval or options.max_interval)
     first_tick = True
+    looked_last_tick = False
 
     while True:
         progressed: bool | None = None  # None: this tick says nothing about progress
         terminal_job: Any = None
         looked = False
-        if look_now or clock() - last_look >= status_interval:
+        # Never two looks in a row: a tick that looked is followed by a tick that reads events,
+        # so a slow interval (>= status_interval) cannot starve the events.
+        due = look_now or clock() - last_look >= status_interval
+        if due and (first_tick or not looked_last_tick):
             job = yield FetchJob()
             looked = True
             last_look = clock()
@@ -283,6 +287,7 @@ def follow_steps(
             elif new_events:
                 progressed = True
         first_tick = False
+        looked_last_tick = looked
         if terminal_job is not None:
             return terminal_job
 

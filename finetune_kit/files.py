@@ -208,10 +208,11 @@ class _UploaderBase:
                 "uploading despite %d preflight error(s) because force=True", len(report.errors)
             )
             return
-        first = report.errors[0]
+        errors = list(report.errors)
+        first = next((e for e in errors if e.line is not None), errors[0])
         where = f"line {first.line}: " if first.line is not None else ""
         raise PreflightFailedError(
-            f"preflight found {len(report.errors)} error(s); first: {where}{first.message}. "
+            f"preflight found {len(errors)} error(s); first: {where}{first.message}. "
             "Fix the data (see the report), or pass force=True to upload anyway.",
             report=report,
         )

@@ -244,3 +244,16 @@ def test_resume_instructions_name_the_job() -> None:
     assert "keeps running" in text
     assert "client.fine_tuning.jobs.cancel('ftjob-xyz')" in text
     assert "wait('ftjob-xyz')" in text
+
+
+def test_slow_polling_does_not_starve_events() -> None:
+    # Events 20 s apart: the interval reaches its cap, which is over status_interval, so every
+    # tick is due for a look at the job; events must still be read on every other tick.
+    timeline: list[tuple[float, str, Any]] = [(0.0, "status", "running")]
+    timeline += [(20.0 * i, "event", metrics(i, 5, 1.0 / i)) for i in range(1, 6)]
+    timeline += [(101.0, "status", "succeeded")]
+    options = FollowOptions(initial_interval=1, max_interval=8, status_interval=2)
+    job, updates, requests, _ = drive(SimJob(timeline), options)
+    assert job.status == "succeeded"
+    assert [u.step for u in updates if isinstance(u, MetricPoint)] == [1, 2, 3, 4, 5]
+    assert "job,job" not in ",".join(requests)

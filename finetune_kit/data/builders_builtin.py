@@ -175,6 +175,10 @@ class ToolCallSpec(Record):
         arguments: Its arguments, as a dict (serialised to a JSON string) or a JSON string.
         result: What the tool returned: a string, or any JSON value (serialised).
         id: The call's id; ``call_1``, ``call_2``... when left out.
+
+    Example:
+        >>> ToolCallSpec.from_dict({"name": "add", "arguments": {"a": 2}, "result": 4}).arguments
+        {'a': 2}
     """
 
     name: NonEmptyStr
@@ -209,6 +213,12 @@ class ToolCallItem(Record):
         calls: The calls the assistant makes, each with the tool's result.
         answer: The assistant's final answer, written after reading the results.
         system: A system prompt for this example (overrides the builder's).
+
+    Example:
+        >>> call = {"name": "add", "arguments": '{"a":2,"b":2}', "result": 4}
+        >>> item = ToolCallItem.from_dict({"user": "2+2?", "calls": [call], "answer": "4"})
+        >>> item.calls[0].name, item.answer
+        ('add', '4')
     """
 
     user: str

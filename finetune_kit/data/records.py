@@ -689,6 +689,10 @@ def parse_example(
         3 messages[0].weight
         line 3: messages[0].weight: weight must be 0 or 1, got 2; use 1 to train on this assistant turn or 0 to keep it as context only
     """  # noqa: E501 -- a doctest's expected output is one line
+    if isinstance(obj, (ChatExample, PreferenceExample, ReinforcementExample)) and (
+        kind is None or obj.kind == kind
+    ):
+        return obj
     if not isinstance(obj, Mapping):
         return validate_record(ChatExample, obj, line=line, where=where)
     chosen = kind if kind is not None else detect_kind(obj)

@@ -350,3 +350,11 @@ def test_single_turn_builders_write_what_the_api_documents() -> None:
         "tool_call_id": "c",
         "content": "x",
     }
+
+
+def test_parse_example_passes_records_through() -> None:
+    example = PreferenceExample.single_turn("q", "good", "bad")
+    assert parse_example(example) is example
+    assert parse_example(example, kind="preference") is example
+    with pytest.raises(ExampleValidationError, match="expected a JSON object"):
+        parse_example(example, kind="chat")

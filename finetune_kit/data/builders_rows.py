@@ -95,13 +95,13 @@ def iter_rows(
     elif _is_dataframe(source):
         yield from _dataframe_rows(source)
     elif _is_hf_dataset(source):
-        if isinstance(source.column_names, Mapping):
-            raise ConfigurationError(
-                "this is a DatasetDict of several splits; pass one split, such as ds['train']",
-                param="source",
-            )
         for number, value in enumerate(source, start=1):
             yield Row(number, f"row {number}", number, value)
+    elif isinstance(source, Mapping) and source and all(map(_is_hf_dataset, source.values())):
+        raise ConfigurationError(
+            "this is a DatasetDict of several splits; pass one split, such as ds['train']",
+            param="source",
+        )
     elif isinstance(source, Mapping):
         raise ConfigurationError(
             "the source is a single mapping; pass a list of rows (or a DataFrame, or a file)",

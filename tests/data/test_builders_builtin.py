@@ -167,6 +167,8 @@ def test_template_reads_a_hugging_face_dataset() -> None:
     hf = datasets.Dataset.from_dict({"q": ["a?", "b?"], "a": ["A", "B"]})
     dataset = build_dataset("template", hf, user="{q}", assistant="{a}")
     assert [texts(ex)[1][1] for ex in dataset if isinstance(ex, ChatExample)] == ["A", "B"]
+    with pytest.raises(ConfigurationError, match=r"pass one split, such as ds\['train'\]"):
+        build_dataset("template", datasets.DatasetDict({"train": hf}), user="{q}", assistant="{a}")
 
 
 @pytest.mark.parametrize(

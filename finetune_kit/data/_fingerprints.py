@@ -3,7 +3,7 @@
 Exact duplicate detection must remember every example seen. A dict of 64-bit fingerprints
 costs about 100 bytes per example, which for a few hundred thousand examples would dominate
 preflight's memory; so the index keeps a dict for small inputs and moves to a temporary
-on-disk SQLite table (a B-tree keyed by fingerprint, with a few MB of page cache) once it
+on-disk SQLite table (a B-tree keyed by fingerprint, with a 2 MB page cache) once it
 holds ``spill_after`` entries. Memory then stays flat whatever the file's size.
 """
 
@@ -36,7 +36,7 @@ class FingerprintIndex:
         >>> index.close()
     """
 
-    def __init__(self, spill_after: int = 50_000) -> None:
+    def __init__(self, spill_after: int = 20_000) -> None:
         self._memory: dict[int, int] = {}
         self._db: sqlite3.Connection | None = None
         self._spill_after = spill_after
@@ -77,7 +77,7 @@ class FingerprintIndex:
         db = sqlite3.connect("")
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
-        db.execute("PRAGMA cache_size=-4096")  # KiB: a 4 MB page cache
+        db.execute("PRAGMA cache_size=-2048")  # KiB: a 2 MB page cache
         db.execute("CREATE TABLE seen (fp INTEGER PRIMARY KEY, first INTEGER NOT NULL)")
         db.executemany("INSERT INTO seen VALUES (?, ?)", self._memory.items())
         self._memory = {}

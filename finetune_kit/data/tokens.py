@@ -41,13 +41,12 @@ from base64 import b64decode
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
+
+import tiktoken
 
 from ..errors import ConfigurationError, TokenizerFileError
 from .models import get_model_info
-
-if TYPE_CHECKING:
-    import tiktoken
 
 __all__ = [
     "DEFAULT_ENCODING",
@@ -119,6 +118,14 @@ _ENCODING_SPECS: dict[str, tuple[str, dict[str, int]]] = {
         },
     ),
 }
+
+
+class _ShippedEncoding(tiktoken.Encoding):
+    """An encoding built from a shipped file; it pickles as its name (and rebuilds from it)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return get_encoding, (self.name,)
+
 
 _encodings: dict[str, tiktoken.Encoding] = {}
 _encodings_lock = threading.Lock()
@@ -201,16 +208,17 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     with _encodings_lock:
         encoding = _encodings.get(name)
         if encoding is None:
-            import tiktoken
-
             pat_str, special_tokens = _ENCODING_SPECS[name]
             logger.debug("building the %s encoding from the shipped file", name)
-            encoding = tiktoken.Encoding(
+            encoding = _ShippedEncoding(
                 name,
                 pat_str=pat_str,
                 mergeable_ranks=_load_ranks(name),
                 special_tokens=dict(special_tokens),
             )
+            # The ranks now live in the Rust tables; tiktoken keeps the Python dict (~35 MB for
+            # o200k) only to pickle the encoding, which _ShippedEncoding does by name instead.
+            encoding._mergeable_ranks = {}
             _encodings[name] = encoding
     return encoding
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import pickle
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,16 @@ def test_shipped_encodings_equal_tiktokens_own_definition(
     assert ours.name == reference["name"]
     assert ours._pat_str == reference["pat_str"]
     assert ours._special_tokens == reference["special_tokens"]
-    assert ours._mergeable_ranks == reference["mergeable_ranks"]
+    ranks = reference["mergeable_ranks"]
+    assert ours.max_token_value == max(*ranks.values(), *reference["special_tokens"].values())
+    assert all(ours.decode_single_token_bytes(rank) == token for token, rank in ranks.items())
+
+
+def test_encodings_pickle_by_name() -> None:
+    encoding = get_encoding("o200k_base")
+    data = pickle.dumps(encoding)
+    assert len(data) < 200
+    assert pickle.loads(data) is encoding
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="the shared tiktoken folder is not present")

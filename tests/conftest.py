@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.local_backend"]
+
 # Nothing may reach a model hub while tests run: everything they load is on disk.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

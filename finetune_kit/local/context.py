@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import LocalBackendError
 from .catalog import ModelCatalog
@@ -88,7 +88,9 @@ class ServerContext:
             if self._generator is None:
                 from .generation import Generator
 
-                self._generator = Generator(self.registry)
+                self._generator = Generator(
+                    self.registry, default_max_tokens=self.settings.default_max_tokens
+                )
             return self._generator
 
     def start(self) -> None:
@@ -117,10 +119,9 @@ class ServerContext:
         if self._validator is not None:
             self._validator.stop()
             self._validator = None
-        generator: Any = self._generator
-        if generator is not None and hasattr(generator, "close"):
-            generator.close()
-        self._generator = None
+        if self._generator is not None:
+            self._generator.close()
+            self._generator = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from ..api_errors import ApiError, InvalidRequestError
+from ..api_errors import ApiError, InvalidRequestError, error_body
 from ..chat_service import ChatParams, ChatService
 from ..ids import new_id
 from .common import StrictInput, context, read_json
@@ -31,6 +32,8 @@ from .common import StrictInput, context, read_json
 __all__ = ["ChatCompletionBody", "router"]
 
 router = APIRouter()
+
+logger = logging.getLogger("finetune_kit.local.server")
 
 _UNSUPPORTED = {
     "tools": "tool calling",
@@ -60,21 +63,25 @@ class _Message(BaseModel):
     content: str | list[_TextPart] | None = None
     name: str | None = None
 
-    def text(self, index: int) -> str:
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        pieces = []
-        for part_index, part in enumerate(self.content):
-            if part.type != "text":
-                raise InvalidRequestError(
-                    f"messages[{index}].content[{part_index}] is a {part.type!r} part; the local "
-                    "backend serves text models and accepts only text parts.",
-                    param=f"messages[{index}].content[{part_index}].type",
-                )
-            pieces.append(part.text or "")
-        return "".join(pieces)
+    def to_engine(self, index: int) -> dict[str, Any]:
+        """Return the message as the generator takes it (text parts joined)."""
+        if self.content is None or isinstance(self.content, str):
+            text = self.content or ""
+        else:
+            pieces = []
+            for part_index, part in enumerate(self.content):
+                if part.type != "text":
+                    raise InvalidRequestError(
+                        f"messages[{index}].content[{part_index}] is a {part.type!r} part; the "
+                        "local backend serves text models and accepts only text parts.",
+                        param=f"messages[{index}].content[{part_index}].type",
+                    )
+                pieces.append(part.text or "")
+            text = "".join(pieces)
+        message: dict[str, Any] = {"role": self.role, "content": text}
+        if self.name is not None:
+            message["name"] = self.name
+        return message
 
 
 class _StreamOptions(StrictInput):
@@ -145,12 +152,12 @@ def _check_supported(body: ChatCompletionBody) -> None:
         )
 
 
-def _params(body: ChatCompletionBody, default_max_tokens: int) -> ChatParams:
+def _params(body: ChatCompletionBody) -> ChatParams:
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     return ChatParams(
-        max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
-        temperature=1.0 if body.temperature is None else body.temperature,
-        top_p=1.0 if body.top_p is None else body.top_p,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
         stop=stop,
         seed=body.seed,
         n=body.n or 1,
@@ -179,14 +186,14 @@ async def create_chat_completion(request: Request) -> dict[str, Any] | Streaming
     body = await read_json(request, ChatCompletionBody)
     _check_supported(body)
     target = ctx.catalog.chat_target(body.model)
-    messages = [{"role": m.role, "content": m.text(i)} for i, m in enumerate(body.messages)]
-    params = _params(body, ctx.settings.default_max_tokens)
-    service = ChatService(ctx.generator())
+    messages = [m.to_engine(i) for i, m in enumerate(body.messages)]
+    params = _params(body)
+    service = ChatService(await run_in_threadpool(ctx.generator))
     completion_id = new_id("chatcmpl")
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = service.stream(target, messages, params)
+        chunks = await run_in_threadpool(service.start_stream, target, messages, params)
         return StreamingResponse(
             _sse(chunks, completion_id, created, target.name, include_usage),
             media_type="text/event-stream",
@@ -256,17 +263,33 @@ def _sse(
                         }
                     ]
                 )
-            delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
-            yield chunk(
-                [
-                    {
-                        "index": piece.index,
-                        "delta": delta,
-                        "finish_reason": piece.finish_reason,
-                        "logprobs": None,
-                    }
-                ]
-            )
+            if piece.text:
+                yield chunk(
+                    [
+                        {
+                            "index": piece.index,
+                            "delta": {"content": piece.text},
+                            "finish_reason": None,
+                            "logprobs": None,
+                        }
+                    ]
+                )
+            if piece.finish_reason is not None:
+                yield chunk(
+                    [
+                        {
+                            "index": piece.index,
+                            "delta": {},
+                            "finish_reason": piece.finish_reason,
+                            "logprobs": None,
+                        }
+                    ]
+                )
     except ApiError as exc:
         yield f"data: {json.dumps(exc.body())}\n\n"
+    except Exception as exc:
+        # The status line is sent already: report the failure in the stream, as OpenAI does.
+        logger.exception("chat stream failed")
+        body = error_body(f"Generation failed: {type(exc).__name__}: {exc}", type="server_error")
+        yield f"data: {json.dumps(body)}\n\n"
     yield "data: [DONE]\n\n"

@@ -1,0 +1,160 @@
+"""Fault injection: scripted and random faults, dropped connections, latency, request log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+import pytest
+
+from finetune_kit.errors import ConfigurationError, LocalBackendError
+from finetune_kit.local import Fault, FaultInjector, LocalBackend, RemoteFaults
+from finetune_kit.local.faults import compile_path
+
+
+def test_scripted_429_carries_retry_after_headers(
+    client: openai.OpenAI, local_faults: FaultInjector
+) -> None:
+    local_faults.script("GET", "/v1/models", ["429:2.5"])
+    with pytest.raises(openai.RateLimitError) as info:
+        client.models.list()
+    headers = info.value.response.headers
+    assert headers["retry-after"] == "2.5"
+    assert headers["retry-after-ms"] == "2500"
+    assert info.value.code == "rate_limit_exceeded"
+    assert info.value.type == "requests"
+    # The script is used up: the next request goes through.
+    assert client.models.list().data
+
+
+def test_each_fault_kind_reaches_the_client_as_openai_raises_it(
+    client: openai.OpenAI, local_faults: FaultInjector
+) -> None:
+    local_faults.script("GET", "/v1/files", ["500", "503", "drop", "ok", "429"])
+    with pytest.raises(openai.InternalServerError) as info:
+        client.files.list()
+    assert info.value.status_code == 500
+    with pytest.raises(openai.InternalServerError) as info:
+        client.files.list()
+    assert info.value.status_code == 503
+    with pytest.raises(openai.APIConnectionError):
+        client.files.list()
+    client.files.list()
+    with pytest.raises(openai.RateLimitError):
+        client.files.list()
+    log = local_faults.requests("GET", "/v1/files")
+    assert [r.fault for r in log] == ["500", "503", "drop", None, "429"]
+    assert [r.status for r in log] == [500, 503, None, 200, 429]
+
+
+def test_the_openai_client_retries_through_scripted_faults(
+    local_backend: LocalBackend, local_faults: FaultInjector
+) -> None:
+    local_faults.script("GET", "/v1/models", ["503", "drop"])
+    local_faults.script("GET", "/v1/models", ["429:0.01"])
+    with local_backend.client(max_retries=3) as retrying:
+        assert retrying.models.list().data
+    log = local_faults.requests("GET", "/v1/models")
+    assert [r.fault for r in log] == ["503", "drop", "429", None]
+    assert [r.retry_count for r in log] == [0, 1, 2, 3]
+    assert local_faults.count("GET", "/v1/models") == 4
+
+
+def test_probability_one_always_and_zero_never(
+    client: openai.OpenAI, local_faults: FaultInjector
+) -> None:
+    local_faults.set_probability("GET", "/v1/fine_tuning/jobs", "503", 1.0)
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError):
+            client.fine_tuning.jobs.list()
+    local_faults.clear()
+    local_faults.set_probability("GET", "/v1/fine_tuning/jobs", "503", 0.0)
+    for _ in range(3):
+        client.fine_tuning.jobs.list()
+
+
+def test_patterns_select_routes(client: openai.OpenAI, local_faults: FaultInjector) -> None:
+    local_faults.script("GET", "/v1/fine_tuning/jobs/{job_id}", ["500"])
+    client.fine_tuning.jobs.list()  # another route: untouched
+    with pytest.raises(openai.InternalServerError):
+        client.fine_tuning.jobs.retrieve("ftjob-any")
+    local_faults.script("POST", "/files", ["500"])  # "/v1" may be left out
+    with pytest.raises(openai.InternalServerError):
+        client.files.create(file=("t.jsonl", b"{}\n"), purpose="fine-tune")
+
+
+def test_latency_delays_requests(client: openai.OpenAI, local_faults: FaultInjector) -> None:
+    local_faults.latency("*", "/v1/models", 0.3)
+    started = time.monotonic()
+    client.models.list()
+    assert time.monotonic() - started >= 0.3
+    local_faults.script("GET", "/v1/models", ["delay:0.2"])
+    started = time.monotonic()
+    client.models.list()
+    assert time.monotonic() - started >= 0.5
+
+
+def test_the_async_client_sees_the_same_faults(
+    async_client: openai.AsyncOpenAI, local_faults: FaultInjector
+) -> None:
+    local_faults.script("GET", "/v1/models", ["drop", "429"])
+
+    async def run() -> list[str]:
+        seen = []
+        async with async_client as http_client:
+            for _ in range(3):
+                try:
+                    await http_client.models.list()
+                    seen.append("ok")
+                except openai.APIConnectionError:
+                    seen.append("connection")
+                except openai.RateLimitError:
+                    seen.append("429")
+        return seen
+
+    assert asyncio.run(run()) == ["connection", "429", "ok"]
+
+
+def test_remote_control_over_http(local_backend: LocalBackend, client: openai.OpenAI) -> None:
+    remote = RemoteFaults(local_backend.base_url)
+    remote.script("GET", "/v1/models", ["500", Fault("429", retry_after=0.5)])
+    with pytest.raises(openai.InternalServerError):
+        client.models.list()
+    with pytest.raises(openai.RateLimitError) as info:
+        client.models.list()
+    assert info.value.response.headers["retry-after-ms"] == "500"
+    remote.set_probability("DELETE", "/v1/files/*", "drop", 1.0)
+    with pytest.raises(openai.APIConnectionError):
+        client.files.delete("file-x")
+    remote.latency("GET", "/v1/files", 0.0)
+    assert remote.count("GET", "/v1/models") == 2
+    assert [r.fault for r in remote.requests("DELETE", "/v1/files/{id}")] == ["drop"]
+    remote.clear()
+    assert remote.count() == 0
+    with pytest.raises(LocalBackendError, match="Unknown fault"):
+        remote.script("GET", "/v1/models", ["418"])
+
+
+def test_admin_routes_do_not_exist_without_fault_injection(tmp_path: object) -> None:
+    with LocalBackend(default_model="tiny-random", max_concurrent_jobs=0) as backend:
+        with pytest.raises(LocalBackendError, match="faults=True"):
+            _ = backend.faults
+        with pytest.raises(LocalBackendError, match="fault injection on"):
+            RemoteFaults(backend.base_url).clear()
+
+
+def test_fault_specs_and_patterns() -> None:
+    assert Fault.parse("503:2") == Fault("503", retry_after=2.0)
+    assert Fault.parse(" DROP ") == Fault("drop")
+    with pytest.raises(ConfigurationError):
+        Fault.parse("teapot")
+    with pytest.raises(ConfigurationError):
+        Fault.parse("429:soon")
+    assert compile_path("/v1/files/*").fullmatch("/v1/files/file-1")
+    assert not compile_path("/v1/files/*").fullmatch("/v1/files/file-1/content")
+    assert compile_path("/v1/**").fullmatch("/v1/files/file-1/content")
+    with pytest.raises(ConfigurationError):
+        compile_path("v1/files")
+    with pytest.raises(ConfigurationError):
+        FaultInjector().set_probability("GET", "/v1/files", "500", 1.5)

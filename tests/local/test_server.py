@@ -1,0 +1,176 @@
+"""The server itself: API key, size limits, unknown routes, data folder lock, serve()."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from finetune_kit.errors import LocalBackendError
+from finetune_kit.local import LocalBackend, RemoteFaults, RequestLimits
+
+SECRET = "sk-local-test-secret-value"
+
+
+@pytest.fixture(scope="module")
+def keyed_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+    data_dir = tmp_path_factory.mktemp("keyed")
+    limits = RequestLimits(max_file_bytes=1000, max_json_bytes=2000, max_part_bytes=500)
+    with LocalBackend(
+        data_dir,
+        api_key=SECRET,
+        default_model="tiny-random",
+        max_concurrent_jobs=0,
+        limits=limits,
+        log_level="debug",
+    ) as backend:
+        yield backend
+
+
+def test_the_api_key_is_enforced(keyed_backend: LocalBackend) -> None:
+    with keyed_backend.client() as good:
+        assert good.models.list().data
+    with (
+        keyed_backend.client(api_key="sk-wrong") as bad,
+        pytest.raises(openai.AuthenticationError) as info,
+    ):
+        bad.models.list()
+    assert info.value.status_code == 401
+    assert info.value.code == "invalid_api_key"
+    assert SECRET not in info.value.message
+    assert "sk-wrong" not in info.value.message
+    missing = httpx.get(keyed_backend.base_url + "/models")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["type"] == "invalid_request_error"
+    assert httpx.get(keyed_backend.base_url.removesuffix("/v1") + "/health").status_code == 200
+
+
+def test_the_key_is_never_shown(
+    keyed_backend: LocalBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG), keyed_backend.client() as good:
+        good.files.list()
+    assert SECRET not in caplog.text
+    assert SECRET not in repr(keyed_backend)
+    assert SECRET not in repr(keyed_backend.settings)
+
+
+def test_bodies_over_the_limits_get_a_413(keyed_backend: LocalBackend) -> None:
+    with keyed_backend.client() as client:
+        with pytest.raises(openai.APIStatusError) as info:
+            client.files.create(file=("big.jsonl", b"x" * 5000), purpose="fine-tune")
+        assert info.value.status_code == 413
+        assert info.value.code == "request_too_large"
+        assert "1000" in info.value.message or "limit" in info.value.message
+        # Just over the file limit, within the multipart overhead: the file itself is checked.
+        with pytest.raises(openai.APIStatusError) as info:
+            client.files.create(file=("big.jsonl", b"x" * 1001), purpose="fine-tune")
+        assert info.value.status_code == 413
+        assert client.files.create(file=("ok.jsonl", b"x" * 1000), purpose="fine-tune")
+        with pytest.raises(openai.APIStatusError) as info:
+            client.fine_tuning.jobs.create(
+                model="gpt-4o-mini", training_file="file-x", metadata={"k": "v" * 3000}
+            )
+        assert info.value.status_code == 413
+    # A streamed body without Content-Length is cut off as it grows.
+    response = httpx.post(
+        keyed_backend.base_url + "/fine_tuning/jobs",
+        headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+        content=iter([b'{"model": "', b"x" * 3000, b'"}']),
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_unknown_routes_answer_in_openais_shape(keyed_backend: LocalBackend) -> None:
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    response = httpx.get(keyed_backend.base_url + "/nothing/here", headers=headers)
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "Invalid URL (GET /v1/nothing/here)"
+    response = httpx.put(keyed_backend.base_url + "/files", headers=headers)
+    assert response.status_code == 405
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    response = httpx.post(
+        keyed_backend.base_url + "/fine_tuning/jobs", headers=headers, content=b"{nope"
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]["message"]
+
+
+def test_two_servers_cannot_share_a_data_folder(keyed_backend: LocalBackend) -> None:
+    with pytest.raises(LocalBackendError, match="Another local backend server"):
+        LocalBackend(keyed_backend.data_dir, default_model="tiny-random").start()
+
+
+def test_a_temporary_data_folder_is_removed() -> None:
+    backend = LocalBackend(default_model="tiny-random", max_concurrent_jobs=0)
+    with backend:
+        folder = backend.data_dir
+        assert (folder / "local.sqlite3").exists()
+        assert backend.base_url.startswith("http://127.0.0.1:")
+        assert backend.base_url.endswith("/v1")
+    assert not folder.exists()
+    with pytest.raises(LocalBackendError):
+        _ = backend.base_url
+
+
+def test_files_survive_a_restart(tmp_path: Path) -> None:
+    with LocalBackend(tmp_path, default_model="tiny-random", max_concurrent_jobs=0) as first:
+        created = first.client().files.create(file=("a.jsonl", b"{}\n"), purpose="fine-tune")
+    with LocalBackend(tmp_path, default_model="tiny-random", max_concurrent_jobs=0) as second:
+        client = second.client()
+        assert client.files.retrieve(created.id) == created
+        assert client.files.content(created.id).read() == b"{}\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_runs_in_the_foreground_until_interrupted(tmp_path: Path) -> None:
+    port = _free_port()
+    code = (
+        "from finetune_kit.local.server import serve; "
+        f"serve(port={port}, data_dir={str(tmp_path)!r}, default_model='tiny-random', "
+        "faults=True, max_concurrent_jobs=0, log_level='warning')"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "serve() exited early"
+            assert time.monotonic() < deadline, "serve() did not answer /health"
+            time.sleep(0.1)
+        remote = RemoteFaults(base + "/v1")
+        remote.script("GET", "/v1/models", ["503"])
+        with openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0) as client:
+            with pytest.raises(openai.InternalServerError):
+                client.models.list()
+            assert client.models.list().data
+        assert remote.count("GET", "/v1/models") == 2
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    # The stopped server let go of its data folder.
+    with LocalBackend(tmp_path, default_model="tiny-random", max_concurrent_jobs=0):
+        pass

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import tempfile
 import threading
 from collections.abc import Callable
@@ -36,11 +37,14 @@ __all__ = [
     "UploadCache",
     "check_purpose",
     "check_size",
+    "default_cache_path",
     "digest_bytes",
     "digest_file",
+    "file_identity",
     "plan_parts",
     "remote_filename",
     "sha_tag",
+    "token_filename",
 ]
 
 logger = logging.getLogger("finetune_kit.files")
@@ -56,6 +60,7 @@ FILE_PURPOSES = frozenset({"fine-tune", "vision", "batch", "assistants", "user_d
 """Purposes a file can be uploaded with."""
 
 _CHUNK = 1024 * 1024
+_HAS_PREAD = hasattr(os, "pread")
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,11 @@ def sha_tag(sha256: str) -> str:
     return sha256[:12]
 
 
+def _stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    return stem[:100]
+
+
 def remote_filename(name: str, sha256: str, *, extension: str = ".jsonl") -> str:
     """The remote filename carrying the content's tag: ``<name>.<sha12><extension>``.
 
@@ -150,10 +160,26 @@ def remote_filename(name: str, sha256: str, *, extension: str = ".jsonl") -> str
         'my-data.abababababab.jsonl'
     """
     tag = sha_tag(sha256)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "data"
+    stem = _stem(name)
     if stem.endswith(f".{tag}"):
         stem = stem[: -len(tag) - 1]
-    return f"{stem[:100]}.{tag}{extension}"
+    return f"{stem}.{tag}{extension}"
+
+
+def token_filename(name: str, *, extension: str = ".jsonl") -> str:
+    """A remote filename for a content whose digest is computed while it is sent.
+
+    ``<name>.u<11 random hex><extension>``: unique, so after an ambiguous failure the upload can
+    be found by its exact name; the ``u`` keeps it from ever looking like a content tag.
+
+    Args:
+        name: A base name.
+        extension: The extension, with its dot.
+
+    Returns:
+        The filename.
+    """
+    return f"{_stem(name)}.u{secrets.token_hex(6)[:11]}{extension}"
 
 
 def check_purpose(purpose: str) -> FilePurpose:
@@ -316,7 +342,8 @@ class FileWindow(io.RawIOBase):
     ) -> None:
         super().__init__()
         self._data = memoryview(source) if isinstance(source, bytes) else None
-        self._handle = open(source, "rb") if not isinstance(source, bytes) else None  # noqa: SIM115 (closed in close())
+        # Unbuffered: every read is one positioned system call of the size asked.
+        self._handle = open(source, "rb", buffering=0) if not isinstance(source, bytes) else None  # noqa: SIM115 (closed in close())
         self._offset = offset
         self._length = length
         self._position = 0
@@ -345,29 +372,34 @@ class FileWindow(io.RawIOBase):
         self._position = max(0, min(target, self._length))
         return self._position
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = min(len(view), self._length - self._position)
-        if n <= 0:
-            return 0
+    def _fetch(self, n: int) -> bytes:
         start = self._offset + self._position
         if self._data is not None:
-            view[:n] = self._data[start : start + n]
-        else:
-            assert self._handle is not None
-            self._handle.seek(start)
-            n = self._handle.readinto(view[:n]) or 0
+            return bytes(self._data[start : start + n])
+        assert self._handle is not None
+        if _HAS_PREAD:
+            # One system call, no seek: several windows of one file may be read at once.
+            return os.pread(self._handle.fileno(), n, start)
+        self._handle.seek(start)
+        return self._handle.read(n)
+
+    def _advance(self, n: int) -> None:
         self._position += n
         if self._progress is not None:
             self._progress.reached(self._progress_key, self._position)
-        return n
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._fetch(min(len(view), self._length - self._position))
+        view[: len(data)] = data
+        self._advance(len(data))
+        return len(data)
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self._length - self._position
-        buffer = bytearray(min(size, self._length - self._position))
-        n = self.readinto(buffer)
-        return bytes(buffer[:n])
+        remaining = self._length - self._position
+        data = self._fetch(remaining if size is None or size < 0 else min(size, remaining))
+        self._advance(len(data))
+        return data
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -389,28 +421,88 @@ class FileWindow(io.RawIOBase):
         super().close()
 
 
-class UploadCache:
-    """Remembers which remote file holds which content, per backend and purpose.
+def default_cache_path() -> Path:
+    """Where uploads are remembered between runs when no cache is given.
 
-    In memory, and in a JSON file when ``path`` is given (written atomically). An entry is only a
-    hint: the uploader checks with ``files.retrieve`` that the file still exists before reusing it.
+    ``$FINETUNE_KIT_CACHE_DIR/uploads.json``, else ``$XDG_CACHE_HOME/finetune_kit/uploads.json``,
+    else ``~/.cache/finetune_kit/uploads.json``. It holds file ids and content digests, never a
+    secret.
+
+    Returns:
+        The path (it may not exist yet).
+    """
+    folder = os.environ.get("FINETUNE_KIT_CACHE_DIR")
+    if folder:
+        return Path(folder) / "uploads.json"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "finetune_kit" / "uploads.json"
+
+
+def file_identity(path: Path) -> tuple[str, float]:
+    """A key naming one version of a file (path, size, mtime, inode), and its mtime.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The key, and the file's modification time (unix seconds).
+    """
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_dev}|{stat.st_ino}"
+    return key, stat.st_mtime
+
+
+class UploadCache:
+    """Remembers which remote file holds which content, and the digests of local files.
+
+    Two maps, kept in memory and, when ``path`` is given, in a JSON file (written atomically):
+
+    - content (backend, purpose, sha256) -> file id. Only a hint: the uploader checks with
+      ``files.retrieve`` that the file still exists before reusing it.
+    - file version (path, size, mtime, inode) -> sha256, so an unchanged file is not hashed again
+      (as git's index does). An entry is trusted only when the file was last modified well
+      before the digest was taken, so a file rewritten within the same clock tick is re-hashed.
 
     Args:
         path: Where to keep the cache between runs, if anywhere.
+
+    Example:
+        >>> cache = UploadCache()
+        >>> cache.put(UploadCache.key("http://h/v1", "fine-tune", "ab" * 32), "file-1")
+        >>> cache.get(UploadCache.key("http://h/v1", "fine-tune", "ab" * 32))
+        'file-1'
     """
 
+    _RACY_SECONDS = 2.0
+
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+        self.path = Path(path).expanduser() if path is not None else None
         self._lock = threading.Lock()
         self._entries: dict[str, str] = {}
+        self._digests: dict[str, tuple[str, float]] = {}
         if self.path is not None and self.path.exists():
             try:
                 loaded = json.loads(self.path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 logger.warning("ignoring the unreadable upload cache %s", self.path)
             else:
-                if isinstance(loaded, dict):
-                    self._entries = {str(k): str(v) for k, v in loaded.items()}
+                self._load(loaded)
+
+    def __repr__(self) -> str:
+        return f"UploadCache({str(self.path) if self.path else None!r})"
+
+    def _load(self, loaded: Any) -> None:
+        if not isinstance(loaded, dict):
+            return
+        files = loaded.get("files", {})
+        digests = loaded.get("digests", {})
+        if isinstance(files, dict):
+            self._entries = {str(k): str(v) for k, v in files.items()}
+        if isinstance(digests, dict):
+            for key, value in digests.items():
+                if isinstance(value, list) and len(value) == 2:
+                    self._digests[str(key)] = (str(value[0]), float(value[1]))
 
     @staticmethod
     def key(base_url: str, purpose: str, sha256: str) -> str:
@@ -446,6 +538,8 @@ class UploadCache:
             file_id: The remote file.
         """
         with self._lock:
+            if self._entries.get(key) == file_id:
+                return
             self._entries[key] = file_id
             self._save()
 
@@ -459,14 +553,54 @@ class UploadCache:
             if self._entries.pop(key, None) is not None:
                 self._save()
 
+    def digest_of(self, path: Path) -> str | None:
+        """The sha256 remembered for this version of a local file, if it can be trusted.
+
+        Args:
+            path: The file.
+
+        Returns:
+            Its sha256, or ``None`` when unknown (or possibly stale).
+        """
+        identity, _mtime = file_identity(path)
+        with self._lock:
+            entry = self._digests.get(identity)
+        return entry[0] if entry is not None else None
+
+    def remember_digest(self, path: Path, sha256: str, *, hashed_at: float) -> None:
+        """Remember a local file's sha256, unless the file may have changed while it was hashed.
+
+        Args:
+            path: The file.
+            sha256: Its sha256.
+            hashed_at: Unix time the hashing started.
+        """
+        identity, mtime = file_identity(path)
+        if mtime > hashed_at - self._RACY_SECONDS:
+            return  # modified too recently: a same-size rewrite in this tick would go unseen
+        with self._lock:
+            if self._digests.get(identity, ("", 0.0))[0] == sha256:
+                return
+            self._digests[identity] = (sha256, hashed_at)
+            self._save()
+
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".uploads-", suffix=".json")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".uploads-", suffix=".json")
+        except OSError as exc:
+            logger.warning("cannot write the upload cache %s: %s", self.path, exc)
+            return
+        payload = {
+            "version": 1,
+            "files": self._entries,
+            "digests": {k: list(v) for k, v in self._digests.items()},
+        }
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._entries, handle, indent=0, sort_keys=True)
+                json.dump(payload, handle, indent=0, sort_keys=True)
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

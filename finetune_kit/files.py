@@ -6,15 +6,21 @@
 1. **Preflight first.** Training data (purpose ``fine-tune``) is checked offline by
    :func:`finetune_kit.data.validation.preflight`; a file with errors is refused with
    ``PreflightFailedError`` unless ``force=True``.
-2. **Once per content.** The content's sha256 is its key. Its first 12 hex digits go into the
-   remote filename (``train.3f2a9c01b7de.jsonl``), and a cache maps sha256 to file id. A file
-   already on the backend is reused, so a rerun never uploads twice; after an ambiguous failure
-   (the connection dropped while uploading) the uploader looks for the file before sending it
-   again.
-3. **Large files in parts.** Above ``multipart_threshold`` (512 MB, the Files API's limit) the
+2. **Once per content.** The content's sha256 is its key. A cache remembers which remote file
+   holds which content and the digests of local files (so an unchanged file is never hashed
+   twice), and the first 12 hex digits of the sha256 go into the remote filename
+   (``train.3f2a9c01b7de.jsonl``) whenever the digest is known before sending, so a later run
+   finds the file by listing even without the cache. A file already on the backend is reused: a
+   rerun never uploads twice. After an ambiguous failure (the connection dropped while
+   uploading) the uploader looks for the file before sending it again.
+3. **No extra pass over a new file.** Hashing a file before sending it would cost a full read
+   of it; when nothing on the backend can match (no remote file of that size and purpose), the
+   file is hashed *while* it is sent instead, under a unique name (``train.u5c0ffee1234.jsonl``),
+   and remembered in the cache.
+4. **Large files in parts.** Above ``multipart_threshold`` (512 MB, the Files API's limit) the
    Uploads API is used: parts of up to 64 MB sent in parallel, each retried on its own, the whole
    checked by md5 on completion. Parts are streamed from disk, so memory stays small.
-4. **Processed.** Where the backend reports a file status, the uploader waits for ``processed``.
+5. **Processed.** Where the backend reports a file status, the uploader waits for ``processed``.
 
 Every request goes through the shared :class:`~finetune_kit._retry.RetryPolicy`.
 """
@@ -25,7 +31,9 @@ import asyncio
 import importlib
 import logging
 import mimetypes
-from concurrent.futures import ThreadPoolExecutor
+import re
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,11 +58,13 @@ from ._upload_parts import (
     UploadCache,
     check_purpose,
     check_size,
+    default_cache_path,
     digest_bytes,
     digest_file,
     plan_parts,
     remote_filename,
     sha_tag,
+    token_filename,
 )
 from .errors import ConfigurationError, PreflightFailedError, UploadError
 from .views import UploadedFile
@@ -68,24 +78,34 @@ logger = logging.getLogger("finetune_kit.files")
 
 _DONE_STATUSES = frozenset({"processed"})
 _FAILED_STATUSES = frozenset({"error", "deleted", "failed"})
+_TAG = re.compile(r"\.([0-9a-f]{12})\.")
+
+CacheSetting = UploadCache | str | Path | bool | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
-    """What will be sent: the content, where it lives, its name and digests."""
+    """What will be sent: the content, where it lives, its name and (when known) its digest."""
 
     content: Path | bytes
-    filename: str
-    digest: ContentDigest
+    base_name: str
+    extension: str
+    size: int
     purpose: FilePurpose
     multipart: bool
     local_path: Path | None
+    sha256: str | None = None
+    filename: str = ""
 
 
 def _mime_type(filename: str) -> str:
     if filename.endswith(".jsonl"):
         return "text/jsonl"
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _usable(file: Any) -> bool:
+    return getattr(file, "status", None) not in _FAILED_STATUSES
 
 
 class _UploaderBase:
@@ -100,7 +120,8 @@ class _UploaderBase:
         part_size: int,
         max_workers: int,
         progress: bool | None,
-        cache: UploadCache | str | Path | None,
+        cache: CacheSetting,
+        prehash: bool | None,
         wait_for_processing: bool,
         processing_timeout: float,
     ) -> None:
@@ -123,13 +144,24 @@ class _UploaderBase:
         self.part_size = part_size
         self.max_workers = max_workers
         self.progress = progress
-        self.cache = cache if isinstance(cache, UploadCache) else UploadCache(cache)
+        self.cache = self._make_cache(cache)
+        self.prehash = prehash
         self.wait_for_processing = wait_for_processing
         self.processing_timeout = processing_timeout
         self._base_url = str(getattr(self._client, "base_url", ""))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self._base_url!r})"
+        return f"{type(self).__name__}(base_url={self._base_url!r}, cache={self.cache!r})"
+
+    @staticmethod
+    def _make_cache(cache: CacheSetting) -> UploadCache:
+        if isinstance(cache, UploadCache):
+            return cache
+        if cache is False:
+            return UploadCache(None)
+        if cache is None or cache is True:
+            return UploadCache(default_cache_path())
+        return UploadCache(cache)
 
     # ---------------------------------------------------------------- pure steps
 
@@ -157,41 +189,121 @@ class _UploaderBase:
         )
 
     def _plan(
-        self, content: Path | bytes, base_name: str, *, purpose: FilePurpose, filename: str | None
+        self,
+        content: Path | bytes,
+        base_name: str,
+        *,
+        purpose: FilePurpose,
+        filename: str | None,
     ) -> _Plan:
-        """Digest the content and decide how to send it (reads the file once)."""
+        """Size the content and take its digest when it is cheap (bytes, or a cached digest)."""
+        path = content if isinstance(content, Path) else None
         size = content.stat().st_size if isinstance(content, Path) else len(content)
         multipart = size > self.multipart_threshold
-        name = Path(filename).stem if filename else base_name
-        extension = (
-            ".jsonl"
-            if purpose == "fine-tune"
-            else (
-                Path(filename).suffix
-                if filename
-                else content.suffix
-                if isinstance(content, Path)
-                else ""
-            )
-            or ".bin"
-        )
-        check_size(
-            size,
-            multipart=multipart,
-            name=filename or (str(content) if isinstance(content, Path) else "the data"),
-        )
-        digest = (
-            digest_file(content, md5=multipart)
-            if isinstance(content, Path)
-            else digest_bytes(content, md5=multipart)
-        )
-        return _Plan(
+        if purpose == "fine-tune":
+            extension = ".jsonl"
+        else:
+            suffix = Path(filename).suffix if filename else path.suffix if path else ""
+            extension = suffix or ".bin"
+        check_size(size, multipart=multipart, name=filename or (str(path) if path else "the data"))
+        plan = _Plan(
             content=content,
-            filename=remote_filename(name, digest.sha256, extension=extension),
-            digest=digest,
+            base_name=Path(filename).stem if filename else base_name,
+            extension=extension,
+            size=size,
             purpose=purpose,
             multipart=multipart,
-            local_path=content if isinstance(content, Path) else None,
+            local_path=path,
+        )
+        if isinstance(content, bytes):
+            plan.sha256 = digest_bytes(content).sha256
+        elif path is not None:
+            plan.sha256 = self.cache.digest_of(path)
+        return plan
+
+    def _digest(self, plan: _Plan, *, md5: bool) -> ContentDigest:
+        """Hash the content (one streaming pass for a file) and remember a file's digest."""
+        if isinstance(plan.content, bytes):
+            return digest_bytes(plan.content, md5=md5)
+        started = time.time()
+        digest = digest_file(plan.content, md5=md5)
+        self.cache.remember_digest(plan.content, digest.sha256, hashed_at=started)
+        return digest
+
+    def _needs_prehash(self, plan: _Plan, listing: list[Any]) -> bool:
+        """Whether to hash before sending: only when a remote file could hold this content."""
+        if self.prehash is not None:
+            return self.prehash
+        return any(getattr(f, "bytes", None) == plan.size and _usable(f) for f in listing)
+
+    @staticmethod
+    def _holds(file: Any, plan: _Plan) -> bool:
+        """Whether a remote file holds this content: by its tag (digest known), size, purpose."""
+        if plan.sha256 is None:
+            return False
+        filename = str(getattr(file, "filename", "") or "")
+        return (
+            f".{sha_tag(plan.sha256)}." in filename
+            and getattr(file, "bytes", None) == plan.size
+            and getattr(file, "purpose", plan.purpose) == plan.purpose
+            and _usable(file)
+        )
+
+    @staticmethod
+    def _cached_holds(file: Any, plan: _Plan) -> bool:
+        """Whether the file the cache names for this content is still usable for it.
+
+        Its name need not carry the tag (the content may have been hashed while sent), but a
+        name carrying another content's tag means the cache entry is wrong.
+        """
+        filename = str(getattr(file, "filename", "") or "")
+        tags = set(_TAG.findall(filename))
+        return (
+            (not tags or (plan.sha256 is not None and sha_tag(plan.sha256) in tags))
+            and getattr(file, "bytes", None) == plan.size
+            and getattr(file, "purpose", plan.purpose) == plan.purpose
+            and _usable(file)
+        )
+
+    @classmethod
+    def _sent(cls, file: Any, plan: _Plan) -> bool:
+        """Whether a remote file is this upload (its exact name and size), or holds the content."""
+        if cls._holds(file, plan):
+            return True
+        return (
+            getattr(file, "filename", None) == plan.filename
+            and getattr(file, "bytes", None) == plan.size
+            and _usable(file)
+        )
+
+    @staticmethod
+    def _name(plan: _Plan) -> None:
+        plan.filename = (
+            remote_filename(plan.base_name, plan.sha256, extension=plan.extension)
+            if plan.sha256 is not None
+            else token_filename(plan.base_name, extension=plan.extension)
+        )
+
+    def _cache_key(self, plan: _Plan) -> str | None:
+        if plan.sha256 is None:
+            return None
+        return UploadCache.key(self._base_url, plan.purpose, plan.sha256)
+
+    def _finish(self, file: FileObject, plan: _Plan, *, reused: bool) -> UploadedFile:
+        key = self._cache_key(plan)
+        if key is not None:
+            self.cache.put(key, file.id)
+        assert plan.sha256 is not None
+        return UploadedFile(
+            id=file.id,
+            filename=file.filename,
+            bytes=file.bytes,
+            purpose=str(file.purpose),
+            sha256=plan.sha256,
+            status=getattr(file, "status", None),
+            reused=reused,
+            path=plan.local_path,
+            file=file,
         )
 
     @staticmethod
@@ -217,38 +329,9 @@ class _UploaderBase:
             report=report,
         )
 
-    @staticmethod
-    def _matches(file: Any, plan: _Plan) -> bool:
-        """Whether a remote file holds this content (by its tag, size and purpose)."""
-        filename = str(getattr(file, "filename", "") or "")
-        tag = f".{sha_tag(plan.digest.sha256)}."
-        return (
-            tag in filename
-            and getattr(file, "bytes", None) == plan.digest.size
-            and getattr(file, "purpose", plan.purpose) == plan.purpose
-            and getattr(file, "status", None) not in _FAILED_STATUSES
-        )
-
-    def _cache_key(self, plan: _Plan) -> str:
-        return UploadCache.key(self._base_url, plan.purpose, plan.digest.sha256)
-
-    def _view(self, file: FileObject, plan: _Plan, *, reused: bool) -> UploadedFile:
-        self.cache.put(self._cache_key(plan), file.id)
-        return UploadedFile(
-            id=file.id,
-            filename=file.filename,
-            bytes=file.bytes,
-            purpose=str(file.purpose),
-            sha256=plan.digest.sha256,
-            status=getattr(file, "status", None),
-            reused=reused,
-            path=plan.local_path,
-            file=file,
-        )
-
     def _bar(self, plan: _Plan) -> Any:
         return tqdm(
-            total=plan.digest.size,
+            total=plan.size,
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
@@ -278,6 +361,10 @@ class _UploaderBase:
             file_id=file.id,
         )
 
+    @staticmethod
+    def _parts_failed(plan: _Plan) -> str:
+        return f"uploading the parts of {plan.filename} failed; the upload was cancelled"
+
 
 class FileUploader(_UploaderBase):
     """Uploads training data once per content, preflighted, in parts when large.
@@ -289,7 +376,12 @@ class FileUploader(_UploaderBase):
         part_size: Bytes per part of a multipart upload (at most 64 MB).
         max_workers: Parts sent at once.
         progress: Show a progress bar in bytes (``None``: only on a terminal).
-        cache: An ``UploadCache``, or a JSON file path to remember uploads between runs.
+        cache: Where to remember uploads and file digests: ``None`` (default) for the user
+            cache file (see ``default_cache_path``), a JSON file path, an ``UploadCache``, or
+            ``False`` for this process only.
+        prehash: Hash a new file before sending it so its name carries the content tag:
+            ``None`` (default) only when a remote file of the same size exists, ``True``
+            always (a later run finds it by name even without the cache), ``False`` never.
         wait_for_processing: Wait until the backend reports the file ``processed``.
         processing_timeout: Give up waiting after this many seconds.
 
@@ -311,7 +403,8 @@ class FileUploader(_UploaderBase):
         part_size: int = PART_SIZE_LIMIT,
         max_workers: int = 4,
         progress: bool | None = None,
-        cache: UploadCache | str | Path | None = None,
+        cache: CacheSetting = None,
+        prehash: bool | None = None,
         wait_for_processing: bool = True,
         processing_timeout: float = 1800.0,
     ) -> None:
@@ -323,6 +416,7 @@ class FileUploader(_UploaderBase):
             max_workers=max_workers,
             progress=progress,
             cache=cache,
+            prehash=prehash,
             wait_for_processing=wait_for_processing,
             processing_timeout=processing_timeout,
         )
@@ -357,81 +451,92 @@ class FileUploader(_UploaderBase):
             UploadError: Too large, unreadable, or the backend could not process it.
             ConfigurationError: An unknown purpose or source type.
         """
-        purpose = check_purpose(purpose)
+        checked = check_purpose(purpose)
         content, base_name = self._content_of(source)
-        if preflight and purpose == "fine-tune":
+        if preflight and checked == "fine-tune":
             self._preflight(
-                source if not isinstance(source, str) else Path(source), force=force, model=model
+                Path(source) if isinstance(source, str) else source, force=force, model=model
             )
-        plan = self._plan(content, base_name, purpose=purpose, filename=filename)
+        plan = self._plan(content, base_name, purpose=checked, filename=filename)
         if reuse:
-            existing = self.find(plan)
+            existing = self._find_existing(plan)
             if existing is not None:
                 logger.info(
                     "reusing %s (%s): same content already uploaded", existing.id, existing.filename
                 )
-                return self._view(self._wait_processed(existing), plan, reused=True)
-        if plan.multipart:
-            file = self._upload_in_parts(plan)
-        else:
-            file = self.policy.call_idempotent(
-                lambda: self._create(plan), lambda: self._find_remote(plan)
-            )
+                return self._finish(self._wait_processed(existing), plan, reused=True)
+        self._name(plan)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-digest") as hasher:
+            # The digest is taken beside the upload (the client mostly waits on the server).
+            needs_md5 = plan.multipart
+            digest: Future[ContentDigest] | None = None
+            if plan.sha256 is None or needs_md5:
+                digest = hasher.submit(self._digest, plan, md5=needs_md5)
+            if plan.multipart:
+                assert digest is not None
+                file = self._upload_in_parts(plan, digest)
+            else:
+                file = self.policy.call_idempotent(
+                    lambda: self._create(plan), lambda: self._find_sent(plan)
+                )
+            if digest is not None:
+                plan.sha256 = digest.result().sha256
         logger.info("uploaded %s as %s", plan.filename, file.id)
-        return self._view(self._wait_processed(file), plan, reused=False)
+        return self._finish(self._wait_processed(file), plan, reused=False)
 
-    def find(self, plan: _Plan) -> FileObject | None:
-        """The remote file holding a planned content, if any: from the cache, else by listing.
-
-        Args:
-            plan: The planned upload.
-
-        Returns:
-            The file, or ``None``.
-        """
+    def _from_cache(self, plan: _Plan) -> FileObject | None:
         key = self._cache_key(plan)
-        cached = self.cache.get(key)
-        if cached is not None:
-            try:
-                file = self.policy.call(self._client.files.retrieve, cached)
-            except openai.NotFoundError:
-                file = None
-            if file is not None and self._matches(file, plan):
-                return file
-            self.cache.forget(key)
-        return self._find_remote(plan)
-
-    def _find_remote(self, plan: _Plan) -> FileObject | None:
-        for file in iter_items(self.policy, lambda: self._client.files.list(purpose=plan.purpose)):
-            if self._matches(file, plan):
-                found: FileObject = file
-                return found
+        cached = self.cache.get(key) if key is not None else None
+        if key is None or cached is None:
+            return None
+        try:
+            file = self.policy.call(self._client.files.retrieve, cached)
+        except openai.NotFoundError:
+            file = None
+        if file is not None and self._cached_holds(file, plan):
+            return file
+        self.cache.forget(key)
         return None
+
+    def _listing(self, plan: _Plan) -> list[FileObject]:
+        return list(iter_items(self.policy, lambda: self._client.files.list(purpose=plan.purpose)))
+
+    def _find_existing(self, plan: _Plan) -> FileObject | None:
+        """A remote file holding the content: from the cache, else by its tag in a listing."""
+        if plan.sha256 is not None and (found := self._from_cache(plan)) is not None:
+            return found
+        listing = self._listing(plan)
+        if plan.sha256 is None:
+            if not self._needs_prehash(plan, listing):
+                return None
+            plan.sha256 = self._digest(plan, md5=False).sha256
+            if (found := self._from_cache(plan)) is not None:
+                return found
+        return next((f for f in listing if self._holds(f, plan)), None)
+
+    def _find_sent(self, plan: _Plan) -> FileObject | None:
+        return next((f for f in self._listing(plan) if self._sent(f, plan)), None)
 
     def _create(self, plan: _Plan) -> FileObject:
         with self._bar(plan) as bar:
             counter = ProgressCounter(bar.update)
             with FileWindow(
-                plan.content,
-                offset=0,
-                length=plan.digest.size,
-                progress=counter,
-                name=plan.filename,
+                plan.content, offset=0, length=plan.size, progress=counter, name=plan.filename
             ) as window:
                 return self._client.files.create(
                     file=(plan.filename, window.as_io()), purpose=plan.purpose
                 )
 
-    def _upload_in_parts(self, plan: _Plan) -> FileObject:
+    def _upload_in_parts(self, plan: _Plan, digest: Future[ContentDigest]) -> FileObject:
         client = self._client
         upload = self.policy.call(
             client.uploads.create,
-            bytes=plan.digest.size,
+            bytes=plan.size,
             filename=plan.filename,
             mime_type=_mime_type(plan.filename),
             purpose=plan.purpose,
         )
-        parts = plan_parts(plan.digest.size, self.part_size)
+        parts = plan_parts(plan.size, self.part_size)
         logger.debug("upload %s: %d parts of up to %d bytes", upload.id, len(parts), self.part_size)
         with self._bar(plan) as bar:
             counter = ProgressCounter(bar.update)
@@ -459,19 +564,16 @@ class FileUploader(_UploaderBase):
                     part_ids = list(pool.map(send, range(len(parts))))
             except Exception as exc:
                 self._cancel_quietly(upload.id)
-                raise UploadError(
-                    f"uploading the parts of {plan.filename} failed; the upload was cancelled"
-                ) from exc
+                raise UploadError(self._parts_failed(plan)) from exc
+        md5 = digest.result().md5
 
         def complete() -> FileObject:
-            done = client.uploads.complete(
-                upload.id, part_ids=part_ids, md5=plan.digest.md5 or openai.omit
-            )
+            done = client.uploads.complete(upload.id, part_ids=part_ids, md5=md5 or openai.omit)
             if done.file is None:
                 raise UploadError(f"upload {upload.id} ended {done.status!r} without a file")
             return done.file
 
-        return self.policy.call_idempotent(complete, lambda: self._find_remote(plan))
+        return self.policy.call_idempotent(complete, lambda: self._find_sent(plan))
 
     def _cancel_quietly(self, upload_id: str) -> None:
         try:
@@ -497,7 +599,7 @@ class FileUploader(_UploaderBase):
 class AsyncFileUploader(_UploaderBase):
     """The async twin of :class:`FileUploader` (same arguments, same behaviour).
 
-    Hashing and preflight run in a worker thread, so the event loop stays free.
+    Hashing and preflight run in worker threads, so the event loop stays free.
 
     Example:
         >>> uploader = AsyncFileUploader(async_client)            # doctest: +SKIP
@@ -515,7 +617,8 @@ class AsyncFileUploader(_UploaderBase):
         part_size: int = PART_SIZE_LIMIT,
         max_workers: int = 4,
         progress: bool | None = None,
-        cache: UploadCache | str | Path | None = None,
+        cache: CacheSetting = None,
+        prehash: bool | None = None,
         wait_for_processing: bool = True,
         processing_timeout: float = 1800.0,
     ) -> None:
@@ -527,6 +630,7 @@ class AsyncFileUploader(_UploaderBase):
             max_workers=max_workers,
             progress=progress,
             cache=cache,
+            prehash=prehash,
             wait_for_processing=wait_for_processing,
             processing_timeout=processing_timeout,
         )
@@ -556,88 +660,106 @@ class AsyncFileUploader(_UploaderBase):
         Returns:
             The remote file.
         """
-        purpose = check_purpose(purpose)
+        checked = check_purpose(purpose)
         content, base_name = self._content_of(source)
-        if preflight and purpose == "fine-tune":
+        if preflight and checked == "fine-tune":
             await asyncio.to_thread(
                 self._preflight,
-                source if not isinstance(source, str) else Path(source),
+                Path(source) if isinstance(source, str) else source,
                 force=force,
                 model=model,
             )
         plan = await asyncio.to_thread(
-            self._plan, content, base_name, purpose=purpose, filename=filename
+            self._plan, content, base_name, purpose=checked, filename=filename
         )
         if reuse:
-            existing = await self.find(plan)
+            existing = await self._find_existing(plan)
             if existing is not None:
                 logger.info(
                     "reusing %s (%s): same content already uploaded", existing.id, existing.filename
                 )
-                return self._view(await self._wait_processed(existing), plan, reused=True)
-        if plan.multipart:
-            file = await self._upload_in_parts(plan)
-        else:
-            file = await self.policy.acall_idempotent(
-                lambda: self._create(plan), lambda: self._find_remote(plan)
-            )
+                return self._finish(await self._wait_processed(existing), plan, reused=True)
+        self._name(plan)
+        needs_md5 = plan.multipart
+        digest: asyncio.Task[ContentDigest] | None = None
+        if plan.sha256 is None or needs_md5:
+            digest = asyncio.create_task(asyncio.to_thread(self._digest, plan, md5=needs_md5))
+        try:
+            if plan.multipart:
+                assert digest is not None
+                file = await self._upload_in_parts(plan, digest)
+            else:
+                file = await self.policy.acall_idempotent(
+                    lambda: self._create(plan), lambda: self._find_sent(plan)
+                )
+            if digest is not None:
+                plan.sha256 = (await digest).sha256
+        finally:
+            if digest is not None and not digest.done():
+                await asyncio.wait([digest])  # a worker thread cannot be cancelled; let it end
         logger.info("uploaded %s as %s", plan.filename, file.id)
-        return self._view(await self._wait_processed(file), plan, reused=False)
+        return self._finish(await self._wait_processed(file), plan, reused=False)
 
-    async def find(self, plan: _Plan) -> FileObject | None:
-        """The remote file holding a planned content, if any (see :meth:`FileUploader.find`).
-
-        Args:
-            plan: The planned upload.
-
-        Returns:
-            The file, or ``None``.
-        """
+    async def _from_cache(self, plan: _Plan) -> FileObject | None:
         key = self._cache_key(plan)
-        cached = self.cache.get(key)
-        if cached is not None:
-            try:
-                file = await self.policy.acall(self._client.files.retrieve, cached)
-            except openai.NotFoundError:
-                file = None
-            if file is not None and self._matches(file, plan):
-                return file
-            self.cache.forget(key)
-        return await self._find_remote(plan)
-
-    async def _find_remote(self, plan: _Plan) -> FileObject | None:
-        async for file in aiter_items(
-            self.policy, lambda: self._client.files.list(purpose=plan.purpose)
-        ):
-            if self._matches(file, plan):
-                found: FileObject = file
-                return found
+        cached = self.cache.get(key) if key is not None else None
+        if key is None or cached is None:
+            return None
+        try:
+            file = await self.policy.acall(self._client.files.retrieve, cached)
+        except openai.NotFoundError:
+            file = None
+        if file is not None and self._cached_holds(file, plan):
+            return file
+        self.cache.forget(key)
         return None
+
+    async def _listing(self, plan: _Plan) -> list[FileObject]:
+        return [
+            f
+            async for f in aiter_items(
+                self.policy, lambda: self._client.files.list(purpose=plan.purpose)
+            )
+        ]
+
+    async def _find_existing(self, plan: _Plan) -> FileObject | None:
+        """A remote file holding the content (see :meth:`FileUploader._find_existing`)."""
+        if plan.sha256 is not None and (found := await self._from_cache(plan)) is not None:
+            return found
+        listing = await self._listing(plan)
+        if plan.sha256 is None:
+            if not self._needs_prehash(plan, listing):
+                return None
+            plan.sha256 = (await asyncio.to_thread(self._digest, plan, md5=False)).sha256
+            if (found := await self._from_cache(plan)) is not None:
+                return found
+        return next((f for f in listing if self._holds(f, plan)), None)
+
+    async def _find_sent(self, plan: _Plan) -> FileObject | None:
+        return next((f for f in await self._listing(plan) if self._sent(f, plan)), None)
 
     async def _create(self, plan: _Plan) -> FileObject:
         with self._bar(plan) as bar:
             counter = ProgressCounter(bar.update)
             with FileWindow(
-                plan.content,
-                offset=0,
-                length=plan.digest.size,
-                progress=counter,
-                name=plan.filename,
+                plan.content, offset=0, length=plan.size, progress=counter, name=plan.filename
             ) as window:
                 return await self._client.files.create(
                     file=(plan.filename, window.as_io()), purpose=plan.purpose
                 )
 
-    async def _upload_in_parts(self, plan: _Plan) -> FileObject:
+    async def _upload_in_parts(
+        self, plan: _Plan, digest: asyncio.Task[ContentDigest]
+    ) -> FileObject:
         client = self._client
         upload = await self.policy.acall(
             client.uploads.create,
-            bytes=plan.digest.size,
+            bytes=plan.size,
             filename=plan.filename,
             mime_type=_mime_type(plan.filename),
             purpose=plan.purpose,
         )
-        parts = plan_parts(plan.digest.size, self.part_size)
+        parts = plan_parts(plan.size, self.part_size)
         slots = asyncio.Semaphore(self.max_workers)
         with self._bar(plan) as bar:
             counter = ProgressCounter(bar.update)
@@ -664,19 +786,18 @@ class AsyncFileUploader(_UploaderBase):
                 part_ids = list(await asyncio.gather(*(send(i) for i in range(len(parts)))))
             except Exception as exc:
                 await self._cancel_quietly(upload.id)
-                raise UploadError(
-                    f"uploading the parts of {plan.filename} failed; the upload was cancelled"
-                ) from exc
+                raise UploadError(self._parts_failed(plan)) from exc
+        md5 = (await digest).md5
 
         async def complete() -> FileObject:
             done = await client.uploads.complete(
-                upload.id, part_ids=part_ids, md5=plan.digest.md5 or openai.omit
+                upload.id, part_ids=part_ids, md5=md5 or openai.omit
             )
             if done.file is None:
                 raise UploadError(f"upload {upload.id} ended {done.status!r} without a file")
             return done.file
 
-        return await self.policy.acall_idempotent(complete, lambda: self._find_remote(plan))
+        return await self.policy.acall_idempotent(complete, lambda: self._find_sent(plan))
 
     async def _cancel_quietly(self, upload_id: str) -> None:
         try:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import openai
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit._upload_parts import UploadCache, sha_tag
+from finetune_kit._upload_parts import UploadCache
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.errors import ConfigurationError, PreflightFailedError, UploadError
 from finetune_kit.files import AsyncFileUploader, FileUploader
@@ -58,9 +59,20 @@ def train_path(tmp_path: Path) -> Path:
     return write_jsonl(tmp_path / "train.jsonl", unique_rows())
 
 
-def files_with_tag(client: openai.OpenAI, sha256: str) -> list[Any]:
-    tag = f".{sha_tag(sha256)}."
-    return [f for f in client.files.list() if tag in f.filename]
+def copies(client: openai.OpenAI, content: bytes) -> list[str]:
+    """Ids of the remote files holding exactly this content, whatever their names."""
+    return [
+        f.id
+        for f in client.files.list()
+        if f.bytes == len(content) and client.files.content(f.id).read() == content
+    ]
+
+
+def age(path: Path, seconds: float = 60) -> Path:
+    """Make a file look written a while ago (a digest of a just-written file is not cached)."""
+    stat = path.stat()
+    os.utime(path, (stat.st_atime - seconds, stat.st_mtime - seconds))
+    return path
 
 
 @pytest.fixture
@@ -69,20 +81,34 @@ def uploader(client: openai.OpenAI, policy: RetryPolicy) -> FileUploader:
 
 
 def test_upload_then_reuse_without_sending_again(
-    uploader: FileUploader, client: openai.OpenAI, train_path: Path, local_faults: FaultInjector
+    uploader: FileUploader, client: openai.OpenAI, tmp_path: Path, local_faults: FaultInjector
 ) -> None:
+    train_path = write_jsonl(tmp_path / "train.jsonl", unique_rows(13))  # a size no one else has
     first = uploader.upload(train_path)
     assert not first.reused
     assert first.sha256 == hashlib.sha256(train_path.read_bytes()).hexdigest()
-    assert first.filename == f"train.{first.sha256[:12]}.jsonl"
+    # Nothing of that size was on the backend: hashed while sent, under a unique name.
+    assert re.fullmatch(r"train\.u[0-9a-f]{11}\.jsonl", first.filename)
     assert first.path == train_path
     assert client.files.content(first.id).read() == train_path.read_bytes()
 
-    second = FileUploader(client, progress=False).upload(train_path)  # a fresh process, no cache
+    second = FileUploader(client, progress=False).upload(train_path)  # another run, same cache
     assert second.reused
     assert second.id == first.id
     assert local_faults.count("POST", "/v1/files") == 1
-    assert len(files_with_tag(client, first.sha256)) == 1
+    assert copies(client, train_path.read_bytes()) == [first.id]
+
+
+def test_tagged_names_let_a_run_without_the_cache_find_the_file(
+    client: openai.OpenAI, tmp_path: Path, local_faults: FaultInjector
+) -> None:
+    train_path = write_jsonl(tmp_path / "train.jsonl", unique_rows(14))
+    first = FileUploader(client, progress=False, cache=False, prehash=True).upload(train_path)
+    assert first.filename == f"train.{first.sha256[:12]}.jsonl"
+    elsewhere = FileUploader(client, progress=False, cache=False).upload(train_path)
+    assert elsewhere.reused
+    assert elsewhere.id == first.id
+    assert local_faults.count("POST", "/v1/files") == 1
 
 
 def test_bytes_and_dataset_sources(
@@ -129,7 +155,7 @@ def test_rate_limits_and_server_errors_are_retried_with_retry_after(
     assert local_faults.count("POST", "/v1/files") == 4
     # Retry-After 2.5 s honoured; then the backoff of retries 2 and 3 (no jitter: rng is 0).
     assert sleeps.slept == [2.5, 1.0, 2.0]
-    assert [f.id for f in files_with_tag(client, uploaded.sha256)] == [uploaded.id]
+    assert copies(client, train_path.read_bytes()) == [uploaded.id]
 
 
 def test_dropped_connection_on_upload_leaves_exactly_one_file(
@@ -138,7 +164,7 @@ def test_dropped_connection_on_upload_leaves_exactly_one_file(
     local_faults.script("POST", "/v1/files", ["drop", "drop"])
     uploaded = uploader.upload(train_path)
     assert local_faults.count("POST", "/v1/files") == 3
-    assert [f.id for f in files_with_tag(client, uploaded.sha256)] == [uploaded.id]
+    assert copies(client, train_path.read_bytes()) == [uploaded.id]
 
 
 def test_response_lost_after_the_server_stored_the_file(
@@ -158,7 +184,7 @@ def test_response_lost_after_the_server_stored_the_file(
         uploaded = FileUploader(losing, policy=policy, progress=False).upload(path)
     assert transport.rule.lost == 1
     assert not uploaded.reused
-    assert [f.id for f in files_with_tag(client, uploaded.sha256)] == [uploaded.id]
+    assert copies(client, path.read_bytes()) == [uploaded.id]
 
 
 def test_large_file_goes_in_parallel_parts_with_md5(
@@ -183,8 +209,8 @@ def test_large_file_goes_in_parallel_parts_with_md5(
     assert local_faults.count("POST", "/v1/uploads") == 1
     assert local_faults.count("POST", "/v1/uploads/*/parts") == n_parts + 3
     assert local_faults.count("POST", "/v1/uploads/*/complete") == 1
-    assert client.files.content(uploaded.id).read() == path.read_bytes()
-    assert uploaded.filename == f"big.{uploaded.sha256[:12]}.jsonl"
+    assert copies(client, path.read_bytes()) == [uploaded.id]
+    assert uploaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_lost_completion_of_a_multipart_upload_is_found(
@@ -198,8 +224,7 @@ def test_lost_completion_of_a_multipart_upload_is_found(
         )
         uploaded = uploader.upload(path)
     assert transport.rule.lost == 1
-    assert [f.id for f in files_with_tag(client, uploaded.sha256)] == [uploaded.id]
-    assert client.files.content(uploaded.id).read() == path.read_bytes()
+    assert copies(client, path.read_bytes()) == [uploaded.id]
 
 
 def test_cache_file_reuses_by_id_and_notices_a_deleted_file(
@@ -210,13 +235,16 @@ def test_cache_file_reuses_by_id_and_notices_a_deleted_file(
     tmp_path: Path,
 ) -> None:
     cache_path = tmp_path / "uploads.json"
+    age(train_path)
     first = FileUploader(client, policy=policy, progress=False, cache=cache_path).upload(train_path)
+    assert UploadCache(cache_path).digest_of(train_path) == first.sha256
     local_faults.clear_log()
     again = FileUploader(client, policy=policy, progress=False, cache=cache_path).upload(train_path)
     assert again.reused
     assert again.id == first.id
-    assert local_faults.count("GET", "/v1/files/{id}") == 1  # verified by id
-    assert local_faults.count("GET", "/v1/files") == 0  # no listing needed
+    # Neither hashed again nor listed: the digest and the id came from the cache.
+    assert local_faults.count("GET", "/v1/files/{id}") == 1
+    assert local_faults.count("GET", "/v1/files") == 0
 
     client.files.delete(first.id)
     fresh = FileUploader(
@@ -224,12 +252,22 @@ def test_cache_file_reuses_by_id_and_notices_a_deleted_file(
     ).upload(train_path)
     assert not fresh.reused
     assert fresh.id != first.id
-    assert (
-        UploadCache(cache_path).get(
-            UploadCache.key(str(client.base_url), "fine-tune", fresh.sha256)
-        )
-        == fresh.id
-    )
+    assert fresh.filename == f"train.{fresh.sha256[:12]}.jsonl"  # digest known: tagged name
+    key = UploadCache.key(str(client.base_url), "fine-tune", fresh.sha256)
+    assert UploadCache(cache_path).get(key) == fresh.id
+
+
+def test_a_changed_file_is_hashed_again(
+    client: openai.OpenAI, policy: RetryPolicy, tmp_path: Path
+) -> None:
+    path = age(write_jsonl(tmp_path / "train.jsonl", unique_rows()))
+    uploader = FileUploader(client, policy=policy, progress=False, cache=tmp_path / "c.json")
+    first = uploader.upload(path)
+    write_jsonl(path, unique_rows())  # same size, new content
+    age(path, 30)
+    second = uploader.upload(path)
+    assert second.id != first.id
+    assert second.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_settings_and_purposes_are_checked(client: openai.OpenAI, train_path: Path) -> None:
@@ -268,5 +306,5 @@ def test_async_uploader_behaves_the_same(
         assert lost == 1
         assert again.reused
         assert again.id == first.id
-        assert [f.id for f in files_with_tag(client, first.sha256)] == [first.id]
-        assert client.files.content(parted.id).read() == big.read_bytes()
+        assert copies(client, path.read_bytes()) == [first.id]
+        assert copies(client, big.read_bytes()) == [parted.id]

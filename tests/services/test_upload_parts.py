@@ -6,6 +6,8 @@ import hashlib
 import io
 import itertools
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +22,12 @@ from finetune_kit._upload_parts import (
     UploadCache,
     check_purpose,
     check_size,
+    default_cache_path,
     digest_bytes,
     digest_file,
     plan_parts,
     remote_filename,
+    token_filename,
 )
 from finetune_kit.errors import ConfigurationError, UploadError
 
@@ -129,3 +133,39 @@ def test_cache_survives_a_restart(tmp_path: Path) -> None:
     assert UploadCache(path).get(key) is None
     path.write_text("{not json")
     assert UploadCache(path).get(key) is None
+    path.write_text('{"a|b|c": "file-old"}')  # an unknown layout is ignored, not an error
+    assert UploadCache(path).get("a|b|c") is None
+
+
+def test_token_names_are_unique_and_never_look_like_a_tag() -> None:
+    names = {token_filename("train") for _ in range(50)}
+    assert len(names) == 50
+    for name in names:
+        assert re.fullmatch(r"train\.u[0-9a-f]{11}\.jsonl", name)
+        assert not re.search(r"\.[0-9a-f]{12}\.", name)
+
+
+def test_digest_cache_trusts_only_settled_files(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"one\n")
+    cache_path = tmp_path / "cache.json"
+    cache = UploadCache(cache_path)
+    now = time.time()
+    cache.remember_digest(path, "a" * 64, hashed_at=now)
+    assert cache.digest_of(path) is None  # written just now: it could change unseen
+    stat = path.stat()
+    os.utime(path, (stat.st_atime - 60, stat.st_mtime - 60))
+    cache.remember_digest(path, "a" * 64, hashed_at=now)
+    assert UploadCache(cache_path).digest_of(path) == "a" * 64
+    path.write_bytes(b"two\n")  # same size, new version
+    assert cache.digest_of(path) is None
+
+
+def test_default_cache_path_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINETUNE_KIT_CACHE_DIR", str(tmp_path / "ft"))
+    assert default_cache_path() == tmp_path / "ft" / "uploads.json"
+    monkeypatch.delenv("FINETUNE_KIT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_path() == tmp_path / "xdg" / "finetune_kit" / "uploads.json"

@@ -1,0 +1,165 @@
+"""Upload the same large JSONL file with FileUploader and with the SDK's files.create.
+
+Both upload to the local backend (started in this process), each run in its own subprocess so
+its peak memory (ru_maxrss) is its own. Runs alternate (SDK, FileUploader, SDK, ...) and the
+median of each is reported, with the ratios the docs quote:
+
+- throughput: FileUploader's MB/s over the SDK's (target >= 0.90);
+- peak memory: FileUploader's peak RSS minus the SDK's (target <= +20 MB).
+
+FileUploader runs with ``preflight=False`` (the SDK checks nothing either; preflight has its own
+bench), ``reuse=True`` and ``cache=False``; every uploaded file is deleted before the next run, so
+each run is a first upload of a file never seen before: the time includes looking for an
+existing copy and hashing the file (beside the upload).
+
+    .venv/bin/python bench/upload.py                   # 300 MB, 3 rounds
+    .venv/bin/python bench/upload.py --mb 50 --rounds 1 --json upload.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_file(path: Path, megabytes: int) -> Path:
+    """A valid chat JSONL file of about ``megabytes`` MB (written once, then reused)."""
+    target = megabytes * 1024 * 1024
+    if path.exists() and abs(path.stat().st_size - target) < 1024 * 1024:
+        return path
+    filler = "lorem ipsum dolor sit amet " * 20
+    with open(path, "w", encoding="utf-8") as handle:
+        written, i = 0, 0
+        while written < target:
+            line = json.dumps(
+                {
+                    "messages": [
+                        {"role": "system", "content": "You answer briefly."},
+                        {"role": "user", "content": f"Question {i}: {filler}"},
+                        {"role": "assistant", "content": f"Answer {i}: {filler}"},
+                    ]
+                }
+            )
+            handle.write(line + "\n")
+            written += len(line) + 1
+            i += 1
+    return path
+
+
+def child(mode: str, base_url: str, path: Path) -> None:
+    """One upload, in a fresh process; prints its figures as JSON."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="local", max_retries=0)
+    client.models.list()  # warm the connection and the imports before the clock starts
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if mode == "sdk":
+        with open(path, "rb") as handle:
+            file_id = client.files.create(file=handle, purpose="fine-tune").id
+    else:
+        from finetune_kit.files import FileUploader
+
+        # cache=False: a first upload of a file never seen before (no cached digest or id).
+        uploader = FileUploader(client, progress=False, cache=False)
+        file_id = uploader.upload(path, preflight=False).id
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {"file_id": file_id, "seconds": seconds, "peak_kb": peak, "baseline_kb": baseline}
+        )
+    )
+
+
+def run_child(mode: str, base_url: str, path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--base-url", base_url, "--path", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=300, help="file size in MB")
+    parser.add_argument("--rounds", type=int, default=3, help="uploads per tool")
+    parser.add_argument("--path", type=Path, help="the file (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--child", choices=["sdk", "finetune_kit"], help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.base_url, args.path)
+        return
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from finetune_kit.local import LocalBackend
+
+    work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    path = make_file(args.path or work / "bench.jsonl", args.mb)
+    size_mb = path.stat().st_size / 1024 / 1024
+    runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "finetune_kit": []}
+    with (
+        LocalBackend(work / "backend", default_model="tiny-random") as backend,
+        backend.client() as client,
+    ):
+        for round_number in range(args.rounds):
+            for mode in ("sdk", "finetune_kit"):
+                result = run_child(mode, backend.base_url, path)
+                client.files.delete(result["file_id"])
+                runs[mode].append(result)
+                rate = size_mb / result["seconds"]
+                peak = result["peak_kb"] / 1024
+                print(
+                    f"round {round_number + 1} {mode:13s} {result['seconds']:6.2f} s "
+                    f"{rate:6.1f} MB/s  peak {peak:6.1f} MB",
+                    flush=True,
+                )
+
+    def summary(mode: str) -> dict[str, float]:
+        seconds = statistics.median(r["seconds"] for r in runs[mode])
+        peak = statistics.median(r["peak_kb"] for r in runs[mode]) / 1024
+        return {"seconds": seconds, "mb_per_s": size_mb / seconds, "peak_mb": peak}
+
+    sdk, ours = summary("sdk"), summary("finetune_kit")
+    figures = {
+        "file_mb": round(size_mb, 1),
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],
+        "sdk": sdk,
+        "finetune_kit": ours,
+        "throughput_ratio": ours["mb_per_s"] / sdk["mb_per_s"],
+        "peak_memory_delta_mb": ours["peak_mb"] - sdk["peak_mb"],
+    }
+    print(
+        f"\n{size_mb:.0f} MB file, median of {args.rounds}: "
+        f"SDK {sdk['mb_per_s']:.1f} MB/s, peak {sdk['peak_mb']:.1f} MB; "
+        f"FileUploader {ours['mb_per_s']:.1f} MB/s, peak {ours['peak_mb']:.1f} MB\n"
+        f"throughput ratio {figures['throughput_ratio']:.3f} (target >= 0.90), "
+        f"peak memory {figures['peak_memory_delta_mb']:+.1f} MB (target <= +20 MB), "
+        f"load average {figures['load_average_1m']:.2f} on {figures['cpus']} CPUs"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.path is None:
+        path.unlink()
+
+
+if __name__ == "__main__":
+    main()

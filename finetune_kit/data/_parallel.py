@@ -20,11 +20,12 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import IO, Any
 
 from ._scanner import ChunkStats, FileScanner, ScanConfig
-from .jsonl import LineChunk
+from .jsonl import LineChunk, read_chunk
 from .tokens import get_encoding
 
 __all__ = ["scan_in_workers", "start_method", "usable_cpus"]
@@ -32,6 +33,7 @@ __all__ = ["scan_in_workers", "start_method", "usable_cpus"]
 logger = logging.getLogger("finetune_kit.data.preflight")
 
 _worker_scanner: FileScanner | None = None
+_worker_files: dict[str, IO[bytes]] = {}
 
 
 def usable_cpus() -> int:
@@ -60,19 +62,34 @@ def _scan_chunk(chunk: LineChunk) -> ChunkStats:
     return _worker_scanner.scan_chunk(chunk)
 
 
+def _scan_range(path: str, offset: int, length: int) -> ChunkStats:
+    # The worker reads its own block: nothing but two integers crosses the pipe.
+    assert _worker_scanner is not None, "the worker was not initialised"
+    stream = _worker_files.get(path)
+    if stream is None:
+        stream = _worker_files[path] = open(path, "rb")  # noqa: SIM115 -- kept for the worker's life
+    return _worker_scanner.scan_chunk(read_chunk(stream, offset, length))
+
+
 def scan_in_workers(
-    chunks: Iterable[LineChunk],
     config: ScanConfig,
     workers: int,
     on_result: Callable[[ChunkStats], None],
+    *,
+    chunks: Iterable[LineChunk] = (),
+    path: str | None = None,
+    ranges: Iterable[tuple[int, int]] = (),
 ) -> None:
     """Scan blocks in ``workers`` processes, handing results to ``on_result`` in line order.
 
     Args:
-        chunks: Blocks from ``iter_chunks``, in file order.
         config: What the workers check and count.
         workers: Number of worker processes.
         on_result: Called with each block's statistics, in the blocks' order.
+        chunks: Blocks from ``iter_chunks``, sent to the workers.
+        path: A file whose ``ranges`` the workers read themselves.
+        ranges: ``(offset, length)`` ranges of ``path`` from ``iter_chunk_ranges``; their line
+            numbers are fixed up here, in order, once the lines before them are counted.
     """
     method = start_method()
     logger.debug("scanning with %d %s workers", workers, method)
@@ -87,17 +104,31 @@ def scan_in_workers(
     )
     in_flight: deque[Future[ChunkStats]] = deque()
     limit = 2 * workers
+    lines_before = 0
+
+    def deliver(stats: ChunkStats) -> None:
+        nonlocal lines_before
+        if path is not None:
+            stats.shift_lines(lines_before)
+        lines_before += stats.n_lines
+        on_result(stats)
+
     try:
-        for chunk in chunks:
-            in_flight.append(pool.submit(_scan_chunk, chunk))
+        jobs: Iterator[tuple[Any, ...]] = (
+            ((_scan_range, path, offset, length) for offset, length in ranges)
+            if path is not None
+            else ((_scan_chunk, chunk) for chunk in chunks)
+        )
+        for function, *arguments in jobs:
+            in_flight.append(pool.submit(function, *arguments))
             if frozen:
                 # The first submit forked every worker; the parent's GC may run normally again.
                 gc.unfreeze()
                 frozen = False
             if len(in_flight) >= limit:
-                on_result(in_flight.popleft().result())
+                deliver(in_flight.popleft().result())
         while in_flight:
-            on_result(in_flight.popleft().result())
+            deliver(in_flight.popleft().result())
     finally:
         if frozen:
             gc.unfreeze()

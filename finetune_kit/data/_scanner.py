@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from .issues import Issue, make_issue
@@ -96,6 +96,24 @@ class ChunkStats:
         self.issue_counts[issue.code] = count
         if count <= cap:
             self.issues.append(issue)
+
+    def shift_lines(self, delta: int) -> None:
+        """Renumber every line by ``delta`` (for a block scanned before its place was known)."""
+        if not delta:
+            return
+
+        def shift(line: int | None) -> int | None:
+            return None if line is None else line + delta
+
+        self.first_crlf = shift(self.first_crlf)
+        self.first_value_line = shift(self.first_value_line)
+        self.first_missing_system = shift(self.first_missing_system)
+        self.first_missing_user = shift(self.first_missing_user)
+        self.issues = [
+            replace(issue, line=issue.line + delta) if issue.line is not None else issue
+            for issue in self.issues
+        ]
+        self.fingerprint_lines = array("q", [line + delta for line in self.fingerprint_lines])
 
     def merge(self, other: ChunkStats, cap: int) -> None:
         """Add the statistics of a later block (fingerprints are left to the caller)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Union
@@ -36,9 +36,11 @@ __all__ = [
     "RawLine",
     "decode_line",
     "dumps_line",
+    "iter_chunk_ranges",
     "iter_chunks",
     "iter_lines",
     "iter_raw_lines",
+    "read_chunk",
     "read_jsonl",
     "write_jsonl",
 ]
@@ -123,7 +125,9 @@ def _open(source: JsonlSource) -> tuple[IO[bytes], bool]:
     return source, False
 
 
-def iter_chunks(source: JsonlSource, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[LineChunk]:
+def iter_chunks(
+    source: JsonlSource, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Generator[LineChunk, None, None]:
     """Cut a JSONL source into blocks of whole lines, about ``chunk_bytes`` each.
 
     A line longer than ``chunk_bytes`` makes its block longer; nothing else is held.
@@ -159,6 +163,60 @@ def iter_chunks(source: JsonlSource, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> 
     finally:
         if owned:
             stream.close()
+
+
+def iter_chunk_ranges(
+    path: str | os.PathLike[str], chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[int, int]]:
+    """Cut a file into ``(offset, length)`` ranges of whole lines without reading it all.
+
+    Only a small window after each cut point is read, to move the cut past the next newline,
+    so other processes can each read their own ranges.
+
+    Args:
+        path: The file.
+        chunk_bytes: The approximate size of each range.
+
+    Yields:
+        ``(offset, length)`` pairs covering the file, in order.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as stream:
+        start = 0
+        while start < size:
+            cut = start + chunk_bytes
+            if cut >= size:
+                yield start, size - start
+                return
+            stream.seek(cut)
+            while True:
+                window = stream.read(64 * 1024)
+                if not window:
+                    cut = size
+                    break
+                newline = window.find(b"\n")
+                if newline >= 0:
+                    cut += newline + 1
+                    break
+                cut += len(window)
+            yield start, cut - start
+            start = cut
+
+
+def read_chunk(stream: IO[bytes], offset: int, length: int, first_line: int = 1) -> LineChunk:
+    """Read one range from ``iter_chunk_ranges`` as a ``LineChunk``.
+
+    Args:
+        stream: The file, open in binary mode.
+        offset: Where the range starts.
+        length: Its length.
+        first_line: The number to give its first line (1 when it is not known yet).
+
+    Returns:
+        The block.
+    """
+    stream.seek(offset)
+    return LineChunk(first_line, offset, stream.read(length))
 
 
 def iter_raw_lines(chunk: LineChunk) -> Iterator[RawLine]:

@@ -34,7 +34,7 @@ from ..errors import ConfigurationError
 from ._fingerprints import FingerprintIndex
 from ._scanner import ChunkStats, FileScanner, ScanConfig
 from .issues import FileRole, Issue, make_issue
-from .jsonl import LineChunk, _decoder, iter_chunks, iter_raw_lines
+from .jsonl import LineChunk, _decoder, iter_chunk_ranges, iter_chunks, iter_raw_lines
 from .models import ModelInfo, TrainingMethod, get_model_info
 from .report import CostEstimate, Distribution, FileSummary, PreflightReport
 from .rules import CheckConfig, ExampleKind, detect_kind
@@ -104,8 +104,9 @@ def auto_epochs(n_examples: int) -> int:
 # ---------------------------------------------------------------------- sources
 @dataclass
 class _Source:
-    """A training or validation input, normalised: blocks of lines, or JSON values."""
+    """A training or validation input, normalised: a file, blocks of lines, or JSON values."""
 
+    path: str | None
     chunks: Iterator[LineChunk] | None
     values: Iterator[tuple[int, Any]] | None
     size: int | None
@@ -121,12 +122,20 @@ class _Source:
                 param=param,
             )
         if isinstance(source, (bytes, bytearray, memoryview)):
-            return cls._from_chunks(iter_chunks(bytes(source)), len(source))
+            chunks, first = _peek(iter_chunks(bytes(source)))
+            return cls(None, chunks, None, len(source), None, first)
         if isinstance(source, (str, os.PathLike)):
-            size = os.path.getsize(source)
-            return cls._from_chunks(iter_chunks(source), size)
+            path = os.fspath(source)
+            size = os.path.getsize(path)
+            head = iter_chunks(path)
+            try:
+                _, first = _peek(head)
+            finally:
+                head.close()
+            return cls(path, None, None, size, None, first)
         if hasattr(source, "read"):
-            return cls._from_chunks(iter_chunks(source), None)
+            chunks, first = _peek(iter_chunks(source))
+            return cls(None, chunks, None, None, None, first)
         if isinstance(source, Mapping):
             raise ConfigurationError(
                 f"{param} is a single example; pass a list of examples", param=param
@@ -141,31 +150,33 @@ class _Source:
                 param=param,
             )
         values = enumerate((_as_value(row) for row in rows), start=1)
-        first = next(values, None)
-        chained = itertools.chain([first], values) if first is not None else iter(())
+        first_row = next(values, None)
+        chained = itertools.chain([first_row], values) if first_row is not None else iter(())
         return cls(
+            None,
             None,
             chained,
             None,
             method if isinstance(method, str) else None,
-            first[1] if first is not None else None,
+            first_row[1] if first_row is not None else None,
         )
 
-    @classmethod
-    def _from_chunks(cls, chunks: Iterator[LineChunk], size: int | None) -> _Source:
-        first_chunk = next(chunks, None)
-        if first_chunk is None:
-            return cls(iter(()), None, size, None, None)
-        first_value = None
-        for raw in iter_raw_lines(first_chunk):
-            try:
-                value = _decoder.decode(raw.body.decode("utf-8"))
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(value, dict):
-                first_value = value
-                break
-        return cls(itertools.chain([first_chunk], chunks), None, size, None, first_value)
+
+def _peek(chunks: Iterator[LineChunk]) -> tuple[Iterator[LineChunk], Any]:
+    """Return the blocks (the first one put back) and the first JSON object among its lines."""
+    first_chunk = next(chunks, None)
+    if first_chunk is None:
+        return iter(()), None
+    first_value = None
+    for raw in iter_raw_lines(first_chunk):
+        try:
+            value = _decoder.decode(raw.body.decode("utf-8"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            first_value = value
+            break
+    return itertools.chain([first_chunk], chunks), first_value
 
 
 def _as_value(row: Any) -> Any:
@@ -175,36 +186,16 @@ def _as_value(row: Any) -> Any:
 
 # ---------------------------------------------------------------------- scanning
 class _Collector:
-    """Merges block results in order and turns repeated fingerprints into issues."""
+    """Merges block results in line order and logs their fingerprints."""
 
     def __init__(self, file: FileRole, index: FingerprintIndex, cap: int) -> None:
-        self.file = file
+        self.tag = _FILE_TAGS[file]
         self.index = index
         self.cap = cap
         self.total = ChunkStats()
 
     def __call__(self, stats: ChunkStats) -> None:
-        tag = _FILE_TAGS[self.file]
-        for line, first_tag, first_line in self.index.add(
-            stats.fingerprints, stats.fingerprint_lines, tag=tag
-        ):
-            if first_tag == tag:
-                issue = make_issue(
-                    "duplicate_example",
-                    line,
-                    None,
-                    f"identical to line {first_line}",
-                    file=self.file,
-                )
-            else:
-                issue = make_issue(
-                    "validation_overlap",
-                    line,
-                    None,
-                    f"identical to training line {first_line}",
-                    file=self.file,
-                )
-            self.total.add_issue(issue, self.cap)
+        self.index.add(stats.fingerprints, stats.fingerprint_lines, tag=self.tag)
         stats.fingerprints = stats.fingerprints[:0]
         stats.fingerprint_lines = stats.fingerprint_lines[:0]
         self.total.merge(stats, self.cap)
@@ -221,20 +212,48 @@ def _scan(source: _Source, config: ScanConfig, workers: int, collector: _Collect
                 break
             collector(scanner.scan_values(block))
         return collector.total
-    assert source.chunks is not None
     if workers > 1:
         from ._parallel import scan_in_workers
 
-        scan_in_workers(source.chunks, config, workers, collector)
-    else:
-        scanner = FileScanner(config)
-        for chunk in source.chunks:
-            collector(scanner.scan_chunk(chunk))
+        if source.path is not None:
+            ranges = iter_chunk_ranges(source.path)
+            scan_in_workers(config, workers, collector, path=source.path, ranges=ranges)
+        else:
+            assert source.chunks is not None
+            scan_in_workers(config, workers, collector, chunks=source.chunks)
+        return collector.total
+    scanner = FileScanner(config)
+    chunks = iter_chunks(source.path) if source.path is not None else source.chunks
+    assert chunks is not None
+    for chunk in chunks:
+        collector(scanner.scan_chunk(chunk))
     return collector.total
 
 
+def _add_repeats(
+    index: FingerprintIndex, files: list[tuple[FileRole, ChunkStats]], cap: int
+) -> None:
+    roles: dict[int, FileRole] = {_FILE_TAGS[file]: file for file, _ in files}
+    stats_of = {_FILE_TAGS[file]: stats for file, stats in files}
+    for tag, line, first_tag, first_line in index.repeats():
+        file = roles[tag]
+        if first_tag == tag:
+            issue = make_issue(
+                "duplicate_example", line, None, f"identical to line {first_line}", file=file
+            )
+        else:
+            issue = make_issue(
+                "validation_overlap",
+                line,
+                None,
+                f"identical to training line {first_line}",
+                file=file,
+            )
+        stats_of[tag].add_issue(issue, cap)
+
+
 def _workers_for(source: _Source, workers: int | None) -> int:
-    if source.chunks is None:
+    if source.values is not None:
         return 1
     if workers is not None:
         return max(1, workers)
@@ -565,11 +584,12 @@ def preflight(
                 max_issues_per_code=max_issues_per_code,
             )
             collector = _Collector(file, index, max_issues_per_code)
-            stats = _scan(data, config, _workers_for(data, workers), collector)
-            _file_issues(stats, file, min_examples, max_issues_per_code)
-            files.append((file, stats))
+            files.append((file, _scan(data, config, _workers_for(data, workers), collector)))
+        _add_repeats(index, files, max_issues_per_code)
     finally:
         index.close()
+    for file, stats in files:
+        _file_issues(stats, file, min_examples, max_issues_per_code)
 
     issues = _model_issues(model, info, checked, kind, today)
     if checked == "reinforcement" and validation is None:

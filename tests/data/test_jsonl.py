@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from hypothesis import strategies as st
 from finetune_kit.data.jsonl import (
     decode_line,
     dumps_line,
+    iter_chunk_ranges,
     iter_chunks,
     iter_lines,
     iter_raw_lines,
+    read_chunk,
     read_jsonl,
     write_jsonl,
 )
@@ -95,6 +98,23 @@ def test_chunks_cut_only_at_newlines_and_carry_long_lines() -> None:
     assert numbers == list(range(1, 11))
     offsets = [raw.offset for chunk in chunks for raw in iter_raw_lines(chunk)]
     assert [data[o : o + 6] for o in offsets] == [b'{"i": '] * 10
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 10_000])
+def test_ranges_cut_a_file_at_newlines_without_reading_it_all(tmp_path: Path, size: int) -> None:
+    data = b"".join(
+        json.dumps({"i": i, "pad": "x" * (i * 37 % 300)}).encode() + b"\n" for i in range(50)
+    )
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(data + b'{"last": true}')
+    ranges = list(iter_chunk_ranges(path, size))
+    assert ranges[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(ranges))
+    assert sum(n for _, n in ranges) == path.stat().st_size
+    with path.open("rb") as stream:
+        pieces = [read_chunk(stream, offset, length) for offset, length in ranges]
+    assert all(p.data.endswith(b"\n") for p in pieces[:-1])
+    assert b"".join(p.data for p in pieces) == path.read_bytes()
 
 
 def test_read_jsonl_skips_blank_lines_and_raises_on_the_first_bad_one(tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ __all__ = [
     "to_eval_cases",
 ]
 
+HTML_ROW_LIMIT = 200
+"""Most example rows a report shows in a notebook; its DataFrame always has every row."""
+
 # Keys of a training message that the chat completions endpoint does not take.
 _TRAINING_ONLY_MESSAGE_KEYS = ("weight",)
 
@@ -558,7 +561,7 @@ class EvaluationReport:
         summary = html_table(headers, self._summary_rows(), caption=self._title())
         example_headers = ["#", "prompt", "reference", "answer", *self.thresholds]
         example_rows = []
-        for r in self.results:
+        for r in self.results[:HTML_ROW_LIMIT]:
             answer = r.reply.text if r.reply else f"error: {r.error}"
             example_rows.append(
                 [
@@ -569,7 +572,12 @@ class EvaluationReport:
                     *(format_float(r.scores.get(n)) for n in self.thresholds),
                 ]
             )
-        return summary + html_table(example_headers, example_rows)
+        caption = None
+        if len(self.results) > HTML_ROW_LIMIT:
+            caption = (
+                f"First {HTML_ROW_LIMIT} of {len(self.results)} examples (to_dataframe() has all)"
+            )
+        return summary + html_table(example_headers, example_rows, caption=caption)
 
 
 @dataclass(frozen=True)
@@ -860,5 +868,8 @@ class PairedEvaluationReport:
         flips = self._flip_rows()
         if flips:
             flip_headers = ["#", "scorer", "flip", "prompt", "reference", "base", "tuned"]
-            out += html_table(flip_headers, flips, caption="Flips")
+            caption = "Flips"
+            if len(flips) > HTML_ROW_LIMIT:
+                caption = f"First {HTML_ROW_LIMIT} of {len(flips)} flips (to_dataframe() has all)"
+            out += html_table(flip_headers, flips[:HTML_ROW_LIMIT], caption=caption)
         return out

@@ -141,3 +141,16 @@ def test_text_and_dict_renderings() -> None:
     single_text = str(report("base", BASE, error_at=1))
     assert "1 request errors" in single_text
     assert "examples[1]: RateLimitError" in single_text
+
+
+def test_html_shows_at_most_the_row_limit() -> None:
+    from finetune_kit.evaluation import HTML_ROW_LIMIT
+
+    n = HTML_ROW_LIMIT + 5
+    big = report("base", [0.0] * n)
+    html = big._repr_html_()
+    assert f"First {HTML_ROW_LIMIT} of {n} examples" in html
+    assert html.count("<tr>") == 1 + 1 + HTML_ROW_LIMIT + 1  # summary head + row, examples
+    paired = PairedEvaluationReport(big, report("tuned", [1.0] * n))
+    assert f"First {HTML_ROW_LIMIT} of {n} flips" in paired._repr_html_()
+    assert len(paired.to_dataframe()) == n

@@ -147,6 +147,11 @@ class LocalBackend:
             )
         return self._injector
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes that train jobs (empty when stopped)."""
+        return self._app.context.worker_pids if self._app is not None else []
+
     def client(self, **kwargs: Any) -> openai.OpenAI:
         """Return an ``openai.OpenAI`` client for this server, with ``max_retries=0``.
 

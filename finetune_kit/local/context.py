@@ -82,6 +82,11 @@ class ServerContext:
             raise LocalBackendError("The local backend server is not started.")
         return self._validator
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes."""
+        return [p.pid for p in self._pool.processes] if self._pool is not None else []
+
     def generator(self) -> Generator:
         """The chat generator, loaded on first use (it imports torch)."""
         with self._generator_lock:

@@ -1,9 +1,10 @@
 r"""Checking a job's training and validation files before it is queued, as OpenAI does.
 
 The rules are the library's preflight rules (``finetune_kit.data.validation.preflight``, with no
-per-model token limit). A file with errors fails the job with ``error.code`` set to
-``invalid_training_file`` (or ``invalid_validation_file``), ``error.param`` to the file's
-parameter, and a message naming the first offending line::
+per-model token limit), so a file the library's preflight accepts is accepted here too. A file
+with errors fails the job with ``error.code`` set to ``invalid_training_file`` (or
+``invalid_validation_file``), ``error.param`` to the file's parameter, and a message naming the
+first offending line::
 
     Training file has 2 errors; first: line 3, messages[1].weight: weight must be 0 or 1
 
@@ -19,13 +20,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..data.validation import preflight
 
 __all__ = ["FileIssue", "FileProblem", "check_job_files"]
 
@@ -117,97 +117,17 @@ def check_job_files(training: Path, validation: Path | None, *, method: str) -> 
 
 
 def _issues(training: Path, validation: Path | None, method: str) -> list[FileIssue]:
-    try:
-        # Imported by name until the preflight module lands in finetune_kit.data.
-        preflight = importlib.import_module("finetune_kit.data.validation").preflight
-    except ImportError:
-        logger.debug("preflight is not available; using the minimal format check")
-        found = list(_minimal_issues(training, "training", method, MIN_EXAMPLES))
-        if validation is not None:
-            found.extend(_minimal_issues(validation, "validation", method, 1))
-        return found
-    report = preflight(training, model=None, validation=validation, method=method)
+    # Scanned in this process (workers=1): validation runs in a server thread, and a pool of
+    # processes started from there would compete with training for the cores.
+    report = preflight(
+        training,
+        model=None,
+        validation=validation,
+        method="dpo" if method == "dpo" else "supervised",
+        min_examples=MIN_EXAMPLES,
+        workers=1,
+    )
     return [
-        FileIssue(
-            file=str(getattr(issue, "file", "training") or "training"),
-            line=getattr(issue, "line", None),
-            field=getattr(issue, "field", None),
-            message=str(getattr(issue, "message", issue)),
-        )
+        FileIssue(file=issue.file, line=issue.line, field=issue.field, message=issue.message)
         for issue in report.errors
     ]
-
-
-_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
-
-
-def _minimal_issues(path: Path, file: str, method: str, minimum: int) -> Iterable[FileIssue]:
-    """A small format check, used only when the preflight rules are not installed."""
-    from ..data.jsonl import iter_lines
-
-    count = 0
-    for line in iter_lines(str(path)):
-        if line.problem == "blank_line":
-            continue
-        if line.problem is not None:
-            yield FileIssue(file, line.number, None, line.detail or line.problem)
-            continue
-        count += 1
-        value = line.value
-        if not isinstance(value, dict):
-            yield FileIssue(file, line.number, None, "each line must be a JSON object")
-            continue
-        if method == "dpo":
-            yield from _dpo_issues(value, file, line.number)
-        else:
-            yield from _chat_issues(value, file, line.number)
-    if count < minimum:
-        yield FileIssue(
-            file,
-            None,
-            None,
-            f"the file has {count} example{'s' if count != 1 else ''}; at least {minimum} "
-            "are required",
-        )
-
-
-def _chat_issues(value: dict[str, Any], file: str, number: int) -> Iterable[FileIssue]:
-    messages = value.get("messages")
-    if not isinstance(messages, list) or not messages:
-        yield FileIssue(file, number, "messages", "messages must be a non-empty list")
-        return
-    has_assistant = False
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            yield FileIssue(file, number, where, "each message must be an object")
-            continue
-        role = message.get("role")
-        if role not in _ROLES:
-            yield FileIssue(file, number, f"{where}.role", f"unknown role {json.dumps(role)}")
-            continue
-        has_assistant = has_assistant or role == "assistant"
-        if "weight" in message:
-            if role != "assistant":
-                yield FileIssue(
-                    file, number, f"{where}.weight", "weight is allowed only on assistant messages"
-                )
-            elif message["weight"] not in (0, 1) or isinstance(message["weight"], bool):
-                yield FileIssue(file, number, f"{where}.weight", "weight must be 0 or 1")
-        content = message.get("content")
-        if content is None and not (role == "assistant" and message.get("tool_calls")):
-            yield FileIssue(file, number, f"{where}.content", "content is missing")
-        elif content is not None and not isinstance(content, (str, list)):
-            yield FileIssue(file, number, f"{where}.content", "content must be a string")
-    if not has_assistant:
-        yield FileIssue(file, number, "messages", "the example has no assistant message")
-
-
-def _dpo_issues(value: dict[str, Any], file: str, number: int) -> Iterable[FileIssue]:
-    source = value.get("input")
-    if not isinstance(source, dict) or not isinstance(source.get("messages"), list):
-        yield FileIssue(file, number, "input.messages", "input.messages must be a list")
-    for key in ("preferred_output", "non_preferred_output"):
-        output = value.get(key)
-        if not isinstance(output, list) or not output:
-            yield FileIssue(file, number, key, f"{key} must be a list with one assistant message")

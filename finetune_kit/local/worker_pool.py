@@ -126,6 +126,8 @@ class WorkerPool:
     def _replace(self, worker: _Worker) -> None:
         code = worker.process.returncode
         requeued = self._store.jobs.requeue_held(worker.token, crashed=True)
+        if worker.process.stdin is not None:
+            worker.process.stdin.close()
         worker.log.close()
         logger.warning(
             "worker %s exited with code %s; requeued %s; see %s",

@@ -344,3 +344,29 @@ def test_sync_and_async_follow_one_live_job_alike(
     assert [e.id for e in async_updates if isinstance(e, JobEvent)] == [
         e.id for e in all_events(client, job.id)
     ]
+
+
+def test_progress_bar_shows_steps_loss_and_status(
+    client: openai.OpenAI, finished_job: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manager = JobManager(client, policy=quick_policy(), follow_options=FAST, progress=True)
+    points = [u for u in manager.follow(finished_job.id) if isinstance(u, MetricPoint)]
+    total = points[-1].total_steps
+    err = capsys.readouterr().err
+    assert f"{total}/{total}" in err
+    assert "loss=" in err
+    assert f"{finished_job.id} succeeded" in err
+
+
+def test_wandb_integration_is_sent(manager: JobManager, training_file: UploadedFile) -> None:
+    job = manager.create(
+        model="gpt-4o-mini",
+        training_file=training_file,
+        wandb={"project": "ft-tests", "tags": ["ci"]},
+    )
+    try:
+        assert job.integrations
+        assert job.integrations[0].type == "wandb"
+        assert job.integrations[0].wandb.project == "ft-tests"
+    finally:
+        manager.cancel(job.id)

@@ -169,3 +169,18 @@ def test_default_cache_path_follows_the_environment(
     monkeypatch.delenv("FINETUNE_KIT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_path() == tmp_path / "xdg" / "finetune_kit" / "uploads.json"
+
+
+def test_processing_states() -> None:
+    from types import SimpleNamespace
+
+    from finetune_kit.files import FileUploader
+
+    state = FileUploader._processing_state
+    assert state(SimpleNamespace(id="f", status="processed")) is None
+    assert state(SimpleNamespace(id="f")) is None  # no status reported: nothing to wait for
+    assert state(SimpleNamespace(id="f", status="uploaded")) == "uploaded"
+    assert state(SimpleNamespace(id="f", status="pending")) == "pending"
+    with pytest.raises(UploadError, match="bad line 3") as info:
+        state(SimpleNamespace(id="f", status="error", status_details="bad line 3"))
+    assert info.value.file_id == "f"

@@ -10,7 +10,10 @@ events not seen before. The backend's request log counts the requests each made.
   arrives between two polls).
 
     .venv/bin/python bench/follow.py
-    .venv/bin/python bench/follow.py --interval 0.5 --page 10 --epochs 4 --json follow.json
+    .venv/bin/python bench/follow.py --interval 0.5 --page 10 --epochs 4
+
+Figures go to bench/out/follow.json; the exit status is 1 when a target is missed (more
+requests than the budget, or an event not seen exactly once).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +63,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=24, help="training examples")
     parser.add_argument("--epochs", type=int, default=3, help="n_epochs")
     parser.add_argument("--step-delay", type=float, default=0.1, help="backend seconds per step")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parent / "out" / "follow.json",
+        help="figures file",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -145,8 +154,10 @@ def main() -> None:
         f"missed {naive['events_missed']} events. Load average {figures['load_average_1m']:.2f} "
         f"on {figures['cpus']} CPUs."
     )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    met = ours["requests_over_budget"] <= 1.0 and ours["every_event_once_in_order"]
+    sys.exit(0 if met else 1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ each run is a first upload of a file never seen before: the time includes lookin
 existing copy and hashing the file (beside the upload).
 
     .venv/bin/python bench/upload.py                   # 300 MB, 3 rounds
-    .venv/bin/python bench/upload.py --mb 50 --rounds 1 --json upload.json
+    .venv/bin/python bench/upload.py --mb 50 --rounds 1
+
+Figures go to bench/out/upload.json; the exit status is 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=300, help="file size in MB")
     parser.add_argument("--rounds", type=int, default=3, help="uploads per tool")
     parser.add_argument("--path", type=Path, help="the file (default: a temporary one)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--json", type=Path, default=ROOT / "bench" / "out" / "upload.json", help="figures file"
+    )
     parser.add_argument("--child", choices=["sdk", "finetune_kit"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,10 +159,12 @@ def main() -> None:
         f"peak memory {figures['peak_memory_delta_mb']:+.1f} MB (target <= +20 MB), "
         f"load average {figures['load_average_1m']:.2f} on {figures['cpus']} CPUs"
     )
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if args.path is None:
         path.unlink()
+    met = figures["throughput_ratio"] >= 0.90 and figures["peak_memory_delta_mb"] <= 20
+    sys.exit(0 if met else 1)
 
 
 if __name__ == "__main__":

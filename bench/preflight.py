@@ -476,6 +476,14 @@ def main() -> None:
                 f"sum of peak RSS {r['sum_peak_rss_mb']:5.0f} MB"
             )
     print(f"\nload average before {load_before}, after {load_after}; {os.cpu_count()} CPUs")
+    flat = (scaling[-1]["peak_pss_mb"] / scaling[0]["peak_pss_mb"]) if scaling else None
+    targets = {
+        "time at most 1/3 of the cookbook's": time_ratio <= 1 / 3,
+        "peak PSS at most 150 MB": ours["peak_pss_mb"] <= 150,
+        "memory flat (400k within 10% of 100k)": flat is None or flat <= 1.10,
+    }
+    for target, met in targets.items():
+        print(f"target: {target}: {'met' if met else 'MISSED'}")
 
     import tiktoken
 
@@ -490,6 +498,7 @@ def main() -> None:
                 "preflight": runs["preflight"],
                 "time_ratio": time_ratio,
                 "peak_pss_ratio": ours["peak_pss_mb"] / cookbook["peak_pss_mb"],
+                "targets": targets,
                 "scaling": scaling,
                 "load_before": load_before,
                 "load_after": load_after,

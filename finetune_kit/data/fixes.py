@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..errors import ConfigurationError
 from .jsonl import JsonlLine, iter_lines, write_jsonl
 from .rules import detect_kind
 
@@ -136,6 +137,11 @@ class FixResult:
 
 
 def _lines(source: Any) -> Iterator[JsonlLine]:
+    if isinstance(source, str) and (source.lstrip().startswith(("{", "[")) or "\n" in source):
+        raise ConfigurationError(
+            "source looks like JSONL text, but a str is read as a path; pass text.encode()",
+            param="source",
+        )
     if isinstance(source, (bytes, bytearray, memoryview, str)) or hasattr(source, "read"):
         yield from iter_lines(
             bytes(source) if isinstance(source, (bytearray, memoryview)) else source
@@ -234,7 +240,11 @@ def autofix(
             fixes).
 
     Returns:
-        A ``FixResult``: ``.rows``, ``.changes``, ``.unreadable`` and ``.dataset``.
+        A ``FixResult``: ``.rows``, ``.changes``, ``.unreadable`` and ``.dataset``. The fixed
+        rows are held in memory.
+
+    Raises:
+        ConfigurationError: ``source`` is a str holding JSONL text rather than a path.
     """
     rows: list[dict[str, Any]] = []
     changes: list[Change] = []

@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.data.fixes import autofix
 from finetune_kit.data.validation import preflight
+from finetune_kit.errors import ConfigurationError
 
 
 def chat(user: str, answer: str) -> dict[str, Any]:
@@ -101,3 +104,8 @@ def test_the_result_is_a_dataset_and_writes_jsonl(tmp_path: Path) -> None:
     assert result.to_jsonl(path) == 2
     assert path.read_bytes() == result.to_jsonl_bytes() == dataset.to_jsonl_bytes()
     assert preflight(result, model=None, min_examples=1).ok
+
+
+def test_jsonl_text_is_not_mistaken_for_a_path() -> None:
+    with pytest.raises(ConfigurationError, match="encode"):
+        autofix('{"messages": []}\n')

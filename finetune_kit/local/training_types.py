@@ -1,0 +1,388 @@
+"""The values that go in and out of the local training engine (``finetune_kit.local.training``).
+
+The worker process builds a ``TrainingRequest``, passes an object implementing
+``TrainingCallbacks`` and gets a ``TrainingResult``; on the way it receives the resolved
+``Hyperparameters``, one ``StepMetrics`` per optimizer step and one ``CheckpointInfo`` per saved
+checkpoint.
+
+Example:
+    >>> from pathlib import Path
+    >>> request = TrainingRequest(
+    ...     base_model="tiny-random", training_file=Path("train.jsonl"), output_dir=Path("out")
+    ... )
+    >>> request.n_epochs, request.method
+    ('auto', 'supervised')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "BASE_LEARNING_RATE",
+    "DEFAULT_DPO_BETA",
+    "CheckpointInfo",
+    "Hyperparameters",
+    "LoraSettings",
+    "NoCallbacks",
+    "StepMetrics",
+    "StopSignal",
+    "TrainingCallbacks",
+    "TrainingMethod",
+    "TrainingRequest",
+    "TrainingResult",
+    "TrainingStatus",
+    "auto_batch_size",
+    "auto_learning_rate_multiplier",
+    "auto_n_epochs",
+]
+
+TrainingMethod = Literal["supervised", "dpo"]
+TrainingStatus = Literal["succeeded", "cancelled", "paused"]
+StopSignal = Literal["cancel", "pause"]
+Auto = Literal["auto"]
+
+BASE_LEARNING_RATE = 2e-3
+"""The learning rate for ``learning_rate_multiplier=1``: lr = 2e-3 x multiplier.
+
+The auto multiplier is 0.5 (lr 1e-3) for the small batches the auto batch size picks on small
+files: LoRA adapters start at zero and need a rate about ten times a full fine-tune's.
+"""
+
+DEFAULT_DPO_BETA = 0.1
+"""``beta`` chosen for ``"auto"``, as OpenAI's default."""
+
+
+def auto_n_epochs(n_examples: int) -> int:
+    """Epochs OpenAI picks for ``n_epochs="auto"`` (the cookbook's rule).
+
+    Three epochs, raised for small files so about 100 examples are seen (at most 25 epochs), and
+    lowered for large ones so about 25,000 are (at least one).
+
+    Example:
+        >>> auto_n_epochs(10), auto_n_epochs(50), auto_n_epochs(20000)
+        (10, 3, 1)
+    """
+    if n_examples * 3 < 100:
+        return min(25, 100 // max(1, n_examples))
+    if n_examples * 3 > 25000:
+        return max(1, 25000 // n_examples)
+    return 3
+
+
+def auto_batch_size(n_examples: int) -> int:
+    """Batch size for ``batch_size="auto"``: about 0.2 % of the examples, from 1 to 256.
+
+    That is OpenAI's documented behaviour; small files train one example per step.
+
+    Example:
+        >>> auto_batch_size(10), auto_batch_size(5000), auto_batch_size(10**6)
+        (1, 10, 256)
+    """
+    return max(1, min(256, round(n_examples * 0.002)))
+
+
+def auto_learning_rate_multiplier(batch_size: int) -> float:
+    """Multiplier for ``learning_rate_multiplier="auto"``: 0.5, raised with the batch size.
+
+    Larger batches average away more gradient noise and take fewer steps, so, as OpenAI does,
+    they get a larger rate: ``0.5 x sqrt(batch_size / 8)`` for batches above 8, at most 2.
+
+    Example:
+        >>> auto_learning_rate_multiplier(1), auto_learning_rate_multiplier(32)
+        (0.5, 1.0)
+    """
+    if batch_size <= 8:
+        return 0.5
+    return round(min(2.0, 0.5 * math.sqrt(batch_size / 8)), 4)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapter shape.
+
+    Attributes:
+        rank: Rank ``r`` of the update matrices.
+        alpha: Scaling numerator (the update is scaled by ``alpha / rank``).
+        dropout: Dropout on the adapter input; 0 keeps steps deterministic and fast.
+        target_modules: Linear layers that get an adapter (every projection of a Llama block).
+    """
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+
+
+def _check_range(
+    value: Any, param: str, *, kind: type, low: float, high: float, low_open: bool = False
+) -> None:
+    if value == "auto":
+        return
+    ok_type = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float:
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+    below = value <= low if low_open else value < low
+    if not ok_type or below or value > high:
+        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+        raise ConfigurationError(
+            f"{param} is {value!r}; use 'auto' or a {kind.__name__} in {bound}", param=param
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Everything one fine-tuning run needs.
+
+    Attributes:
+        base_model: A base model name, alias or path (see ``ModelRegistry.resolve``).
+        training_file: The JSONL training file.
+        output_dir: Where checkpoints (``checkpoints/step-N``) and the final adapter
+            (``adapter``) are written.
+        method: ``"supervised"`` (chat examples) or ``"dpo"`` (preference pairs).
+        validation_file: Optional JSONL validation file (same format as the training file).
+        n_epochs: 1-50 or ``"auto"`` (see ``auto_n_epochs``).
+        batch_size: 1-256 or ``"auto"`` (see ``auto_batch_size``).
+        learning_rate_multiplier: > 0 or ``"auto"``; the learning rate is
+            ``BASE_LEARNING_RATE`` times it.
+        beta: DPO's beta in (0, 2] or ``"auto"`` (0.1); ignored for supervised.
+        seed: Seeds the adapter initialisation and the data order: equal seeds, equal runs.
+        resume_from: A checkpoint folder of an earlier run of the same request: training
+            continues from its step.
+        init_adapter: An adapter folder (a fine-tuned model) to start from instead of a fresh
+            adapter: continued fine-tuning, or DPO on top of a supervised model.
+        cache_dir: The model registry's cache folder (``None``: its default).
+        default_model: The registry's default base model (``None``: its default).
+        aliases: Extra registry aliases.
+        lora: Adapter shape.
+        max_seq_len: Truncate examples to this many tokens (``None``: the model's context).
+        eval_interval: Steps between validation batches (``None``: about 20 per run).
+        num_threads: Torch CPU threads (``None``: every core this process may use).
+        keep_checkpoints: Epoch checkpoints kept on disk; older ones are deleted.
+    """
+
+    base_model: str
+    training_file: Path
+    output_dir: Path
+    method: TrainingMethod = "supervised"
+    validation_file: Path | None = None
+    n_epochs: int | Auto = "auto"
+    batch_size: int | Auto = "auto"
+    learning_rate_multiplier: float | Auto = "auto"
+    beta: float | Auto = "auto"
+    seed: int = 0
+    resume_from: Path | None = None
+    init_adapter: Path | None = None
+    cache_dir: Path | None = None
+    default_model: str | None = None
+    aliases: Mapping[str, str] | None = None
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    max_seq_len: int | None = None
+    eval_interval: int | None = None
+    num_threads: int | None = None
+    keep_checkpoints: int = 3
+
+    def __post_init__(self) -> None:
+        if self.method not in ("supervised", "dpo"):
+            raise ConfigurationError(
+                f"method is {self.method!r}; the local engine trains 'supervised' or 'dpo'",
+                param="method",
+            )
+        _check_range(self.n_epochs, "n_epochs", kind=int, low=1, high=50)
+        _check_range(self.batch_size, "batch_size", kind=int, low=1, high=256)
+        _check_range(
+            self.learning_rate_multiplier,
+            "learning_rate_multiplier",
+            kind=float,
+            low=0,
+            high=100,
+            low_open=True,
+        )
+        _check_range(self.beta, "beta", kind=float, low=0, high=2, low_open=True)
+        if self.keep_checkpoints < 1:
+            raise ConfigurationError(
+                "keep_checkpoints must be at least 1", param="keep_checkpoints"
+            )
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Hyperparameters with every ``"auto"`` resolved.
+
+    Attributes:
+        n_epochs: Passes over the training file.
+        batch_size: Examples per optimizer step.
+        learning_rate_multiplier: The learning rate is ``BASE_LEARNING_RATE`` times it.
+        beta: DPO's beta; ``None`` for supervised.
+    """
+
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    beta: float | None = None
+
+    @property
+    def learning_rate(self) -> float:
+        """The peak learning rate."""
+        return BASE_LEARNING_RATE * self.learning_rate_multiplier
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The values as the job object's ``hyperparameters`` shows them (``beta`` for DPO)."""
+        values: dict[str, int | float] = {
+            "n_epochs": self.n_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+        }
+        if self.beta is not None:
+            values["beta"] = self.beta
+        return values
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """Metrics of one optimizer step, as OpenAI's ``metrics`` events carry them.
+
+    Attributes:
+        step: 1-based step number.
+        total_steps: Steps in the whole run.
+        epoch: 1-based epoch the step belongs to.
+        train_loss: Mean loss over the batch's trained tokens (DPO: mean pair loss).
+        train_mean_token_accuracy: Share of trained tokens predicted exactly (DPO: on the
+            preferred answers).
+        valid_loss: Loss on a validation batch, at evaluation steps only.
+        valid_mean_token_accuracy: Accuracy on that batch.
+        full_valid_loss: Loss on the whole validation file, at epoch ends only.
+        full_valid_mean_token_accuracy: Accuracy on the whole validation file.
+        trained_tokens: Tokens processed so far (each example's tokens, once per epoch).
+        extra: Method-specific metrics (DPO: ``reward_accuracy``, ``reward_margin``).
+    """
+
+    step: int
+    total_steps: int
+    epoch: int
+    train_loss: float
+    train_mean_token_accuracy: float
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+    trained_tokens: int = 0
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, float]:
+        """The metrics as an event's ``data``: ``step`` and every metric that has a value."""
+        data: dict[str, float] = {
+            "step": self.step,
+            "train_loss": self.train_loss,
+            "train_mean_token_accuracy": self.train_mean_token_accuracy,
+        }
+        optional = {
+            "valid_loss": self.valid_loss,
+            "valid_mean_token_accuracy": self.valid_mean_token_accuracy,
+            "full_valid_loss": self.full_valid_loss,
+            "full_valid_mean_token_accuracy": self.full_valid_mean_token_accuracy,
+        }
+        data.update({key: value for key, value in optional.items() if value is not None})
+        data.update(self.extra)
+        return data
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """An adapter saved at the end of an epoch (or where a paused run stopped).
+
+    Attributes:
+        step: The step it was saved after.
+        epoch: Epochs completed (a paused run may stop mid-epoch: then the epoch it is in).
+        path: The folder: a PEFT adapter (usable by ``Generator``) and the state needed to resume
+            from it (``resume_from``).
+        metrics: The metrics of its step (``StepMetrics.to_dict()``).
+    """
+
+    step: int
+    epoch: int
+    path: Path
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """How a run ended.
+
+    Attributes:
+        status: ``"succeeded"``, ``"cancelled"`` or ``"paused"``.
+        base_model: The base model really used (``ModelRegistry.resolve`` of the request's).
+        adapter_path: The final adapter (succeeded), else ``None``.
+        trained_tokens: Tokens trained on, as OpenAI bills them: each example's tokens once per
+            epoch (DPO: both answers), over the whole run including before a resume.
+        hyperparameters: The resolved hyperparameters.
+        total_steps: Steps of the whole run.
+        steps_done: Steps completed when it ended.
+        checkpoints: The epoch checkpoints kept on disk, oldest first.
+        resume_checkpoint: Where a paused run can be resumed from (pass as ``resume_from``).
+        metrics: The last step's metrics, when a step ran.
+    """
+
+    status: TrainingStatus
+    base_model: str
+    adapter_path: Path | None
+    trained_tokens: int
+    hyperparameters: Hyperparameters
+    total_steps: int
+    steps_done: int
+    checkpoints: list[CheckpointInfo]
+    resume_checkpoint: Path | None = None
+    metrics: Mapping[str, float] | None = None
+
+
+class TrainingCallbacks(Protocol):
+    """What the training loop reports to, and asks, its caller (the worker process)."""
+
+    def on_start(self, hyperparameters: Hyperparameters, total_steps: int) -> None:
+        """Training begins (or resumes), with the resolved hyperparameters."""
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        """An optimizer step finished."""
+
+    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        """An epoch-end checkpoint was saved."""
+
+    def should_stop(self) -> StopSignal | None:
+        """Polled before every step: ``"cancel"``, ``"pause"`` or ``None`` to go on."""
+
+
+class NoCallbacks:
+    """Callbacks that ignore every report and never stop; subclass it to override a few.
+
+    Example:
+        >>> class Printer(NoCallbacks):
+        ...     def on_step(self, metrics: StepMetrics) -> None:
+        ...         print(metrics.step, round(metrics.train_loss, 3))
+    """
+
+    def on_start(self, hyperparameters: Hyperparameters, total_steps: int) -> None:
+        """Ignore the start."""
+
+    def on_step(self, metrics: StepMetrics) -> None:
+        """Ignore a step."""
+
+    def on_checkpoint(self, checkpoint: CheckpointInfo) -> None:
+        """Ignore a checkpoint."""
+
+    def should_stop(self) -> StopSignal | None:
+        """Never stop."""
+        return None

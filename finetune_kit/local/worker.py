@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from .settings import ServerSettings
@@ -48,6 +49,16 @@ def _watch_stdin(stop: threading.Event) -> None:
     stop.set()
 
 
+def _warm_up() -> None:
+    """Import the heavy libraries now, while idle, so the first job does not wait for them."""
+    started = time.perf_counter()
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM  # noqa: F401
+
+    logger.debug("worker libraries imported in %.1f s", time.perf_counter() - started)
+
+
 def run_worker(settings: ServerSettings, token: str, stop: threading.Event) -> None:
     """Train queued jobs until ``stop`` is set.
 
@@ -56,10 +67,9 @@ def run_worker(settings: ServerSettings, token: str, stop: threading.Event) -> N
         token: This worker's identity.
         stop: Set to stop; a running job stops at its next step and returns to the queue.
     """
-    # Import the engine now, so the first job does not pay for it.
-    from . import training  # noqa: F401  # warm-up import
     from .job_runner import JobRunner
 
+    _warm_up()
     store = Store(settings.data_dir)
     runner = JobRunner(store, settings, token, stop)
     logger.debug("worker %s ready", token)

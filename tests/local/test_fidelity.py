@@ -1,0 +1,103 @@
+"""The seeds' notebook, call for call, against the local backend.
+
+The lesson this project grew from uploads a 10-example limerick file, fine-tunes
+``gpt-3.5-turbo``, lists jobs and events, and chats with the tuned model. These calls run here
+exactly as the notebook wrote them; every response is also checked against openai-python's own
+types from its raw JSON (the client itself is lenient).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from openai.types import FileObject
+from openai.types.chat import ChatCompletion
+from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+
+from finetune_kit.local import LocalBackend
+
+SEED_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed-training-data.jsonl"
+
+pytestmark = [
+    pytest.mark.skipif(not SEED_FILE.exists(), reason=f"{SEED_FILE} is not available"),
+    # The notebook opens the file without closing it; that is part of running it as written.
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+
+def run_notebook(client: openai.OpenAI, timeout: float) -> None:
+    path = str(SEED_FILE)
+
+    training_file = client.files.create(file=open(path, "rb"), purpose="fine-tune")  # noqa: SIM115  # as written
+    job = client.fine_tuning.jobs.create(training_file=training_file.id, model="gpt-3.5-turbo")
+    print(client.fine_tuning.jobs.list(limit=10))
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job.id)
+        if job.status in ("succeeded", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline, f"still {job.status} after {timeout} s"
+        time.sleep(0.2)
+    assert job.status == "succeeded", job.error
+
+    recent = client.fine_tuning.jobs.list_events(fine_tuning_job_id=job.id, limit=10)
+    assert len(recent.data) == 10
+    events = client.fine_tuning.jobs.list_events(job.id)
+    messages = [event.message for event in reversed(events.data)]
+    assert messages[-1] == "The job has successfully completed"
+    assert messages[-2] == f"New fine-tuned model created: {job.fine_tuned_model}"
+
+    fine_tuned_model = job.fine_tuned_model
+    assert fine_tuned_model is not None
+    completion = client.chat.completions.create(
+        model=fine_tuned_model,
+        messages=[
+            {
+                "role": "system",
+                "content": "Elle is a factual chatbot that answers questions about elements in "
+                "the periodic table with a limerick",
+            },
+            {"role": "user", "content": "Tell me about Strontium"},
+        ],
+    )
+    print(completion.choices[0].message)
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > completion.usage.prompt_tokens > 0
+
+    # The same responses, parsed strictly from their raw JSON.
+    raw = client.files.with_raw_response.retrieve(training_file.id)
+    assert FileObject.model_validate(json.loads(raw.text)).bytes == SEED_FILE.stat().st_size
+    raw = client.fine_tuning.jobs.with_raw_response.list(limit=10)
+    listed = [FineTuningJob.model_validate(j) for j in json.loads(raw.text)["data"]]
+    assert job.id in [j.id for j in listed]
+    raw = client.fine_tuning.jobs.with_raw_response.retrieve(job.id)
+    strict_job = FineTuningJob.model_validate(json.loads(raw.text))
+    assert strict_job.fine_tuned_model == fine_tuned_model
+    assert strict_job.trained_tokens and strict_job.trained_tokens > 0
+    raw = client.fine_tuning.jobs.with_raw_response.list_events(job.id, limit=10)
+    for item in json.loads(raw.text)["data"]:
+        FineTuningJobEvent.model_validate(item)
+    raw = client.chat.completions.with_raw_response.create(
+        model=fine_tuned_model,
+        messages=[{"role": "user", "content": "Tell me about Strontium"}],
+        max_tokens=5,
+    )
+    assert ChatCompletion.model_validate(json.loads(raw.text)).usage is not None
+
+
+def test_seed_notebook_on_the_tiny_model(client: openai.OpenAI) -> None:
+    run_notebook(client, timeout=120)
+
+
+@pytest.mark.slow
+def test_seed_notebook_on_smollm2(tmp_path: Path) -> None:
+    # The real default model: gpt-3.5-turbo is an alias of smollm2-135m-instruct.
+    with LocalBackend(tmp_path, default_max_tokens=64) as backend, backend.client() as client:
+        run_notebook(client, timeout=600)

@@ -81,8 +81,10 @@ def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: P
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model is not None
     assert re.fullmatch(r"ft:tiny-random:local:unit:[A-Za-z0-9]{8}", done.fine_tuned_model)
-    assert done.trained_tokens is not None and done.trained_tokens > 0
-    assert done.finished_at is not None and done.estimated_finish is None
+    assert done.trained_tokens is not None
+    assert done.trained_tokens > 0
+    assert done.finished_at is not None
+    assert done.estimated_finish is None
     assert done.hyperparameters.n_epochs == 2
     assert isinstance(done.hyperparameters.batch_size, int)
     assert isinstance(done.hyperparameters.learning_rate_multiplier, float)
@@ -106,7 +108,9 @@ def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: P
     assert [e.data["step"] for e in metrics] == list(range(1, total + 1))  # type: ignore[index]
     for event in metrics:
         assert isinstance(event.data, dict)
-        assert re.fullmatch(rf"Step {event.data['step']}/{total}: training loss=\d+\.\d+.*", event.message)
+        assert re.fullmatch(
+            rf"Step {event.data['step']}/{total}: training loss=\d+\.\d+.*", event.message
+        )
         assert {"train_loss", "train_mean_token_accuracy", "total_steps"} <= set(event.data)
     assert any("valid_loss" in e.data for e in metrics if isinstance(e.data, dict))
     checkpoint_messages = [m for m in messages if m.startswith("Checkpoint created at step")]
@@ -121,7 +125,11 @@ def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: P
     assert (result.purpose, result.filename) == ("fine-tune-results", "step_metrics.csv")
     rows = list(csv.DictReader(io.StringIO(client.files.content(result_id).text)))
     assert list(rows[0]) == [
-        "step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy",
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
     ]
     assert [int(r["step"]) for r in rows] == list(range(1, total + 1))
 
@@ -139,7 +147,8 @@ def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: P
     for name in (done.fine_tuned_model, checkpoints[1].fine_tuned_model_checkpoint):
         answer = client.chat.completions.create(model=name, messages=HELLO, max_tokens=4)
         assert answer.model == name
-        assert answer.usage is not None and answer.usage.completion_tokens == 4
+        assert answer.usage is not None
+        assert answer.usage.completion_tokens == 4
     deleted = client.models.delete(done.fine_tuned_model)
     assert (deleted.id, deleted.deleted) == (done.fine_tuned_model, True)
     with pytest.raises(openai.NotFoundError):
@@ -263,7 +272,8 @@ def test_dpo_and_continued_fine_tuning(client: openai.OpenAI, tmp_path: Path) ->
     assert dpo_done.status == "succeeded", dpo_done.error
     assert dpo_done.fine_tuned_model is not None
     assert dpo_done.fine_tuned_model.startswith("ft:tiny-random:local::")
-    assert dpo_done.method is not None and dpo_done.method.dpo is not None
+    assert dpo_done.method is not None
+    assert dpo_done.method.dpo is not None
     answer = client.chat.completions.create(
         model=dpo_done.fine_tuned_model, messages=HELLO, max_tokens=2
     )

@@ -262,13 +262,14 @@ class WandbIntegration(BaseModel):
             value = {"project": value}
         if not isinstance(value, Mapping):
             raise ConfigurationError(
-                f"an integration must be a WandbIntegration or a dict, got {type(value).__name__}",
+                "integrations: an integration must be a WandbIntegration or a dict, "
+                f"got {type(value).__name__}",
                 param="integrations",
             )
         if "type" in value:
             if value["type"] != "wandb":
                 raise ConfigurationError(
-                    f"integration type {value['type']!r} is not supported; only 'wandb' exists",
+                    f"integrations: type {value['type']!r} is not supported; only 'wandb' exists",
                     param="integrations",
                 )
             value = value.get("wandb") or {}

@@ -17,6 +17,7 @@ from finetune_kit.job_options import (
     detect_provider,
     sanitize_suffix,
 )
+from finetune_kit.jobs import JobManager
 from finetune_kit.methods import (
     DpoHyperparameters,
     DpoMethod,
@@ -215,3 +216,49 @@ def test_wandb_integration_forms() -> None:
         WandbIntegration.coerce({"type": "mlflow"})
     with pytest.raises(ConfigurationError, match="project"):
         WandbIntegration.coerce({"type": "wandb", "wandb": {"name": "x"}})
+
+
+@pytest.fixture
+def offline_manager() -> JobManager:
+    # Every check below fails before a request is made; nothing listens on this port.
+    client = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    return JobManager(client, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
+        ({"hyperparameters": {"batch_sise": 2}}, "hyperparameters.batch_sise"),
+        ({"method": "dpo", "hyperparameters": {"beta": 3}}, "method.hyperparameters.beta"),
+        ({"suffix": "x" * 65}, "suffix"),
+        ({"seed": -1}, "seed"),
+        ({"metadata": {"finetune_kit_key": "mine"}}, "metadata.finetune_kit_key"),
+        ({"metadata": {str(i): "v" for i in range(16)}}, "metadata"),
+        ({"validation_file": "file-train"}, "validation_file"),
+        ({"model": " "}, "model"),
+        ({"wandb": {"type": "mlflow"}}, "integrations"),
+    ],
+)
+def test_create_checks_every_argument_before_sending(
+    offline_manager: JobManager, kwargs: dict[str, Any], param: str
+) -> None:
+    arguments: dict[str, Any] = {"model": "gpt-4o-mini", "training_file": "file-train", **kwargs}
+    with pytest.raises(ConfigurationError) as info:
+        offline_manager.create(**arguments)
+    assert info.value.param == param
+    assert param.split(".")[-1] in str(info.value)
+
+
+def test_azure_clients_get_azure_suffix_rule() -> None:
+    azure = openai.AzureOpenAI(
+        azure_endpoint="https://res.openai.azure.com/", api_version="2024-10-21", api_key="k"
+    )
+    manager = JobManager(azure, progress=False)
+    assert manager.provider == "azure"
+    with pytest.raises(ConfigurationError, match="at most 18"):
+        manager.create(model="gpt-4o-mini", training_file="file-1", suffix="a-much-too-long-suffix")
+    relaxed = JobManager(azure, provider="openai", progress=False)
+    with pytest.raises(ConfigurationError) as info:
+        relaxed.create(model="m", training_file="file-1", suffix="ok-suffix", seed=2**31)
+    assert info.value.param == "seed"  # the suffix passed the 64-character rule

@@ -13,7 +13,6 @@ import openai
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit._upload_parts import sha_tag
 from finetune_kit._watch import FollowOptions
 from finetune_kit.errors import JobCancelledError, JobFailedError, JobTimeoutError
 from finetune_kit.files import FileUploader
@@ -121,8 +120,13 @@ def test_whole_workflow_survives_faults_and_sees_every_event_once(
     assert len(statuses) == len(set(statuses))
     # Nothing was duplicated by the retries.
     assert len(jobs_with_key(client, key)) == 1
-    tag = f".{sha_tag(uploaded.sha256)}."
-    assert [f.id for f in client.files.list() if tag in f.filename] == [uploaded.id]
+    content = path.read_bytes()
+    holders = [
+        f.id
+        for f in client.files.list(purpose="fine-tune")
+        if f.bytes == len(content) and client.files.content(f.id).read() == content
+    ]
+    assert holders == [uploaded.id]
     # The result file agrees with the events.
     results = manager.results(done)
     assert results.steps == [p.step for p in points]

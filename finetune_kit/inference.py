@@ -591,8 +591,14 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
                     raise error
                 if progress is not None:
                     progress.update(1)
-        except BaseException:
+        except Exception:
+            # The requests already sent fail as fast (the same key, the same missing model), so
+            # wait for them: none is left running on the client after this returns.
             logger.debug("stopping: cancelling the requests not yet started")
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        except BaseException:
+            # Ctrl-C: return at once; requests in flight end on their own.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:

@@ -99,14 +99,17 @@ def test_every_scorer_on_real_replies(inference: InferenceClient) -> None:
     assert report.errors == []
 
 
-def test_a_dataset_of_chat_examples(inference: InferenceClient) -> None:
+def test_a_dataset_of_chat_examples(
+    inference: InferenceClient, capsys: pytest.CaptureFixture[str]
+) -> None:
     dataset = Dataset.from_dicts(chat_examples(5))
-    report = inference.evaluate(BASE, dataset, "contains", **GREEDY)
+    report = inference.evaluate(BASE, dataset, "contains", progress=True, **GREEDY)
     assert len(report) == 5
     assert [r.case.reference for r in report] == [f"Element {i} is number {i}." for i in range(5)]
     # The dataset's own system message was sent, not a second one.
     assert [m["role"] for m in report[0].case.messages] == ["system", "user"]
     assert report.mean("contains") is not None
+    assert "evaluating tiny-random" in capsys.readouterr().err
 
 
 def test_model_as_judge_on_the_local_model(
@@ -221,9 +224,23 @@ def test_requests_the_server_refuses_are_recorded_per_example(inference: Inferen
     assert "tools" in report[1].error
 
 
-def test_an_unknown_model_stops_the_evaluation(inference: InferenceClient) -> None:
+def test_an_unknown_model_stops_the_evaluation(
+    inference: InferenceClient, local_backend: LocalBackend, local_faults: FaultInjector
+) -> None:
     with pytest.raises(openai.NotFoundError):
-        inference.evaluate("no-such-model", held_out(5), "contains", **GREEDY)
+        inference.evaluate("no-such-model", held_out(40), "contains", concurrency=2, **GREEDY)
+    # The requests not yet started were cancelled, not sent one by one to fail alike.
+    assert local_faults.count("POST", CHAT) < 40
+
+    async def run() -> None:
+        async with local_backend.async_client() as async_client:
+            twin = AsyncInferenceClient(async_client, retry=fast_retries(), concurrency=2)
+            await twin.evaluate("no-such-model", held_out(40), "contains", **GREEDY)
+
+    local_faults.clear_log()
+    with pytest.raises(openai.NotFoundError):
+        asyncio.run(run())
+    assert local_faults.count("POST", CHAT) < 40
 
 
 def test_evaluate_pair_base_against_tuned(inference: InferenceClient) -> None:

@@ -166,7 +166,9 @@ class _JobCallbacks:
         signal: StopSignal | None = None
         if job is None or job.status == "cancelled":
             signal = "cancel"
-        elif job.status == "paused":
+        elif job.status != "running":
+            # Paused, or already resumed again (queued): stop here and let the queue take the
+            # job back from where it stopped.
             signal = "pause"
         self._last_signal = signal
         return signal

@@ -170,6 +170,10 @@ class WorkerPool:
                 worker.process.stdin.close()
             except (BrokenPipeError, OSError):
                 pass
+        for worker in workers:
+            if not self._store.jobs.held_by(worker.token):
+                # Idle (or still importing torch): nothing to save, no reason to wait for it.
+                worker.process.terminate()
         deadline = time.monotonic() + timeout
         for worker in workers:
             try:

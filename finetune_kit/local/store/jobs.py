@@ -468,6 +468,11 @@ class JobStore:
                 conn.execute("UPDATE jobs SET held_by = NULL WHERE held_by = ?", (token,))
         return [row["id"] for row in rows]
 
+    def held_by(self, token: str) -> builtins.list[str]:
+        """Return the ids of the jobs a worker holds."""
+        rows = self._db.query("SELECT id FROM jobs WHERE held_by = ?", (token,))
+        return [row["id"] for row in rows]
+
     def ids_in_status(self, status: str) -> builtins.list[str]:
         """Return the ids of every job in ``status``, oldest first."""
         rows = self._db.query("SELECT id FROM jobs WHERE status = ? ORDER BY seq", (status,))

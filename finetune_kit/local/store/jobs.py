@@ -10,7 +10,8 @@ Example:
     >>> with tempfile.TemporaryDirectory() as d:
     ...     jobs = JobStore(Database(pathlib.Path(d) / "db"))
     ...     job = jobs.create(JobSpec(requested_model="gpt-4o-mini", model="tiny-random",
-    ...                               training_file="file-abc", method={"type": "supervised"}))
+    ...                               base_model="tiny-random", training_file="file-abc",
+    ...                               method={"type": "supervised"}))
     ...     jobs.transition(job.id, "queued", expect=("validating_files",))
     ...     jobs.get(job.id).status
     True
@@ -252,7 +253,7 @@ class JobStore:
         >>> import tempfile, pathlib
         >>> with tempfile.TemporaryDirectory() as d:
         ...     jobs = JobStore(Database(pathlib.Path(d) / "db"))
-        ...     job = jobs.create(JobSpec(requested_model="m", model="m",
+        ...     job = jobs.create(JobSpec(requested_model="m", model="m", base_model="m",
         ...                               training_file="file-a", method={"type": "supervised"},
         ...                               metadata={"run": "1"}))
         ...     [j.id == job.id for j in jobs.list(metadata={"run": "1"})[0]]

@@ -256,6 +256,10 @@ class Generator:
         self._condition = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.batches_run = 0
+        """Batches decoded so far."""
+        self.largest_batch = 0
+        """The most sequences decoded together so far."""
 
     def __repr__(self) -> str:
         return f"Generator(bases={sorted(self._slots)}, adapters={len(self._adapters)})"
@@ -372,6 +376,11 @@ class Generator:
         except MessageFormatError as exc:
             raise ConfigurationError(str(exc), param="messages") from exc
         return slot.renderer.render_prompt(normalized)
+
+    def loaded_adapters(self) -> list[Path]:
+        """Adapter folders currently loaded, least recently used first."""
+        with self._slot_lock:
+            return [path for (_, path) in self._adapters]
 
     def close(self) -> None:
         """Stop the background thread; pending requests fail with ``LocalBackendError``."""
@@ -513,10 +522,11 @@ class Generator:
         from peft import PeftModel
 
         key = (slot.name, path)
-        name = self._adapters.get(key)
-        if name is not None:
-            self._adapters.move_to_end(key)
-            return name
+        with self._slot_lock:
+            name = self._adapters.get(key)
+            if name is not None:
+                self._adapters.move_to_end(key)
+                return name
         name = "a" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
         try:
             if slot.peft is None:
@@ -528,10 +538,13 @@ class Generator:
                 slot.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
         except Exception as exc:  # peft raises many kinds for a bad folder; all mean the same
             raise LocalBackendError(f"cannot load the adapter in {str(path)!r}: {exc}") from exc
-        self._adapters[key] = name
+        with self._slot_lock:
+            self._adapters[key] = name
+            evicted = []
+            while len(self._adapters) > self.max_adapters:
+                evicted.append(self._adapters.popitem(last=False))
         logger.debug("loaded adapter %s from %s", name, path)
-        while len(self._adapters) > self.max_adapters:
-            (old_base, old_path), old_name = self._adapters.popitem(last=False)
+        for (old_base, old_path), old_name in evicted:
             self._slots[old_base].peft.delete_adapter(old_name)
             logger.debug("evicted adapter %s (%s)", old_name, old_path)
         return name
@@ -549,14 +562,18 @@ class Generator:
             except LocalBackendError as exc:
                 request.events.put(exc)
         # An adapter loaded for a later request may have evicted an earlier one's.
-        loaded = set(self._adapters.values()) | {_BASE}
+        with self._slot_lock:
+            loaded = set(self._adapters.values()) | {_BASE}
         for request in list(ready):
             if names[id(request)] not in loaded:
                 ready.remove(request)
                 with self._condition:
                     self._pending.insert(0, request)
         if ready:
-            _BatchDecoder(slot, ready, names).run()
+            decoder = _BatchDecoder(slot, ready, names)
+            self.batches_run += 1
+            self.largest_batch = max(self.largest_batch, len(decoder.sequences))
+            decoder.run()
 
 
 def _as_ids(value: Any) -> set[int]:

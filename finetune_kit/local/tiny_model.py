@@ -30,14 +30,23 @@ TINY_SEED = 20240718
 _SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
+def _byte_alphabet() -> list[str]:
+    """The 256 characters byte-level BPE writes bytes as (GPT-2's table), in byte order."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+
+
 def build_tiny_tokenizer() -> Any:
     """Build the byte-level ChatML tokenizer of ``tiny-random`` (a ``PreTrainedTokenizerFast``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {token: index for index, token in enumerate(_SPECIAL_TOKENS)}
-    for byte_char in pre_tokenizers.ByteLevel.alphabet():
-        vocab.setdefault(byte_char, len(vocab))
+    # ByteLevel.alphabet() comes out of a hash set in no fixed order: ids would change from one
+    # build to the next. Byte b gets id 3 + b instead.
+    for byte_char in _byte_alphabet():
+        vocab[byte_char] = len(vocab)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
@@ -84,13 +93,14 @@ def build_tiny_model(seed: int = TINY_SEED) -> tuple[Any, Any]:
         tie_word_embeddings=True,
         bos_token_id=1,
         eos_token_id=2,
-        pad_token_id=2,
+        # Not 2 as in SmolLM2's config: the padding row of a freshly initialised embedding is
+        # zero, and with tied weights <|im_end|> could then never be predicted.
+        pad_token_id=0,
         dtype="float32",
     )
     # The global RNG is forked so building the model neither depends on nor disturbs it.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model: Any = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = 2
     model.eval()
     return model, tokenizer

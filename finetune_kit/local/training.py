@@ -389,7 +389,7 @@ class _Run:
         staging = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        weights = get_peft_model_state_dict(self.model)
+        weights = get_peft_model_state_dict(self.model, save_embedding_layers=False)
         save_file(
             {key: value.detach().contiguous() for key, value in weights.items()},
             str(staging / _ADAPTER_WEIGHTS),

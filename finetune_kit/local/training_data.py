@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +80,12 @@ class _LineProblemError(Exception):
 
 def _records(source: JsonlSource, param: str) -> list[tuple[int, Any]]:
     try:
-        records = list(read_jsonl(source))
+        if isinstance(source, (str, os.PathLike)):
+            # Read through a stream so messages say "line N", not the server's blob path.
+            with open(source, "rb") as stream:
+                records = list(read_jsonl(stream))
+        else:
+            records = list(read_jsonl(source))
     except JSONLDecodeError as exc:
         raise TrainingDataError(f"{param} {exc}", param=param, line=exc.line) from exc
     except OSError as exc:

@@ -34,6 +34,7 @@ __all__ = [
     "FileWindow",
     "PartSpec",
     "ProgressCounter",
+    "SequentialDigest",
     "UploadCache",
     "check_purpose",
     "check_size",
@@ -309,6 +310,60 @@ class ProgressCounter:
             self._update(new)
 
 
+class SequentialDigest:
+    """The sha256 of a content, taken from the bytes as they are read to be sent.
+
+    Reads must come in order from the start (as an HTTP client streams a body); a re-read of
+    bytes already hashed (a retry starting over) is skipped. A read that leaves a gap makes the
+    digest unusable, and the caller hashes the file instead.
+
+    Args:
+        size: The content's size.
+
+    Example:
+        >>> digest = SequentialDigest(6)
+        >>> digest.feed(0, b"abc"); digest.feed(0, b"abcd"); digest.feed(4, b"ef")
+        >>> digest.result().sha256 == hashlib.sha256(b"abcdef").hexdigest()
+        True
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._sha = hashlib.sha256()
+        self._done = 0
+        self._broken = False
+        self._lock = threading.Lock()
+
+    def feed(self, position: int, data: bytes) -> None:
+        """Take the bytes read at ``position``.
+
+        Args:
+            position: Offset of ``data`` in the content.
+            data: The bytes read.
+        """
+        with self._lock:
+            if self._broken:
+                return
+            if position > self._done:
+                self._broken = True
+                return
+            fresh = data[self._done - position :] if position < self._done else data
+            if fresh:
+                self._sha.update(fresh)
+                self._done += len(fresh)
+
+    def result(self) -> ContentDigest | None:
+        """The digest, once every byte was read in order; else ``None``.
+
+        Returns:
+            The content's size and sha256, or ``None``.
+        """
+        with self._lock:
+            if self._broken or self._done != self.size:
+                return None
+            return ContentDigest(self.size, self._sha.hexdigest())
+
+
 class FileWindow(io.RawIOBase):
     """A read-only, seekable view of ``length`` bytes at ``offset`` of a file or of bytes.
 
@@ -322,6 +377,7 @@ class FileWindow(io.RawIOBase):
         length: Bytes in the window.
         progress: Counts the bytes sent.
         progress_key: Which part this window is, for ``progress``.
+        digest: Hashes the bytes as they are read (a window starting at offset 0).
         name: The ``name`` attribute HTTP clients may read.
 
     Example:
@@ -338,6 +394,7 @@ class FileWindow(io.RawIOBase):
         length: int,
         progress: ProgressCounter | None = None,
         progress_key: int = 0,
+        digest: SequentialDigest | None = None,
         name: str = "upload",
     ) -> None:
         super().__init__()
@@ -349,6 +406,7 @@ class FileWindow(io.RawIOBase):
         self._position = 0
         self._progress = progress
         self._progress_key = progress_key
+        self._digest = digest
         self.name = name
 
     def readable(self) -> bool:
@@ -388,18 +446,22 @@ class FileWindow(io.RawIOBase):
         if self._progress is not None:
             self._progress.reached(self._progress_key, self._position)
 
+    def _take(self, n: int) -> bytes:
+        data = self._fetch(n)
+        if self._digest is not None:
+            self._digest.feed(self._offset + self._position, data)
+        self._advance(len(data))
+        return data
+
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        data = self._fetch(min(len(view), self._length - self._position))
+        data = self._take(min(len(view), self._length - self._position))
         view[: len(data)] = data
-        self._advance(len(data))
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
         remaining = self._length - self._position
-        data = self._fetch(remaining if size is None or size < 0 else min(size, remaining))
-        self._advance(len(data))
-        return data
+        return self._take(remaining if size is None or size < 0 else min(size, remaining))
 
     def readall(self) -> bytes:
         return self.read(-1)

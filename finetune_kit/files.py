@@ -55,6 +55,7 @@ from ._upload_parts import (
     ContentDigest,
     FileWindow,
     ProgressCounter,
+    SequentialDigest,
     UploadCache,
     check_purpose,
     check_size,
@@ -229,6 +230,18 @@ class _UploaderBase:
         digest = digest_file(plan.content, md5=md5)
         self.cache.remember_digest(plan.content, digest.sha256, hashed_at=started)
         return digest
+
+    def _settle_digest(self, plan: _Plan, inline: SequentialDigest | None, started: float) -> None:
+        """Take the digest the upload computed, or hash the content if it could not."""
+        if plan.sha256 is not None:
+            return
+        result = inline.result() if inline is not None else None
+        if result is None:
+            plan.sha256 = self._digest(plan, md5=False).sha256
+            return
+        plan.sha256 = result.sha256
+        if isinstance(plan.content, Path):
+            self.cache.remember_digest(plan.content, result.sha256, hashed_at=started)
 
     def _needs_prehash(self, plan: _Plan, listing: list[Any]) -> bool:
         """Whether to hash before sending: only when a remote file could hold this content."""
@@ -466,21 +479,20 @@ class FileUploader(_UploaderBase):
                 )
                 return self._finish(self._wait_processed(existing), plan, reused=True)
         self._name(plan)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-digest") as hasher:
-            # The digest is taken beside the upload (the client mostly waits on the server).
-            needs_md5 = plan.multipart
-            digest: Future[ContentDigest] | None = None
-            if plan.sha256 is None or needs_md5:
-                digest = hasher.submit(self._digest, plan, md5=needs_md5)
-            if plan.multipart:
-                assert digest is not None
+        if plan.multipart:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-digest") as hasher:
+                # Parts go out of order: sha256 and md5 are taken beside them, in one pass.
+                digest = hasher.submit(self._digest, plan, md5=True)
                 file = self._upload_in_parts(plan, digest)
-            else:
-                file = self.policy.call_idempotent(
-                    lambda: self._create(plan), lambda: self._find_sent(plan)
-                )
-            if digest is not None:
                 plan.sha256 = digest.result().sha256
+        else:
+            # The bytes are hashed as they are sent: no second pass over the file.
+            inline = SequentialDigest(plan.size) if plan.sha256 is None else None
+            started = time.time()
+            file = self.policy.call_idempotent(
+                lambda: self._create(plan, inline), lambda: self._find_sent(plan)
+            )
+            self._settle_digest(plan, inline, started)
         logger.info("uploaded %s as %s", plan.filename, file.id)
         return self._finish(self._wait_processed(file), plan, reused=False)
 
@@ -517,11 +529,16 @@ class FileUploader(_UploaderBase):
     def _find_sent(self, plan: _Plan) -> FileObject | None:
         return next((f for f in self._listing(plan) if self._sent(f, plan)), None)
 
-    def _create(self, plan: _Plan) -> FileObject:
+    def _create(self, plan: _Plan, digest: SequentialDigest | None) -> FileObject:
         with self._bar(plan) as bar:
             counter = ProgressCounter(bar.update)
             with FileWindow(
-                plan.content, offset=0, length=plan.size, progress=counter, name=plan.filename
+                plan.content,
+                offset=0,
+                length=plan.size,
+                progress=counter,
+                digest=digest,
+                name=plan.filename,
             ) as window:
                 return self._client.files.create(
                     file=(plan.filename, window.as_io()), purpose=plan.purpose
@@ -680,23 +697,23 @@ class AsyncFileUploader(_UploaderBase):
                 )
                 return self._finish(await self._wait_processed(existing), plan, reused=True)
         self._name(plan)
-        needs_md5 = plan.multipart
-        digest: asyncio.Task[ContentDigest] | None = None
-        if plan.sha256 is None or needs_md5:
-            digest = asyncio.create_task(asyncio.to_thread(self._digest, plan, md5=needs_md5))
-        try:
-            if plan.multipart:
-                assert digest is not None
+        if plan.multipart:
+            # Parts go out of order: sha256 and md5 are taken beside them, in one pass.
+            digest = asyncio.create_task(asyncio.to_thread(self._digest, plan, md5=True))
+            try:
                 file = await self._upload_in_parts(plan, digest)
-            else:
-                file = await self.policy.acall_idempotent(
-                    lambda: self._create(plan), lambda: self._find_sent(plan)
-                )
-            if digest is not None:
                 plan.sha256 = (await digest).sha256
-        finally:
-            if digest is not None and not digest.done():
-                await asyncio.wait([digest])  # a worker thread cannot be cancelled; let it end
+            finally:
+                if not digest.done():
+                    await asyncio.wait([digest])  # a worker thread cannot be cancelled
+        else:
+            # The bytes are hashed as they are sent: no second pass over the file.
+            inline = SequentialDigest(plan.size) if plan.sha256 is None else None
+            started = time.time()
+            file = await self.policy.acall_idempotent(
+                lambda: self._create(plan, inline), lambda: self._find_sent(plan)
+            )
+            await asyncio.to_thread(self._settle_digest, plan, inline, started)
         logger.info("uploaded %s as %s", plan.filename, file.id)
         return self._finish(await self._wait_processed(file), plan, reused=False)
 
@@ -738,11 +755,16 @@ class AsyncFileUploader(_UploaderBase):
     async def _find_sent(self, plan: _Plan) -> FileObject | None:
         return next((f for f in await self._listing(plan) if self._sent(f, plan)), None)
 
-    async def _create(self, plan: _Plan) -> FileObject:
+    async def _create(self, plan: _Plan, digest: SequentialDigest | None) -> FileObject:
         with self._bar(plan) as bar:
             counter = ProgressCounter(bar.update)
             with FileWindow(
-                plan.content, offset=0, length=plan.size, progress=counter, name=plan.filename
+                plan.content,
+                offset=0,
+                length=plan.size,
+                progress=counter,
+                digest=digest,
+                name=plan.filename,
             ) as window:
                 return await self._client.files.create(
                     file=(plan.filename, window.as_io()), purpose=plan.purpose

@@ -19,6 +19,7 @@ from finetune_kit._upload_parts import (
     UPLOAD_SIZE_LIMIT,
     FileWindow,
     ProgressCounter,
+    SequentialDigest,
     UploadCache,
     check_purpose,
     check_size,
@@ -184,3 +185,22 @@ def test_processing_states() -> None:
     with pytest.raises(UploadError, match="bad line 3") as info:
         state(SimpleNamespace(id="f", status="error", status_details="bad line 3"))
     assert info.value.file_id == "f"
+
+
+def test_sequential_digest_survives_a_retry_and_refuses_gaps() -> None:
+    data = os.urandom(10_000)
+    digest = SequentialDigest(len(data))
+    for attempt in range(2):  # the second attempt starts over and reads everything again
+        stop = 6_000 if attempt == 0 else len(data)
+        with FileWindow(data, offset=0, length=len(data), digest=digest) as window:
+            while window.tell() < stop and window.read(1024):
+                pass
+    result = digest.result()
+    assert result is not None
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+
+    gappy = SequentialDigest(len(data))
+    gappy.feed(0, data[:100])
+    gappy.feed(200, data[200:])
+    assert gappy.result() is None
+    assert SequentialDigest(5).result() is None  # nothing read yet

@@ -531,7 +531,7 @@ class FileUploader(_UploaderBase):
 
     def _create(self, plan: _Plan, digest: SequentialDigest | None) -> FileObject:
         with self._bar(plan) as bar:
-            counter = ProgressCounter(bar.update)
+            counter = None if bar.disable else ProgressCounter(bar.update)
             with FileWindow(
                 plan.content,
                 offset=0,
@@ -556,7 +556,7 @@ class FileUploader(_UploaderBase):
         parts = plan_parts(plan.size, self.part_size)
         logger.debug("upload %s: %d parts of up to %d bytes", upload.id, len(parts), self.part_size)
         with self._bar(plan) as bar:
-            counter = ProgressCounter(bar.update)
+            counter = None if bar.disable else ProgressCounter(bar.update)
 
             def send(index: int) -> str:
                 part = parts[index]
@@ -757,7 +757,7 @@ class AsyncFileUploader(_UploaderBase):
 
     async def _create(self, plan: _Plan, digest: SequentialDigest | None) -> FileObject:
         with self._bar(plan) as bar:
-            counter = ProgressCounter(bar.update)
+            counter = None if bar.disable else ProgressCounter(bar.update)
             with FileWindow(
                 plan.content,
                 offset=0,
@@ -784,7 +784,7 @@ class AsyncFileUploader(_UploaderBase):
         parts = plan_parts(plan.size, self.part_size)
         slots = asyncio.Semaphore(self.max_workers)
         with self._bar(plan) as bar:
-            counter = ProgressCounter(bar.update)
+            counter = None if bar.disable else ProgressCounter(bar.update)
 
             async def send(index: int) -> str:
                 part = parts[index]

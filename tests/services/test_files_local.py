@@ -308,3 +308,13 @@ def test_async_uploader_behaves_the_same(
         assert again.id == first.id
         assert copies(client, path.read_bytes()) == [first.id]
         assert copies(client, big.read_bytes()) == [parted.id]
+
+
+def test_progress_bar_counts_bytes(
+    client: openai.OpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(tmp_path / "train.jsonl", unique_rows(40))
+    FileUploader(client, progress=True).upload(path, preflight=False)
+    err = capsys.readouterr().err
+    assert "upload train." in err
+    assert "100%" in err

@@ -350,7 +350,7 @@ class _UploaderBase:
             unit_divisor=1024,
             desc=f"upload {plan.filename}",
             disable=None if self.progress is None else not self.progress,
-            leave=False,
+            leave=True,
         )
 
     @staticmethod

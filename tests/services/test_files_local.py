@@ -280,7 +280,7 @@ def test_settings_and_purposes_are_checked(client: openai.OpenAI, train_path: Pa
     with pytest.raises(UploadError, match="not a file"):
         FileUploader(client, progress=False).upload(train_path.parent / "missing.jsonl")
     with pytest.raises(ConfigurationError, match="Dataset"):
-        FileUploader(client, progress=False).upload(123)  # type: ignore[arg-type]
+        FileUploader(client, progress=False).upload(123)  # type: ignore[arg-type]  # the wrong type is the test
 
 
 def test_async_uploader_behaves_the_same(

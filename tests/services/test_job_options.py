@@ -122,7 +122,7 @@ def test_api_dict_form_and_merging() -> None:
     with pytest.raises(ConfigurationError, match="unknown key"):
         make_method({"type": "dpo", "supervised": {}})
     with pytest.raises(ConfigurationError) as info:
-        make_method("rlhf")  # type: ignore[arg-type]
+        make_method("rlhf")  # type: ignore[arg-type]  # the wrong value is the test
     assert info.value.param == "method.type"
 
 
@@ -130,7 +130,7 @@ def test_models_are_strict_on_direct_construction() -> None:
     with pytest.raises(ValidationError, match="n_epochs"):
         SupervisedHyperparameters(n_epochs=100)
     with pytest.raises(ValidationError):
-        DpoHyperparameters(gamma=1)  # type: ignore[call-arg]
+        DpoHyperparameters(gamma=1)  # type: ignore[call-arg]  # an unknown key is the test
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_metadata_limits() -> None:
         check_metadata({"k": "v" * 513})
     assert info.value.param == "metadata.k"
     with pytest.raises(ConfigurationError, match="must be a string"):
-        check_metadata({"k": 3})  # type: ignore[dict-item]
+        check_metadata({"k": 3})  # type: ignore[dict-item]  # the wrong type is the test
 
 
 def test_wandb_integration_forms() -> None:

@@ -5,12 +5,11 @@ once; fine-tuned models and checkpoints are LoRA adapters swapped in on one ``Pe
 by their folder, the least recently used evicted beyond ``max_adapters``.
 
 Requests from any number of threads go to one background thread, which owns the models. It
-waits a few milliseconds for more requests to arrive, then decodes them together: prompts
-left-padded into one batch (different adapters of one base included, through peft's per-row
-adapter selection), one forward pass per new token for the whole batch, each sequence stopping on
-its own (end of turn, a stop string, or its token limit) and leaving the batch. On a small CPU a
-forward pass costs about the same for one row or eight, so concurrent requests multiply the
-throughput.
+waits a few milliseconds for more requests to arrive, then decodes them together
+(``finetune_kit.local.batch_decoding``): one forward pass per new token for the whole batch,
+requests that arrive meanwhile joining it at the next token, each sequence leaving it when it ends.
+Rows may use different adapters of the same base. On a small CPU a forward pass costs about the
+same for one row or eight, so concurrent requests multiply the throughput.
 
 Sampling follows OpenAI's parameters: ``temperature`` 0 is greedy; ``top_p`` keeps the smallest
 set of tokens whose probability reaches it; ``seed`` makes a request reproducible whatever it is
@@ -33,26 +32,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import ConfigurationError, LocalBackendError
+from .batch_decoding import (
+    BASE_ADAPTER,
+    BaseSlot,
+    BatchDecoder,
+    DecodeParams,
+    DecodeRequest,
+    FinishReason,
+)
 from .chat_format import ChatRenderer, MessageFormatError, normalize_messages
+from .precision import DtypeName, resolve_dtype
 from .registry import ModelRegistry
+from .tiny_model import TINY_MODEL_NAME
 from .training import available_cores
 
 __all__ = ["ChatChoice", "ChatDelta", "ChatResult", "ChatStream", "Generator", "ModelRef"]
 
 logger = logging.getLogger("finetune_kit.local.generation")
-
-FinishReason = Literal["stop", "length"]
-_BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 @dataclass(frozen=True)
@@ -123,27 +128,6 @@ class ChatDelta:
     finish_reason: FinishReason | None = None
 
 
-@dataclass(frozen=True)
-class _Params:
-    max_tokens: int
-    temperature: float
-    top_p: float
-    stop: tuple[str, ...]
-    seed: int
-    n: int
-
-
-@dataclass
-class _Request:
-    base: str
-    adapter: Path | None
-    prompt_ids: list[int]
-    params: _Params
-    events: queue.Queue[Any] = field(default_factory=queue.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    created: float = field(default_factory=time.monotonic)
-
-
 class ChatStream:
     """The deltas of a streamed chat completion, and its token counts once it is consumed.
 
@@ -152,7 +136,7 @@ class ChatStream:
     dropping it) stops the generation.
     """
 
-    def __init__(self, request: _Request, base_model: str) -> None:
+    def __init__(self, request: DecodeRequest, base_model: str) -> None:
         self._request = request
         self.base_model = base_model
         self.prompt_tokens = len(request.prompt_ids)
@@ -170,11 +154,11 @@ class ChatStream:
                 event = self._request.events.get()
                 if isinstance(event, BaseException):
                     raise event
-                delta, tokens = event
-                if delta.finish_reason is not None:
+                index, text, finish, tokens = event
+                if finish is not None:
                     self._remaining -= 1
-                    self.choice_tokens[delta.index] = tokens
-                yield delta
+                    self.choice_tokens[index] = tokens
+                yield ChatDelta(index, text, finish)
         finally:
             self.close()
 
@@ -182,30 +166,6 @@ class ChatStream:
         """Stop generating (no-op once every choice has finished)."""
         if self._remaining:
             self._request.cancelled.set()
-
-
-@dataclass
-class _Sequence:
-    """One choice being decoded."""
-
-    request: _Request
-    index: int
-    sampler: Any
-    ids: list[int] = field(default_factory=list)
-    text: str = ""
-    emitted: int = 0
-    finish: FinishReason | None = None
-
-
-@dataclass
-class _BaseSlot:
-    name: str
-    model: Any
-    tokenizer: Any
-    renderer: ChatRenderer
-    eos_ids: frozenset[int]
-    context: int
-    peft: Any = None
 
 
 class Generator:
@@ -219,6 +179,8 @@ class Generator:
         default_max_tokens: Token limit of a choice when the request gives none (OpenAI's is
             the context window; a CPU is better served by a bound).
         num_threads: Torch CPU threads (``None``: every core this process may use).
+        dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` for the base weights and adapters (see
+            ``finetune_kit.local.precision``).
 
     Example:
         >>> generator = Generator(ModelRegistry(default_model="tiny-random"))
@@ -238,6 +200,7 @@ class Generator:
         batch_window: float = 0.005,
         default_max_tokens: int = 512,
         num_threads: int | None = None,
+        dtype: DtypeName = "auto",
     ) -> None:
         if max_adapters < 1 or max_batch_size < 1:
             raise ConfigurationError(
@@ -249,10 +212,11 @@ class Generator:
         self.batch_window = batch_window
         self.default_max_tokens = default_max_tokens
         self.num_threads = num_threads
-        self._slots: dict[str, _BaseSlot] = {}
+        self.dtype = dtype
+        self._slots: dict[str, BaseSlot] = {}
         self._slot_lock = threading.Lock()
         self._adapters: OrderedDict[tuple[str, Path], str] = OrderedDict()
-        self._pending: list[_Request] = []
+        self._pending: list[DecodeRequest] = []
         self._condition = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -349,7 +313,7 @@ class Generator:
                 f"no adapter in {str(adapter)!r}: the folder has no adapter_config.json",
                 param="model",
             )
-        request = _Request(slot.name, adapter, prompt_ids, params)
+        request = DecodeRequest(slot.name, adapter, prompt_ids, params)
         with self._condition:
             if self._closed:
                 raise LocalBackendError("the generator is closed")
@@ -392,7 +356,9 @@ class Generator:
 
     # -- preparation (callers' threads) ------------------------------------------------------
 
-    def _slot(self, base: str) -> _BaseSlot:
+    def _slot(self, base: str) -> BaseSlot:
+        import torch
+
         name = self.registry.resolve(base)
         with self._slot_lock:
             slot = self._slots.get(name)
@@ -400,10 +366,12 @@ class Generator:
                 # A private instance: adapters are injected into it, which must not leak into
                 # the registry's shared copy.
                 model, tokenizer = self.registry.load(name, shared=False)
+                if resolve_dtype(self.dtype, tiny=name == TINY_MODEL_NAME) == "bfloat16":
+                    model.to(torch.bfloat16)
                 eos = {int(tokenizer.eos_token_id)}
                 eos.update(_as_ids(getattr(model.generation_config, "eos_token_id", None)))
                 context = int(getattr(model.config, "max_position_embeddings", 2048))
-                slot = _BaseSlot(
+                slot = BaseSlot(
                     name, model, tokenizer, ChatRenderer(tokenizer), frozenset(eos), context
                 )
                 self._slots[name] = slot
@@ -411,7 +379,7 @@ class Generator:
 
     def _params(
         self,
-        slot: _BaseSlot,
+        slot: BaseSlot,
         n_prompt: int,
         max_tokens: int | None,
         temperature: float | None,
@@ -419,7 +387,7 @@ class Generator:
         stop: str | Sequence[str] | None,
         seed: int | None,
         n: int,
-    ) -> _Params:
+    ) -> DecodeParams:
         temperature = 1.0 if temperature is None else float(temperature)
         top_p = 1.0 if top_p is None else float(top_p)
         if not 0 <= temperature <= 2:
@@ -456,7 +424,7 @@ class Generator:
             limit = max_tokens
         if seed is None:
             seed = int.from_bytes(os.urandom(6), "big")
-        return _Params(limit, temperature, top_p, stops, int(seed), n)
+        return DecodeParams(limit, temperature, top_p, stops, int(seed), n)
 
     # -- the decoding thread -----------------------------------------------------------------
 
@@ -484,30 +452,53 @@ class Generator:
             if wait > 0:
                 time.sleep(wait)
             with self._condition:
-                batch = self._take_batch()
+                batch = self._take(None, set(), self.max_batch_size)
             if not batch:
                 continue
+            decoder = BatchDecoder(self._slots[batch[0].base])
+            self.batches_run += 1
             try:
-                self._run_batch(batch)
+                self._admit(decoder, batch)
+                while decoder.rows:
+                    decoder.step()
+                    room = self.max_batch_size - len(decoder.rows)
+                    if room > 0 and self._pending:
+                        with self._condition:
+                            joining = self._take(decoder.slot.name, self._paths(decoder), room)
+                        if joining:
+                            self._admit(decoder, joining)
             except BaseException as exc:  # every waiting caller must hear of the failure
                 logger.exception("generation failed")
                 error = LocalBackendError(f"generation failed: {exc}")
+                decoder.fail(error)
                 for request in batch:
                     request.events.put(error)
 
-    def _take_batch(self) -> list[_Request]:
-        """Pick requests of the oldest request's base model, up to the batch limits."""
+    def _paths(self, decoder: BatchDecoder) -> set[Path]:
+        return {r.adapter for r in decoder.requests() if r.adapter is not None}
+
+    def _take(self, base: str | None, adapters: set[Path], room: int) -> list[DecodeRequest]:
+        """Take pending requests of one base model that fit the room and the adapter limit.
+
+        Args:
+            base: The base model; ``None`` for the oldest pending request's.
+            adapters: Adapters the running batch already uses.
+            room: Rows available (a lone request larger than the room still goes alone).
+        """
         self._pending = [r for r in self._pending if not r.cancelled.is_set()]
         if not self._pending:
             return []
-        base = self._pending[0].base
-        chosen: list[_Request] = []
-        adapters: set[Path] = set()
+        base = base or self._pending[0].base
+        chosen: list[DecodeRequest] = []
+        adapters = set(adapters)
         rows = 0
         for request in self._pending:
             if request.base != base:
                 continue
-            if rows and rows + request.params.n > self.max_batch_size:
+            fits = rows + request.params.n <= room
+            # A request with more choices than a batch holds starts a batch of its own.
+            alone = not chosen and room == self.max_batch_size
+            if not fits and not alone:
                 continue
             if request.adapter is not None and request.adapter not in adapters:
                 if len(adapters) == self.max_adapters:
@@ -515,10 +506,35 @@ class Generator:
                 adapters.add(request.adapter)
             chosen.append(request)
             rows += request.params.n
+            if not fits:
+                break
         self._pending = [r for r in self._pending if r not in chosen]
         return chosen
 
-    def _adapter_name(self, slot: _BaseSlot, path: Path) -> str:
+    def _admit(self, decoder: BatchDecoder, requests: list[DecodeRequest]) -> None:
+        """Load the requests' adapters and add them to the running batch."""
+        names: dict[int, str] = {}
+        ready: list[DecodeRequest] = []
+        in_use = set(decoder.adapters_in_use)
+        for request in requests:
+            if request.adapter is None:
+                names[id(request)] = BASE_ADAPTER
+                ready.append(request)
+                continue
+            try:
+                name = self._adapter_name(decoder.slot, request.adapter, in_use)
+            except LocalBackendError as exc:
+                request.events.put(exc)
+                continue
+            in_use.add(name)
+            names[id(request)] = name
+            ready.append(request)
+        if ready:
+            decoder.add(ready, names)
+            self.largest_batch = max(self.largest_batch, len(decoder.rows))
+
+    def _adapter_name(self, slot: BaseSlot, path: Path, in_use: set[str]) -> str:
+        """Load an adapter (or find it loaded), evicting the least recently used idle ones."""
         from peft import PeftModel
 
         key = (slot.name, path)
@@ -530,50 +546,34 @@ class Generator:
         name = "a" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
         try:
             if slot.peft is None:
+                # Adapters take the base weights' dtype (bfloat16 on capable CPUs): inference
+                # needs no float32 master copy.
                 slot.peft = PeftModel.from_pretrained(
-                    slot.model, str(path), adapter_name=name, is_trainable=False
+                    slot.model,
+                    str(path),
+                    adapter_name=name,
+                    is_trainable=False,
+                    autocast_adapter_dtype=False,
                 )
                 slot.peft.eval()
             else:
-                slot.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+                slot.peft.load_adapter(
+                    str(path), adapter_name=name, is_trainable=False, autocast_adapter_dtype=False
+                )
         except Exception as exc:  # peft raises many kinds for a bad folder; all mean the same
             raise LocalBackendError(f"cannot load the adapter in {str(path)!r}: {exc}") from exc
         with self._slot_lock:
             self._adapters[key] = name
             evicted = []
-            while len(self._adapters) > self.max_adapters:
-                evicted.append(self._adapters.popitem(last=False))
+            idle = [k for k, v in self._adapters.items() if v not in in_use and v != name]
+            while len(self._adapters) > self.max_adapters and idle:
+                old = idle.pop(0)
+                evicted.append((old, self._adapters.pop(old)))
         logger.debug("loaded adapter %s from %s", name, path)
         for (old_base, old_path), old_name in evicted:
             self._slots[old_base].peft.delete_adapter(old_name)
             logger.debug("evicted adapter %s (%s)", old_name, old_path)
         return name
-
-    def _run_batch(self, requests: list[_Request]) -> None:
-        slot = self._slots[requests[0].base]
-        ready: list[_Request] = []
-        names: dict[int, str] = {}
-        for request in requests:
-            try:
-                names[id(request)] = (
-                    self._adapter_name(slot, request.adapter) if request.adapter else _BASE
-                )
-                ready.append(request)
-            except LocalBackendError as exc:
-                request.events.put(exc)
-        # An adapter loaded for a later request may have evicted an earlier one's.
-        with self._slot_lock:
-            loaded = set(self._adapters.values()) | {_BASE}
-        for request in list(ready):
-            if names[id(request)] not in loaded:
-                ready.remove(request)
-                with self._condition:
-                    self._pending.insert(0, request)
-        if ready:
-            decoder = _BatchDecoder(slot, ready, names)
-            self.batches_run += 1
-            self.largest_batch = max(self.largest_batch, len(decoder.sequences))
-            decoder.run()
 
 
 def _as_ids(value: Any) -> set[int]:
@@ -582,144 +582,3 @@ def _as_ids(value: Any) -> set[int]:
     if isinstance(value, int):
         return {value}
     return {int(v) for v in value}
-
-
-class _BatchDecoder:
-    """Decode one batch of requests on one base model to the end."""
-
-    def __init__(self, slot: _BaseSlot, requests: list[_Request], names: dict[int, str]) -> None:
-        import torch
-
-        self.torch = torch
-        self.slot = slot
-        self.sequences: list[_Sequence] = []
-        self.adapters: list[str] = []
-        for request in requests:
-            for index in range(request.params.n):
-                sampler = torch.Generator().manual_seed(request.params.seed * 131 + index)
-                self.sequences.append(_Sequence(request, index, sampler))
-                self.adapters.append(names[id(request)])
-
-    def _forward(self, **inputs: Any) -> Any:
-        slot = self.slot
-        unique = set(self.adapters)
-        if slot.peft is None:
-            return slot.model(**inputs)
-        if unique == {_BASE}:
-            with slot.peft.disable_adapter():
-                return slot.peft(**inputs)
-        if len(unique) == 1:
-            slot.peft.set_adapter(next(iter(unique)))
-            return slot.peft(**inputs)
-        return slot.peft(**inputs, adapter_names=list(self.adapters))
-
-    def run(self) -> None:
-        torch = self.torch
-        from transformers import DynamicCache
-
-        prompts = [seq.request.prompt_ids for seq in self.sequences]
-        width = max(len(p) for p in prompts)
-        pad = int(self.slot.tokenizer.pad_token_id or 0)
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.slot.model.config)
-        with torch.inference_mode():
-            out = self._forward(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            while True:
-                tokens = self._sample(out.logits[:, -1, :])
-                keep = self._advance(tokens)
-                if not keep:
-                    return
-                if len(keep) < len(self.sequences):
-                    index = torch.tensor(keep)
-                    cache.batch_select_indices(index)
-                    mask = mask[index]
-                    positions = positions[index]
-                    tokens = [tokens[i] for i in keep]
-                    self.sequences = [self.sequences[i] for i in keep]
-                    self.adapters = [self.adapters[i] for i in keep]
-                mask = torch.cat([mask, torch.ones((len(keep), 1), dtype=mask.dtype)], dim=1)
-                positions = positions[:, -1:] + 1
-                out = self._forward(
-                    input_ids=torch.tensor(tokens).unsqueeze(1),
-                    attention_mask=mask,
-                    position_ids=positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-
-    def _sample(self, logits: Any) -> list[int]:
-        torch = self.torch
-        tokens: list[int] = []
-        for row, seq in enumerate(self.sequences):
-            params = seq.request.params
-            scores = logits[row].float()
-            if params.temperature == 0:
-                tokens.append(int(scores.argmax()))
-                continue
-            probs = torch.softmax(scores / params.temperature, dim=-1)
-            if params.top_p < 1:
-                sorted_probs, order = probs.sort(descending=True)
-                cumulative = sorted_probs.cumsum(-1)
-                cut = int((cumulative < params.top_p).sum()) + 1
-                probs = torch.zeros_like(probs).scatter_(0, order[:cut], sorted_probs[:cut])
-            tokens.append(int(torch.multinomial(probs, 1, generator=seq.sampler)))
-        return tokens
-
-    def _advance(self, tokens: list[int]) -> list[int]:
-        """Append each row's token, report deltas, and return the rows that go on."""
-        keep: list[int] = []
-        tokenizer = self.slot.tokenizer
-        for row, (seq, token) in enumerate(zip(self.sequences, tokens, strict=True)):
-            request = seq.request
-            if request.cancelled.is_set():
-                continue
-            params = request.params
-            finish: FinishReason | None = None
-            if token in self.slot.eos_ids:
-                finish = "stop"
-            else:
-                seq.ids.append(token)
-                seq.text = tokenizer.decode(seq.ids, skip_special_tokens=True)
-                for stop in params.stop:
-                    cut = seq.text.find(stop, max(0, seq.emitted - len(stop)))
-                    if cut >= 0:
-                        seq.text = seq.text[:cut]
-                        finish = "stop"
-                        break
-                if finish is None and len(seq.ids) >= params.max_tokens:
-                    finish = "length"
-            if finish is None:
-                ready = _safe_prefix(seq.text, params.stop)
-                if ready > seq.emitted:
-                    request.events.put((ChatDelta(seq.index, seq.text[seq.emitted : ready]), 0))
-                    seq.emitted = ready
-                keep.append(row)
-            else:
-                request.events.put(
-                    (ChatDelta(seq.index, seq.text[seq.emitted :], finish), len(seq.ids))
-                )
-                seq.finish = finish
-        return keep
-
-
-def _safe_prefix(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the text that can be sent: not a partial character or a stop string's start."""
-    end = len(text)
-    if text.endswith("\ufffd"):  # an incomplete UTF-8 character, completed by a later token
-        end -= 1
-    held = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, end), 0, -1):
-            if text[end - size : end] == stop[:size]:
-                held = max(held, size)
-                break
-    return end - held

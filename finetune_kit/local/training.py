@@ -47,8 +47,11 @@ from typing import Any
 
 from ..errors import ConfigurationError, LocalBackendError
 from .chat_format import ChatRenderer
+from .precision import resolve_dtype
 from .registry import ModelRegistry
-from .training_data import PreferencePair, SupervisedExample, load_preference, load_supervised
+from .tiny_model import TINY_MODEL_NAME
+from .training_data import load_preference, load_supervised
+from .training_objectives import DpoObjective, PackedScorer, SupervisedObjective
 from .training_types import (
     DEFAULT_DPO_BETA,
     CheckpointInfo,
@@ -119,154 +122,6 @@ class _Position:
     trained_tokens: int = 0
 
 
-@dataclass(frozen=True)
-class _BatchResult:
-    loss: float
-    accuracy: float
-    extra: dict[str, float]
-
-
-class _Scorer:
-    """Forward passes that compute the output layer at trained positions only."""
-
-    def __init__(self, peft_model: Any) -> None:
-        import torch
-
-        self.torch = torch
-        base = peft_model.get_base_model()
-        self.body = base.get_decoder()
-        self.head = base.get_output_embeddings()
-        self.device = next(peft_model.parameters()).device
-        self._positions: dict[int, tuple[Any, Any, Any]] = {}
-
-    def _tensors(self, example: SupervisedExample) -> tuple[Any, Any, Any]:
-        key = id(example)
-        cached = self._positions.get(key)
-        if cached is None:
-            torch = self.torch
-            ids = torch.tensor([example.input_ids], dtype=torch.long, device=self.device)
-            positions = torch.tensor(example.targets, dtype=torch.long, device=self.device)
-            cached = (ids, positions, ids[0, positions + 1])
-            self._positions[key] = cached
-        return cached
-
-    def logits(self, example: SupervisedExample) -> tuple[Any, Any]:
-        """Logits at the trained positions and the tokens they should predict."""
-        ids, positions, targets = self._tensors(example)
-        hidden = self.body(input_ids=ids, use_cache=False).last_hidden_state[0]
-        return self.head(hidden.index_select(0, positions)).float(), targets
-
-    def token_scores(self, example: SupervisedExample) -> tuple[Any, Any, int]:
-        """Summed cross-entropy, number of exactly predicted tokens, and trained tokens."""
-        torch = self.torch
-        logits, targets = self.logits(example)
-        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-        correct = (logits.detach().argmax(-1) == targets).sum()
-        return loss, correct, int(targets.numel())
-
-    def sequence_logp(self, example: SupervisedExample) -> tuple[Any, Any, int]:
-        """Summed log-probability of the trained tokens, exact predictions, trained tokens."""
-        loss, correct, count = self.token_scores(example)
-        return -loss, correct, count
-
-
-class _SupervisedObjective:
-    def __init__(self, scorer: _Scorer) -> None:
-        self.scorer = scorer
-
-    @staticmethod
-    def tokens(item: SupervisedExample) -> int:
-        return item.n_tokens
-
-    def train_batch(self, items: Sequence[SupervisedExample]) -> _BatchResult:
-        total = sum(item.n_trained for item in items)
-        loss_sum = 0.0
-        correct = 0
-        for item in items:
-            loss, hits, _ = self.scorer.token_scores(item)
-            (loss / total).backward()
-            loss_sum += float(loss.detach())
-            correct += int(hits)
-        return _BatchResult(loss_sum / total, correct / total, {})
-
-    def evaluate(self, items: Sequence[SupervisedExample]) -> tuple[float, float]:
-        torch = self.scorer.torch
-        loss_sum = 0.0
-        correct = 0
-        total = 0
-        with torch.no_grad():
-            for item in items:
-                loss, hits, count = self.scorer.token_scores(item)
-                loss_sum += float(loss)
-                correct += int(hits)
-                total += count
-        return loss_sum / total, correct / total
-
-
-class _DpoObjective:
-    def __init__(
-        self,
-        scorer: _Scorer,
-        peft_model: Any,
-        beta: float,
-        pairs: Sequence[PreferencePair],
-    ) -> None:
-        self.scorer = scorer
-        self.beta = beta
-        self.reference: dict[int, tuple[float, float]] = {}
-        torch = scorer.torch
-        # The reference policy is the base model: the adapter switched off. Its answers'
-        # log-probabilities never change, so they are computed once.
-        with torch.no_grad(), peft_model.disable_adapter():
-            for pair in pairs:
-                chosen, _, _ = scorer.sequence_logp(pair.chosen)
-                rejected, _, _ = scorer.sequence_logp(pair.rejected)
-                self.reference[id(pair)] = (float(chosen), float(rejected))
-
-    @staticmethod
-    def tokens(item: PreferencePair) -> int:
-        return item.n_tokens
-
-    def _pair(self, pair: PreferencePair) -> tuple[Any, int, int, Any]:
-        torch = self.scorer.torch
-        chosen, hits, count = self.scorer.sequence_logp(pair.chosen)
-        rejected, _, _ = self.scorer.sequence_logp(pair.rejected)
-        ref_chosen, ref_rejected = self.reference[id(pair)]
-        margin = self.beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
-        loss = -torch.nn.functional.logsigmoid(margin)
-        return loss, int(hits), count, margin.detach()
-
-    def train_batch(self, items: Sequence[PreferencePair]) -> _BatchResult:
-        loss_sum = 0.0
-        correct = 0
-        tokens = 0
-        wins = 0
-        margins = 0.0
-        for pair in items:
-            loss, hits, count, margin = self._pair(pair)
-            (loss / len(items)).backward()
-            loss_sum += float(loss.detach())
-            correct += hits
-            tokens += count
-            wins += int(float(margin) > 0)
-            margins += float(margin)
-        extra = {"reward_accuracy": wins / len(items), "reward_margin": margins / len(items)}
-        return _BatchResult(loss_sum / len(items), correct / tokens, extra)
-
-    def evaluate(self, items: Sequence[PreferencePair]) -> tuple[float, float]:
-        torch = self.scorer.torch
-        loss_sum = 0.0
-        correct = 0
-        tokens = 0
-        with torch.no_grad():
-            for pair in items:
-                loss, hits, count, _ = self._pair(pair)
-                loss_sum += float(loss)
-                correct += hits
-                tokens += count
-        return loss_sum / len(items), correct / tokens
-
-
 def _attach_adapter(model: Any, request: TrainingRequest) -> Any:
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -289,6 +144,21 @@ def _attach_adapter(model: Any, request: TrainingRequest) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def _keep_activations_in_bfloat16(peft_model: Any) -> None:
+    """Stop peft from casting activations to the adapter's float32 before each adapter.
+
+    Under autocast the adapter's products run in bfloat16 anyway; the casts would only copy every
+    activation twice per adapted layer.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in peft_model.modules():
+        if isinstance(module, BaseTunerLayer):
+            # The flag peft reads (see peft.helpers.disable_input_dtype_casting); untyped there.
+            layer: Any = module
+            layer.cast_input_dtype_enabled = False
 
 
 def _epoch_order(seed: int, epoch: int, n: int) -> list[int]:
@@ -344,21 +214,29 @@ class _Run:
         self.steps_per_epoch = math.ceil(len(self.train_items) / hp.batch_size)
         self.total_steps = self.steps_per_epoch * hp.n_epochs
         self.eval_interval = request.eval_interval or max(1, round(self.total_steps / 20))
+        self.dtype = resolve_dtype(request.dtype, tiny=self.base_model == TINY_MODEL_NAME)
+        bfloat16 = self.dtype == "bfloat16"
+        if bfloat16:
+            # Frozen base weights in bfloat16; peft keeps the adapter (what the optimizer
+            # updates) in float32, and autocast runs each product in bfloat16.
+            model.to(torch.bfloat16)
         torch.manual_seed(request.seed)
         self.model = _attach_adapter(model, request)
+        if bfloat16:
+            _keep_activations_in_bfloat16(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=hp.learning_rate, weight_decay=0.0, foreach=True
         )
-        self.scorer = _Scorer(self.model)
-        self.objective: _SupervisedObjective | _DpoObjective
+        self.scorer = PackedScorer(self.model, bfloat16=bfloat16)
+        self.objective: SupervisedObjective | DpoObjective
         if request.method == "dpo":
             assert hp.beta is not None
-            self.objective = _DpoObjective(
+            self.objective = DpoObjective(
                 self.scorer, self.model, hp.beta, [*self.train_items, *self.valid_items]
             )
         else:
-            self.objective = _SupervisedObjective(self.scorer)
+            self.objective = SupervisedObjective(self.scorer)
         self.position = _Position()
         self.last_metrics: StepMetrics | None = None
         self.checkpoint_root = request.output_dir / "checkpoints"
@@ -374,6 +252,7 @@ class _Run:
             "hyperparameters": self.hyperparameters.to_dict(),
             "total_steps": self.total_steps,
             "n_examples": len(self.train_items),
+            "dtype": self.dtype,
             "step": self.position.step,
             "epoch": self.position.epoch,
             "batch": self.position.batch,

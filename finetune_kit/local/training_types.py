@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..errors import ConfigurationError
+from .precision import DtypeName
 
 __all__ = [
     "BASE_LEARNING_RATE",
@@ -173,6 +174,7 @@ class TrainingRequest:
         eval_interval: Steps between validation batches (``None``: about 20 per run).
         num_threads: Torch CPU threads (``None``: every core this process may use).
         keep_checkpoints: Epoch checkpoints kept on disk; older ones are deleted.
+        dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see ``finetune_kit.local.precision``).
     """
 
     base_model: str
@@ -195,6 +197,7 @@ class TrainingRequest:
     eval_interval: int | None = None
     num_threads: int | None = None
     keep_checkpoints: int = 3
+    dtype: DtypeName = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in ("supervised", "dpo"):

@@ -67,6 +67,8 @@ class SessionState(BaseModel):
         job_key: The idempotency key sent in the job's metadata.
         job_id: The fine-tuning job.
         job_status: The job's last status seen.
+        trained_base_model: The base model the job reports it really trained (an alias
+            resolved, a snapshot pinned): the one to compare the tuned model with.
         fine_tuned_model: The tuned model's name once the job succeeded.
         checkpoints: The job's checkpoints, newest first.
         deployment: The Azure deployment name, once deployed.
@@ -91,6 +93,7 @@ class SessionState(BaseModel):
     job_key: str | None = None
     job_id: str | None = None
     job_status: str | None = None
+    trained_base_model: str | None = None
     fine_tuned_model: str | None = None
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     deployment: str | None = None

@@ -1,0 +1,978 @@
+"""``FineTuneSession``: the whole workflow in one object, resumable after a restart.
+
+A session composes the parts (``.files`` a :class:`~finetune_kit.files.FileUploader`, ``.jobs`` a
+:class:`~finetune_kit.jobs.JobManager`, ``.inference`` an
+:class:`~finetune_kit.inference.InferenceClient`) over one ``openai`` client, and remembers what
+it created remotely in a state file (:class:`~finetune_kit.state.SessionState`), written
+atomically after every step that creates something. ``FineTuneSession.resume(path)`` carries on
+after a crash or a kernel restart without uploading or training twice.
+
+Example:
+    ```python
+    from finetune_kit import FineTuneSession, build_dataset
+
+    data = build_dataset("qa", [("Tell me about Neon", "Neon glows red...")] * 10)
+    with FineTuneSession("local", model="gpt-4o-mini", state_path="run.json") as session:
+        session.upload(data)
+        session.train()                     # creates the job and follows it
+        print(session.compare(["Tell me about Argon"]))
+    ```
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import openai
+
+from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._watch import FollowOptions
+from .backends import backend_kind, make_client
+from .errors import ConfigurationError, PreflightFailedError, SessionError
+from .files import AsyncFileUploader, FileUploader
+from .inference import AsyncInferenceClient, InferenceClient
+from .job_options import detect_provider
+from .jobs import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
+from .lifecycle import aexport_job, check_new_jobs_allowed, check_shutdown, export_job
+from .metrics import MetricSeries
+from .state import CheckpointRecord, SessionState
+from .views import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from openai.types.fine_tuning import FineTuningJob
+
+    from .data.report import PreflightReport
+    from .evaluation import PairedEvaluationReport
+    from .inference import Comparison
+    from .local import LocalBackend
+    from .replies import ChatReply
+    from .views import JobUpdate, UploadedFile
+
+__all__ = ["AsyncFineTuneSession", "FineTuneSession"]
+
+logger = logging.getLogger("finetune_kit.session")
+
+DEFAULT_STATE_PATH = "finetune_kit_session.json"
+"""Where a session keeps its state unless told otherwise (in the current folder)."""
+
+ClientT = TypeVar("ClientT", openai.OpenAI, openai.AsyncOpenAI)
+
+
+class _SessionCore(Generic[ClientT]):
+    """What the sync and async sessions share: state, backend, and every decision without I/O."""
+
+    _async = False
+
+    def __init__(
+        self,
+        backend: str | ClientT = "openai",
+        *,
+        model: str | None = None,
+        state_path: str | os.PathLike[str] | None = DEFAULT_STATE_PATH,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        azure_endpoint: str | None = None,
+        api_version: str | None = None,
+        azure_ad_token: str | None = None,
+        azure_ad_token_provider: Callable[[], Any] | None = None,
+        local_data_dir: str | os.PathLike[str] | None = None,
+        local_model: str | None = None,
+        policy: RetryPolicy | None = None,
+        progress: bool | None = None,
+        follow_options: FollowOptions | None = None,
+        _state: SessionState | None = None,
+    ) -> None:
+        self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
+        self.progress = progress
+        self.follow_options = follow_options
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.local_backend: LocalBackend | None = None
+        state = _state if _state is not None else SessionState()
+
+        if isinstance(backend, (openai.OpenAI, openai.AsyncOpenAI)):
+            self._check_client_kind(backend)
+            client: Any = backend
+            state.backend = _state_backend(detect_provider(backend))
+            state.base_url = _public_url(str(backend.base_url))
+        else:
+            kind = backend_kind(backend)
+            if kind == "local" and base_url is None:
+                self.local_backend = self._start_local(
+                    local_data_dir or state.local_data_dir, local_model
+                )
+                state.local_data_dir = str(self.local_backend.data_dir)
+                base_url = self.local_backend.base_url
+                api_key = self.local_backend.api_key
+            client = make_client(
+                backend,
+                api_key=api_key,
+                base_url=base_url,
+                async_=self._async,
+                azure_endpoint=azure_endpoint,
+                api_version=api_version,
+                azure_ad_token=azure_ad_token,
+                azure_ad_token_provider=azure_ad_token_provider,
+            )
+            state.backend = kind
+            if kind in ("local", "custom") or base_url is not None:
+                state.base_url = _public_url(str(client.base_url))
+            if kind == "azure":
+                state.azure_endpoint = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
+                state.azure_api_version = api_version or os.environ.get("OPENAI_API_VERSION")
+        if model is not None:
+            state.base_model = model
+        self.state = state
+        self.client: ClientT = client
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _check_client_kind(self, client: Any) -> None:
+        wanted = openai.AsyncOpenAI if self._async else openai.OpenAI
+        if not isinstance(client, wanted):
+            raise ConfigurationError(
+                f"{type(self).__name__} needs an {wanted.__name__} client, got "
+                f"{type(client).__name__}",
+                param="backend",
+            )
+
+    @staticmethod
+    def _start_local(data_dir: str | os.PathLike[str] | None, model: str | None) -> LocalBackend:
+        try:
+            from .local import LocalBackend
+            from .local.server import default_data_dir
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the local backend needs the 'local' extra: pip install 'finetune-kit[local]' "
+                "(on a CPU-only machine, pip install torch==2.13.0 first)",
+                param="backend",
+            ) from exc
+        folder = Path(data_dir) if data_dir is not None else default_data_dir()
+        return LocalBackend(folder, default_model=model).start()
+
+    @staticmethod
+    def _resume_options(state: SessionState, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {"backend": state.backend}
+        if state.backend == "custom":
+            options["backend"] = state.base_url
+        elif state.backend == "local":
+            if state.local_data_dir is not None:
+                options["local_data_dir"] = state.local_data_dir
+            else:
+                options["base_url"] = state.base_url
+        elif state.backend == "azure":
+            if state.azure_endpoint is not None:
+                options["azure_endpoint"] = state.azure_endpoint
+                options["api_version"] = state.azure_api_version
+            else:
+                options["base_url"] = state.base_url
+        elif state.base_url is not None:
+            options["base_url"] = state.base_url
+        options.update(overrides)
+        return options
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def model(self) -> str:
+        """The base model to fine-tune, as named by the user.
+
+        Raises:
+            ConfigurationError: No model was given.
+        """
+        if self.state.base_model is None:
+            raise ConfigurationError(
+                "no base model: pass model='gpt-4.1-mini-2025-04-14' (or another) to the session",
+                param="model",
+            )
+        return self.state.base_model
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the session talks to the local backend."""
+        return self.state.backend == "local"
+
+    def save(self) -> None:
+        """Write the state file now (it is also written after every remote step)."""
+        if self.state_path is not None:
+            self.state.save(self.state_path)
+
+    def _require(self, field: str, how: str) -> str:
+        value = getattr(self.state, field)
+        if not value:
+            raise SessionError(
+                f"this session has no {field.replace('_', ' ')} yet: {how}",
+                path=str(self.state_path) if self.state_path else None,
+            )
+        return str(value)
+
+    def _job_id(self, job_id: str | None) -> str:
+        return job_id or self._require("job_id", "call train() or attach(job_id) first")
+
+    def _tuned_model(self) -> str:
+        if self.state.deployment and self.state.backend == "azure":
+            return self.state.deployment
+        return self._require("fine_tuned_model", "train() must finish successfully first")
+
+    def _base_for_inference(self) -> str:
+        # The job reports the model the backend really trained (an alias resolved, a snapshot
+        # pinned), which is the one to compare with; before a job exists, the user's name.
+        return self.state.trained_base_model or self.model
+
+    def _preflight_model(self) -> str | None:
+        # The local backend maps OpenAI names to its own models: OpenAI's token limits and
+        # prices would be wrong there.
+        return None if self.is_local else self.model
+
+    def _check_lifecycle(self, model: str, *, new_job: bool) -> None:
+        if new_job:
+            check_new_jobs_allowed(self.state.base_url or str(self.client.base_url))
+        if not self.is_local:
+            check_shutdown(model)
+
+    def _record_upload(self, training: UploadedFile, validation: UploadedFile | None) -> None:
+        self.state.training_file_id = training.id
+        self.state.dataset_sha256 = training.sha256
+        self.state.validation_file_id = validation.id if validation else None
+        self.state.validation_sha256 = validation.sha256 if validation else None
+        self.save()
+
+    def _record_job(self, job: FineTuningJob) -> None:
+        self.state.job_id = job.id
+        self.state.job_status = job.status
+        self.state.trained_base_model = job.model
+        if job.fine_tuned_model:
+            self.state.fine_tuned_model = job.fine_tuned_model
+        self.save()
+
+    def _record_checkpoints(self, checkpoints: Sequence[Any]) -> None:
+        self.state.checkpoints = [
+            CheckpointRecord(
+                id=c.id,
+                model=c.fine_tuned_model_checkpoint,
+                step=c.step_number,
+                metrics=c.metrics.model_dump(exclude_none=True) if c.metrics else {},
+            )
+            for c in checkpoints
+        ]
+        self.save()
+
+    def _existing_job_decision(self, restart: bool) -> str | None:
+        """The job to carry on with instead of creating one, or ``None`` to create."""
+        if restart or self.state.job_id is None:
+            return None
+        if self.state.job_status in ("failed", "cancelled"):
+            return None
+        logger.info(
+            "session already has job %s; following it instead of creating another",
+            self.state.job_id,
+        )
+        return self.state.job_id
+
+    def _prepare_new_job(self, restart: bool) -> str:
+        """Check what a new job needs and give it a fresh key, saved before the create."""
+        training = self._require("training_file_id", "call upload(data) first")
+        self._check_lifecycle(self.model, new_job=True)
+        if restart or self.state.job_key is None or self.state.job_status in TERMINAL_STATUSES:
+            # Saved before the create: a crash between the two finds the job by its key
+            # instead of creating a second one.
+            self.state.job_key = uuid.uuid4().hex
+            self.state.job_id = None
+            self.state.job_status = None
+            self.state.fine_tuned_model = None
+            self.state.checkpoints = []
+            self.save()
+        return training
+
+    def _record_created(self, job: FineTuningJob, method: Any) -> None:
+        if isinstance(method, str):
+            self.state.method = method
+        self._record_job(job)
+
+    def _adopt(self, job: FineTuningJob) -> None:
+        self.state.job_key = (job.metadata or {}).get(IDEMPOTENCY_METADATA_KEY)
+        self.state.training_file_id = job.training_file
+        self.state.validation_file_id = job.validation_file
+        if self.state.base_model is None:
+            self.state.base_model = job.model
+        self._record_job(job)
+
+    def _pair_for_inference(self) -> tuple[str, str]:
+        tuned = self._tuned_model()
+        base = self._base_for_inference()
+        self._check_lifecycle(base, new_job=False)
+        return base, tuned
+
+    def _pick_model(self, *, checkpoint: int | str | None, base: bool) -> str:
+        if base:
+            return self._base_for_inference()
+        if checkpoint is None:
+            return self._tuned_model()
+        if isinstance(checkpoint, str):
+            return checkpoint
+        records = self.state.checkpoints
+        for record in records:
+            if record.step == checkpoint:
+                return record.model
+        steps = ", ".join(str(r.step) for r in records) or "none"
+        raise ConfigurationError(
+            f"no checkpoint at step {checkpoint}; the job's checkpoints are at steps: {steps}",
+            param="checkpoint",
+        )
+
+    def _method(
+        self,
+        method: Any,
+        hyperparameters: Mapping[str, Any] | None,
+        n_epochs: int | str | None,
+        batch_size: int | str | None,
+        learning_rate_multiplier: float | str | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        merged = dict(hyperparameters or {})
+        for name, value in (
+            ("n_epochs", n_epochs),
+            ("batch_size", batch_size),
+            ("learning_rate_multiplier", learning_rate_multiplier),
+        ):
+            if value is not None:
+                merged[name] = value
+        return method or self.state.method or "supervised", merged or None
+
+    def _repr_html_(self) -> str:
+        return self.state._repr_html_()
+
+    def __repr__(self) -> str:
+        where = self.state.base_url or self.state.backend
+        return (
+            f"{type(self).__name__}(backend={self.state.backend!r}, url={where!r}, "
+            f"model={self.state.base_model!r}, job={self.state.job_id!r})"
+        )
+
+
+def _public_url(url: str) -> str:
+    # A URL is saved in the state file: never with credentials, never with a query (Azure puts
+    # api-version there, some gateways put keys there).
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _refusal(report: PreflightReport) -> str:
+    errors = list(report.errors)
+    first = next((e for e in errors if e.line is not None), errors[0])
+    where = f"{first.file} line {first.line}: " if first.line is not None else ""
+    return (
+        f"preflight found {len(errors)} error(s); first: {where}{first.message}. Fix the data "
+        "(report.errors lists every one; autofix() mends the safe ones), or pass force=True"
+    )
+
+
+def _state_backend(provider: str) -> Any:
+    return provider if provider in ("openai", "azure", "local", "custom") else "custom"
+
+
+class FineTuneSession(_SessionCore[openai.OpenAI]):
+    """The whole fine-tuning workflow in one object; each step is also a class of its own.
+
+    Args:
+        backend: ``"openai"``, ``"azure"``, ``"local"`` (the local backend, started in this
+            process unless ``base_url`` points at a running one), a base URL, or an existing
+            ``openai.OpenAI`` client (used with its own retries off).
+        model: The base model to fine-tune. On the local backend, OpenAI names map to its
+            default local model.
+        state_path: The state file (``None``: keep the state in memory only).
+        api_key: The API key (never saved, logged or shown); defaults to the backend's variable.
+        base_url: Overrides the backend's URL.
+        azure_endpoint: Azure resource endpoint (``backend="azure"``).
+        api_version: Azure API version (``backend="azure"``, classic endpoint).
+        azure_ad_token: Entra ID token (``backend="azure"``).
+        azure_ad_token_provider: Callable returning an Entra ID token (``backend="azure"``).
+        local_data_dir: The local backend's data folder (default: the user's data folder, so
+            files, jobs and models survive restarts).
+        local_model: The local backend's default base model (what OpenAI names map to), such as
+            ``"smollm2-135m-instruct"`` or ``"tiny-random"``.
+        policy: The retry policy for every call (default: the shared one).
+        progress: Progress bars (``None``: only on a terminal or in a notebook).
+        follow_options: How often a followed job is polled (default: every 5 s, backing off to
+            60 s while nothing happens).
+
+    Attributes:
+        client: The ``openai`` client every part uses.
+        files: The :class:`~finetune_kit.files.FileUploader`.
+        jobs: The :class:`~finetune_kit.jobs.JobManager`.
+        inference: The :class:`~finetune_kit.inference.InferenceClient`.
+        state: The :class:`~finetune_kit.state.SessionState`.
+        local_backend: The :class:`~finetune_kit.local.LocalBackend` this session started, if any.
+
+    Example:
+        ```python
+        session = FineTuneSession("openai", model="gpt-4.1-mini-2025-04-14", state_path="run.json")
+        session.upload("train.jsonl", validation="valid.jsonl")
+        job = session.train(n_epochs=3, suffix="support")
+        print(session.chat("How do I reset my password?").text)
+        ```
+    """
+
+    def __init__(self, backend: str | openai.OpenAI = "openai", **options: Any) -> None:
+        super().__init__(backend, **options)
+        self.files = FileUploader(self.client, policy=self.policy, progress=self.progress)
+        self.jobs = JobManager(
+            self.client,
+            policy=self.policy,
+            progress=self.progress,
+            follow_options=self.follow_options,
+        )
+        self.inference = InferenceClient(self.client, retry=self.policy)
+        if self.state.job_id is not None or self.state.training_file_id is not None:
+            self.save()
+
+    # ------------------------------------------------------------------ lifecycle of the object
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], **options: Any) -> FineTuneSession:
+        """Carry on a session from its state file, after a crash or a kernel restart.
+
+        Nothing is redone: the uploaded files and the job are those the file names. Keys are not
+        in the file: pass ``api_key=`` or set the backend's environment variable.
+
+        Args:
+            path: The state file.
+            **options: Constructor options overriding what the file says.
+
+        Returns:
+            The session.
+        """
+        state = SessionState.load(path)
+        return cls(state_path=path, _state=state, **cls._resume_options(state, options))
+
+    def close(self) -> None:
+        """Stop the local backend this session started (the data folder stays)."""
+        if self.local_backend is not None:
+            self.local_backend.stop()
+            self.local_backend = None
+
+    def __enter__(self) -> FineTuneSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ data
+
+    def preflight(self, data: Any, *, validation: Any = None, **options: Any) -> PreflightReport:
+        """Check training data offline: line-accurate errors, token counts, epochs and cost.
+
+        Args:
+            data: A ``Dataset``, a JSONL path or its bytes.
+            validation: Validation data, likewise (checked too, and for overlap).
+            **options: More :func:`~finetune_kit.data.validation.preflight` options.
+
+        Returns:
+            The report.
+        """
+        from .data.validation import preflight
+
+        options.setdefault("model", self._preflight_model())
+        return preflight(data, validation=validation, **options)
+
+    def upload(self, data: Any, *, validation: Any = None, force: bool = False) -> UploadedFile:
+        """Preflight and upload training (and validation) data, once per content.
+
+        Args:
+            data: A ``Dataset``, a JSONL path or its bytes.
+            validation: Validation data, likewise.
+            force: Upload even when preflight finds errors.
+
+        Returns:
+            The training file (its ``.id`` is saved in the state).
+        """
+        # Both files in one preflight: the validation file is held to its own rules (no
+        # minimum count) and checked for overlap with the training file.
+        report = self.preflight(data, validation=validation)
+        if not report.ok:
+            if not force:
+                raise PreflightFailedError(_refusal(report), report=report)
+            logger.warning(
+                "uploading despite %d preflight error(s): force=True", len(report.errors)
+            )
+        training = self.files.upload(data, preflight=False)
+        checked = self.files.upload(validation, preflight=False) if validation is not None else None
+        self._record_upload(training, checked)
+        return training
+
+    # ------------------------------------------------------------------ training
+
+    def train(
+        self,
+        *,
+        method: Any = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        n_epochs: int | str | None = None,
+        batch_size: int | str | None = None,
+        learning_rate_multiplier: float | str | None = None,
+        suffix: str | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        wandb: Any = None,
+        follow: bool = True,
+        timeout: float | None = None,
+        on_update: Callable[[JobUpdate], Any] | None = None,
+        restart: bool = False,
+    ) -> FineTuningJob:
+        """Create the fine-tuning job (once) and, by default, follow it to the end.
+
+        Calling it again carries on with the session's job instead of creating another, unless
+        that job failed or was cancelled, or ``restart=True``.
+
+        Args:
+            method: ``"supervised"`` (default), ``"dpo"``, ``"reinforcement"`` or a method model.
+            hyperparameters: Hyperparameters for the method.
+            n_epochs: Shorthand for ``hyperparameters["n_epochs"]``.
+            batch_size: Shorthand for ``hyperparameters["batch_size"]``.
+            learning_rate_multiplier: Shorthand for ``hyperparameters[...]``.
+            suffix: Put into the tuned model's name.
+            seed: Training seed.
+            metadata: Job metadata (one pair is used by the idempotency key).
+            wandb: A wandb integration (a project name, dict or model).
+            follow: Follow the job until it ends (progress bar, events, metrics).
+            timeout: Stop following after this many seconds (the job goes on).
+            on_update: Called with every event, metric point and status change.
+            restart: Create a new job even though the session has one.
+
+        Returns:
+            The job (succeeded when followed).
+        """
+        existing = self._existing_job_decision(restart)
+        if existing is not None:
+            job = self.jobs.retrieve(existing)
+            self._record_job(job)
+        else:
+            training = self._prepare_new_job(restart)
+            chosen, params = self._method(
+                method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
+            )
+            job = self.jobs.create(
+                model=self.model,
+                training_file=training,
+                validation_file=self.state.validation_file_id,
+                method=chosen,
+                hyperparameters=params,
+                suffix=suffix,
+                seed=seed,
+                metadata=metadata,
+                wandb=wandb,
+                idempotency_key=self.state.job_key,
+            )
+            self._record_created(job, chosen)
+        if follow and job.status not in TERMINAL_STATUSES:
+            return self.wait(timeout=timeout, on_update=on_update)
+        return job
+
+    def attach(self, job_id: str) -> FineTuningJob:
+        """Make an existing job this session's job (started elsewhere, or before a restart).
+
+        Args:
+            job_id: The job.
+
+        Returns:
+            The job.
+        """
+        job = self.jobs.retrieve(job_id)
+        self._adopt(job)
+        return job
+
+    def status(self) -> FineTuningJob:
+        """Retrieve the session's job and save its status."""
+        job = self.jobs.retrieve(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[JobUpdate], Any] | None = None,
+    ) -> FineTuningJob:
+        """Follow the session's job until it ends; save the tuned model and its checkpoints.
+
+        Raises:
+            JobFailedError: The job failed (with the offending training line when it names one).
+            JobCancelledError: The job was cancelled.
+            JobTimeoutError: ``timeout`` elapsed first; the job goes on.
+        """
+        job_id = self._job_id(None)
+        try:
+            job = self.jobs.wait(job_id, timeout=timeout, on_update=on_update)
+        finally:
+            self._refresh_after_follow(job_id)
+        return job
+
+    def follow(self, *, timeout: float | None = None) -> Iterator[JobUpdate]:
+        """Yield the session's job updates (events, metrics, status changes) until it ends."""
+        job_id = self._job_id(None)
+        try:
+            yield from self.jobs.follow(job_id, timeout=timeout)
+        finally:
+            self._refresh_after_follow(job_id)
+
+    def _refresh_after_follow(self, job_id: str) -> None:
+        try:
+            job = self.jobs.retrieve(job_id)
+        except openai.OpenAIError as exc:
+            logger.debug("could not refresh job %s after following it: %s", job_id, exc)
+            return
+        self._record_job(job)
+        if job.status == "succeeded":
+            self.checkpoints()
+
+    def cancel(self) -> FineTuningJob:
+        """Cancel the session's job."""
+        job = self.jobs.cancel(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    def pause(self) -> FineTuningJob:
+        """Pause the session's job (where the backend supports it)."""
+        job = self.jobs.pause(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    def resume_job(self) -> FineTuningJob:
+        """Resume the session's paused job."""
+        job = self.jobs.resume(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    def checkpoints(self) -> list[Any]:
+        """The job's checkpoints, newest first (also saved in the state)."""
+        checkpoints = self.jobs.checkpoints(self._job_id(None))
+        self._record_checkpoints(checkpoints)
+        return checkpoints
+
+    def metrics(self) -> MetricSeries:
+        """The job's per-step metrics: from its result file once it has one, else its events."""
+        job = self.jobs.retrieve(self._job_id(None))
+        if job.result_files:
+            return self.jobs.results(job)
+        return MetricSeries.from_events(self.jobs.events(job.id))
+
+    # ------------------------------------------------------------------ using the model
+
+    def chat(
+        self,
+        messages: Any,
+        *,
+        model: str | None = None,
+        checkpoint: int | str | None = None,
+        base: bool = False,
+        system: str | None = None,
+        **params: Any,
+    ) -> ChatReply:
+        """Chat with the tuned model (default), one of its checkpoints, or the base model.
+
+        Args:
+            messages: The user's text, or a list of message dicts.
+            model: Any model name (overrides the choice below).
+            checkpoint: A checkpoint's step number or model name.
+            base: Ask the base model instead.
+            system: A system message to put first.
+            **params: Chat parameters (``max_tokens``, ``temperature``...).
+
+        Returns:
+            The reply (text, tokens, latency).
+        """
+        if model is None and isinstance(checkpoint, int) and not self.state.checkpoints:
+            self.checkpoints()
+        chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
+        self._check_lifecycle(chosen, new_job=False)
+        return self.inference.chat(chosen, messages, system=system, **params)
+
+    def compare(self, prompts: Any, *, system: str | None = None, **params: Any) -> Comparison:
+        """Ask the base and the tuned model the same prompts, side by side.
+
+        Args:
+            prompts: A prompt, or prompts (strings or message lists).
+            system: A system message to put first.
+            **params: Chat parameters.
+
+        Returns:
+            The comparison (prints as a table; HTML in notebooks).
+        """
+        base, tuned = self._pair_for_inference()
+        return self.inference.compare(base, tuned, prompts, system=system, **params)
+
+    def evaluate(
+        self, examples: Iterable[Any], scorers: Any = None, **options: Any
+    ) -> PairedEvaluationReport:
+        """Score base and tuned model on held-out examples: flips and a bootstrap interval.
+
+        Args:
+            examples: A ``Dataset``, chat examples, or ``(prompt, reference)`` pairs.
+            scorers: Scorers (default: exact match).
+            **options: More :meth:`~finetune_kit.inference.InferenceClient.evaluate_pair` options.
+
+        Returns:
+            The paired report.
+        """
+        base, tuned = self._pair_for_inference()
+        return self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
+
+    def export(self, folder: str | os.PathLike[str]) -> Path:
+        """Download the job's files, results, events, checkpoints and metadata into ``folder``.
+
+        Also writes ``session.json`` (the state, which holds no secret).
+        """
+        out = export_job(self.client, self._job_id(None), folder, policy=self.policy)
+        self.state.save(out / "session.json")
+        return out
+
+
+class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
+    """The async twin of :class:`FineTuneSession`: the same steps, awaited.
+
+    Takes the same arguments (``backend`` may be an ``openai.AsyncOpenAI`` client); its parts
+    are :class:`~finetune_kit.files.AsyncFileUploader`, :class:`~finetune_kit.jobs.AsyncJobManager`
+    and :class:`~finetune_kit.inference.AsyncInferenceClient`.
+
+    Example:
+        ```python
+        async with AsyncFineTuneSession("local", model="gpt-4o-mini") as session:
+            await session.upload("train.jsonl")
+            job = await session.train()
+            print(await session.compare(["Tell me about Argon"]))
+        ```
+    """
+
+    _async = True
+
+    def __init__(self, backend: str | openai.AsyncOpenAI = "openai", **options: Any) -> None:
+        super().__init__(backend, **options)
+        self.files = AsyncFileUploader(self.client, policy=self.policy, progress=self.progress)
+        self.jobs = AsyncJobManager(
+            self.client,
+            policy=self.policy,
+            progress=self.progress,
+            follow_options=self.follow_options,
+        )
+        self.inference = AsyncInferenceClient(self.client, retry=self.policy)
+        if self.state.job_id is not None or self.state.training_file_id is not None:
+            self.save()
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], **options: Any) -> AsyncFineTuneSession:
+        """Carry on a session from its state file (see :meth:`FineTuneSession.resume`)."""
+        state = SessionState.load(path)
+        return cls(state_path=path, _state=state, **cls._resume_options(state, options))
+
+    async def aclose(self) -> None:
+        """Close the client and stop the local backend this session started."""
+        await self.client.close()
+        if self.local_backend is not None:
+            self.local_backend.stop()
+            self.local_backend = None
+
+    async def __aenter__(self) -> AsyncFineTuneSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def preflight(self, data: Any, *, validation: Any = None, **options: Any) -> PreflightReport:
+        """Check training data offline (no I/O, so not awaited); see the sync twin."""
+        from .data.validation import preflight
+
+        options.setdefault("model", self._preflight_model())
+        return preflight(data, validation=validation, **options)
+
+    async def upload(
+        self, data: Any, *, validation: Any = None, force: bool = False
+    ) -> UploadedFile:
+        """Preflight and upload training (and validation) data, once per content."""
+        report = self.preflight(data, validation=validation)
+        if not report.ok:
+            if not force:
+                raise PreflightFailedError(_refusal(report), report=report)
+            logger.warning(
+                "uploading despite %d preflight error(s): force=True", len(report.errors)
+            )
+        training = await self.files.upload(data, preflight=False)
+        checked = (
+            await self.files.upload(validation, preflight=False) if validation is not None else None
+        )
+        self._record_upload(training, checked)
+        return training
+
+    async def train(
+        self,
+        *,
+        method: Any = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        n_epochs: int | str | None = None,
+        batch_size: int | str | None = None,
+        learning_rate_multiplier: float | str | None = None,
+        suffix: str | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        wandb: Any = None,
+        follow: bool = True,
+        timeout: float | None = None,
+        on_update: Callable[[JobUpdate], Any] | None = None,
+        restart: bool = False,
+    ) -> FineTuningJob:
+        """Create the fine-tuning job (once) and, by default, follow it to the end."""
+        existing = self._existing_job_decision(restart)
+        if existing is not None:
+            job = await self.jobs.retrieve(existing)
+            self._record_job(job)
+        else:
+            training = self._prepare_new_job(restart)
+            chosen, params = self._method(
+                method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
+            )
+            job = await self.jobs.create(
+                model=self.model,
+                training_file=training,
+                validation_file=self.state.validation_file_id,
+                method=chosen,
+                hyperparameters=params,
+                suffix=suffix,
+                seed=seed,
+                metadata=metadata,
+                wandb=wandb,
+                idempotency_key=self.state.job_key,
+            )
+            self._record_created(job, chosen)
+        if follow and job.status not in TERMINAL_STATUSES:
+            return await self.wait(timeout=timeout, on_update=on_update)
+        return job
+
+    async def attach(self, job_id: str) -> FineTuningJob:
+        """Make an existing job this session's job."""
+        job = await self.jobs.retrieve(job_id)
+        self._adopt(job)
+        return job
+
+    async def status(self) -> FineTuningJob:
+        """Retrieve the session's job and save its status."""
+        job = await self.jobs.retrieve(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    async def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[JobUpdate], Any] | None = None,
+    ) -> FineTuningJob:
+        """Follow the session's job until it ends; save the tuned model and its checkpoints."""
+        job_id = self._job_id(None)
+        try:
+            job = await self.jobs.wait(job_id, timeout=timeout, on_update=on_update)
+        finally:
+            await self._refresh_after_follow(job_id)
+        return job
+
+    async def follow(self, *, timeout: float | None = None) -> AsyncIterator[JobUpdate]:
+        """Yield the session's job updates until it ends."""
+        job_id = self._job_id(None)
+        try:
+            async for update in self.jobs.follow(job_id, timeout=timeout):
+                yield update
+        finally:
+            await self._refresh_after_follow(job_id)
+
+    async def _refresh_after_follow(self, job_id: str) -> None:
+        try:
+            job = await self.jobs.retrieve(job_id)
+        except openai.OpenAIError as exc:
+            logger.debug("could not refresh job %s after following it: %s", job_id, exc)
+            return
+        self._record_job(job)
+        if job.status == "succeeded":
+            await self.checkpoints()
+
+    async def cancel(self) -> FineTuningJob:
+        """Cancel the session's job."""
+        job = await self.jobs.cancel(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    async def pause(self) -> FineTuningJob:
+        """Pause the session's job."""
+        job = await self.jobs.pause(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    async def resume_job(self) -> FineTuningJob:
+        """Resume the session's paused job."""
+        job = await self.jobs.resume(self._job_id(None))
+        self._record_job(job)
+        return job
+
+    async def checkpoints(self) -> list[Any]:
+        """The job's checkpoints, newest first (also saved in the state)."""
+        checkpoints = await self.jobs.checkpoints(self._job_id(None))
+        self._record_checkpoints(checkpoints)
+        return checkpoints
+
+    async def metrics(self) -> MetricSeries:
+        """The job's per-step metrics: from its result file once it has one, else its events."""
+        job = await self.jobs.retrieve(self._job_id(None))
+        if job.result_files:
+            return await self.jobs.results(job)
+        return MetricSeries.from_events(await self.jobs.events(job.id))
+
+    async def chat(
+        self,
+        messages: Any,
+        *,
+        model: str | None = None,
+        checkpoint: int | str | None = None,
+        base: bool = False,
+        system: str | None = None,
+        **params: Any,
+    ) -> ChatReply:
+        """Chat with the tuned model (default), one of its checkpoints, or the base model."""
+        if model is None and isinstance(checkpoint, int) and not self.state.checkpoints:
+            await self.checkpoints()
+        chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
+        self._check_lifecycle(chosen, new_job=False)
+        return await self.inference.chat(chosen, messages, system=system, **params)
+
+    async def compare(
+        self, prompts: Any, *, system: str | None = None, **params: Any
+    ) -> Comparison:
+        """Ask the base and the tuned model the same prompts, side by side."""
+        base, tuned = self._pair_for_inference()
+        return await self.inference.compare(base, tuned, prompts, system=system, **params)
+
+    async def evaluate(
+        self, examples: Iterable[Any], scorers: Any = None, **options: Any
+    ) -> PairedEvaluationReport:
+        """Score base and tuned model on held-out examples: flips and a bootstrap interval."""
+        base, tuned = self._pair_for_inference()
+        return await self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
+
+    async def export(self, folder: str | os.PathLike[str]) -> Path:
+        """Download the job's artifacts into ``folder`` (see :meth:`FineTuneSession.export`)."""
+        out = await aexport_job(self.client, self._job_id(None), folder, policy=self.policy)
+        self.state.save(out / "session.json")
+        return out

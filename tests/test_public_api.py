@@ -30,3 +30,20 @@ def test_exported_objects_belong_to_the_top_level_module() -> None:
         obj = getattr(finetune_kit, name)
         if isinstance(obj, type) or callable(obj):
             assert obj.__module__ == "finetune_kit", name
+
+
+def test_importing_the_package_does_not_load_the_local_extra() -> None:
+    import subprocess
+    import sys
+
+    heavy = "('torch', 'transformers', 'fastapi', 'pandas')"
+    code = f"import sys, finetune_kit; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_local_backend_is_exported_lazily() -> None:
+    from finetune_kit.local import LocalBackend
+
+    assert finetune_kit.LocalBackend is LocalBackend
+    assert LocalBackend.__module__ == "finetune_kit"

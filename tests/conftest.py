@@ -6,6 +6,7 @@ Tests talk to the real local backend over HTTP; fixtures for it live in tests/fi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,9 +31,13 @@ _LEAKY_ENV = (
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in _LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
     for name in list(os.environ):
         if name.startswith("FINETUNE_KIT_"):
             monkeypatch.delenv(name, raising=False)
+    # The uploader remembers uploads in the user's cache folder; each test keeps its own.
+    monkeypatch.setenv("FINETUNE_KIT_CACHE_DIR", str(tmp_path / "finetune_kit-cache"))
+    # The local backend's default data folder is in the user's data folder; likewise.
+    monkeypatch.setenv("FINETUNE_KIT_LOCAL_DATA_DIR", str(tmp_path / "finetune_kit-local"))

@@ -1,0 +1,712 @@
+"""The ``finetune-kit`` command: the whole workflow from a terminal or a script.
+
+Every command works on a session state file (``--state``, default
+``finetune_kit_session.json``), so ``upload``, ``train``, ``status`` and ``chat`` run as separate
+processes carry on from each other. ``--json`` prints one JSON document for scripts. Exit codes:
+
+| code | meaning |
+|---|---|
+| 0 | success |
+| 1 | an error finetune_kit could not classify further |
+| 2 | bad usage (unknown option, bad parameter value, a step before its prerequisite) |
+| 3 | the data has errors (preflight, JSONL decoding, record validation) |
+| 4 | the job failed |
+| 5 | the job was cancelled |
+| 6 | waiting timed out (the job goes on) |
+| 7 | the API refused a request (authentication, not found, bad request...) |
+| 130 | interrupted (Ctrl-C); a job being followed keeps running |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._version import __version__
+from .errors import (
+    ConfigurationError,
+    DataError,
+    FinetuneKitError,
+    JobCancelledError,
+    JobFailedError,
+    JobTimeoutError,
+    SessionError,
+)
+
+__all__ = ["EXIT_CODES", "build_parser", "main"]
+
+EXIT_CODES = {
+    "ok": 0,
+    "error": 1,
+    "usage": 2,
+    "data": 3,
+    "job_failed": 4,
+    "job_cancelled": 5,
+    "timeout": 6,
+    "api": 7,
+    "interrupted": 130,
+}
+
+_DEFAULT_STATE = "finetune_kit_session.json"
+_BACKEND_ENV = "FINETUNE_KIT_BACKEND"
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+class _Output:
+    """Prints for people, or one JSON document for scripts."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def result(self, value: Any, text: str | None = None) -> None:
+        if self.as_json:
+            print(json.dumps(_jsonable(value), indent=2, ensure_ascii=False, default=str))
+        elif text is not None:
+            print(text)
+
+    def note(self, message: str) -> None:
+        # Progress notes go to stderr, so stdout stays the result (and valid JSON with --json).
+        print(message, file=sys.stderr)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------- sessions
+
+
+def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
+    """Open the session the state file names, or a new one for ``--backend``."""
+    from .session import FineTuneSession
+
+    path = Path(args.state)
+    options: dict[str, Any] = {"progress": not args.json and not args.quiet}
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise ConfigurationError(
+                f"--api-key-env names {args.api_key_env}, which is not set", param="--api-key-env"
+            )
+        options["api_key"] = key
+    if args.local_model:
+        options["local_model"] = args.local_model
+    if args.local_data_dir:
+        options["local_data_dir"] = args.local_data_dir
+    if path.exists():
+        from .state import SessionState
+
+        state = SessionState.load(path)
+        if args.backend and args.backend not in (state.backend, state.base_url):
+            raise ConfigurationError(
+                f"{path} belongs to a session on the {state.backend!r} backend; pass another "
+                "--state file for a new session",
+                param="--backend",
+            )
+        if args.base_url:
+            options["base_url"] = args.base_url
+        session = FineTuneSession.resume(path, **options)
+        if model is not None:
+            session.state.base_model = model
+        return session
+    backend = args.backend or os.environ.get(_BACKEND_ENV) or "openai"
+    return FineTuneSession(backend, base_url=args.base_url, model=model, state_path=path, **options)
+
+
+def _job_view(job: Any) -> str:
+    lines = [f"job {job.id}: {job.status}", f"  model: {job.model}"]
+    if job.fine_tuned_model:
+        lines.append(f"  fine-tuned model: {job.fine_tuned_model}")
+    if job.trained_tokens:
+        lines.append(f"  trained tokens: {job.trained_tokens}")
+    if job.error is not None and job.error.message:
+        lines.append(f"  error: {job.error.code}: {job.error.message}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
+    from .data.fixes import autofix
+    from .data.validation import preflight
+
+    report = preflight(
+        Path(args.file),
+        validation=Path(args.validation) if args.validation else None,
+        model=None if args.model == "none" else args.model,
+    )
+    if args.fix:
+        fixed = autofix(Path(args.file), system_prompt=args.system_prompt)
+        fixed.dataset.to_jsonl(args.fix)
+        out.note(f"wrote {args.fix} ({len(fixed.changes)} change(s))")
+    out.result(report.to_dict(), report.summary())
+    return EXIT_CODES["ok"] if report.ok else EXIT_CODES["data"]
+
+
+def _cmd_build(args: argparse.Namespace, out: _Output) -> int:
+    from .data.builders import build_dataset
+
+    options: dict[str, Any] = {"user": args.user, "assistant": args.assistant}
+    if args.system:
+        options["system"] = args.system
+    dataset = build_dataset("template", Path(args.source), **options)
+    written = {"training": str(args.output), "examples": len(dataset)}
+    if args.validation_split:
+        training, validation = dataset.split(validation=args.validation_split, seed=args.seed)
+        training.to_jsonl(args.output)
+        target = args.validation_output or str(Path(args.output).with_suffix(".validation.jsonl"))
+        validation.to_jsonl(target)
+        written.update(
+            examples=len(training), validation=target, validation_examples=len(validation)
+        )
+    else:
+        dataset.to_jsonl(args.output)
+    text = f"wrote {written['examples']} example(s) to {args.output}"
+    if "validation" in written:
+        text += f" and {written['validation_examples']} to {written['validation']}"
+    out.result(written, text)
+    return EXIT_CODES["ok"]
+
+
+def _cmd_upload(args: argparse.Namespace, out: _Output) -> int:
+    session = _session(args, model=args.model)
+    try:
+        uploaded = session.upload(
+            Path(args.file),
+            validation=Path(args.validation) if args.validation else None,
+            force=args.force,
+        )
+        state = session.state
+        out.result(
+            {
+                "training_file": uploaded.id,
+                "validation_file": state.validation_file_id,
+                "reused": uploaded.reused,
+            },
+            f"training file: {uploaded.id}{' (already uploaded)' if uploaded.reused else ''}"
+            + (
+                f"\nvalidation file: {state.validation_file_id}" if state.validation_file_id else ""
+            ),
+        )
+    finally:
+        session.close()
+    return EXIT_CODES["ok"]
+
+
+def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
+    session = _session(args, model=args.model)
+    try:
+        if args.file:
+            session.upload(
+                Path(args.file),
+                validation=Path(args.validation) if args.validation else None,
+                force=args.force,
+            )
+        hyperparameters = _hyperparameters(args)
+        follow = args.follow
+        if session.local_backend is not None and not follow:
+            out.note(
+                "note: the local backend runs inside this command; without --follow the job "
+                "waits until a later command (status, events --follow...) starts it again, or "
+                "run 'finetune-kit local serve' and pass --base-url"
+            )
+        job = session.train(
+            method=args.method,
+            hyperparameters=hyperparameters or None,
+            suffix=args.suffix,
+            seed=args.seed,
+            follow=follow,
+            timeout=args.timeout,
+            on_update=None if args.json else _printer(out),
+        )
+        out.result(job, _job_view(job))
+    finally:
+        session.close()
+    return EXIT_CODES["ok"]
+
+
+_HYPERPARAMETER_FLAGS = {
+    "n_epochs": "epochs",
+    "batch_size": "batch_size",
+    "learning_rate_multiplier": "learning_rate_multiplier",
+    "beta": "beta",
+}
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameter flags given, as numbers or ``"auto"``."""
+    parsed: dict[str, Any] = {}
+    for name, attribute in _HYPERPARAMETER_FLAGS.items():
+        raw = getattr(args, attribute)
+        if raw is None:
+            continue
+        if raw == "auto":
+            parsed[name] = raw
+            continue
+        try:
+            parsed[name] = int(raw) if name in ("n_epochs", "batch_size") else float(raw)
+        except ValueError as exc:
+            flag = "--" + attribute.replace("_", "-")
+            raise ConfigurationError(
+                f"{flag} must be a number or 'auto', got {raw!r}", param=flag
+            ) from exc
+    return parsed
+
+
+def _printer(out: _Output) -> Callable[[Any], None]:
+    from .metrics import MetricPoint
+    from .views import JobEvent
+
+    def show(update: Any) -> None:
+        # Metric points duplicate their "Step N/M" event: print the event only.
+        if isinstance(update, JobEvent):
+            out.note(f"  {update.message}")
+        elif not isinstance(update, MetricPoint):
+            out.note(f"  status: {getattr(update, 'status', update)}")
+
+    return show
+
+
+def _with_job(args: argparse.Namespace, action: Callable[[Any, str | None], Any]) -> Any:
+    session = _session(args)
+    try:
+        if getattr(args, "job_id", None):
+            session.attach(args.job_id)
+        return action(session, getattr(args, "job_id", None))
+    finally:
+        session.close()
+
+
+def _cmd_status(args: argparse.Namespace, out: _Output) -> int:
+    job = _with_job(args, lambda s, _: s.status())
+    out.result(job, _job_view(job))
+    return EXIT_CODES["ok"]
+
+
+def _cmd_events(args: argparse.Namespace, out: _Output) -> int:
+    def run(session: Any, _: str | None) -> list[Any]:
+        from .views import JobEvent
+
+        if not args.follow:
+            return [JobEvent.of(e) for e in session.jobs.events(session.state.job_id)]
+        seen: list[Any] = []
+        for update in session.follow(timeout=args.timeout):
+            if isinstance(update, JobEvent):
+                seen.append(update)
+                if not out.as_json:
+                    print(_event_line(update), flush=True)
+        return seen
+
+    events = _with_job(args, run)
+    if args.follow and not out.as_json:
+        return EXIT_CODES["ok"]
+    out.result(events, "\n".join(_event_line(e) for e in events))
+    return EXIT_CODES["ok"]
+
+
+def _event_line(event: Any) -> str:
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(event.created_at, dt.timezone.utc).strftime("%H:%M:%S")
+    return f"{when}  {event.level:<5}  {event.message}"
+
+
+def _job_action(name: str) -> Callable[[argparse.Namespace, _Output], int]:
+    def command(args: argparse.Namespace, out: _Output) -> int:
+        job = _with_job(args, lambda s, _: getattr(s, name)())
+        out.result(job, _job_view(job))
+        return EXIT_CODES["ok"]
+
+    return command
+
+
+def _cmd_checkpoints(args: argparse.Namespace, out: _Output) -> int:
+    checkpoints = _with_job(args, lambda s, _: s.checkpoints())
+    rows = [
+        f"step {c.step_number:>6}  {c.fine_tuned_model_checkpoint}"
+        + (f"  train_loss={c.metrics.train_loss:.4f}" if c.metrics.train_loss is not None else "")
+        for c in checkpoints
+    ]
+    out.result(checkpoints, "\n".join(rows) or "no checkpoints yet")
+    return EXIT_CODES["ok"]
+
+
+def _cmd_chat(args: argparse.Namespace, out: _Output) -> int:
+    session = _session(args)
+    try:
+        checkpoint: int | str | None = args.checkpoint
+        if isinstance(checkpoint, str) and checkpoint.isdigit():
+            checkpoint = int(checkpoint)
+        reply = session.chat(
+            args.prompt,
+            model=args.model,
+            checkpoint=checkpoint,
+            base=args.base,
+            system=args.system,
+            **_sampling(args),
+        )
+    finally:
+        session.close()
+    out.result(reply, reply.text)
+    return EXIT_CODES["ok"]
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    return params
+
+
+def _cmd_compare(args: argparse.Namespace, out: _Output) -> int:
+    prompts = list(args.prompts)
+    if args.prompts_file:
+        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        prompts.extend(line for line in lines if line.strip())
+    if not prompts:
+        raise ConfigurationError(
+            "give prompts as arguments or with --prompts-file", param="prompts"
+        )
+    session = _session(args)
+    try:
+        comparison = session.compare(prompts, system=args.system, **_sampling(args))
+    finally:
+        session.close()
+    out.result(comparison, str(comparison))
+    return EXIT_CODES["ok"]
+
+
+def _cmd_eval(args: argparse.Namespace, out: _Output) -> int:
+    from .data.dataset import Dataset
+
+    examples = Dataset.from_jsonl(Path(args.file))
+    session = _session(args)
+    try:
+        report = session.evaluate(
+            examples,
+            _scorers(args.scorer),
+            concurrency=args.concurrency,
+            **_sampling(args),
+        )
+    finally:
+        session.close()
+    out.result(report, str(report))
+    return EXIT_CODES["ok"]
+
+
+def _scorers(specs: Sequence[str] | None) -> list[Any]:
+    from .scorers import Contains, ExactMatch, RegexMatch, ValidJSON
+
+    chosen: list[Any] = []
+    for spec in specs or ["exact"]:
+        name, _, argument = spec.partition(":")
+        if name == "exact":
+            chosen.append(ExactMatch())
+        elif name == "contains":
+            chosen.append(Contains())
+        elif name == "regex" and argument:
+            chosen.append(RegexMatch(argument))
+        elif name == "json":
+            chosen.append(ValidJSON())
+        else:
+            raise ConfigurationError(
+                f"unknown scorer {spec!r}: use exact, contains, regex:PATTERN or json",
+                param="--scorer",
+            )
+    return chosen
+
+
+def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
+    folder = _with_job(args, lambda s, _: s.export(args.folder))
+    files = sorted(p.name for p in Path(folder).iterdir())
+    out.result(
+        {"folder": str(folder), "files": files}, f"exported to {folder}: " + ", ".join(files)
+    )
+    return EXIT_CODES["ok"]
+
+
+def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
+    try:
+        from .local.server import serve
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the local backend needs the 'local' extra: pip install 'finetune-kit[local]' "
+            "(on a CPU-only machine, pip install torch==2.13.0 first)",
+            param="local serve",
+        ) from exc
+    aliases = {}
+    for pair in args.alias or []:
+        name, sep, target = pair.partition("=")
+        if not sep or not name or not target:
+            raise ConfigurationError(f"--alias takes NAME=MODEL, got {pair!r}", param="--alias")
+        aliases[name] = target
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if args.api_key_env and not api_key:
+        raise ConfigurationError(f"{args.api_key_env} is not set", param="--api-key-env")
+    serve(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        api_key=api_key,
+        default_model=args.model,
+        aliases=aliases or None,
+        faults=args.faults,
+    )
+    return EXIT_CODES["ok"]
+
+
+def _cmd_quickstart(args: argparse.Namespace, out: _Output) -> int:
+    from .quickstart import run_quickstart
+
+    result = run_quickstart(model=args.model, output_dir=Path(args.output), progress=not args.quiet)
+    out.result(result.to_dict(), None)
+    return EXIT_CODES["ok"]
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def _add_job_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "job_id", nargs="?", help="the job (default: the session's job from --state)"
+    )
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (0: greedy)")
+    parser.add_argument("--system", help="a system message to put first")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``finetune-kit`` (its help texts are the CLI's documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="finetune-kit",
+        description="Prepare, preflight, upload, train, follow and use fine-tuned models on "
+        "OpenAI, Azure OpenAI, any compatible server, or the local backend.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--backend",
+        help="openai, azure, local, or a base URL (default: the state file's, else "
+        f"${_BACKEND_ENV}, else openai)",
+    )
+    parser.add_argument("--base-url", help="the API base URL (for local: a running server)")
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="read the API key from this environment variable (keys are never flags)",
+    )
+    parser.add_argument(
+        "--state",
+        default=_DEFAULT_STATE,
+        help=f"the session state file (default: {_DEFAULT_STATE})",
+    )
+    parser.add_argument("--local-model", help="the local backend's base model for OpenAI names")
+    parser.add_argument("--local-data-dir", help="the local backend's data folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace, _Output], int], text: str) -> Any:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    p = add("preflight", _cmd_preflight, "check a JSONL training file offline")
+    p.add_argument("file", help="the training file")
+    p.add_argument("--validation", help="a validation file (checked for overlap too)")
+    p.add_argument(
+        "--model",
+        default="gpt-4o-mini-2024-07-18",
+        help="the base model, for token limits and cost ('none': no limit, no cost)",
+    )
+    p.add_argument("--fix", metavar="OUT", help="write a safely fixed copy to OUT")
+    p.add_argument("--system-prompt", help="with --fix: add this system prompt where missing")
+
+    p = add("build", _cmd_build, "build chat examples from CSV or JSONL rows through templates")
+    p.add_argument("source", help="a .csv, .tsv or .jsonl file of rows")
+    p.add_argument("--user", required=True, help="user template, e.g. 'Tell me about {element}'")
+    p.add_argument("--assistant", required=True, help="assistant template, e.g. '{limerick}'")
+    p.add_argument("--system", help="a system prompt for every example")
+    p.add_argument("-o", "--output", required=True, help="the training JSONL to write")
+    p.add_argument("--validation-split", type=float, help="hold out this fraction, e.g. 0.1")
+    p.add_argument("--validation-output", help="where the held-out examples go")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+
+    p = add("upload", _cmd_upload, "preflight and upload training data (once per content)")
+    p.add_argument("file", help="the training file")
+    p.add_argument("--validation", help="a validation file")
+    p.add_argument("--model", help="the base model (recorded in the session)")
+    p.add_argument("--force", action="store_true", help="upload despite preflight errors")
+
+    p = add("train", _cmd_train, "create the fine-tuning job (once) and optionally follow it")
+    p.add_argument("--model", help="the base model (default: the session's)")
+    p.add_argument("--file", help="upload this training file first")
+    p.add_argument("--validation", help="with --file: a validation file")
+    p.add_argument("--force", action="store_true", help="with --file: upload despite errors")
+    p.add_argument(
+        "--method", choices=["supervised", "dpo", "reinforcement"], help="default supervised"
+    )
+    p.add_argument("--epochs", help="n_epochs (a number or auto)")
+    p.add_argument("--batch-size", help="batch_size (a number or auto)")
+    p.add_argument("--learning-rate-multiplier", help="learning_rate_multiplier (or auto)")
+    p.add_argument("--beta", help="DPO beta (or auto)")
+    p.add_argument("--suffix", help="put into the fine-tuned model's name")
+    p.add_argument("--seed", type=int, help="training seed")
+    p.add_argument("--follow", action="store_true", help="follow the job until it ends")
+    p.add_argument("--timeout", type=float, help="with --follow: stop following after seconds")
+
+    p = add("status", _cmd_status, "show the job's status")
+    _add_job_id(p)
+    p = add("events", _cmd_events, "show the job's events, oldest first")
+    _add_job_id(p)
+    p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--timeout", type=float, help="with --follow: stop after seconds")
+    for name, method, text in (
+        ("cancel", "cancel", "cancel the job"),
+        ("pause", "pause", "pause the job"),
+        ("resume", "resume_job", "resume the paused job"),
+    ):
+        _add_job_id(add(name, _job_action(method), text))
+    p = add("checkpoints", _cmd_checkpoints, "list the job's checkpoints, newest first")
+    _add_job_id(p)
+
+    p = add("chat", _cmd_chat, "ask the tuned model (or a checkpoint, or the base model)")
+    p.add_argument("prompt", help="what to ask")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="any model name")
+    which.add_argument("--checkpoint", help="a checkpoint's step number or model name")
+    which.add_argument("--base", action="store_true", help="ask the base model")
+    _add_sampling(p)
+
+    p = add("compare", _cmd_compare, "ask the base and the tuned model, side by side")
+    p.add_argument("prompts", nargs="*", help="the prompts")
+    p.add_argument("--prompts-file", help="more prompts, one per line")
+    _add_sampling(p)
+
+    p = add("eval", _cmd_eval, "score base and tuned model on held-out chat examples")
+    p.add_argument(
+        "file", help="held-out chat examples (JSONL); the last assistant turn is the reference"
+    )
+    p.add_argument(
+        "--scorer",
+        action="append",
+        help="exact, contains, regex:PATTERN or json (repeatable; default exact)",
+    )
+    p.add_argument("--concurrency", type=int, default=8, help="requests at once (default 8)")
+    _add_sampling(p)
+
+    p = add("export", _cmd_export, "download the job's files, results, events and checkpoints")
+    p.add_argument("folder", help="where to write them")
+    _add_job_id(p)
+
+    local = add("local", _no_subcommand, "the local backend")
+    local_commands = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
+    p = local_commands.add_parser(
+        "serve",
+        help="run the local OpenAI-compatible server",
+        description="run the local OpenAI-compatible server that really fine-tunes (LoRA)",
+    )
+    p.set_defaults(handler=_cmd_local_serve)
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--data-dir", help="data folder (default: the user's data folder)")
+    p.add_argument(
+        "--api-key-env", metavar="VAR", help="require the key held in this environment variable"
+    )
+    p.add_argument("--model", help="base model OpenAI names map to (default smollm2-135m-instruct)")
+    p.add_argument("--alias", action="append", metavar="NAME=MODEL", help="add a model alias")
+    p.add_argument("--faults", action="store_true", help="enable fault injection (for tests)")
+
+    p = add("quickstart", _cmd_quickstart, "the whole workflow, offline, on the local backend")
+    p.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="local base model (default smollm2-135m-instruct; tiny-random for a fast check)",
+    )
+    p.add_argument(
+        "--output",
+        default="quickstart-output",
+        help="folder for the outputs (default quickstart-output)",
+    )
+    return parser
+
+
+def _no_subcommand(args: argparse.Namespace, out: _Output) -> NoReturn:
+    raise ConfigurationError("give a subcommand", param="command")  # argparse requires one
+
+
+def _exit_code(exc: BaseException) -> int:
+    import openai
+
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_CODES["interrupted"]
+    if isinstance(exc, JobFailedError):
+        return EXIT_CODES["job_failed"]
+    if isinstance(exc, JobCancelledError):
+        return EXIT_CODES["job_cancelled"]
+    if isinstance(exc, JobTimeoutError):
+        return EXIT_CODES["timeout"]
+    if isinstance(exc, DataError):
+        return EXIT_CODES["data"]
+    if isinstance(exc, (ConfigurationError, SessionError)):
+        return EXIT_CODES["usage"]
+    if isinstance(exc, openai.APIError):
+        return EXIT_CODES["api"]
+    return EXIT_CODES["error"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``finetune-kit``; returns the exit code (see the module docstring).
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    out = _Output(args.json)
+    handler: Callable[[argparse.Namespace, _Output], int] = args.handler
+    try:
+        return handler(args, out)
+    except KeyboardInterrupt:
+        out.note("interrupted")
+        return EXIT_CODES["interrupted"]
+    except (FinetuneKitError, Exception) as exc:  # every error becomes a message and a code
+        code = _exit_code(exc)
+        if code == EXIT_CODES["error"] and args.verbose:
+            raise
+        out.note(f"error: {exc}")
+        record = getattr(exc, "record", None)
+        if record:
+            out.note(f"  the line: {record}")
+        if args.json:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc), "exit_code": code}))
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

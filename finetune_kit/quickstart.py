@@ -64,6 +64,7 @@ class QuickstartResult:
         loss_curve: The PNG of the training loss.
         output_dir: Where everything was written (state, backend data, PNG, comparison).
         seconds: Wall time of the whole run.
+        train_loss: The training loss at each step.
     """
 
     job_id: str
@@ -73,7 +74,7 @@ class QuickstartResult:
     loss_curve: Path
     output_dir: Path
     seconds: float
-    steps: list[int] = field(default_factory=list)
+    train_loss: list[float | None] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
@@ -179,7 +180,7 @@ def run_quickstart(
             loss_curve=loss_curve,
             output_dir=out,
             seconds=time.monotonic() - started,
-            steps=metrics.steps,
+            train_loss=metrics.train_loss,
         )
     _say(f"done in {result.seconds:.0f} s; session state in {state_path}", progress)
     return result

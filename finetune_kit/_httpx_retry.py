@@ -10,7 +10,7 @@ a longer one meaning "do not retry"), reusing the policy's own header parsing.
 attempts, deadline, backoff, sleep and clock whose decision asks :func:`classify_httpx_error`
 first and leaves every other exception to the given policy's own ``decide``.
 
-Example:
+Examples:
     >>> import httpx
     >>> request = httpx.Request("GET", "https://management.azure.com/x")
     >>> response = httpx.Response(429, headers={"Retry-After": "3"}, request=request)

@@ -13,7 +13,7 @@ The decision is one pure function, :func:`classify_exception`; tenacity's ``Retr
 ``AsyncRetrying`` drive it, so the sync and async paths decide identically. ``sleep`` and the
 clock are injectable, so tests never wait on a real clock.
 
-Example:
+Examples:
     >>> slept = []
     >>> policy = RetryPolicy(sleep=slept.append)
     >>> policy.call(lambda: "done")
@@ -98,7 +98,7 @@ def parse_retry_after(
         The delay in seconds (possibly zero, negative or huge: the caller judges it), or ``None``
         when no usable header is present.
 
-    Example:
+    Examples:
         >>> parse_retry_after({"Retry-After": "2"})
         2.0
         >>> parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"})
@@ -168,7 +168,7 @@ def classify_exception(
     Returns:
         The decision, with the server's delay when it asked for one within range.
 
-    Example:
+    Examples:
         >>> classify_exception(ValueError("bad input")).retry
         False
     """
@@ -230,7 +230,7 @@ def backoff_delay(
     Returns:
         The delay in seconds, never negative.
 
-    Example:
+    Examples:
         >>> backoff_delay(3, rng=lambda: 0.0)
         4.0
     """
@@ -379,7 +379,7 @@ class RetryPolicy:
         clock: Monotonic clock measuring the deadline.
         rng: Source of uniform numbers in [0, 1) for the jitter.
 
-    Example:
+    Examples:
         >>> attempts = []
         >>> def flaky():
         ...     attempts.append(1)

@@ -118,7 +118,7 @@ def digest_bytes(data: bytes, *, md5: bool = False) -> ContentDigest:
     Returns:
         Its size and digests.
 
-    Example:
+    Examples:
         >>> digest_bytes(b"abc").sha256[:12]
         'ba7816bf8f01'
     """
@@ -156,7 +156,7 @@ def remote_filename(name: str, sha256: str, *, extension: str = ".jsonl") -> str
     Returns:
         The filename.
 
-    Example:
+    Examples:
         >>> remote_filename("my data!", "ab" * 32)
         'my-data.abababababab.jsonl'
     """
@@ -257,7 +257,7 @@ def plan_parts(size: int, part_size: int) -> list[PartSpec]:
     Raises:
         ConfigurationError: ``part_size`` is not in 1 byte .. 64 MB.
 
-    Example:
+    Examples:
         >>> [(p.offset, p.length) for p in plan_parts(10, 4)]
         [(0, 4), (4, 4), (8, 2)]
     """
@@ -280,7 +280,7 @@ class ProgressCounter:
     Args:
         update: Called with the number of new bytes (``tqdm.update``).
 
-    Example:
+    Examples:
         >>> counter = ProgressCounter(None)
         >>> counter.reached(0, 100); counter.reached(0, 40); counter.reached(1, 10)
         >>> counter.total
@@ -320,7 +320,7 @@ class SequentialDigest:
     Args:
         size: The content's size.
 
-    Example:
+    Examples:
         >>> digest = SequentialDigest(6)
         >>> digest.feed(0, b"abc"); digest.feed(0, b"abcd"); digest.feed(4, b"ef")
         >>> digest.result().sha256 == hashlib.sha256(b"abcdef").hexdigest()
@@ -380,7 +380,7 @@ class FileWindow(io.RawIOBase):
         digest: Hashes the bytes as they are read (a window starting at offset 0).
         name: The ``name`` attribute HTTP clients may read.
 
-    Example:
+    Examples:
         >>> window = FileWindow(b"0123456789", offset=2, length=5)
         >>> window.read(), window.seek(0), window.read(2)
         (b'23456', 0, b'23')
@@ -529,7 +529,7 @@ class UploadCache:
     Args:
         path: Where to keep the cache between runs, if anywhere.
 
-    Example:
+    Examples:
         >>> cache = UploadCache()
         >>> cache.put(UploadCache.key("http://h/v1", "fine-tune", "ab" * 32), "file-1")
         >>> cache.get(UploadCache.key("http://h/v1", "fine-tune", "ab" * 32))

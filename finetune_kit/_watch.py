@@ -52,7 +52,7 @@ class FollowOptions:
         status_interval: Longest time without looking at the job itself (default: max_interval).
         history: Emit the events that happened before following started (else skip them).
 
-    Example:
+    Examples:
         >>> FollowOptions(initial_interval=2, max_interval=30).status_interval
         30.0
     """
@@ -120,7 +120,7 @@ class EventTail:
     Feed the pages of one poll to :meth:`absorb` (it says when an older page is needed: only when
     the whole page was unseen), then :meth:`drain` the new events in time order.
 
-    Example:
+    Examples:
         >>> tail = EventTail()
         >>> tail.absorb([{"id": "e2", "created_at": 2}, {"id": "e1", "created_at": 1}])
         True

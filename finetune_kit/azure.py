@@ -12,7 +12,7 @@ Either way the client has the ``openai`` client's own retries off (``max_retries
 finetune_kit's retry policy does the retrying. A fine-tuned model must then be deployed before it
 answers: see :mod:`finetune_kit.azure_deploy`.
 
-Example:
+Examples:
     >>> client = azure_openai_client(
     ...     endpoint="https://my-resource.openai.azure.com/",
     ...     api_version="2024-10-21",
@@ -224,7 +224,7 @@ def azure_openai_client(
         ConfigurationError: A parameter is missing (naming it and its environment variable),
             two credentials were given, or a URL is not usable.
 
-    Example:
+    Examples:
         >>> client = azure_openai_client(
         ...     base_url="https://my-resource.openai.azure.com/openai/v1/", api_key="not-a-real-key"
         ... )

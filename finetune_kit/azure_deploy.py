@@ -26,7 +26,7 @@ Deployed fine-tuned models are billed an hourly hosting fee (Standard, Global St
 deleted; the Developer tier has no hosting fee and no SLA and is removed after 24 hours; a
 deployment inactive for 15 days is deleted (the model is kept).
 
-Example:
+Examples:
     >>> deployer = AzureDeployer(
     ...     "00000000-1111-2222-3333-444444444444", "rg-finetune", "my-aoai", token="not-a-token"
     ... )
@@ -140,7 +140,7 @@ def build_deployment_body(
     Raises:
         ConfigurationError: A parameter is empty or out of range.
 
-    Example:
+    Examples:
         >>> build_deployment_body("gpt-35-turbo-0125.ft-0123", capacity=2)["sku"]
         {'name': 'standard', 'capacity': 2}
     """
@@ -475,7 +475,7 @@ class AzureDeployer(_DeployerBase):
         http_client: An ``httpx.Client`` to use (its owner closes it); one is made otherwise.
         timeout: Per-request timeout in seconds, for the client made here.
 
-    Example:
+    Examples:
         >>> from finetune_kit.azure_deploy import AzureDeployer
         >>> def arm_token() -> str:  # e.g. DefaultAzureCredential().get_token(...).token
         ...     return "token-from-your-credential"
@@ -775,7 +775,7 @@ class AsyncAzureDeployer(_DeployerBase):
         http_client: An ``httpx.AsyncClient`` to use (its owner closes it); one is made otherwise.
         timeout: Per-request timeout in seconds, for the client made here.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> async def main() -> str:
         ...     async with AsyncAzureDeployer("sub-id", "my-rg", "my-aoai", token="t") as deployer:

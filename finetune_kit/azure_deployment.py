@@ -7,7 +7,7 @@ A deployment is an ARM resource,
 lenient, like every view of a server object in finetune_kit: unknown fields are kept, missing
 ones are ``None``, and a state never seen before is reported, not refused.
 
-Example:
+Examples:
     >>> dep = AzureDeployment.from_arm(
     ...     {
     ...         "name": "support-bot",
@@ -112,7 +112,7 @@ class AzureDeployment(_ArmView):
         sku: Its SKU, when reported.
         properties: Its properties.
 
-    Example:
+    Examples:
         >>> AzureDeployment.from_arm({"name": "bot", "properties": {"provisioningState": "New"}})
         AzureDeployment(name='bot', state='New', model=None)
     """
@@ -197,7 +197,7 @@ def provisioning_state_of(body: Mapping[str, Any]) -> str | None:
     Returns:
         The state, or ``None`` when there is no string state where it should be.
 
-    Example:
+    Examples:
         >>> provisioning_state_of({"properties": {"provisioningState": "Creating"}})
         'Creating'
         >>> provisioning_state_of({"properties": None}) is None

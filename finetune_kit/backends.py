@@ -13,7 +13,7 @@ finetune_kit's retry policy does the retrying, so the two never stack.
   :class:`~finetune_kit.local.LocalBackend` (or ``FineTuneSession("local")``).
 - a URL: any server speaking the same API; key from ``api_key`` or ``OPENAI_API_KEY``.
 
-Example:
+Examples:
     >>> client = make_client("https://llm.example.com/v1", api_key="not-a-real-key")
     >>> str(client.base_url), client.max_retries
     ('https://llm.example.com/v1/', 0)

@@ -39,7 +39,7 @@ from .errors import (
     SessionError,
 )
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "help_commands", "help_text", "main"]
 
 EXIT_CODES = {
     "ok": 0,
@@ -458,9 +458,9 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         if not sep or not name or not target:
             raise ConfigurationError(f"--alias takes NAME=MODEL, got {pair!r}", param="--alias")
         aliases[name] = target
-    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    if args.api_key_env and not api_key:
-        raise ConfigurationError(f"{args.api_key_env} is not set", param="--api-key-env")
+    # The flag is visible to other users of the machine (process list, shell history); the
+    # environment variable is the safer way, and the one `--backend local` clients read.
+    api_key = args.api_key or os.environ.get("FINETUNE_KIT_LOCAL_API_KEY") or None
     serve(
         host=args.host,
         port=args.port,
@@ -632,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--data-dir", help="data folder (default: the user's data folder)")
     p.add_argument(
-        "--api-key-env", metavar="VAR", help="require the key held in this environment variable"
+        "--api-key",
+        help="require this key (default: $FINETUNE_KIT_LOCAL_API_KEY, which keeps it out of the "
+        "process list; none: no key)",
     )
     p.add_argument("--model", help="base model OpenAI names map to (default smollm2-135m-instruct)")
     p.add_argument("--alias", action="append", metavar="NAME=MODEL", help="add a model alias")
@@ -650,6 +652,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the outputs (default quickstart-output)",
     )
     return parser
+
+
+def help_text(*command: str, width: int = 100) -> str:
+    """The ``--help`` text of ``finetune-kit [command...]``, at a fixed width.
+
+    The documentation shows these texts; a test checks they are current
+    (``scripts/cli-help`` rewrites them).
+
+    Args:
+        *command: The subcommand path, e.g. ``("local", "serve")``; none for the top level.
+        width: Line width (fixed, so the text does not depend on the terminal).
+    """
+    parser: argparse.ArgumentParser = build_parser()
+    for name in command:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = actions[0].choices[name]
+    # argparse reads the width from $COLUMNS; pin it so the text is the same everywhere.
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        return parser.format_help()
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+def help_commands() -> list[tuple[str, ...]]:
+    """Every command path of ``finetune-kit``, the top level first."""
+    paths: list[tuple[str, ...]] = [()]
+
+    def walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    paths.append((*prefix, name))
+                    walk(sub, (*prefix, name))
+
+    walk(build_parser(), ())
+    return paths
 
 
 def _no_subcommand(args: argparse.Namespace, out: _Output) -> NoReturn:

@@ -5,7 +5,7 @@ Everything here is pure: turning examples into :class:`EvalCase` values, collect
 :class:`PairedEvaluationReport` with flips and a bootstrap interval. The requests themselves are
 made by :class:`finetune_kit.inference.InferenceClient`.
 
-Example:
+Examples:
     >>> cases = to_eval_cases([("Capital of France?", "Paris")], system="Be terse.")
     >>> [m["role"] for m in cases[0].messages], cases[0].reference
     (['system', 'user'], 'Paris')
@@ -57,7 +57,7 @@ def message_text(content: Any) -> str:
     Returns:
         The text; image parts are left out, ``None`` gives ``""``.
 
-    Example:
+    Examples:
         >>> message_text([{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {}}])
         'Hi'
     """
@@ -85,7 +85,7 @@ class EvalCase:
         extra: Other top-level keys of the example (an RFT example's reference fields, say).
         source: The object the case was made from.
 
-    Example:
+    Examples:
         >>> case = EvalCase(messages=({"role": "user", "content": "2+2?"},), reference="4")
         >>> case.prompt_text
         '2+2?'
@@ -337,7 +337,7 @@ def bootstrap_mean_ci(
     Raises:
         ConfigurationError: No values, or a parameter out of range.
 
-    Example:
+    Examples:
         >>> bootstrap_mean_ci([0.5, 0.5, 0.5])
         (0.5, 0.5)
     """
@@ -373,7 +373,7 @@ class ExampleResult:
         scores: Each scorer's score, ``None`` when the scorer could not score this example.
         scorer_errors: Why a scorer gave ``None``, by scorer name.
 
-    Example:
+    Examples:
         >>> case = EvalCase(messages=({"role": "user", "content": "Hi"},))
         >>> ExampleResult(index=0, case=case, error="RateLimitError: slow down").ok
         False
@@ -420,7 +420,7 @@ class EvaluationReport:
         elapsed: Wall-clock seconds the evaluation took.
         concurrency: How many requests were allowed in flight at once.
 
-    Example:
+    Examples:
         >>> case = EvalCase(messages=({"role": "user", "content": "2+2?"},), reference="4")
         >>> report = EvaluationReport(
         ...     model="m", results=(ExampleResult(0, case, scores={"exact_match": 1.0}),),
@@ -670,7 +670,7 @@ class PairedEvaluationReport:
     Raises:
         ConfigurationError: The two reports are not on the same examples or scorers.
 
-    Example:
+    Examples:
         >>> case = EvalCase(messages=({"role": "user", "content": "2+2?"},), reference="4")
         >>> def report(model, score):
         ...     return EvaluationReport(model, (ExampleResult(0, case, scores={"em": score}),),

@@ -398,7 +398,7 @@ class FileUploader(_UploaderBase):
         wait_for_processing: Wait until the backend reports the file ``processed``.
         processing_timeout: Give up waiting after this many seconds.
 
-    Example:
+    Examples:
         >>> uploader = FileUploader(client)                       # doctest: +SKIP
         >>> uploaded = uploader.upload("train.jsonl")             # doctest: +SKIP
         >>> uploaded.id, uploaded.reused                          # doctest: +SKIP
@@ -618,7 +618,7 @@ class AsyncFileUploader(_UploaderBase):
 
     Hashing and preflight run in worker threads, so the event loop stays free.
 
-    Example:
+    Examples:
         >>> uploader = AsyncFileUploader(async_client)            # doctest: +SKIP
         >>> uploaded = await uploader.upload("train.jsonl")       # doctest: +SKIP
     """

@@ -7,7 +7,7 @@ assembly live in :class:`_InferenceBase`. Every request goes through the shared
 limits slow a run down but lose nothing: a request that still fails after its retries is
 recorded as that example's error, never dropped, and results keep the input order.
 
-Example:
+Examples:
     >>> import openai
     >>> client = InferenceClient(openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1"))
     >>> client
@@ -88,7 +88,7 @@ def model_name(model: Any) -> str:
     Raises:
         ConfigurationError: No name can be found, or the job has no fine-tuned model yet.
 
-    Example:
+    Examples:
         >>> model_name("ft:gpt-4o-mini:org::abc123")
         'ft:gpt-4o-mini:org::abc123'
     """
@@ -199,7 +199,7 @@ class Comparison:
         rows: One row per prompt, in the order given.
         elapsed: Wall-clock seconds the comparison took.
 
-    Example:
+    Examples:
         >>> case = EvalCase(messages=({"role": "user", "content": "Tell me about Neon"},))
         >>> def reply(text):
         ...     return ChatReply(text=text, model="m", finish_reason="stop", prompt_tokens=9,
@@ -521,7 +521,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
         retry: The retry policy; by default the library's shared one.
         concurrency: Requests in flight at once during compare and evaluate.
 
-    Example:
+    Examples:
         >>> import openai
         >>> inference = InferenceClient(openai.OpenAI(api_key="sk-test"), concurrency=16)
         >>> inference.concurrency
@@ -809,7 +809,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
         retry: The retry policy; by default the library's shared one.
         concurrency: Requests in flight at once during compare and evaluate.
 
-    Example:
+    Examples:
         >>> import openai
         >>> inference = AsyncInferenceClient(openai.AsyncOpenAI(api_key="sk-test"))
         >>> inference.concurrency

@@ -9,7 +9,7 @@ The API's limits, checked on your machine so a bad value fails at once with the 
 | ``metadata`` | at most 16 pairs; keys up to 64 characters, values up to 512, both strings |
 | ``integrations`` | only ``wandb``, with a ``project`` |
 
-Example:
+Examples:
     >>> check_suffix("support-bot", provider="azure")
     'support-bot'
     >>> sanitize_suffix("My Support Bot!", max_length=18)
@@ -215,7 +215,7 @@ class WandbIntegration(BaseModel):
         entity: The wandb team or user.
         tags: Extra tags for the run.
 
-    Example:
+    Examples:
         >>> WandbIntegration(project="ft", tags=["v1"]).to_param()
         {'type': 'wandb', 'wandb': {'project': 'ft', 'tags': ['v1']}}
     """

@@ -282,7 +282,7 @@ class JobManager(_JobManagerBase):
         progress: Show a progress bar while following (``None``: only on a terminal).
         local_files: Local copies of remote files (file id -> path), to show a failing line.
 
-    Example:
+    Examples:
         >>> jobs = JobManager(client)                                   # doctest: +SKIP
         >>> job = jobs.create(
         ...     model="gpt-4o-mini-2024-07-18", training_file=uploaded,
@@ -656,7 +656,7 @@ class JobManager(_JobManagerBase):
 class AsyncJobManager(_JobManagerBase):
     """The async twin of :class:`JobManager` (same arguments, same behaviour).
 
-    Example:
+    Examples:
         >>> jobs = AsyncJobManager(async_client)                                 # doctest: +SKIP
         >>> job = await jobs.create(model="gpt-4o-mini", training_file="file-abc")  # doctest: +SKIP
         >>> job = await jobs.wait(job.id)                                        # doctest: +SKIP

@@ -8,7 +8,7 @@ the date is near or past. :func:`check_new_jobs_allowed` warns about OpenAI's en
 fine-tuning jobs. :func:`export_job` copies everything a job produced into a folder, so nothing
 is lost when a platform closes.
 
-Example:
+Examples:
     >>> import datetime, warnings
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")

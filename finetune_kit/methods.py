@@ -16,7 +16,7 @@ the parameter named, not minutes later as a failed job. Every hyperparameter def
 | ``eval_interval`` / ``eval_samples`` | reinforcement | integer >= 1 |
 | ``reasoning_effort`` | reinforcement | ``default``, ``low``, ``medium``, ``high`` |
 
-Example:
+Examples:
     >>> method = SupervisedMethod(hyperparameters=SupervisedHyperparameters(n_epochs=3))
     >>> method.to_param()
     {'type': 'supervised', 'supervised': {'hyperparameters': {'n_epochs': 3}}}
@@ -93,7 +93,7 @@ class SupervisedHyperparameters(_Strict):
         batch_size: Examples per step, 1-256.
         learning_rate_multiplier: Scales the base learning rate; > 0.
 
-    Example:
+    Examples:
         >>> SupervisedHyperparameters(n_epochs=2, batch_size=4).to_param()
         {'n_epochs': 2, 'batch_size': 4}
     """
@@ -170,7 +170,7 @@ class ReinforcementHyperparameters(SupervisedHyperparameters):
 class SupervisedMethod(_Strict):
     """Supervised fine-tuning on chat examples.
 
-    Example:
+    Examples:
         >>> SupervisedMethod().to_param()
         {'type': 'supervised', 'supervised': {'hyperparameters': {}}}
     """
@@ -190,7 +190,7 @@ class SupervisedMethod(_Strict):
 class DpoMethod(_Strict):
     """Direct preference optimisation on preference pairs.
 
-    Example:
+    Examples:
         >>> DpoMethod(hyperparameters=DpoHyperparameters(beta=0.2)).to_param()["dpo"]
         {'hyperparameters': {'beta': 0.2}}
     """
@@ -214,7 +214,7 @@ class ReinforcementMethod(_Strict):
         grader: The grader object as the API documents it (``{"type": "string_check", ...}``).
         hyperparameters: The RFT hyperparameters.
 
-    Example:
+    Examples:
         >>> grader = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
         ...           "reference": "{{item.answer}}", "operation": "eq"}
         >>> ReinforcementMethod(grader=grader).to_param()["reinforcement"]["grader"]["type"]
@@ -294,7 +294,7 @@ def make_method(
         ConfigurationError: A value is out of range, unknown or missing; ``param`` names it
             (``method.hyperparameters.n_epochs``).
 
-    Example:
+    Examples:
         >>> try:
         ...     make_method("supervised", n_epochs=0)
         ... except ConfigurationError as exc:

@@ -10,7 +10,7 @@ Azure), so known aliases are mapped to one name.
 OpenAI serves the result file base64-encoded; :func:`decode_result_file` undoes that when the
 payload does not start with the CSV header.
 
-Example:
+Examples:
     >>> series = parse_result_csv("step,train_loss,valid_loss\n1,2.5,\n2,2.0,2.2\n")
     >>> series.steps, series.train_loss, series.valid_loss
     ([1, 2], [2.5, 2.0], [None, 2.2])
@@ -109,7 +109,7 @@ class MetricPoint(BaseModel):
         created_at: Unix time of the event the point came from, if any.
         extra: Every other key of the source, kept as found (numbers read as numbers).
 
-    Example:
+    Examples:
         >>> point = MetricPoint.from_data({"step": 3, "train_loss": 1.25, "reward": 0.5})
         >>> point.step, point.train_loss, point.extra
         (3, 1.25, {'reward': 0.5})
@@ -189,7 +189,7 @@ class MetricSeries(Sequence[MetricPoint]):
     Args:
         points: The points, in any order.
 
-    Example:
+    Examples:
         >>> series = MetricSeries(
         ...     [MetricPoint(step=2, train_loss=1.0), MetricPoint(step=1, train_loss=2.0)]
         ... )
@@ -428,7 +428,7 @@ def decode_result_file(content: bytes | str) -> str:
     Raises:
         DataError: The content is neither CSV nor base64-encoded CSV.
 
-    Example:
+    Examples:
         >>> decode_result_file(base64.b64encode(b"step,train_loss\n1,0.5\n"))
         'step,train_loss\n1,0.5\n'
     """

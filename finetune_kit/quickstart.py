@@ -6,7 +6,7 @@ this machine, follows the job with a progress bar, then asks the base and the tu
 elements that are not in the data, prints both answers side by side, and writes the loss curve
 as a PNG. Run it with ``finetune-kit quickstart`` (or ``scripts/quickstart`` on a fresh machine).
 
-Example:
+Examples:
     ```python
     from finetune_kit.quickstart import run_quickstart
 

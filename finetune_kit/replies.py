@@ -4,7 +4,7 @@ These are views of server objects, so they are lenient: anything the server leav
 ``None``, and the raw ``ChatCompletion`` is kept on :attr:`ChatReply.raw` for whatever a view
 does not carry.
 
-Example:
+Examples:
     >>> reply = ChatReply(text="Paris.", model="gpt-4o-mini", finish_reason="stop",
     ...                   prompt_tokens=12, completion_tokens=2, latency=0.31)
     >>> reply.total_tokens
@@ -32,7 +32,7 @@ class ReplyToolCall:
         arguments: The arguments exactly as sent: a JSON string (which may be invalid JSON).
         id: The call's id, when there is one.
 
-    Example:
+    Examples:
         >>> ReplyToolCall(name="add", arguments='{"a": 1, "b": 2}').parsed_arguments()
         {'a': 1, 'b': 2}
     """
@@ -78,7 +78,7 @@ class ChatReply:
         attempts: How many requests it took (1 when the first one succeeded).
         raw: The ``ChatCompletion`` as the ``openai`` client returned it.
 
-    Example:
+    Examples:
         >>> reply = ChatReply(text="Hi", model="m", finish_reason="stop", prompt_tokens=3,
         ...                   completion_tokens=1, latency=0.05)
         >>> str(reply)

@@ -9,7 +9,7 @@ Built-in: :class:`ExactMatch`, :class:`Contains`, :class:`RegexMatch`, :class:`V
 :class:`ToolCallMatch`, :class:`ModelJudge`; any callable ``(reply, case) -> float | bool``
 becomes a :class:`CallableScorer`. Write your own by subclassing :class:`Scorer`.
 
-Example:
+Examples:
     >>> from finetune_kit.replies import ChatReply
     >>> from finetune_kit.evaluation import EvalCase
     >>> case = EvalCase(messages=({"role": "user", "content": "Capital of France?"},),
@@ -80,7 +80,7 @@ class Scorer(abc.ABC):
         threshold: A score at or above this counts as right.
         needs_reference: Whether every example must carry a reference answer.
 
-    Example:
+    Examples:
         >>> class ShortAnswer(Scorer):
         ...     name = "short"
         ...     def score(self, reply, case):
@@ -140,7 +140,7 @@ class ExactMatch(Scorer):
             whitespace is always ignored).
         name: The report column's name.
 
-    Example:
+    Examples:
         >>> ExactMatch(ignore_case=True).name
         'exact_match'
     """
@@ -173,7 +173,7 @@ class Contains(Scorer):
         ignore_case: Search case-insensitively.
         name: The report column's name.
 
-    Example:
+    Examples:
         >>> Contains("limerick", ignore_case=True).needs_reference
         False
     """
@@ -209,7 +209,7 @@ class RegexMatch(Scorer):
     Raises:
         ConfigurationError: The pattern does not compile.
 
-    Example:
+    Examples:
         >>> RegexMatch(r"\d{4}").pattern.pattern
         '\\d{4}'
     """
@@ -243,7 +243,7 @@ class ValidJSON(Scorer):
         allow_code_fence: Accept JSON wrapped in a Markdown code fence (```json ... ```).
         name: The report column's name.
 
-    Example:
+    Examples:
         >>> ValidJSON(allow_code_fence=True).name
         'valid_json'
     """
@@ -290,7 +290,7 @@ class ToolCallMatch(Scorer):
             calls).
         name: The report column's name.
 
-    Example:
+    Examples:
         >>> ToolCallMatch().needs_reference
         True
     """
@@ -325,7 +325,7 @@ class CallableScorer(Scorer):
         threshold: A score at or above this counts as right.
         needs_reference: Whether every example must carry a reference answer.
 
-    Example:
+    Examples:
         >>> def mentions_paris(reply, case):
         ...     return "paris" in reply.text.lower()
         >>> CallableScorer(mentions_paris).name
@@ -428,7 +428,7 @@ def parse_judge_score(text: str, *, scale: tuple[float, float] = (1, 10)) -> flo
     Returns:
         The score on the judge's scale, or ``None``.
 
-    Example:
+    Examples:
         >>> parse_judge_score("The answer is close. Score: 8")
         8.0
         >>> parse_judge_score("I'd say 4 out of 5", scale=(1, 5))
@@ -497,7 +497,7 @@ class ModelJudge(Scorer):
         name: The report column's name.
         **params: Chat parameters for the judge's requests (default ``temperature=0``).
 
-    Example:
+    Examples:
         >>> judge = ModelJudge("gpt-4.1-mini", scale=(1, 5))
         >>> judge.normalize(4)
         0.75
@@ -665,7 +665,7 @@ def resolve_scorers(
     Raises:
         ConfigurationError: An item is not a scorer, or two scorers share a name.
 
-    Example:
+    Examples:
         >>> short = lambda reply, case: len(reply.text) < 80
         >>> [s.name for s in resolve_scorers({"exact": "exact_match", "short": short})]
         ['exact', 'short']

@@ -7,7 +7,7 @@ it created remotely in a state file (:class:`~finetune_kit.state.SessionState`),
 atomically after every step that creates something. ``FineTuneSession.resume(path)`` carries on
 after a crash or a kernel restart without uploading or training twice.
 
-Example:
+Examples:
     ```python
     from finetune_kit import FineTuneSession, build_dataset
 
@@ -129,6 +129,12 @@ class _SessionCore(Generic[ClientT]):
             state.base_model = model
         self.state = state
         self.client: ClientT = client
+        self._make_parts()
+        if self.state.job_id is not None or self.state.training_file_id is not None:
+            self.save()
+
+    def _make_parts(self) -> None:
+        raise NotImplementedError  # each twin builds its sync or async parts
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -412,7 +418,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         state: The :class:`~finetune_kit.state.SessionState`.
         local_backend: The :class:`~finetune_kit.local.LocalBackend` this session started, if any.
 
-    Example:
+    Examples:
         ```python
         session = FineTuneSession("openai", model="gpt-4.1-mini-2025-04-14", state_path="run.json")
         session.upload("train.jsonl", validation="valid.jsonl")
@@ -421,8 +427,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         ```
     """
 
-    def __init__(self, backend: str | openai.OpenAI = "openai", **options: Any) -> None:
-        super().__init__(backend, **options)
+    def _make_parts(self) -> None:
         self.files = FileUploader(self.client, policy=self.policy, progress=self.progress)
         self.jobs = JobManager(
             self.client,
@@ -431,8 +436,6 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             follow_options=self.follow_options,
         )
         self.inference = InferenceClient(self.client, retry=self.policy)
-        if self.state.job_id is not None or self.state.training_file_id is not None:
-            self.save()
 
     # ------------------------------------------------------------------ lifecycle of the object
 
@@ -445,7 +448,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
 
         Args:
             path: The state file.
-            **options: Constructor options overriding what the file says.
+            **options: Constructor arguments (``api_key``, ``follow_options``...) overriding
+                what the file says.
 
         Returns:
             The session.
@@ -747,7 +751,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     are :class:`~finetune_kit.files.AsyncFileUploader`, :class:`~finetune_kit.jobs.AsyncJobManager`
     and :class:`~finetune_kit.inference.AsyncInferenceClient`.
 
-    Example:
+    Examples:
         ```python
         async with AsyncFineTuneSession("local", model="gpt-4o-mini") as session:
             await session.upload("train.jsonl")
@@ -758,8 +762,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
 
     _async = True
 
-    def __init__(self, backend: str | openai.AsyncOpenAI = "openai", **options: Any) -> None:
-        super().__init__(backend, **options)
+    def _make_parts(self) -> None:
         self.files = AsyncFileUploader(self.client, policy=self.policy, progress=self.progress)
         self.jobs = AsyncJobManager(
             self.client,
@@ -768,8 +771,6 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
             follow_options=self.follow_options,
         )
         self.inference = AsyncInferenceClient(self.client, retry=self.policy)
-        if self.state.job_id is not None or self.state.training_file_id is not None:
-            self.save()
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], **options: Any) -> AsyncFineTuneSession:

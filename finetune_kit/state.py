@@ -5,7 +5,7 @@ step that creates something remote, so a crash or a kernel restart between two s
 last complete state on disk. It never holds a secret: there is no field for one, and a base URL
 carrying credentials (``https://user:pass@host``) is refused.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.json"
     >>> state = SessionState(backend="local", base_model="gpt-4o-mini")

@@ -8,7 +8,7 @@ Following a job yields :data:`JobUpdate` items: a :class:`JobEvent` for every ev
 once, in time order), a :class:`~finetune_kit.metrics.MetricPoint` right after each ``metrics``
 event, and a :class:`StatusChange` whenever the job's status changes.
 
-Example:
+Examples:
     >>> change = StatusChange(job_id="ftjob-1", status="paused", previous="running")
     >>> change.terminal, change.known
     (False, True)

@@ -109,7 +109,7 @@ class JobWatcher:
         options: Polling settings.
         progress: Show a progress bar (``None``: only on a terminal).
 
-    Example:
+    Examples:
         >>> watcher = JobWatcher(client, options=FollowOptions(2))  # doctest: +SKIP
         >>> for update in watcher.follow("ftjob-abc"):              # doctest: +SKIP
         ...     print(update)
@@ -176,7 +176,7 @@ class JobWatcher:
 class AsyncJobWatcher:
     """The async twin of :class:`JobWatcher` (same decisions, same updates).
 
-    Example:
+    Examples:
         >>> watcher = AsyncJobWatcher(async_client)               # doctest: +SKIP
         >>> async for update in watcher.follow("ftjob-abc"):      # doctest: +SKIP
         ...     print(update)

@@ -5,7 +5,7 @@ A builder is a small class: a ``name``, a nested strict ``Options`` model, and o
 class decorator), or declare it in your package's ``finetune_kit.builders`` entry-point group;
 the built-in builders are declared the same way, in finetune_kit's own ``pyproject.toml``.
 
-Example:
+Examples:
     >>> from collections.abc import Iterator, Mapping
     >>> from finetune_kit.data.builders import BuilderOptions, DatasetBuilder
     >>> from finetune_kit.data.records import ChatExample
@@ -73,7 +73,7 @@ _RECORDS = (ChatExample, PreferenceExample, ReinforcementExample)
 class BuilderOptions(BaseModel):
     """Base class of a builder's ``Options``: strict, so a misspelt option is an error.
 
-    Example:
+    Examples:
         >>> class Options(BuilderOptions):
         ...     system: str | None = None
         >>> Options(system="Be terse.").system
@@ -98,7 +98,7 @@ class DatasetBuilder(ABC, Generic[OptionsT, ExampleT]):
     ``DatasetBuilder["MyBuilder.Options", ChatExample]`` makes ``build`` return a
     ``Dataset[ChatExample]`` to type checkers; leave it out for ``Dataset[TrainingExample]``.
 
-    Example:
+    Examples:
         >>> from collections.abc import Iterable, Iterator
         >>> from finetune_kit.data.records import ChatExample
         >>> class Echo(DatasetBuilder["Echo.Options"]):
@@ -220,7 +220,7 @@ class BuilderRegistry:
     Args:
         group: The entry-point group to read.
 
-    Example:
+    Examples:
         >>> registry = BuilderRegistry()
         >>> "qa" in registry.names()
         True
@@ -395,7 +395,7 @@ def register_builder(builder: Any = None, *, replace: bool = False) -> Any:
     Raises:
         BuilderError: The name is already taken and ``replace`` is false.
 
-    Example:
+    Examples:
         >>> from collections.abc import Iterable, Iterator
         >>> from finetune_kit.data.records import ChatExample
         >>> @register_builder
@@ -435,7 +435,7 @@ def get_builder(name: str) -> DatasetBuilder[Any, Any]:
     Raises:
         BuilderError: There is none; the error lists the builders that exist.
 
-    Example:
+    Examples:
         >>> get_builder("qa").name
         'qa'
     """
@@ -445,7 +445,7 @@ def get_builder(name: str) -> DatasetBuilder[Any, Any]:
 def available_builders() -> list[str]:
     """The names of all builders: built-in, registered, and declared by installed packages.
 
-    Example:
+    Examples:
         >>> {"qa", "template", "conversations", "tool_calls", "preferences"} <= set(available_builders())
         True
     """  # noqa: E501 -- a doctest line
@@ -465,7 +465,7 @@ def build_dataset(name: str, source: Any, /, **options: Any) -> Dataset[Training
         ConfigurationError: An option is unknown or invalid (the error names it).
         ExampleValidationError: A row is invalid (the error names the row and the column).
 
-    Example:
+    Examples:
         >>> ds = build_dataset("qa", [("Tell me about Neon", "Neon, a gas...")], system="Elle")
         >>> [m.role for m in ds[0].messages]
         ['system', 'user', 'assistant']

@@ -46,7 +46,7 @@ class QABuilder(DatasetBuilder["QABuilder.Options", ChatExample]):
     The source is an iterable of ``(question, answer)`` pairs, or a mapping of question to
     answer.
 
-    Example:
+    Examples:
         >>> ds = QABuilder().build({"Tell me about Neon": "Neon glows..."}, system="Elle")
         >>> [m.role for m in ds[0].messages]
         ['system', 'user', 'assistant']
@@ -91,7 +91,7 @@ class ConversationBuilder(DatasetBuilder["ConversationBuilder.Options", ChatExam
     ``(role, content, weight)`` tuple, or a bare string: strings alternate between user and
     assistant, starting with the user.
 
-    Example:
+    Examples:
         >>> talk = ["Hi", "Hello!", "Tell me about Neon", ("assistant", "Neon glows...", 1)]
         >>> ds = ConversationBuilder().build([talk], train_on="last")
         >>> [(m.role, getattr(m, "weight", None)) for m in ds[0].messages]
@@ -176,7 +176,7 @@ class ToolCallSpec(Record):
         result: What the tool returned: a string, or any JSON value (serialised).
         id: The call's id; ``call_1``, ``call_2``... when left out.
 
-    Example:
+    Examples:
         >>> ToolCallSpec.from_dict({"name": "add", "arguments": {"a": 2}, "result": 4}).arguments
         {'a': 2}
     """
@@ -214,7 +214,7 @@ class ToolCallItem(Record):
         answer: The assistant's final answer, written after reading the results.
         system: A system prompt for this example (overrides the builder's).
 
-    Example:
+    Examples:
         >>> call = {"name": "add", "arguments": '{"a":2,"b":2}', "result": 4}
         >>> item = ToolCallItem.from_dict({"user": "2+2?", "calls": [call], "answer": "4"})
         >>> item.calls[0].name, item.answer
@@ -234,7 +234,7 @@ class ToolCallBuilder(DatasetBuilder["ToolCallBuilder.Options", ChatExample]):
     ``name``, ``arguments`` and ``result``) and ``answer``. Arguments given as dicts are
     serialised to the JSON strings the API expects.
 
-    Example:
+    Examples:
         >>> item = {
         ...     "user": "Weather in Paris?",
         ...     "calls": [{"name": "get_weather", "arguments": {"city": "Paris"}, "result": {"c": 21}}],
@@ -330,7 +330,7 @@ class PreferenceBuilder(DatasetBuilder["PreferenceBuilder.Options", PreferenceEx
     ``chosen``, ``rejected`` by default), or ``(prompt, preferred, non_preferred)`` tuples. A
     prompt is a string (the user's message) or a list of message objects.
 
-    Example:
+    Examples:
         >>> rows = [{"prompt": "2+2?", "chosen": "4", "rejected": "22"}]
         >>> ex = PreferenceBuilder().build(rows)[0]
         >>> ex.preferred_output[0].content, ex.non_preferred_output[0].content

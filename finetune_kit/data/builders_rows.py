@@ -42,7 +42,7 @@ class Row:
         line: The file line the row starts on, or its number when it is not from a file.
         value: The row: a mapping of column to value for tables, anything for plain iterables.
 
-    Example:
+    Examples:
         >>> next(iter_rows([{"question": "2+2?"}]))
         Row(number=1, label='row 1', line=1, value={'question': '2+2?'})
     """

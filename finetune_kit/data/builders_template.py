@@ -24,7 +24,7 @@ def template_columns(template: str) -> tuple[str, ...]:
     Raises:
         ValueError: The template is malformed, or has a positional field such as ``{}``.
 
-    Example:
+    Examples:
         >>> template_columns("Tell me about {element} ({symbol}), {element}!")
         ('element', 'symbol')
     """
@@ -51,7 +51,7 @@ class TemplateBuilder(DatasetBuilder["TemplateBuilder.Options", ChatExample]):
     ``{{`` and ``}}`` for literal braces. A row without a column a template names, or with no
     value in it, is an error naming the row and the column.
 
-    Example:
+    Examples:
         >>> rows = [{"element": "Neon", "poem": "Neon, a glow in the night..."}]
         >>> ds = TemplateBuilder().build(
         ...     rows, user="Tell me about {element}", assistant="{poem}", system="Elle"

@@ -5,7 +5,7 @@ fine-tuning method it is for. Combinators (``filter``, ``sample``, ``shuffle``, 
 ``split``, ``concat``) return new datasets and never change the one they are called on; the
 seeded ones give the same answer on every machine.
 
-Example:
+Examples:
     >>> from finetune_kit.data.dataset import Dataset
     >>> from finetune_kit.data.records import ChatExample
     >>> ds = Dataset([ChatExample.single_turn(f"Tell me about {e}", "...") for e in "ABCDE"])
@@ -100,7 +100,7 @@ def example_key(example: TrainingExample | Mapping[str, Any], *, normalize: bool
         normalize: Compare text with runs of whitespace collapsed, ends stripped and case
             folded, so ``"Hello  World"`` and ``"hello world"`` are duplicates.
 
-    Example:
+    Examples:
         >>> a = ChatExample.single_turn("Hello  World", "Hi")
         >>> b = ChatExample.single_turn("hello world ", "hi")
         >>> example_key(a) == example_key(b), example_key(a, normalize=True) == example_key(b, normalize=True)
@@ -163,7 +163,7 @@ class Dataset(Sequence[ExampleT]):
         ExampleValidationError: The records are of more than one kind.
         TypeError: An item is not a record (parse dicts with ``Dataset.from_dicts``).
 
-    Example:
+    Examples:
         >>> from finetune_kit.data.records import PreferenceExample
         >>> ds = Dataset([PreferenceExample.single_turn("2+2?", "4", "5")])
         >>> ds.kind, ds.method, len(ds.to_jsonl_bytes()) > 0
@@ -231,7 +231,7 @@ class Dataset(Sequence[ExampleT]):
             ExampleValidationError: A record does not match its schema, or the lines mix kinds
                 (names the line and the field).
 
-        Example:
+        Examples:
             >>> data = b'{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hey"}]}\n'
             >>> Dataset.from_jsonl(data).kind
             'chat'
@@ -271,7 +271,7 @@ class Dataset(Sequence[ExampleT]):
         Raises:
             ExampleValidationError: A row does not match its schema, or the rows mix kinds.
 
-        Example:
+        Examples:
             >>> Dataset.from_dicts([{"messages": [{"role": "user", "content": "2+2?"}], "answer": 4}]).method
             'reinforcement'
         """  # noqa: E501 -- a doctest line
@@ -401,7 +401,7 @@ class Dataset(Sequence[ExampleT]):
             The ``PreflightReport``: every issue with its line and field, token statistics,
             epochs and cost.
 
-        Example:
+        Examples:
             >>> ds = Dataset([ChatExample.single_turn(f"q{i}", f"a{i}") for i in range(10)])
             >>> ds.preflight(model=None).ok
             True
@@ -416,7 +416,7 @@ class Dataset(Sequence[ExampleT]):
     def filter(self, predicate: Callable[[ExampleT], bool]) -> Dataset[ExampleT]:
         """Keep the examples for which ``predicate`` is true, in order.
 
-        Example:
+        Examples:
             >>> ds = Dataset([ChatExample.single_turn(q, "a") for q in ("short", "a longer one")])
             >>> len(ds.filter(lambda ex: len(ex.messages[0].content) > 5))
             1
@@ -653,7 +653,7 @@ def concat(*datasets: Dataset[ExampleT]) -> Dataset[ExampleT]:
     Raises:
         ConfigurationError: No dataset was given, or they hold different kinds of example.
 
-    Example:
+    Examples:
         >>> a = Dataset([ChatExample.single_turn("q1", "a1")])
         >>> b = Dataset([ChatExample.single_turn("q2", "a2")])
         >>> len(concat(a, b)), len(a + b)

@@ -5,7 +5,7 @@ where a string belongs, ``weight: 2`` are all errors naming the field) and write
 the JSON object the fine-tuning API reads: fields that are unset or ``None`` are left out, and
 keys come in the order the API documentation writes them.
 
-Example:
+Examples:
     >>> from finetune_kit.data.records import parse_example
     >>> example = parse_example(
     ...     {
@@ -80,7 +80,7 @@ RecordT = TypeVar("RecordT", bound="Record")
 class Record(BaseModel):
     """Base class of every record: strict, frozen, and serialised without nulls.
 
-    Example:
+    Examples:
         >>> from finetune_kit.data.records import UserMessage
         >>> UserMessage(content="Hi").to_dict()
         {'role': 'user', 'content': 'Hi'}
@@ -156,7 +156,7 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 class ImageURL(Record):
     """Where an image is: an ``https://`` URL or a ``data:image/...;base64,`` URL.
 
-    Example:
+    Examples:
         >>> ImageURL(url="https://example.com/cat.png", detail="low").to_dict()
         {'url': 'https://example.com/cat.png', 'detail': 'low'}
     """
@@ -168,7 +168,7 @@ class ImageURL(Record):
 class TextPart(Record):
     """A text content part.
 
-    Example:
+    Examples:
         >>> TextPart(text="What is in this picture?").to_dict()
         {'type': 'text', 'text': 'What is in this picture?'}
     """
@@ -180,7 +180,7 @@ class TextPart(Record):
 class ImagePart(Record):
     """An image content part (vision fine-tuning; user messages only).
 
-    Example:
+    Examples:
         >>> ImagePart(image_url=ImageURL(url="https://example.com/cat.png")).to_dict()
         {'type': 'image_url', 'image_url': {'url': 'https://example.com/cat.png'}}
     """
@@ -210,7 +210,7 @@ UserContent = Annotated[
 class SystemMessage(Record):
     """A system message: instructions for the model.
 
-    Example:
+    Examples:
         >>> SystemMessage(content="You answer in limericks.").to_dict()
         {'role': 'system', 'content': 'You answer in limericks.'}
     """
@@ -223,7 +223,7 @@ class SystemMessage(Record):
 class DeveloperMessage(Record):
     """A developer message: the newer models' name for system instructions (and RFT's).
 
-    Example:
+    Examples:
         >>> DeveloperMessage(content="Answer with a number.").to_dict()
         {'role': 'developer', 'content': 'Answer with a number.'}
     """
@@ -236,7 +236,7 @@ class DeveloperMessage(Record):
 class UserMessage(Record):
     """A user message; its content may include images.
 
-    Example:
+    Examples:
         >>> UserMessage(content="Tell me about Gallium", name="ada").to_dict()
         {'role': 'user', 'content': 'Tell me about Gallium', 'name': 'ada'}
     """
@@ -249,7 +249,7 @@ class UserMessage(Record):
 class FunctionCall(Record):
     """The function an assistant calls, with its arguments as a JSON string.
 
-    Example:
+    Examples:
         >>> FunctionCall(name="get_weather", arguments='{"city":"Paris"}').arguments
         '{"city":"Paris"}'
     """
@@ -278,7 +278,7 @@ class FunctionCall(Record):
 class ToolCall(Record):
     """One tool call made by the assistant.
 
-    Example:
+    Examples:
         >>> call = ToolCall.for_function("call_1", "get_weather", {"city": "Paris"})
         >>> call.to_dict()
         {'id': 'call_1', 'type': 'function', 'function': {'name': 'get_weather', 'arguments': '{"city":"Paris"}'}}
@@ -316,7 +316,7 @@ class AssistantMessage(Record):
     ``weight`` 0 keeps a turn as context only; 1 (or no weight) trains on it. Content may be left
     out when the message carries tool calls.
 
-    Example:
+    Examples:
         >>> AssistantMessage(content="A first draft", weight=0).to_dict()
         {'role': 'assistant', 'content': 'A first draft', 'weight': 0}
     """
@@ -341,7 +341,7 @@ class AssistantMessage(Record):
 class ToolMessage(Record):
     """A tool's reply to one tool call, matched by ``tool_call_id``.
 
-    Example:
+    Examples:
         >>> ToolMessage(tool_call_id="call_1", content='{"temp_c":21}').to_dict()
         {'role': 'tool', 'tool_call_id': 'call_1', 'content': '{"temp_c":21}'}
     """
@@ -354,7 +354,7 @@ class ToolMessage(Record):
 class FunctionDefinition(Record):
     """A function the model may call; ``parameters`` is a JSON Schema object.
 
-    Example:
+    Examples:
         >>> FunctionDefinition(name="get_weather", parameters={"type": "object"}).to_dict()
         {'name': 'get_weather', 'parameters': {'type': 'object'}}
     """
@@ -368,7 +368,7 @@ class FunctionDefinition(Record):
 class Tool(Record):
     """A tool declared at the top level of an example.
 
-    Example:
+    Examples:
         >>> Tool.for_function("get_weather", description="Weather in a city").to_dict()
         {'type': 'function', 'function': {'name': 'get_weather', 'description': 'Weather in a city'}}
     """  # noqa: E501 -- a doctest's expected output is one line
@@ -436,7 +436,7 @@ _TAGS: dict[str, type[BaseModel] | None] = {
 class ChatExample(Record):
     """A supervised fine-tuning example: a conversation, optionally with tools.
 
-    Example:
+    Examples:
         >>> ex = ChatExample.single_turn("Tell me about Neon", "Neon glows red...", system="Elle")
         >>> [m.role for m in ex.messages]
         ['system', 'user', 'assistant']
@@ -471,7 +471,7 @@ class ChatExample(Record):
 class PreferenceInput(Record):
     """The prompt side of a preference example: the conversation so far, and its tools.
 
-    Example:
+    Examples:
         >>> PreferenceInput(messages=[UserMessage(content="Hi")]).to_dict()
         {'messages': [{'role': 'user', 'content': 'Hi'}]}
     """
@@ -487,7 +487,7 @@ OneAssistantMessage = Annotated[list[AssistantMessage], Field(min_length=1, max_
 class PreferenceExample(Record):
     """A DPO example: a prompt, the answer to prefer, and the answer to avoid.
 
-    Example:
+    Examples:
         >>> ex = PreferenceExample.single_turn("2+2?", "4", "22")
         >>> ex.preferred_output[0].content, ex.method
         ('4', 'dpo')
@@ -529,7 +529,7 @@ class ReinforcementExample(Record):
     Keys other than ``messages`` and ``tools`` are kept as they are and exposed to the grader as
     ``{{ item.<key> }}``.
 
-    Example:
+    Examples:
         >>> ex = ReinforcementExample.single_turn("Count the H-bond donors", reference_answer=5)
         >>> ex.extra, ex.to_json_line()
         ({'reference_answer': 5}, '{"messages":[{"role":"user","content":"Count the H-bond donors"}],"reference_answer":5}')
@@ -602,7 +602,7 @@ def detect_kind(obj: Mapping[str, Any]) -> ExampleKind:
     reinforcement example's messages end with the user's turn (the model writes the answer);
     anything else is read as a chat example.
 
-    Example:
+    Examples:
         >>> detect_kind({"messages": [{"role": "user", "content": "2+2?"}], "answer": 4})
         'reinforcement'
     """
@@ -678,7 +678,7 @@ def parse_example(
         ExampleValidationError: The object does not match its kind; the message names the line,
             the field path (such as ``messages[2].weight``) and how to fix it.
 
-    Example:
+    Examples:
         >>> from finetune_kit.errors import ExampleValidationError
         >>> bad = {"messages": [{"role": "assistant", "content": "x", "weight": 2}]}
         >>> try:
@@ -716,7 +716,7 @@ def parse_message(
     Raises:
         ExampleValidationError: The message does not match its role's schema.
 
-    Example:
+    Examples:
         >>> parse_message({"role": "tool", "tool_call_id": "call_1", "content": "21"})
         ToolMessage(role='tool', tool_call_id='call_1', content='21')
     """

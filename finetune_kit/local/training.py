@@ -94,7 +94,7 @@ def resolve_hyperparameters(request: TrainingRequest, n_examples: int) -> Hyperp
         >>> request = TrainingRequest(base_model="tiny-random", training_file=Path("t.jsonl"),
         ...                           output_dir=Path("o"), batch_size=4)
         >>> resolve_hyperparameters(request, 10).to_dict()
-        {'n_epochs': 10, 'batch_size': 4, 'learning_rate_multiplier': 0.5}
+        {'n_epochs': 10, 'batch_size': 4, 'learning_rate_multiplier': 2.5}
     """
     n_epochs = auto_n_epochs(n_examples) if request.n_epochs == "auto" else int(request.n_epochs)
     batch_size = (

@@ -7,7 +7,7 @@ runs the batch's matrix products once over all its tokens instead of once per ex
 layer runs at trained positions only.
 
 Example:
-    >>> pack_sizes([300, 900, 1000, 200, 40], budget=1024)
+    >>> pack_sizes([300, 500, 1000, 200, 40], budget=1024)
     [2, 1, 2]
 """
 

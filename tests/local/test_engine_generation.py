@@ -52,7 +52,7 @@ def adapters(registry: ModelRegistry, tmp_path_factory: pytest.TempPathFactory) 
             output_dir=folder / "out",
             n_epochs=6,
             batch_size=2,
-            learning_rate_multiplier=5.0,
+            learning_rate_multiplier=50.0,
         ),
         recorder,
         registry=registry,

@@ -48,7 +48,7 @@ def test_auto_hyperparameters_follow_openai(
     assert hyperparameters.to_dict() == {
         "n_epochs": 10,
         "batch_size": 1,
-        "learning_rate_multiplier": 0.5,
+        "learning_rate_multiplier": 2.5,
     }
     assert total_steps == 100 == result.steps_done == len(recorder.steps)
     assert result.status == "succeeded"
@@ -77,7 +77,7 @@ def test_loss_goes_down_and_accuracy_is_reported(
 ) -> None:
     recorder = Recorder()
     train(
-        request(train_file, tmp_path / "out", n_epochs=6, learning_rate_multiplier=2.0),
+        request(train_file, tmp_path / "out", n_epochs=6, learning_rate_multiplier=20.0),
         recorder,
         registry=registry,
     )
@@ -198,7 +198,7 @@ def test_dpo_starts_at_log2_and_learns_the_preference(
             method="dpo",
             n_epochs=6,
             batch_size=2,
-            learning_rate_multiplier=2.0,
+            learning_rate_multiplier=20.0,
             seed=3,
         ),
         recorder,

@@ -249,7 +249,7 @@ RULES: dict[str, Rule] = _rules(
         "role_not_allowed",
         "error",
         "example",
-        "a role the method does not accept (system in reinforcement data, tool in DPO output)",
+        "a role the method does not accept (system or function in reinforcement data)",
         "use developer instead of system for reinforcement fine-tuning",
     ),
     Rule(
@@ -313,7 +313,7 @@ RULES: dict[str, Rule] = _rules(
         "special_token_in_text",
         "warning",
         "example",
-        "text contains a special token such as <|endoftext|>",
+        "text contains a special token such as `<|endoftext|>`",
         "remove or rewrite special-token markers; they are not plain text to every tokenizer",
     ),
     # --- tools ---

@@ -527,7 +527,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {args.json.relative_to(ROOT)}")
+    print(f"wrote {args.json}")
     if not all(targets.values()):
         raise SystemExit(1)
 

@@ -16,8 +16,9 @@ their dated snapshots (``gpt-4o-mini-2024-07-18``, ``gpt-3.5-turbo-0125``) are a
 default base model, so code written for OpenAI runs unchanged. Configuration, strongest first:
 constructor arguments, then the environment variables ``FINETUNE_KIT_LOCAL_MODEL`` (default
 base model) and ``FINETUNE_KIT_LOCAL_ALIASES`` (a JSON object of extra aliases), then the
-built-in table. ``FINETUNE_KIT_CACHE_DIR`` moves the cache (default
-``~/.cache/finetune_kit/models``, or under ``$XDG_CACHE_HOME``).
+built-in table. ``FINETUNE_KIT_MODEL_CACHE`` moves the cache of dequantized models (default
+``~/.cache/finetune_kit/models``, or under ``$XDG_CACHE_HOME``); it depends on nothing but the
+GGUF file's content, so every process and test run can share it.
 
 Example:
     >>> registry = ModelRegistry(default_model="tiny-random")
@@ -109,9 +110,9 @@ class ModelSource:
 
 def default_cache_dir() -> Path:
     """The folder dequantized models are cached in (see the module docstring)."""
-    explicit = os.environ.get("FINETUNE_KIT_CACHE_DIR")
+    explicit = os.environ.get("FINETUNE_KIT_MODEL_CACHE")
     if explicit:
-        return Path(explicit).expanduser() / "models"
+        return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return root / "finetune_kit" / "models"
@@ -366,7 +367,7 @@ class ModelRegistry:
         except OSError as exc:
             raise LocalBackendError(
                 f"cannot write the dequantized model into {self.cache_dir}: {exc}; set "
-                "FINETUNE_KIT_CACHE_DIR or pass cache_dir to a writable folder"
+                "FINETUNE_KIT_MODEL_CACHE or pass cache_dir to a writable folder"
             ) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)

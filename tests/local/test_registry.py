@@ -161,9 +161,12 @@ def test_default_gguf_is_found_without_importing_its_package() -> None:
 
 
 def test_cache_dir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("FINETUNE_KIT_CACHE_DIR", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "models"
-    assert ModelRegistry().cache_dir == tmp_path / "models"
+    monkeypatch.setenv("FINETUNE_KIT_MODEL_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    assert ModelRegistry().cache_dir == tmp_path
+    monkeypatch.delenv("FINETUNE_KIT_MODEL_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "finetune_kit" / "models"
     assert ModelRegistry(cache_dir=tmp_path / "x").cache_dir == tmp_path / "x"
 
 

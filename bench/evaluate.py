@@ -131,7 +131,7 @@ def main() -> int:
         backend.faults.set_probability(
             "POST", CHAT_ROUTE, "429", args.rate_429, retry_after=args.retry_after
         )
-        limited = InferenceClient(client, concurrency=args.concurrency, retry=RetryPolicy())
+        limited = InferenceClient(client, concurrency=args.concurrency, policy=RetryPolicy())
         limited_report = limited.evaluate(args.model, pairs, "contains", system=SYSTEM, **params)
         log = backend.faults.requests("POST", CHAT_ROUTE)
         injected_429 = sum(1 for r in log if r.fault == "429")

@@ -362,11 +362,11 @@ class _InferenceBase(Generic[ClientT]):
         self,
         client: ClientT,
         *,
-        retry: RetryPolicy | None = None,
+        policy: RetryPolicy | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._client: ClientT = without_client_retries(client)
-        self.retry = retry if retry is not None else DEFAULT_RETRY_POLICY
+        self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
         self.concurrency = self._check_concurrency(concurrency)
 
     @property
@@ -518,7 +518,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
 
     Args:
         client: An ``openai.OpenAI`` (or ``AzureOpenAI``) client.
-        retry: The retry policy; by default the library's shared one.
+        policy: The retry policy; by default the library's shared one.
         concurrency: Requests in flight at once during compare and evaluate.
 
     Examples:
@@ -535,7 +535,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
         self,
         client: openai.OpenAI,
         *,
-        retry: RetryPolicy | None = None,
+        policy: RetryPolicy | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         if _is_async_client(client):
@@ -544,7 +544,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
                 "for an AsyncOpenAI client",
                 param="client",
             )
-        super().__init__(client, retry=retry, concurrency=concurrency)
+        super().__init__(client, policy=policy, concurrency=concurrency)
 
     def _send(self, request: Mapping[str, Any]) -> ChatReply:
         attempts = 0
@@ -558,7 +558,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
             latency = time.perf_counter() - started
             return completion
 
-        completion = self.retry.call(attempt)
+        completion = self.policy.call(attempt)
         return self._reply(completion, latency, attempts)
 
     def _outcome(self, request: Mapping[str, Any]) -> _Outcome:
@@ -806,7 +806,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
 
     Args:
         client: An ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) client.
-        retry: The retry policy; by default the library's shared one.
+        policy: The retry policy; by default the library's shared one.
         concurrency: Requests in flight at once during compare and evaluate.
 
     Examples:
@@ -822,7 +822,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
         self,
         client: openai.AsyncOpenAI,
         *,
-        retry: RetryPolicy | None = None,
+        policy: RetryPolicy | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         if not _is_async_client(client):
@@ -831,7 +831,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
                 "for a sync openai.OpenAI client",
                 param="client",
             )
-        super().__init__(client, retry=retry, concurrency=concurrency)
+        super().__init__(client, policy=policy, concurrency=concurrency)
 
     async def _send(self, request: Mapping[str, Any]) -> ChatReply:
         attempts = 0
@@ -845,7 +845,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
             latency = time.perf_counter() - started
             return completion
 
-        completion = await self.retry.acall(attempt)
+        completion = await self.policy.acall(attempt)
         return self._reply(completion, latency, attempts)
 
     async def _outcome(self, request: Mapping[str, Any]) -> _Outcome:

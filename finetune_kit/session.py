@@ -435,7 +435,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             progress=self.progress,
             follow_options=self.follow_options,
         )
-        self.inference = InferenceClient(self.client, retry=self.policy)
+        self.inference = InferenceClient(self.client, policy=self.policy)
 
     # ------------------------------------------------------------------ lifecycle of the object
 
@@ -770,7 +770,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
             progress=self.progress,
             follow_options=self.follow_options,
         )
-        self.inference = AsyncInferenceClient(self.client, retry=self.policy)
+        self.inference = AsyncInferenceClient(self.client, policy=self.policy)
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], **options: Any) -> AsyncFineTuneSession:

@@ -39,7 +39,7 @@ def fast_retries(max_attempts: int = 8) -> RetryPolicy:
 
 @pytest.fixture
 def inference(client: openai.OpenAI) -> InferenceClient:
-    return InferenceClient(client, retry=fast_retries(), concurrency=4)
+    return InferenceClient(client, policy=fast_retries(), concurrency=4)
 
 
 def held_out(n: int) -> list[tuple[str, str]]:
@@ -166,7 +166,7 @@ def test_async_concurrency_bound_is_respected(
 
     async def run() -> EvaluationReport:
         async with local_backend.async_client() as async_client:
-            twin = AsyncInferenceClient(async_client, retry=fast_retries(), concurrency=3)
+            twin = AsyncInferenceClient(async_client, policy=fast_retries(), concurrency=3)
             return await twin.evaluate(BASE, held_out(12), "contains", **GREEDY)
 
     report = asyncio.run(run())
@@ -195,7 +195,7 @@ def test_429_and_500_faults_lose_nothing_and_keep_the_order(
 def test_a_request_failing_after_its_retries_is_recorded_in_place(
     client: openai.OpenAI, local_faults: FaultInjector
 ) -> None:
-    sequential = InferenceClient(client, retry=fast_retries(max_attempts=2), concurrency=1)
+    sequential = InferenceClient(client, policy=fast_retries(max_attempts=2), concurrency=1)
     local_faults.script("POST", CHAT, ["ok", "500", "500"])
     report = sequential.evaluate(BASE, held_out(3), "contains", **GREEDY)
     assert len(report) == 3
@@ -234,7 +234,7 @@ def test_an_unknown_model_stops_the_evaluation(
 
     async def run() -> None:
         async with local_backend.async_client() as async_client:
-            twin = AsyncInferenceClient(async_client, retry=fast_retries(), concurrency=2)
+            twin = AsyncInferenceClient(async_client, policy=fast_retries(), concurrency=2)
             await twin.evaluate("no-such-model", held_out(40), "contains", **GREEDY)
 
     local_faults.clear_log()
@@ -275,7 +275,7 @@ def test_async_evaluation_gives_the_same_results_as_sync(
 
     async def run() -> EvaluationReport:
         async with local_backend.async_client() as async_client:
-            twin = AsyncInferenceClient(async_client, retry=fast_retries(), concurrency=4)
+            twin = AsyncInferenceClient(async_client, policy=fast_retries(), concurrency=4)
             return await twin.evaluate(BASE, examples, scorers, **GREEDY)
 
     async_report = asyncio.run(run())

@@ -44,7 +44,7 @@ def tuned_job(
 
 @pytest.fixture
 def inference(client: openai.OpenAI) -> InferenceClient:
-    return InferenceClient(client, retry=FAST_RETRIES, concurrency=4)
+    return InferenceClient(client, policy=FAST_RETRIES, concurrency=4)
 
 
 def test_chat_reports_text_tokens_latency_and_model(inference: InferenceClient) -> None:
@@ -117,7 +117,7 @@ def test_a_compare_cell_that_fails_after_retries_is_shown_not_lost(
     client: openai.OpenAI, local_faults: FaultInjector
 ) -> None:
     one_retry = InferenceClient(
-        client, retry=RetryPolicy(max_attempts=2, initial_delay=0.01), concurrency=1
+        client, policy=RetryPolicy(max_attempts=2, initial_delay=0.01), concurrency=1
     )
     # One worker sends in order: base of prompt 0, tuned of prompt 0, base of prompt 1...
     local_faults.script("POST", CHAT, ["ok", "500", "500"])
@@ -145,7 +145,7 @@ def test_async_chat_and_compare_match_the_sync_client(
 
     async def run() -> tuple[ChatReply, Comparison]:
         async with local_backend.async_client() as async_client:
-            twin = AsyncInferenceClient(async_client, retry=FAST_RETRIES, concurrency=4)
+            twin = AsyncInferenceClient(async_client, policy=FAST_RETRIES, concurrency=4)
             reply = await twin.chat(BASE, "Tell me about Neon", **GREEDY)
             comparison = await twin.compare(BASE, tuned_job, prompts, **GREEDY)
             return reply, comparison

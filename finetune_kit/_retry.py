@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
+import httpx
 import openai
 import tenacity
 from tenacity.stop import stop_base
@@ -151,14 +152,15 @@ def classify_exception(
 ) -> RetryDecision:
     """Decide whether a failed call may be retried (the one pure decision step).
 
-    Rules, in order:
+    It judges the ``openai`` client's exceptions and plain ``httpx`` ones (the Azure management
+    API is called with ``httpx`` directly) by the same rules, in order:
 
     1. connection errors and timeouts are retried;
     2. a 429 whose code is ``insufficient_quota`` is never retried (a billing problem);
     3. a ``Retry-After`` longer than ``max_retry_after`` means no retry (openai-python >= 2.52);
     4. an ``x-should-retry: true|false`` header overrides the status rules;
     5. 408, 409, 429 and every 5xx are retried; any other status is not;
-    6. anything that is not an ``openai`` API error is not retried.
+    6. anything else (a bad URL, a ``ValueError``...) is not retried.
 
     Args:
         exc: The exception the attempt raised.
@@ -171,23 +173,30 @@ def classify_exception(
     Examples:
         >>> classify_exception(ValueError("bad input")).retry
         False
+        >>> request = httpx.Request("GET", "https://management.azure.com/x")
+        >>> response = httpx.Response(429, headers={"Retry-After": "3"}, request=request)
+        >>> error = httpx.HTTPStatusError("throttled", request=request, response=response)
+        >>> classify_exception(error)
+        RetryDecision(retry=True, reason='HTTP 429', server_delay=3.0)
     """
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
         return RetryDecision(True, "request timed out")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APIConnectionError, httpx.NetworkError, httpx.RemoteProtocolError)):
         return RetryDecision(True, "connection error")
-    if not isinstance(exc, openai.APIStatusError):
+    headers: Mapping[str, str]
+    if isinstance(exc, openai.APIStatusError):
+        status, headers, code = exc.status_code, exc.response.headers, _error_code(exc)
+    elif isinstance(exc, httpx.HTTPStatusError):
+        status, headers, code = exc.response.status_code, exc.response.headers, None
+    else:
         return RetryDecision(False, f"{type(exc).__name__} is not a retryable API error")
 
-    status = exc.status_code
-    code = _error_code(exc)
     label = f"HTTP {status}" + (f" ({code})" if code else "")
     if status == 429 and code == "insufficient_quota":
         return RetryDecision(
             False, f"{label}: out of quota, a billing problem that waiting won't fix"
         )
 
-    headers = exc.response.headers
     delay = parse_retry_after(headers, now=now)
     if delay is not None and math.isfinite(delay) and delay > max_retry_after:
         return RetryDecision(

@@ -49,7 +49,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ._httpx_retry import with_httpx_classification
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._version import __version__
 from .azure_deployment import AzureDeployment
@@ -236,9 +235,8 @@ class _DeployerBase:
                 param="poll_interval",
             )
         self.poll_interval = poll_interval
-        self.policy = with_httpx_classification(
-            policy if policy is not None else DEFAULT_RETRY_POLICY
-        )
+        # The shared policy judges httpx errors by the same rules as openai's.
+        self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
 
     @classmethod
     def from_resource_id(cls: type[_DeployerT], resource_id: str, **kwargs: Any) -> _DeployerT:

@@ -1,4 +1,4 @@
-"""Retry decisions for httpx errors (the ARM calls), plugged into the shared policy."""
+"""The shared policy judges httpx errors (the ARM calls) by the same rules as openai's."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import httpx2
 import openai
 import pytest
 
-from finetune_kit._httpx_retry import classify_httpx_error, with_httpx_classification
-from finetune_kit._retry import RetryPolicy
+from finetune_kit._retry import RetryPolicy, classify_exception
 
 REQUEST = httpx.Request("PUT", "https://management.azure.com/subscriptions/s/x")
 
@@ -42,28 +41,22 @@ def status_error(status: int, headers: dict[str, str] | None = None) -> httpx.HT
     ],
 )
 def test_classify_httpx_error(exc: BaseException, retry: bool, delay: float | None) -> None:
-    decision = classify_httpx_error(exc)
+    decision = classify_exception(exc)
 
-    assert decision is not None
     assert decision.retry is retry
     assert decision.server_delay == delay
 
 
-def test_other_exceptions_are_left_to_the_base_policy() -> None:
-    assert classify_httpx_error(ValueError("x")) is None
-    base = RetryPolicy(max_attempts=4, deadline=30.0, sleep=lambda s: None)
-    policy = with_httpx_classification(base)
-
-    assert policy.max_attempts == 4
-    assert policy.deadline == 30.0
-    assert with_httpx_classification(policy) is policy
+def test_openai_and_httpx_errors_are_judged_alike() -> None:
+    policy = RetryPolicy(max_attempts=4, deadline=30.0, sleep=lambda s: None)
     connection = openai.APIConnectionError(request=httpx2.Request("GET", "http://127.0.0.1/"))
     assert policy.decide(connection).retry
+    assert policy.decide(httpx.ConnectError("refused", request=REQUEST)).retry
     assert not policy.decide(ValueError("x")).retry
     assert policy.decide(status_error(502)).retry
 
 
-def test_plugged_policy_retries_httpx_errors_with_the_base_sleep_and_backoff() -> None:
+def test_policy_retries_httpx_errors_with_its_sleep_and_backoff() -> None:
     slept: list[float] = []
     base = RetryPolicy(max_attempts=3, sleep=slept.append, rng=lambda: 0.0)
     errors = [status_error(503), status_error(429, {"Retry-After": "2"})]
@@ -73,5 +66,5 @@ def test_plugged_policy_retries_httpx_errors_with_the_base_sleep_and_backoff() -
             raise errors.pop(0)
         return "ok"
 
-    assert with_httpx_classification(base).call(flaky) == "ok"
+    assert base.call(flaky) == "ok"
     assert slept == [0.5, 2.0]

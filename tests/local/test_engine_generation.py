@@ -92,6 +92,20 @@ def test_batched_greedy_equals_unbatched(generator: Generator) -> None:
         assert batched.prompt_tokens == alone.prompt_tokens
 
 
+def test_a_request_joins_the_running_batch(generator: Generator) -> None:
+    long = iter(generator.stream(BASE, ask("long one"), max_tokens=1000, temperature=0))
+    first = next(long)
+    short = generator.chat(BASE, ask("short"), max_tokens=5, temperature=0)
+    # The short request was decoded inside the long one's batch, while it ran.
+    assert generator.batches_run == 1
+    assert generator.largest_batch == 2
+    rest = "".join(delta.text for delta in long)
+    alone = generator.chat(BASE, ask("short"), max_tokens=5, temperature=0)
+    assert short.choices[0].text == alone.choices[0].text
+    whole = generator.chat(BASE, ask("long one"), max_tokens=1000, temperature=0)
+    assert first.text + rest == whole.choices[0].text
+
+
 def test_max_tokens_gives_length_and_counts(generator: Generator) -> None:
     result = generator.chat(BASE, ask("hi"), max_tokens=7, temperature=0)
     assert result.choices[0].finish_reason == "length"

@@ -197,9 +197,12 @@ def resume_instructions(job_id: str) -> str:
     """
     return (
         f"Stopped following {job_id}; the job keeps running on the backend.\n"
-        f"  follow it again:  JobManager(client).wait({job_id!r})\n"
-        f"  cancel it:        client.fine_tuning.jobs.cancel({job_id!r})\n"
-        f"  pause it:         client.fine_tuning.jobs.pause({job_id!r})"
+        f"  follow it again:  finetune-kit events {job_id} --follow"
+        f"   (Python: JobManager(client).wait({job_id!r}))\n"
+        f"  cancel it:        finetune-kit cancel {job_id}"
+        f"   (Python: client.fine_tuning.jobs.cancel({job_id!r}))\n"
+        f"  pause it:         finetune-kit pause {job_id}"
+        f"   (Python: client.fine_tuning.jobs.pause({job_id!r}))"
     )
 
 

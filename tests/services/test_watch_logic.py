@@ -244,6 +244,8 @@ def test_resume_instructions_name_the_job() -> None:
     assert "keeps running" in text
     assert "client.fine_tuning.jobs.cancel('ftjob-xyz')" in text
     assert "wait('ftjob-xyz')" in text
+    assert "finetune-kit events ftjob-xyz --follow" in text
+    assert "finetune-kit cancel ftjob-xyz" in text
 
 
 def test_slow_polling_does_not_starve_events() -> None:

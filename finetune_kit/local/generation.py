@@ -53,7 +53,7 @@ from .chat_format import ChatRenderer, MessageFormatError, normalize_messages
 from .precision import DtypeName, resolve_dtype
 from .registry import ModelRegistry
 from .tiny_model import TINY_MODEL_NAME
-from .training import available_cores
+from .training import threads_for
 
 __all__ = ["ChatChoice", "ChatDelta", "ChatResult", "ChatStream", "Generator", "ModelRef"]
 
@@ -178,7 +178,7 @@ class Generator:
         batch_window: Seconds to wait for more requests before decoding a batch.
         default_max_tokens: Token limit of a choice when the request gives none (OpenAI's is
             the context window; a CPU is better served by a bound).
-        num_threads: Torch CPU threads (``None``: every core this process may use).
+        num_threads: Torch CPU threads (``None``: see ``training.threads_for``).
         dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` for the base weights and adapters (see
             ``finetune_kit.local.precision``).
 
@@ -438,7 +438,7 @@ class Generator:
     def _serve(self) -> None:
         import torch
 
-        torch.set_num_threads(self.num_threads or available_cores())
+        threads = 0
         while True:
             with self._condition:
                 while not self._pending and not self._closed:
@@ -456,6 +456,11 @@ class Generator:
             if not batch:
                 continue
             decoder = BatchDecoder(self._slots[batch[0].base])
+            wanted = threads_for(decoder.slot.name, self.num_threads)
+            if wanted != threads:
+                # Process-wide, but this thread is the only one computing in the server.
+                torch.set_num_threads(wanted)
+                threads = wanted
             self.batches_run += 1
             try:
                 self._admit(decoder, batch)

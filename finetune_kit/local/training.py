@@ -66,7 +66,7 @@ from .training_types import (
     auto_n_epochs,
 )
 
-__all__ = ["STATE_FILE", "available_cores", "resolve_hyperparameters", "train"]
+__all__ = ["STATE_FILE", "available_cores", "resolve_hyperparameters", "threads_for", "train"]
 
 logger = logging.getLogger("finetune_kit.local.training")
 
@@ -84,6 +84,17 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def threads_for(base_model: str, requested: int | None = None) -> int:
+    """Torch threads for a model: the request's, else 1 for ``tiny-random``, else every core.
+
+    The tiny model's products are so small that waking a second thread for each costs more than
+    it saves (a 10-example job: 0.85 s on one thread, 2.4 s on two).
+    """
+    if requested:
+        return requested
+    return 1 if base_model == TINY_MODEL_NAME else available_cores()
 
 
 def resolve_hyperparameters(request: TrainingRequest, n_examples: int) -> Hyperparameters:
@@ -470,11 +481,13 @@ def train(
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(request.num_threads or available_cores())
     started = time.perf_counter()
     try:
         registry = registry or ModelRegistry(
             request.cache_dir, request.default_model, request.aliases
+        )
+        torch.set_num_threads(
+            threads_for(registry.resolve(request.base_model), request.num_threads)
         )
         run = _Run(request, callbacks or NoCallbacks(), registry)
         if request.resume_from is not None:

@@ -465,6 +465,9 @@ class Generator:
             try:
                 self._admit(decoder, batch)
                 while decoder.rows:
+                    if self._closed:
+                        decoder.fail(LocalBackendError("the generator is closed"))
+                        break
                     decoder.step()
                     room = self.max_batch_size - len(decoder.rows)
                     if room > 0 and self._pending:

@@ -238,3 +238,14 @@ def test_bad_messages_and_adapters(generator: Generator, tmp_path: Path) -> None
         generator.chat(ModelRef("tiny-random", tmp_path), ask("x"), max_tokens=2)
     with pytest.raises(ConfigurationError, match="unknown model"):
         generator.chat(ModelRef("nope-model"), ask("x"))
+
+
+def test_close_fails_running_and_pending_requests(registry: ModelRegistry) -> None:
+    generator = Generator(registry)
+    stream = iter(generator.stream(BASE, ask("long"), max_tokens=1500, temperature=0))
+    next(stream)
+    generator.close()
+    with pytest.raises(LocalBackendError, match="closed"):
+        list(stream)
+    with pytest.raises(LocalBackendError, match="closed"):
+        generator.chat(BASE, ask("x"), max_tokens=2)

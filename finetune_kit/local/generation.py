@@ -465,7 +465,7 @@ class Generator:
             try:
                 self._admit(decoder, batch)
                 while decoder.rows:
-                    if self._closed:
+                    if self._is_closed():
                         decoder.fail(LocalBackendError("the generator is closed"))
                         break
                     decoder.step()
@@ -481,6 +481,10 @@ class Generator:
                 decoder.fail(error)
                 for request in batch:
                     request.events.put(error)
+
+    def _is_closed(self) -> bool:
+        # A method, not the attribute: another thread flips it while this one decodes.
+        return self._closed
 
     def _paths(self, decoder: BatchDecoder) -> set[Path]:
         return {r.adapter for r in decoder.requests() if r.adapter is not None}

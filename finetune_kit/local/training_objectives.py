@@ -3,8 +3,9 @@
 The examples of a batch are packed into one row, up to a token budget per forward pass, with
 positions restarting at each example: ``transformers`` sees the restarts and masks attention so
 no example sees another (block-diagonal causal attention). Packing wastes nothing on padding and
-runs the batch's matrix products once over all its tokens instead of once per example. The output
-layer runs at trained positions only.
+runs the batch's matrix products once over all its tokens instead of once per example. A prefix
+all the pack's examples share (a common system prompt, the prompt of a DPO pair) runs once, the
+examples attending to its keys and values. The output layer runs at trained positions only.
 
 Example:
     >>> pack_sizes([300, 500, 1000, 200, 40], budget=1024)
@@ -20,10 +21,21 @@ from typing import Any
 
 from .training_data import PreferencePair, SupervisedExample
 
-__all__ = ["DpoObjective", "PackedScorer", "StepResult", "SupervisedObjective", "pack_sizes"]
+__all__ = [
+    "DpoObjective",
+    "PackedScorer",
+    "StepResult",
+    "SupervisedObjective",
+    "pack_sizes",
+    "shared_prefix",
+]
 
 PACK_TOKENS = 2048
 """Tokens per packed forward pass: beyond it, the batch is split and gradients accumulate."""
+
+MIN_SHARED_PREFIX = 8
+"""A prefix shared by a pack's examples (a common system prompt, a DPO pair's prompt) is
+computed once when it is at least this long."""
 
 
 def pack_sizes(lengths: Sequence[int], budget: int = PACK_TOKENS) -> list[int]:
@@ -40,6 +52,22 @@ def pack_sizes(lengths: Sequence[int], budget: int = PACK_TOKENS) -> list[int]:
     if count:
         sizes.append(count)
     return sizes
+
+
+def shared_prefix(examples: Sequence[SupervisedExample]) -> int:
+    """Length of the token prefix all examples share, if worth computing once (else 0).
+
+    It stops before the first position whose output is trained in any example, and counts only
+    from ``MIN_SHARED_PREFIX`` tokens on.
+    """
+    if len(examples) < 2:
+        return 0
+    first = examples[0].input_ids
+    limit = min(min(e.targets) for e in examples)
+    length = 0
+    while length < limit and all(e.input_ids[length] == first[length] for e in examples):
+        length += 1
+    return length if length >= MIN_SHARED_PREFIX else 0
 
 
 @dataclass(frozen=True)
@@ -82,29 +110,69 @@ class PackedScorer:
             the model's top prediction was that token, and the index of its example.
         """
         torch = self.torch
+        prefix = shared_prefix(examples)
         ids: list[int] = []
         positions: list[int] = []
         gather: list[int] = []
+        targets: list[int] = []
         segments: list[int] = []
         for index, example in enumerate(examples):
-            offset = len(ids)
-            ids.extend(example.input_ids)
-            positions.extend(range(len(example.input_ids)))
+            offset = len(ids) - prefix
+            ids.extend(example.input_ids[prefix:])
+            positions.extend(range(prefix, len(example.input_ids)))
             gather.extend(offset + p for p in example.targets)
+            targets.extend(example.input_ids[p + 1] for p in example.targets)
             segments.extend([index] * len(example.targets))
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        position_ids = torch.tensor([positions], dtype=torch.long, device=self.device)
-        where = torch.tensor(gather, dtype=torch.long, device=self.device)
-        targets = input_ids[0, where + 1]
+        device = self.device
+        input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+        position_ids = torch.tensor([positions], dtype=torch.long, device=device)
+        where = torch.tensor(gather, dtype=torch.long, device=device)
         with self._autocast():
-            hidden = self.body(
-                input_ids=input_ids, position_ids=position_ids, use_cache=False
-            ).last_hidden_state[0]
+            if prefix:
+                hidden = self._after_prefix(examples[0].input_ids[:prefix], input_ids, position_ids)
+            else:
+                hidden = self.body(
+                    input_ids=input_ids, position_ids=position_ids, use_cache=False
+                ).last_hidden_state[0]
             logits = self.head(hidden.index_select(0, where))
         logits = logits.float()
-        nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-        correct = logits.detach().argmax(-1) == targets
-        return nll, correct, torch.tensor(segments, dtype=torch.long, device=self.device)
+        expected = torch.tensor(targets, dtype=torch.long, device=device)
+        nll = torch.nn.functional.cross_entropy(logits, expected, reduction="none")
+        correct = logits.detach().argmax(-1) == expected
+        return nll, correct, torch.tensor(segments, dtype=torch.long, device=device)
+
+    def _after_prefix(self, prefix: Sequence[int], input_ids: Any, position_ids: Any) -> Any:
+        """Hidden states of packed suffixes that all continue one shared prefix.
+
+        The prefix runs once; its keys and values (still part of the autograd graph, so its
+        tokens' adapter weights get their gradient from every suffix) are attended to by every
+        suffix token, and each suffix token also sees the earlier tokens of its own suffix.
+        """
+        torch = self.torch
+        from transformers import DynamicCache
+
+        device = self.device
+        cache = DynamicCache(config=self.body.config)
+        self.body(
+            input_ids=torch.tensor([list(prefix)], dtype=torch.long, device=device),
+            position_ids=torch.arange(len(prefix), device=device).unsqueeze(0),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        starts = position_ids[0] == len(prefix)
+        segment = starts.cumsum(0)
+        size = int(segment.numel())
+        own = torch.tril(torch.ones(size, size, dtype=torch.bool, device=device))
+        own &= segment.unsqueeze(1) == segment.unsqueeze(0)
+        shared = torch.ones(size, len(prefix), dtype=torch.bool, device=device)
+        mask = torch.cat([shared, own], dim=1)[None, None]
+        return self.body(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            past_key_values=cache,
+            attention_mask=mask,
+            use_cache=True,
+        ).last_hidden_state[0]
 
     def packs(self, examples: Sequence[SupervisedExample]) -> Iterator[list[SupervisedExample]]:
         """The examples in consecutive packs within the token budget."""

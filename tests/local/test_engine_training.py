@@ -262,3 +262,39 @@ def test_continued_fine_tuning_from_an_adapter(
     )
     # Starting from the trained adapter, the first loss is where the first run ended.
     assert second.losses[0] < first.losses[0]
+
+
+def test_packing_and_shared_prefixes_change_no_loss_or_gradient(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from finetune_kit.local.chat_format import ChatRenderer
+    from finetune_kit.local.training_data import load_supervised
+    from finetune_kit.local.training_objectives import PackedScorer, shared_prefix
+
+    model, tokenizer = registry.load("tiny-random", shared=False)
+    # A random (not zero) adapter, so that its gradient flows through the shared prefix too.
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    rows = chat_rows(4)
+    rows[3]["messages"].insert(1, {"role": "user", "content": "Hello"})  # a longer prompt
+    examples = load_supervised(write_jsonl(tmp_path / "t.jsonl", rows), ChatRenderer(tokenizer))
+    prefix = shared_prefix(examples)
+    assert 8 <= prefix < min(min(e.targets) for e in examples)
+    scorer = PackedScorer(peft_model, bfloat16=False)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+
+    together, _, segments = scorer.token_nll(examples)
+    together.sum().backward()
+    packed_grads = [p.grad.clone() for p in params]
+    peft_model.zero_grad()
+    alone = [scorer.token_nll([example])[0] for example in examples]
+    sum(part.sum() for part in alone).backward()
+
+    assert segments.tolist() == [i for i, e in enumerate(examples) for _ in e.targets]
+    assert torch.allclose(together, torch.cat(alone), atol=1e-5)
+    for packed, single in zip(packed_grads, [p.grad for p in params], strict=True):
+        assert torch.allclose(packed, single, rtol=1e-4, atol=1e-4)
+    assert shared_prefix(examples[:1]) == 0

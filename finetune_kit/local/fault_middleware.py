@@ -5,6 +5,11 @@ needs the server's own ``send``: uvicorn passes a bound method of its request cy
 ``transport`` is the client's socket. Closing that socket before anything is written is exactly
 what a client sees when a proxy or server dies mid-request.
 
+``drop`` closes it before the application sees the request. ``drop-after`` lets the application
+handle the request in full (its effects are in the store), keeps every response message from
+the server, then closes the socket: the client gets no byte back although the file or job
+exists, the ambiguous case idempotent creates must survive.
+
 Example:
     >>> from starlette.applications import Starlette
     >>> app = FaultInjectionMiddleware(Starlette(), FaultInjector())
@@ -103,6 +108,9 @@ class FaultInjectionMiddleware:
             logger.debug("dropping the connection of %s %s", method, path)
             await _drop_connection(receive, send)
             return
+        if decision.fault.kind == "drop-after":
+            await self._handle_then_drop(scope, receive, send, record)
+            return
         status, body, headers = _error_response(decision)
         record.status = status
         logger.debug("injecting %s into %s %s", status, method, path)
@@ -114,6 +122,32 @@ class FaultInjectionMiddleware:
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
+
+    async def _handle_then_drop(
+        self, scope: Scope, receive: Receive, send: Send, record: RequestRecord
+    ) -> None:
+        """Run the request to the end with its response held back, then drop the connection."""
+
+        async def hold_back(message: Message) -> None:
+            # Every response message (start, body chunks of a stream, pathsend...) stays here,
+            # so not one byte reaches the socket; the route still runs to its end.
+            if message["type"] == "http.response.start":
+                record.status = int(message["status"])
+
+        try:
+            await self.app(scope, receive, hold_back)
+        except Exception:
+            # The route raised; its 500 was held back too, so the client sees the same thing:
+            # a connection closed without an answer. The server still logs the error.
+            await _drop_connection(receive, send)
+            raise
+        logger.debug(
+            "dropping the connection of %s %s after handling it (status %s)",
+            scope["method"],
+            scope["path"],
+            record.status,
+        )
+        await _drop_connection(receive, send)
 
 
 def _retry_count(scope: Scope) -> int | None:

@@ -6,7 +6,8 @@ Off by default. When a backend runs with ``faults=True``, every request first me
 - answer ``429`` with ``Retry-After`` (seconds) and ``retry-after-ms`` headers,
 - answer ``500`` or ``503`` with OpenAI's error body,
 - drop the connection without sending a single byte back (the ``openai`` client raises
-  ``APIConnectionError``),
+  ``APIConnectionError``), either before handling the request (``drop``) or after handling it
+  (``drop-after``: the file or job exists, only the response is lost),
 - or wait a while before handling the request.
 
 Faults come from a script (a sequence consumed one request at a time: ``["429", "500", "ok"]``)
@@ -44,10 +45,11 @@ __all__ = [
     "RequestRecord",
 ]
 
-FaultKind = Literal["429", "500", "503", "drop", "delay", "ok"]
-"""What a fault does: an HTTP error, a dropped connection, a delay, or nothing (``ok``)."""
+FaultKind = Literal["429", "500", "503", "drop", "drop-after", "delay", "ok"]
+"""What a fault does: an HTTP error, a dropped connection (before or after handling the
+request), a delay, or nothing (``ok``)."""
 
-_KINDS = ("429", "500", "503", "drop", "delay", "ok")
+_KINDS = ("429", "500", "503", "drop", "drop-after", "delay", "ok")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,10 @@ class Fault:
     """One fault.
 
     Attributes:
-        kind: ``"429"``, ``"500"``, ``"503"``, ``"drop"``, ``"delay"`` or ``"ok"``.
+        kind: ``"429"``, ``"500"``, ``"503"``, ``"drop"`` (the connection closes before the
+            request is handled), ``"drop-after"`` (the request is handled, its effects are
+            stored, then the connection closes before any byte of the response is sent),
+            ``"delay"`` or ``"ok"``.
         retry_after: Seconds sent in ``Retry-After`` / ``retry-after-ms`` (429; 503 when set);
             ``None`` uses the injector's default for a 429 and sends none for a 503.
         seconds: How long a ``delay`` waits before the request is handled normally.
@@ -76,7 +81,7 @@ class Fault:
         """Read a fault from a ``Fault`` or a string.
 
         Strings: ``"429"``, ``"429:<retry_after>"``, ``"500"``, ``"503"``,
-        ``"503:<retry_after>"``, ``"drop"``, ``"delay:<seconds>"``, ``"ok"``.
+        ``"503:<retry_after>"``, ``"drop"``, ``"drop-after"``, ``"delay:<seconds>"``, ``"ok"``.
 
         Args:
             spec: The fault.
@@ -94,7 +99,7 @@ class Fault:
         if kind not in _KINDS:
             raise ConfigurationError(
                 f"Unknown fault {spec!r}; use one of 429, 429:<seconds>, 500, 503, drop, "
-                "delay:<seconds>, ok.",
+                "drop-after, delay:<seconds>, ok.",
                 param="faults",
             )
         try:
@@ -111,7 +116,7 @@ class Fault:
 
 
 FaultSpec = Fault | str
-"""A ``Fault`` or its string form (``"429"``, ``"drop"``, ``"delay:0.5"``...)."""
+"""A ``Fault`` or its string form (``"429"``, ``"drop-after"``, ``"delay:0.5"``...)."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +141,10 @@ class RequestRecord:
     Attributes:
         method: The HTTP method.
         path: The URL path, without the query string.
-        fault: The fault injected (``"429"``, ``"drop"``...), or ``None``.
-        status: The status answered, or ``None`` when the connection was dropped.
+        fault: The fault injected (``"429"``, ``"drop"``, ``"drop-after"``...), or ``None``.
+        status: The status answered; for ``drop-after``, the status the route produced but
+            never sent (so a test can tell the server handled the request); ``None`` when the
+            connection was dropped before the request was handled.
         started_at: Unix time the request arrived.
         retry_count: The client's ``x-stainless-retry-count`` header, when sent.
     """
@@ -288,7 +295,7 @@ class FaultInjector:
         Args:
             method: HTTP method, or ``"*"`` for any.
             path: Route pattern (see ``compile_path``).
-            faults: Such as ``["429", "500", "drop", "ok"]``.
+            faults: Such as ``["429", "500", "drop", "drop-after", "ok"]``.
             retry_after: ``Retry-After`` seconds for the 429s (and 503s) of this script.
         """
         parsed = [self._with_retry_after(Fault.parse(f), retry_after) for f in faults]

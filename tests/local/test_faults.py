@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
 import time
+from pathlib import Path
 
+import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from finetune_kit.errors import ConfigurationError, LocalBackendError
 from finetune_kit.local import Fault, FaultInjector, LocalBackend, RemoteFaults
 from finetune_kit.local.faults import compile_path
+from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 
 def test_scripted_429_carries_retry_after_headers(
@@ -46,6 +53,102 @@ def test_each_fault_kind_reaches_the_client_as_openai_raises_it(
     log = local_faults.requests("GET", "/v1/files")
     assert [r.fault for r in log] == ["500", "503", "drop", None, "429"]
     assert [r.status for r in log] == [500, 503, None, 200, 429]
+
+
+def test_drop_after_stores_the_file_and_loses_the_response(
+    client: openai.OpenAI, local_faults: FaultInjector, tmp_path: Path
+) -> None:
+    # Big enough that the multipart body reaches the server in many reads.
+    tag = os.urandom(4).hex()
+    path = write_jsonl(tmp_path / f"lost-{tag}.jsonl", chat_examples(2000, topic=tag))
+    assert path.stat().st_size > 256 * 1024
+    local_faults.script("POST", "/v1/files", ["drop-after"])
+    with pytest.raises(openai.APIConnectionError), open(path, "rb") as handle:
+        client.files.create(file=handle, purpose="fine-tune")
+    [record] = local_faults.requests("POST", "/v1/files")
+    assert (record.fault, record.status) == ("drop-after", 200)
+    stored = [f for f in client.files.list() if f.filename == path.name]
+    assert len(stored) == 1
+    assert stored[0].bytes == path.stat().st_size
+    assert client.files.content(stored[0].id).read() == path.read_bytes()
+
+
+def test_drop_after_sends_not_one_byte(
+    local_backend: LocalBackend, local_faults: FaultInjector, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = httpx.URL(local_backend.base_url)
+    local_faults.script("GET", "/v1/models", ["drop-after"])
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as sock:
+        request = f"GET /v1/models HTTP/1.1\r\nHost: {url.host}\r\n\r\n"
+        sock.sendall(request.encode())
+        assert sock.recv(65536) == b""  # closed, without even a status line
+    [record] = local_faults.requests("GET", "/v1/models")
+    assert (record.fault, record.status) == ("drop-after", 200)
+    # The server took the close as planned: no complaint about a missing response.
+    assert not [r for r in caplog.records if r.name.startswith("uvicorn") and r.levelno >= 30]
+
+
+def test_drop_after_creates_the_job_and_loses_the_response(
+    client: openai.OpenAI, local_faults: FaultInjector, chat_training_file: Path
+) -> None:
+    with open(chat_training_file, "rb") as handle:
+        training = client.files.create(file=handle, purpose="fine-tune")
+    key = os.urandom(6).hex()
+    local_faults.set_probability("POST", "/v1/fine_tuning/jobs", "drop-after", 1.0)
+    with pytest.raises(openai.APIConnectionError):
+        client.fine_tuning.jobs.create(
+            model="gpt-4o-mini", training_file=training.id, metadata={"lost": key}
+        )
+    local_faults.clear()
+    jobs = [
+        j for j in client.fine_tuning.jobs.list(limit=100) if (j.metadata or {}) == {"lost": key}
+    ]
+    try:
+        assert len(jobs) == 1
+        assert jobs[0].training_file == training.id
+    finally:
+        for job in jobs:
+            client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_drop_after_on_a_stream_and_on_completing_an_upload(
+    client: openai.OpenAI, local_faults: FaultInjector
+) -> None:
+    chat: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi."}]
+    local_faults.script("POST", "/v1/chat/completions", ["drop-after"])
+    with pytest.raises(openai.APIConnectionError):  # not even the status line arrives
+        client.chat.completions.create(model="gpt-4o-mini", messages=chat, stream=True)
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=chat, stream=True, max_tokens=4
+    )
+    assert [chunk.id for chunk in stream]  # the next request streams normally
+
+    content = b"".join(
+        json.dumps(row).encode() + b"\n" for row in chat_examples(40, topic=os.urandom(4).hex())
+    )
+    upload = client.uploads.create(
+        bytes=len(content), filename="parts.jsonl", mime_type="text/jsonl", purpose="fine-tune"
+    )
+    half = len(content) // 2
+    parts = [
+        client.uploads.parts.create(upload.id, data=chunk).id
+        for chunk in (content[:half], content[half:])
+    ]
+    local_faults.script("POST", "/v1/uploads/{id}/complete", ["drop-after"])
+    with pytest.raises(openai.APIConnectionError):
+        client.uploads.complete(upload.id, part_ids=parts)
+    assert [(r.fault, r.status) for r in local_faults.requests("POST", "/v1/**")] == [
+        ("drop-after", 200),
+        (None, 200),
+        (None, 200),
+        (None, 200),
+        (None, 200),
+        ("drop-after", 200),
+    ]
+    [stored] = [
+        f for f in client.files.list() if f.filename == "parts.jsonl" and f.bytes == len(content)
+    ]
+    assert client.files.content(stored.id).read() == content
 
 
 def test_the_openai_client_retries_through_scripted_faults(
@@ -131,6 +234,15 @@ def test_remote_control_over_http(local_backend: LocalBackend, client: openai.Op
     assert remote.count("GET", "/v1/models") == 2
     assert [r.fault for r in remote.requests("DELETE", "/v1/files/{id}")] == ["drop"]
     remote.clear()
+    doomed = client.files.create(file=("doomed.jsonl", b"{}\n"), purpose="fine-tune")
+    remote.script("DELETE", "/v1/files/{id}", ["drop-after"])
+    with pytest.raises(openai.APIConnectionError):
+        client.files.delete(doomed.id)
+    with pytest.raises(openai.NotFoundError):  # handled: the file is gone
+        client.files.retrieve(doomed.id)
+    [deleted] = remote.requests("DELETE", "/v1/files/{id}")
+    assert (deleted.fault, deleted.status) == ("drop-after", 200)
+    remote.clear()
     assert remote.count() == 0
     with pytest.raises(LocalBackendError, match="Unknown fault"):
         remote.script("GET", "/v1/models", ["418"])
@@ -147,6 +259,7 @@ def test_admin_routes_do_not_exist_without_fault_injection(tmp_path: object) -> 
 def test_fault_specs_and_patterns() -> None:
     assert Fault.parse("503:2") == Fault("503", retry_after=2.0)
     assert Fault.parse(" DROP ") == Fault("drop")
+    assert Fault.parse("Drop-After") == Fault("drop-after")
     with pytest.raises(ConfigurationError):
         Fault.parse("teapot")
     with pytest.raises(ConfigurationError):

@@ -19,7 +19,6 @@ from finetune_kit.data.dataset import Dataset
 from finetune_kit.errors import ConfigurationError, PreflightFailedError, UploadError
 from finetune_kit.files import AsyncFileUploader, FileUploader
 from tests.fixtures.local_backend import chat_examples, write_jsonl
-from tests.services.lost_responses import async_losing_client, losing_client
 
 if TYPE_CHECKING:
     from finetune_kit.local import FaultInjector, LocalBackend
@@ -168,23 +167,30 @@ def test_dropped_connection_on_upload_leaves_exactly_one_file(
 
 
 def test_response_lost_after_the_server_stored_the_file(
-    local_backend: LocalBackend, client: openai.OpenAI, policy: RetryPolicy, tmp_path: Path
+    local_backend: LocalBackend,
+    client: openai.OpenAI,
+    policy: RetryPolicy,
+    tmp_path: Path,
+    local_faults: FaultInjector,
 ) -> None:
     # Control: the SDK's own retries upload the file a second time.
     control_path = write_jsonl(tmp_path / "control.jsonl", unique_rows())
-    sdk, _ = losing_client(local_backend, "POST", "/v1/files", max_retries=2)
-    with sdk, open(control_path, "rb") as handle:
+    local_faults.script("POST", "/v1/files", ["drop-after"])
+    with local_backend.client(max_retries=2) as sdk, open(control_path, "rb") as handle:
         sdk.files.create(file=handle, purpose="fine-tune")
     assert sum(f.filename == "control.jsonl" for f in client.files.list()) == 2
 
     # The uploader looks before sending again: exactly one file.
+    local_faults.clear_log()
     path = write_jsonl(tmp_path / "train.jsonl", unique_rows())
-    losing, transport = losing_client(local_backend, "POST", "/v1/files")
-    with losing:
-        uploaded = FileUploader(losing, policy=policy, progress=False).upload(path)
-    assert transport.rule.lost == 1
+    local_faults.script("POST", "/v1/files", ["drop-after"])
+    uploaded = FileUploader(client, policy=policy, progress=False).upload(path)
     assert not uploaded.reused
     assert copies(client, path.read_bytes()) == [uploaded.id]
+    # One POST, which the server handled; the file was found, not sent again.
+    assert [(r.fault, r.status) for r in local_faults.requests("POST", "/v1/files")] == [
+        ("drop-after", 200)
+    ]
 
 
 def test_large_file_goes_in_parallel_parts_with_md5(
@@ -214,17 +220,18 @@ def test_large_file_goes_in_parallel_parts_with_md5(
 
 
 def test_lost_completion_of_a_multipart_upload_is_found(
-    local_backend: LocalBackend, client: openai.OpenAI, policy: RetryPolicy, tmp_path: Path
+    client: openai.OpenAI, policy: RetryPolicy, tmp_path: Path, local_faults: FaultInjector
 ) -> None:
     path = write_jsonl(tmp_path / "big.jsonl", unique_rows(200))
-    losing, transport = losing_client(local_backend, "POST", r"/v1/uploads/[^/]+/complete")
-    with losing:
-        uploader = FileUploader(
-            losing, policy=policy, progress=False, multipart_threshold=8 * 1024, part_size=4096
-        )
-        uploaded = uploader.upload(path)
-    assert transport.rule.lost == 1
+    local_faults.script("POST", "/v1/uploads/{id}/complete", ["drop-after"])
+    uploader = FileUploader(
+        client, policy=policy, progress=False, multipart_threshold=8 * 1024, part_size=4096
+    )
+    uploaded = uploader.upload(path)
     assert copies(client, path.read_bytes()) == [uploaded.id]
+    # The server completed the upload; the file was found instead of completing it again.
+    completions = local_faults.requests("POST", "/v1/uploads/{id}/complete")
+    assert [(r.fault, r.status) for r in completions] == [("drop-after", 200)]
 
 
 def test_cache_file_reuses_by_id_and_notices_a_deleted_file(
@@ -289,25 +296,34 @@ def test_async_uploader_behaves_the_same(
     path = write_jsonl(tmp_path / "train.jsonl", unique_rows())
     big = write_jsonl(tmp_path / "big.jsonl", unique_rows(200))
 
-    async def scenario() -> tuple[Any, Any, Any, int]:
-        local_faults.script("POST", "/v1/files", ["429:0.2", "drop"])
-        losing, transport = async_losing_client(local_backend, "POST", "/v1/files")
-        async with losing:
+    async def scenario() -> tuple[Any, Any, Any]:
+        # A 429, a drop before the server acts, then one after it stored the file.
+        local_faults.script("POST", "/v1/files", ["429:0.2", "drop", "drop-after"])
+        async with local_backend.async_client() as async_client:
             uploader = AsyncFileUploader(
-                losing, policy=policy, progress=False, multipart_threshold=8 * 1024, part_size=4096
+                async_client,
+                policy=policy,
+                progress=False,
+                multipart_threshold=8 * 1024,
+                part_size=4096,
             )
             first = await uploader.upload(path)
             again = await uploader.upload(path)
             parted = await uploader.upload(big)
-        return first, again, parted, transport.rule.lost
+        return first, again, parted
 
-    first, again, parted, lost = asyncio.run(scenario())
+    first, again, parted = asyncio.run(scenario())
     with local_backend.client() as client:
-        assert lost == 1
         assert again.reused
         assert again.id == first.id
         assert copies(client, path.read_bytes()) == [first.id]
         assert copies(client, big.read_bytes()) == [parted.id]
+    # The file stored by the third attempt was found: no fourth POST.
+    assert [(r.fault, r.status) for r in local_faults.requests("POST", "/v1/files")] == [
+        ("429", 429),
+        ("drop", None),
+        ("drop-after", 200),
+    ]
 
 
 def test_progress_bar_counts_bytes(

@@ -20,7 +20,6 @@ from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobMana
 from finetune_kit.metrics import MetricPoint
 from finetune_kit.views import JobEvent, StatusChange, UploadedFile
 from tests.fixtures.local_backend import chat_examples, write_jsonl
-from tests.services.lost_responses import losing_client
 
 if TYPE_CHECKING:
     from finetune_kit.local import FaultInjector, LocalBackend
@@ -153,12 +152,15 @@ def test_create_after_a_dropped_connection_makes_one_job(
 
 
 def test_create_after_a_lost_response_finds_the_job_instead_of_a_second_one(
-    local_backend: LocalBackend, client: openai.OpenAI, training_file: UploadedFile
+    local_backend: LocalBackend,
+    client: openai.OpenAI,
+    training_file: UploadedFile,
+    local_faults: FaultInjector,
 ) -> None:
     # Control: the SDK's own retry creates a second job.
-    sdk, _ = losing_client(local_backend, "POST", "/v1/fine_tuning/jobs", max_retries=1)
+    local_faults.script("POST", "/v1/fine_tuning/jobs", ["drop-after"])
     control_key = os.urandom(8).hex()
-    with sdk:
+    with local_backend.client(max_retries=1) as sdk:
         sdk.fine_tuning.jobs.create(
             model="gpt-4o-mini",
             training_file=training_file.id,
@@ -169,19 +171,21 @@ def test_create_after_a_lost_response_finds_the_job_instead_of_a_second_one(
         client.fine_tuning.jobs.cancel(stray.id)
     assert len(control) == 2
 
-    losing, transport = losing_client(local_backend, "POST", "/v1/fine_tuning/jobs")
-    with losing:
-        manager = JobManager(losing, policy=quick_policy(), progress=False)
-        job = manager.create(
-            model="gpt-4o-mini", training_file=training_file, idempotency_key="run-1-" + control_key
-        )
-        again = manager.create(
-            model="gpt-4o-mini", training_file=training_file, idempotency_key="run-1-" + control_key
-        )
+    local_faults.clear_log()
+    local_faults.script("POST", "/v1/fine_tuning/jobs", ["drop-after"])
+    manager = JobManager(client, policy=quick_policy(), progress=False)
+    job = manager.create(
+        model="gpt-4o-mini", training_file=training_file, idempotency_key="run-1-" + control_key
+    )
+    again = manager.create(
+        model="gpt-4o-mini", training_file=training_file, idempotency_key="run-1-" + control_key
+    )
     try:
-        assert transport.rule.lost == 1
         assert again.id == job.id  # a rerun with the same key returns the same job
         assert [j.id for j in jobs_with_key(client, "run-1-" + control_key)] == [job.id]
+        # One POST, which the server handled; the job was found, not created again.
+        posts = local_faults.requests("POST", "/v1/fine_tuning/jobs")
+        assert [(r.fault, r.status) for r in posts] == [("drop-after", 200)]
     finally:
         client.fine_tuning.jobs.cancel(job.id)
 

@@ -1,11 +1,11 @@
 """What one optimizer step computes: packed forward passes, supervised and DPO losses.
 
 The examples of a batch are packed into one row, up to a token budget per forward pass, with
-positions restarting at each example: ``transformers`` sees the restarts and masks attention so
-no example sees another (block-diagonal causal attention). Packing wastes nothing on padding and
-runs the batch's matrix products once over all its tokens instead of once per example. A prefix
-all the pack's examples share (a common system prompt, the prompt of a DPO pair) runs once, the
-examples attending to its keys and values. The output layer runs at trained positions only.
+positions restarting at each example. Packing wastes nothing on padding and runs the batch's
+matrix products once over all its tokens instead of once per example, while attention runs
+within each example only (``packed_attention``), so no example sees another. A prefix all the
+pack's examples share (a common system prompt, the prompt of a DPO pair) runs once, the examples
+attending to its keys and values. The output layer runs at trained positions only.
 
 Example:
     >>> pack_sizes([300, 500, 1000, 200, 40], budget=1024)
@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .packed_attention import use_packed_attention
 from .training_data import PreferencePair, SupervisedExample
 
 __all__ = [
@@ -92,6 +93,7 @@ class PackedScorer:
 
         self.torch = torch
         base = peft_model.get_base_model()
+        use_packed_attention(base)
         self.body = base.get_decoder()
         self.head = base.get_output_embeddings()
         self.device = next(peft_model.parameters()).device
@@ -127,12 +129,21 @@ class PackedScorer:
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         position_ids = torch.tensor([positions], dtype=torch.long, device=device)
         where = torch.tensor(gather, dtype=torch.long, device=device)
+        bounds = [0]
+        for example in examples:
+            bounds.append(bounds[-1] + len(example.input_ids) - prefix)
+        spans = torch.tensor(bounds, dtype=torch.int32)
         with self._autocast():
             if prefix:
-                hidden = self._after_prefix(examples[0].input_ids[:prefix], input_ids, position_ids)
+                hidden = self._after_prefix(
+                    examples[0].input_ids[:prefix], input_ids, position_ids, spans
+                )
             else:
                 hidden = self.body(
-                    input_ids=input_ids, position_ids=position_ids, use_cache=False
+                    input_ids=input_ids,
+                    position_ids=position_ids,
+                    use_cache=False,
+                    cu_seq_lens_q=spans,
                 ).last_hidden_state[0]
             logits = self.head(hidden.index_select(0, where))
         logits = logits.float()
@@ -141,12 +152,14 @@ class PackedScorer:
         correct = logits.detach().argmax(-1) == expected
         return nll, correct, torch.tensor(segments, dtype=torch.long, device=device)
 
-    def _after_prefix(self, prefix: Sequence[int], input_ids: Any, position_ids: Any) -> Any:
-        """Hidden states of packed suffixes that all continue one shared prefix.
+    def _after_prefix(
+        self, prefix: Sequence[int], input_ids: Any, position_ids: Any, spans: Any
+    ) -> Any:
+        """Hidden states of packed examples that all continue one shared prefix.
 
         The prefix runs once; its keys and values (still part of the autograd graph, so its
-        tokens' adapter weights get their gradient from every suffix) are attended to by every
-        suffix token, and each suffix token also sees the earlier tokens of its own suffix.
+        tokens' adapter weights get their gradient from every example) are attended to by every
+        token after it, which also sees the earlier tokens of its own example.
         """
         torch = self.torch
         from transformers import DynamicCache
@@ -159,19 +172,12 @@ class PackedScorer:
             past_key_values=cache,
             use_cache=True,
         )
-        starts = position_ids[0] == len(prefix)
-        segment = starts.cumsum(0)
-        size = int(segment.numel())
-        own = torch.tril(torch.ones(size, size, dtype=torch.bool, device=device))
-        own &= segment.unsqueeze(1) == segment.unsqueeze(0)
-        shared = torch.ones(size, len(prefix), dtype=torch.bool, device=device)
-        mask = torch.cat([shared, own], dim=1)[None, None]
         return self.body(
             input_ids=input_ids,
             position_ids=position_ids,
             past_key_values=cache,
-            attention_mask=mask,
             use_cache=True,
+            cu_seq_lens_q=spans,
         ).last_hidden_state[0]
 
     def packs(self, examples: Sequence[SupervisedExample]) -> Iterator[list[SupervisedExample]]:

@@ -115,6 +115,21 @@ class BatchDecoder:
     """The running batch of one base model (see the module docstring).
 
     Not thread-safe: one thread (the generator's) owns it.
+
+    Example:
+        >>> from finetune_kit.local.tiny_model import build_tiny_model
+        >>> model, tokenizer = build_tiny_model()
+        >>> slot = BaseSlot("tiny-random", model, tokenizer, ChatRenderer(tokenizer),
+        ...                 frozenset({2}), 2048)
+        >>> request = DecodeRequest("tiny-random", None, [1, 75, 108],
+        ...                         DecodeParams(3, 0.0, 1.0, (), 0, 1))
+        >>> decoder = BatchDecoder(slot)
+        >>> decoder.add([request], {id(request): BASE_ADAPTER})
+        >>> while decoder.rows:
+        ...     decoder.step()
+        >>> events = [request.events.get() for _ in range(request.events.qsize())]
+        >>> events[-1][2:]
+        ('length', 3)
     """
 
     def __init__(self, slot: BaseSlot) -> None:

@@ -47,3 +47,27 @@ def test_local_backend_is_exported_lazily() -> None:
 
     assert finetune_kit.LocalBackend is LocalBackend
     assert LocalBackend.__module__ == "finetune_kit"
+
+
+def test_lazy_table_matches_what_type_checkers_see() -> None:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(finetune_kit.__file__).read_text(encoding="utf-8"))
+    seen: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):  # the TYPE_CHECKING block
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom)
+                for alias in statement.names:
+                    seen[alias.name] = f"finetune_kit.{statement.module}"
+    assert seen == finetune_kit._EXPORTS
+
+
+def test_data_package_reexports_its_layer() -> None:
+    import finetune_kit.data as data
+
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    assert data.Dataset is finetune_kit.Dataset
+    assert data.preflight is finetune_kit.preflight

@@ -122,10 +122,11 @@ def test_unknown_model_is_a_404_model_not_found(client: openai.OpenAI) -> None:
 
 
 def test_unsupported_parameters_name_the_parameter(client: openai.OpenAI) -> None:
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    # Tools are served (tests/local/test_chat_tools.py); legacy functions are not.
+    function = {"name": "f", "parameters": {"type": "object"}}
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="tiny-random", messages=HELLO, tools=[tool])  # type: ignore[list-item]
-    assert info.value.param == "tools"
+        client.chat.completions.create(model="tiny-random", messages=HELLO, functions=[function])
+    assert info.value.param == "functions"
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(

@@ -2,9 +2,18 @@
 
 Base models (and their aliases), fine-tuned models and checkpoints are all served; an unknown
 model is a 404 ``model_not_found``, as on OpenAI. Parameters that would change the response's
-shape and that the local backend cannot honour (tools, JSON mode, logprobs, audio) are refused
-with a 400 naming the parameter; harmless ones (``user``, ``store``, penalties...) are accepted
-and ignored.
+shape and that the local backend cannot honour (legacy ``functions``, JSON mode, logprobs, audio)
+are refused with a 400 naming the parameter; harmless ones (``user``, ``store``, penalties...) are
+accepted and ignored.
+
+Tool calling works as a model fine-tuned on tool-call examples learned it: the request's
+``tools`` are written into the prompt, and the conversation's tool calls and ``tool`` messages
+into its text, exactly as training writes an example (``chat_format.normalize_messages``); the
+answer's ``<tool_call>`` blocks come back as ``message.tool_calls`` (``chat_service``,
+``tool_parsing``). ``tool_choice`` ``"auto"`` (the default) and ``"none"`` (the tools are left
+out of the prompt and the answer is plain text) are honoured; ``"required"`` and a named
+function are refused with a 400 naming ``tool_choice``, since nothing here can force a call.
+``parallel_tool_calls=false`` returns only a choice's first call.
 
 Example:
     >>> [route.path for route in router.routes]
@@ -20,12 +29,19 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from ..api_errors import ApiError, InvalidRequestError, error_body
-from ..chat_service import ChatParams, ChatService
+from ..chat_service import ChatParams, ChatService, ChoiceToolCall, ToolOptions
 from ..ids import new_id
 from .common import StrictInput, context, read_json
 
@@ -36,10 +52,8 @@ router = APIRouter()
 logger = logging.getLogger("finetune_kit.local.server")
 
 _UNSUPPORTED = {
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "functions": "function calling",
-    "function_call": "function calling",
+    "functions": "legacy function calling (use 'tools')",
+    "function_call": "legacy function calling (use 'tool_choice')",
     "audio": "audio output",
     "modalities": "audio output",
     "prediction": "predicted outputs",
@@ -55,6 +69,21 @@ class _TextPart(BaseModel):
     text: str | None = None
 
 
+class _FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    arguments: str
+
+
+class _ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    type: str = "function"
+    function: _FunctionCall
+
+
 class _Message(BaseModel):
     # Lenient: clients send back messages they received, with keys such as "refusal".
     model_config = ConfigDict(extra="ignore")
@@ -62,6 +91,9 @@ class _Message(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[_TextPart] | None = None
     name: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+    tool_call_id: str | None = None
+    function_call: _FunctionCall | None = None
 
     def to_engine(self, index: int) -> dict[str, Any]:
         """Return the message as the generator takes it (text parts joined)."""
@@ -81,7 +113,49 @@ class _Message(BaseModel):
         message: dict[str, Any] = {"role": self.role, "content": text}
         if self.name is not None:
             message["name"] = self.name
+        # Training renders these into the text: the history must carry them the same way.
+        if self.tool_calls:
+            message["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.function_call is not None:
+            message["function_call"] = self.function_call.model_dump()
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
         return message
+
+
+class _FunctionDefinition(StrictInput):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class _Tool(StrictInput):
+    type: Literal["function"]
+    function: _FunctionDefinition
+    _as_sent: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_as_sent(cls, data: Any, handler: ModelWrapValidatorHandler[_Tool]) -> _Tool:
+        tool = handler(data)
+        # The prompt gets the declaration exactly as sent (its keys' order included), as
+        # training writes the example's: a dump of the model would reorder and fill it.
+        tool._as_sent = dict(data) if isinstance(data, dict) else tool.model_dump()
+        return tool
+
+    def declaration(self) -> dict[str, Any]:
+        """The declaration as the client sent it."""
+        return self._as_sent
+
+
+class _FunctionName(StrictInput):
+    name: str
+
+
+class _NamedToolChoice(StrictInput):
+    type: Literal["function"]
+    function: _FunctionName
 
 
 class _StreamOptions(StrictInput):
@@ -110,16 +184,16 @@ class ChatCompletionBody(StrictInput):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
-    parallel_tool_calls: bool | None = None
     service_tier: str | None = None
     reasoning_effort: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
     logprobs: bool | None = None
     response_format: dict[str, Any] | None = None
+    tools: Annotated[list[_Tool], Field(min_length=1)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | _NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     # Refused (see _UNSUPPORTED); declared so the error names them clearly.
-    tools: Any = None
-    tool_choice: Any = None
     functions: Any = None
     function_call: Any = None
     audio: Any = None
@@ -150,6 +224,41 @@ def _check_supported(body: ChatCompletionBody) -> None:
         raise InvalidRequestError(
             "stream_options is only allowed when stream is true.", param="stream_options"
         )
+    _check_tools(body)
+
+
+def _check_tools(body: ChatCompletionBody) -> None:
+    if body.tools is None:
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if getattr(body, name) is not None:
+                raise InvalidRequestError(
+                    f"Invalid value for '{name}': '{name}' is only allowed when 'tools' are "
+                    "specified.",
+                    param=name,
+                )
+        return
+    seen: set[str] = set()
+    for index, tool in enumerate(body.tools):
+        if tool.function.name in seen:
+            raise InvalidRequestError(
+                f"Two tools are named {tool.function.name!r}: tool names must be unique.",
+                param=f"tools[{index}].function.name",
+            )
+        seen.add(tool.function.name)
+    if body.tool_choice is not None and body.tool_choice not in ("auto", "none"):
+        raise InvalidRequestError(
+            "The local backend supports tool_choice 'auto' and 'none': it cannot force a tool "
+            "call. Use 'auto' (a model fine-tuned on tool calls makes them when it should).",
+            param="tool_choice",
+        )
+
+
+def _tool_options(body: ChatCompletionBody) -> ToolOptions | None:
+    if body.tools is None or body.tool_choice == "none":
+        # "none": the tools stay out of the prompt, so the answer is plain text.
+        return None
+    parallel = True if body.parallel_tool_calls is None else body.parallel_tool_calls
+    return ToolOptions([tool.declaration() for tool in body.tools], parallel=parallel)
 
 
 def _params(body: ChatCompletionBody) -> ChatParams:
@@ -188,18 +297,19 @@ async def create_chat_completion(request: Request) -> dict[str, Any] | Streaming
     target = ctx.catalog.chat_target(body.model)
     messages = [m.to_engine(i) for i, m in enumerate(body.messages)]
     params = _params(body)
+    tools = _tool_options(body)
     service = ChatService(await run_in_threadpool(ctx.generator))
     completion_id = new_id("chatcmpl")
     created = int(time.time())
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = await run_in_threadpool(service.start_stream, target, messages, params)
+        chunks = await run_in_threadpool(service.start_stream, target, messages, params, tools)
         return StreamingResponse(
             _sse(chunks, completion_id, created, target.name, include_usage),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
-    result = await run_in_threadpool(service.complete, target, messages, params)
+    result = await run_in_threadpool(service.complete, target, messages, params, tools)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -210,12 +320,7 @@ async def create_chat_completion(request: Request) -> dict[str, Any] | Streaming
         "choices": [
             {
                 "index": index,
-                "message": {
-                    "role": "assistant",
-                    "content": choice.text,
-                    "refusal": None,
-                    "annotations": [],
-                },
+                "message": _message(choice.text, choice.tool_calls),
                 "finish_reason": choice.finish_reason,
                 "logprobs": None,
             }
@@ -223,6 +328,26 @@ async def create_chat_completion(request: Request) -> dict[str, Any] | Streaming
         ],
         "usage": _usage(result.prompt_tokens, result.completion_tokens),
     }
+
+
+def _tool_call(call: ChoiceToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def _message(content: str | None, calls: tuple[ChoiceToolCall, ...]) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content,
+        "refusal": None,
+        "annotations": [],
+    }
+    if calls:
+        message["tool_calls"] = [_tool_call(call) for call in calls]
+    return message
 
 
 def _sse(
@@ -252,12 +377,20 @@ def _sse(
                     yield chunk([], _usage(*piece.usage))
                 continue
             if piece.index not in started:
+                if not (piece.text or piece.tool_calls or piece.finish_reason):
+                    continue  # text held back (it may be a tool call): nothing to say yet
                 started.add(piece.index)
+                # As OpenAI: content null in the first delta of an answer that is only calls.
+                first_content = None if piece.tool_calls and not piece.text else ""
                 yield chunk(
                     [
                         {
                             "index": piece.index,
-                            "delta": {"role": "assistant", "content": "", "refusal": None},
+                            "delta": {
+                                "role": "assistant",
+                                "content": first_content,
+                                "refusal": None,
+                            },
                             "finish_reason": None,
                             "logprobs": None,
                         }
@@ -269,6 +402,18 @@ def _sse(
                         {
                             "index": piece.index,
                             "delta": {"content": piece.text},
+                            "finish_reason": None,
+                            "logprobs": None,
+                        }
+                    ]
+                )
+            for call_index, call in enumerate(piece.tool_calls):
+                # One chunk per call, its arguments whole: clients accumulate by index.
+                yield chunk(
+                    [
+                        {
+                            "index": piece.index,
+                            "delta": {"tool_calls": [{"index": call_index, **_tool_call(call)}]},
                             "finish_reason": None,
                             "logprobs": None,
                         }

@@ -254,8 +254,10 @@ def _check_tools(body: ChatCompletionBody) -> None:
 
 
 def _tool_options(body: ChatCompletionBody) -> ToolOptions | None:
-    if body.tools is None or body.tool_choice == "none":
-        # "none": the tools stay out of the prompt, so the answer is plain text.
+    if body.tools is None:
+        return None
+    if body.tool_choice == "none":
+        logger.debug("tool_choice is 'none': %d tool(s) left out of the prompt", len(body.tools))
         return None
     parallel = True if body.parallel_tool_calls is None else body.parallel_tool_calls
     return ToolOptions([tool.declaration() for tool in body.tools], parallel=parallel)

@@ -370,7 +370,8 @@ RULES: dict[str, Rule] = _rules(
         "unanswered_tool_call",
         "error",
         "example",
-        "a tool call has no tool message answering its id before the conversation moves on",
+        "a tool call has no tool message answering its id before the conversation moves on "
+        "(an example may end on the assistant's calls)",
         "add a {role: tool, tool_call_id, content} message for every call",
     ),
     Rule(

@@ -851,7 +851,10 @@ class ExampleChecker:
                 self._check_tool_answer(message, field, sink, pending, answered)
             # Content.
             stats.n_images += self._check_content(message, role, field, sink, calls_here)
-        if pending:
+        # An example may end on the assistant's tool calls: it teaches the model to call the
+        # tool (OpenAI's own function-calling examples end so). Calls still pending at the end
+        # are unanswered only when something else came after them.
+        if pending and not (stats.roles and stats.roles[-1] == "assistant"):
             self._flush_unanswered(pending, sink)
         if has_calls and declared is None and mode != "dpo_output":
             sink.add(

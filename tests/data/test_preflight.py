@@ -363,3 +363,33 @@ def test_random_bytes_never_crash(data: bytes) -> None:
         0 if data.endswith(b"\n") or not data else 1
     )
     str(report)
+
+
+def test_an_example_may_end_on_the_assistants_tool_call() -> None:
+    # OpenAI's function-calling examples end on the call: the model learns to make it.
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": "{}"},
+    }
+    ending_on_call = {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "tool_calls": [call]},
+        ],
+        "tools": tools,
+    }
+    moving_on = {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "user", "content": "Well?"},
+            {"role": "assistant", "content": "Sunny."},
+        ],
+        "tools": tools,
+    }
+    report = preflight([ending_on_call] * 10, model=None)
+    assert not [i for i in report.issues if i.code == "unanswered_tool_call"]
+    report = preflight([moving_on] * 10, model=None)
+    assert [i.line for i in report.errors if i.code == "unanswered_tool_call"] == list(range(1, 11))

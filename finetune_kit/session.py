@@ -47,6 +47,8 @@ from .views import TERMINAL_STATUSES
 if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob
 
+    from .azure_deploy import AsyncAzureDeployer, AzureDeployer
+    from .azure_deployment import AzureDeployment
     from .data.report import PreflightReport
     from .evaluation import PairedEvaluationReport
     from .inference import Comparison
@@ -307,6 +309,21 @@ class _SessionCore(Generic[ClientT]):
         if self.state.base_model is None:
             self.state.base_model = job.model
         self._record_job(job)
+
+    def _to_deploy(self, checkpoint: int | str | None) -> str:
+        if self.state.backend != "azure":
+            raise ConfigurationError(
+                "deploy() is Azure's step: OpenAI and the local backend serve a tuned model as "
+                "soon as its job succeeds",
+                param="backend",
+            )
+        if checkpoint is None:
+            return self._require("fine_tuned_model", "train() must finish successfully first")
+        return self._pick_model(checkpoint=checkpoint, base=False)
+
+    def _record_deployment(self, name: str) -> None:
+        self.state.deployment = name
+        self.save()
 
     def _pair_for_inference(self) -> tuple[str, str]:
         tuned = self._tuned_model()
@@ -734,6 +751,40 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         base, tuned = self._pair_for_inference()
         return self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
 
+    def deploy(
+        self,
+        deployer: AzureDeployer,
+        deployment_name: str,
+        *,
+        checkpoint: int | str | None = None,
+        sku: str = "standard",
+        capacity: int = 1,
+    ) -> AzureDeployment:
+        """Deploy the tuned model (or a checkpoint) on Azure; chat and compare then use it.
+
+        On Azure a fine-tuned model answers only once deployed. The deployment's name is saved
+        in the state, and the session's inference calls address it from then on.
+
+        Args:
+            deployer: An :class:`~finetune_kit.azure_deploy.AzureDeployer` for the resource
+                (subscription, resource group, account and ARM credentials).
+            deployment_name: The deployment's name.
+            checkpoint: Deploy this checkpoint (step number or name) instead of the final model.
+            sku: ``"standard"``, ``"globalstandard"``, ``"developertier"``... (see
+                docs/azure.md for the hosting fees and the Developer tier's 24-hour expiry).
+            capacity: The deployment's capacity.
+
+        Returns:
+            The deployment, provisioned.
+        """
+        if isinstance(checkpoint, int) and not self.state.checkpoints:
+            self.checkpoints()
+        deployment = deployer.deploy(
+            self._to_deploy(checkpoint), deployment_name, sku=sku, capacity=capacity
+        )
+        self._record_deployment(deployment_name)
+        return deployment
+
     def export(self, folder: str | os.PathLike[str]) -> Path:
         """Download the job's files, results, events, checkpoints and metadata into ``folder``.
 
@@ -971,6 +1022,24 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         """Score base and tuned model on held-out examples: flips and a bootstrap interval."""
         base, tuned = self._pair_for_inference()
         return await self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
+
+    async def deploy(
+        self,
+        deployer: AsyncAzureDeployer,
+        deployment_name: str,
+        *,
+        checkpoint: int | str | None = None,
+        sku: str = "standard",
+        capacity: int = 1,
+    ) -> AzureDeployment:
+        """Deploy the tuned model or a checkpoint on Azure (see :meth:`FineTuneSession.deploy`)."""
+        if isinstance(checkpoint, int) and not self.state.checkpoints:
+            await self.checkpoints()
+        deployment = await deployer.deploy(
+            self._to_deploy(checkpoint), deployment_name, sku=sku, capacity=capacity
+        )
+        self._record_deployment(deployment_name)
+        return deployment
 
     async def export(self, folder: str | os.PathLike[str]) -> Path:
         """Download the job's artifacts into ``folder`` (see :meth:`FineTuneSession.export`)."""

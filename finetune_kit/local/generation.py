@@ -29,11 +29,13 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -166,6 +168,17 @@ class ChatStream:
         """Stop generating (no-op once every choice has finished)."""
         if self._remaining:
             self._request.cancelled.set()
+
+
+_OPEN_GENERATORS: weakref.WeakSet[Generator] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_generators() -> None:
+    # A decoding thread still inside torch when the interpreter tears down aborts the process
+    # ("terminate called without an active exception"): stop them first.
+    for generator in list(_OPEN_GENERATORS):
+        generator.close()
 
 
 class Generator:
@@ -430,6 +443,7 @@ class Generator:
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
+            _OPEN_GENERATORS.add(self)
             self._thread = threading.Thread(
                 target=self._serve, name="finetune_kit-generator", daemon=True
             )

@@ -325,9 +325,9 @@ class _SessionCore(Generic[ClientT]):
         self.state.deployment = name
         self.save()
 
-    def _pair_for_inference(self) -> tuple[str, str]:
+    def _pair_for_inference(self, base_model: str | None) -> tuple[str, str]:
         tuned = self._tuned_model()
-        base = self._base_for_inference()
+        base = base_model or self._base_for_inference()
         self._check_lifecycle(base, new_job=False)
         return base, tuned
 
@@ -721,34 +721,49 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         self._check_lifecycle(chosen, new_job=False)
         return self.inference.chat(chosen, messages, system=system, **params)
 
-    def compare(self, prompts: Any, *, system: str | None = None, **params: Any) -> Comparison:
+    def compare(
+        self,
+        prompts: Any,
+        *,
+        system: str | None = None,
+        base_model: str | None = None,
+        **params: Any,
+    ) -> Comparison:
         """Ask the base and the tuned model the same prompts, side by side.
 
         Args:
             prompts: A prompt, or prompts (strings or message lists).
             system: A system message to put first.
+            base_model: The model to compare with (default: the base the job trained; on Azure,
+                pass the base model's deployment name).
             **params: Chat parameters.
 
         Returns:
             The comparison (prints as a table; HTML in notebooks).
         """
-        base, tuned = self._pair_for_inference()
+        base, tuned = self._pair_for_inference(base_model)
         return self.inference.compare(base, tuned, prompts, system=system, **params)
 
     def evaluate(
-        self, examples: Iterable[Any], scorers: Any = None, **options: Any
+        self,
+        examples: Iterable[Any],
+        scorers: Any = None,
+        *,
+        base_model: str | None = None,
+        **options: Any,
     ) -> PairedEvaluationReport:
         """Score base and tuned model on held-out examples: flips and a bootstrap interval.
 
         Args:
             examples: A ``Dataset``, chat examples, or ``(prompt, reference)`` pairs.
             scorers: Scorers (default: exact match).
+            base_model: The model to compare with (as in :meth:`compare`).
             **options: More :meth:`~finetune_kit.inference.InferenceClient.evaluate_pair` options.
 
         Returns:
             The paired report.
         """
-        base, tuned = self._pair_for_inference()
+        base, tuned = self._pair_for_inference(base_model)
         return self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
 
     def deploy(
@@ -1010,17 +1025,27 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         return await self.inference.chat(chosen, messages, system=system, **params)
 
     async def compare(
-        self, prompts: Any, *, system: str | None = None, **params: Any
+        self,
+        prompts: Any,
+        *,
+        system: str | None = None,
+        base_model: str | None = None,
+        **params: Any,
     ) -> Comparison:
         """Ask the base and the tuned model the same prompts, side by side."""
-        base, tuned = self._pair_for_inference()
+        base, tuned = self._pair_for_inference(base_model)
         return await self.inference.compare(base, tuned, prompts, system=system, **params)
 
     async def evaluate(
-        self, examples: Iterable[Any], scorers: Any = None, **options: Any
+        self,
+        examples: Iterable[Any],
+        scorers: Any = None,
+        *,
+        base_model: str | None = None,
+        **options: Any,
     ) -> PairedEvaluationReport:
         """Score base and tuned model on held-out examples: flips and a bootstrap interval."""
-        base, tuned = self._pair_for_inference()
+        base, tuned = self._pair_for_inference(base_model)
         return await self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
 
     async def deploy(

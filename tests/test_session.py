@@ -67,6 +67,8 @@ def test_whole_workflow_saves_state_without_secrets(
     assert [row.prompt for row in comparison.rows] == ["Tell me about Argon", "Tell me about Xenon"]
     assert comparison.base_model == job.model
     assert comparison.tuned_model == job.fine_tuned_model
+    other = session.compare("Tell me about Argon", base_model="tiny-random", max_tokens=2)
+    assert other.base_model == "tiny-random"
 
     metrics = session.metrics()
     assert metrics.steps

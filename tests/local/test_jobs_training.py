@@ -145,7 +145,9 @@ def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: P
     assert {done.fine_tuned_model, checkpoints[1].fine_tuned_model_checkpoint} <= models
     Model.model_validate(client.models.retrieve(done.fine_tuned_model).model_dump())
     for name in (done.fine_tuned_model, checkpoints[1].fine_tuned_model_checkpoint):
-        answer = client.chat.completions.create(model=name, messages=HELLO, max_tokens=4)
+        answer = client.chat.completions.create(
+            model=name, messages=HELLO, max_tokens=4, temperature=0
+        )
         assert answer.model == name
         assert answer.usage is not None
         assert answer.usage.completion_tokens == 4

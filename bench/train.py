@@ -5,7 +5,8 @@ Three measurements on SmolLM2-135M-Instruct (the local backend's default base mo
 a. Training throughput. The engine's ``train()`` and trl's ``SFTTrainer`` (what a user would
    reach for) fine-tune the same LoRA adapter (r=16, alpha=32, every projection, dropout 0) on
    the same chat examples (the project's element limericks, loss on the answers only), with the
-   same batch size, epochs, learning rate and threads; both in float32 from the same weights.
+   same batch size, epochs and learning rate, from the same float32 weights; each side with its
+   own choice of precision and threads (trl: torch's, every core; the engine: its defaults).
    Each side's tokens per second is the number of tokens in its training sequences (padding
    excluded, times epochs; the two counts are printed and must match) over the time of its
    training loop (model loading excluded for both). trl runs with its defaults (which turn

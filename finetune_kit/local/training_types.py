@@ -174,8 +174,8 @@ class TrainingRequest:
         lora: Adapter shape.
         max_seq_len: Truncate examples to this many tokens (``None``: the model's context).
         eval_interval: Steps between validation batches (``None``: about 20 per run).
-        num_threads: Torch CPU threads (``None``: 1 for ``tiny-random``, else every core this
-            process may use).
+        num_threads: Torch CPU threads (``None``: see ``training.threads_for``: half the cores
+            this process may use, 1 for ``tiny-random``).
         keep_checkpoints: Epoch checkpoints kept on disk; older ones are deleted.
         dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see ``finetune_kit.local.precision``).
     """

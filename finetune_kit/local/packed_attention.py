@@ -1,10 +1,11 @@
-"""Attention over packed examples, one example at a time: no work on masked-out pairs.
+"""Attention over packed examples, each within its own span: no work on masked-out pairs.
 
 The training loop packs a batch's examples into one sequence (see ``training_objectives``).
 Masked attention over the whole pack computes every token pair and discards most; this
-attention function instead runs PyTorch's fused causal attention on each example's own span
-(plus the pack's shared prefix, when one was computed first), so a pack of four 60-token
-examples costs four 60x60 attentions, not one 240x240.
+attention function instead attends within each example's own span (plus the pack's shared
+prefix, when one was computed first), so a pack of four 60-token examples costs four 60x60
+attentions, not one 240x240. Examples of similar length run as one batched product, padded to
+the longest; long or uneven ones run PyTorch's fused causal kernel one example at a time.
 
 It is registered with ``transformers`` as the attention implementation ``"finetune_kit_packed"``
 and reads the examples' boundaries from the ``cu_seq_lens_q`` keyword (cumulative lengths, as
@@ -27,6 +28,9 @@ from typing import Any
 __all__ = ["PACKED_ATTENTION", "packed_causal_attention", "use_packed_attention"]
 
 PACKED_ATTENTION = "finetune_kit_packed"
+
+MAX_PADDED_LENGTH = 512
+"""Longest example attended in one padded batch; longer ones use the fused kernel per example."""
 
 
 def packed_causal_attention(
@@ -56,8 +60,6 @@ def packed_causal_attention(
     Returns:
         ``(output [1, tokens, heads, dim], None)``.
     """
-    import torch
-
     if cu_seq_lens_q is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -71,6 +73,91 @@ def packed_causal_attention(
         value = value.repeat_interleave(groups, dim=1)
     prefix = key.shape[2] - query.shape[2]
     bounds = [int(b) for b in cu_seq_lens_q]
+    lengths = [end - start for start, end in itertools.pairwise(bounds)]
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    if dropout == 0.0 and _padding_is_cheap(lengths, prefix):
+        attended = _padded_attention(query, key, value, bounds, lengths, prefix, scaling)
+    else:
+        attended = _attention_per_example(query, key, value, bounds, prefix, dropout, scaling)
+    return attended.transpose(1, 2).contiguous(), None
+
+
+def _padding_is_cheap(lengths: list[int], prefix: int) -> bool:
+    """Whether padding every example to the longest costs at most twice the exact scores.
+
+    Also bounds the score matrix: past ``MAX_PADDED_LENGTH`` tokens, the fused kernel's memory
+    (it never materializes the scores) matters more than its speed.
+    """
+    longest = max(lengths)
+    padded = len(lengths) * longest * (prefix + longest)
+    exact = sum(length * (prefix + length) for length in lengths)
+    return longest <= MAX_PADDED_LENGTH and padded <= 2 * exact
+
+
+def _padded_attention(
+    query: Any,
+    key: Any,
+    value: Any,
+    bounds: list[int],
+    lengths: list[int],
+    prefix: int,
+    scaling: float,
+) -> Any:
+    """All examples in one batched product, each padded to the longest.
+
+    On CPU, for the short examples chat fine-tuning has, this is 2-4x faster forward and
+    backward than the fused kernel run once per example (measured on 40-160 token examples):
+    the fused backward pass is slow for small blocks, and one batched call replaces one per
+    example. A padded query row only ever sees its own example's keys and the prefix (causality
+    hides the padding from real rows), and padded rows are dropped afterwards.
+    """
+    import torch
+
+    heads, dim = query.shape[1], query.shape[3]
+    longest = max(lengths)
+    device = query.device
+    steps = torch.arange(longest, device=device)
+    starts = torch.tensor(bounds[:-1], device=device)
+    limits = torch.tensor(bounds[1:], device=device) - 1
+    # Token index of every (example, row); padding repeats an example's last token.
+    index = torch.minimum(starts[:, None] + steps[None, :], limits[:, None]).reshape(-1)
+    n = len(lengths)
+
+    def rows(tensor: Any) -> Any:  # [1, heads, tokens, dim] -> [n, heads, longest, dim]
+        return tensor[0].index_select(1, index).view(heads, n, longest, dim).transpose(0, 1)
+
+    q = rows(query)
+    k = rows(key[:, :, prefix:])
+    v = rows(value[:, :, prefix:])
+    causal = torch.ones(longest, longest, dtype=torch.bool, device=device).tril()
+    if prefix:
+        k = torch.cat([key[:, :, :prefix].expand(n, -1, -1, -1), k], dim=2)
+        v = torch.cat([value[:, :, :prefix].expand(n, -1, -1, -1), v], dim=2)
+        seen = torch.ones(longest, prefix, dtype=torch.bool, device=device)
+        causal = torch.cat([seen, causal], dim=1)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    scores = scores.masked_fill(~causal, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    out = torch.matmul(weights, v)  # [n, heads, longest, dim]
+    real = torch.cat(
+        [torch.arange(length, device=device) + i * longest for i, length in enumerate(lengths)]
+    )
+    return out.transpose(0, 1).reshape(heads, n * longest, dim).index_select(1, real)[None]
+
+
+def _attention_per_example(
+    query: Any,
+    key: Any,
+    value: Any,
+    bounds: list[int],
+    prefix: int,
+    dropout: float,
+    scaling: float,
+) -> Any:
+    """The fused kernel on each example's span (and the prefix): memory linear in length."""
+    import torch
+
     parts = []
     for start, end in itertools.pairwise(bounds):
         q = query[:, :, start:end]
@@ -94,8 +181,7 @@ def packed_causal_attention(
                     q, k, v, is_causal=True, dropout_p=dropout, scale=scaling
                 )
             )
-    attended = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
-    return attended.transpose(1, 2).contiguous(), None
+    return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
 
 
 def use_packed_attention(model: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -298,3 +299,36 @@ def test_packing_and_shared_prefixes_change_no_loss_or_gradient(
     for packed, single in zip(packed_grads, [p.grad for p in params], strict=True):
         assert torch.allclose(packed, single, rtol=1e-4, atol=1e-4)
     assert shared_prefix(examples[:1]) == 0
+
+
+@pytest.mark.parametrize("prefix", [0, 5])
+def test_padded_attention_equals_the_fused_kernel_per_example(prefix: int) -> None:
+    import torch
+
+    from finetune_kit.local import packed_attention
+
+    bounds = [0, 3, 10, 15]
+
+    def attend(padded_up_to: int) -> tuple[Any, list[Any]]:
+        torch.manual_seed(1)
+        q = torch.randn(1, 4, bounds[-1], 8, requires_grad=True)
+        k = torch.randn(1, 2, prefix + bounds[-1], 8, requires_grad=True)  # two query groups
+        v = torch.randn(1, 2, prefix + bounds[-1], 8, requires_grad=True)
+        layer = SimpleNamespace(num_key_value_groups=2)
+        previous = packed_attention.MAX_PADDED_LENGTH
+        packed_attention.MAX_PADDED_LENGTH = padded_up_to
+        try:
+            out, _ = packed_attention.packed_causal_attention(
+                layer, q, k, v, None, cu_seq_lens_q=torch.tensor(bounds)
+            )
+        finally:
+            packed_attention.MAX_PADDED_LENGTH = previous
+        out.pow(2).sum().backward()
+        return out, [q.grad, k.grad, v.grad]
+
+    padded, padded_grads = attend(512)
+    fused, fused_grads = attend(0)  # every example longer than the limit: the fused kernel
+    assert padded.shape == (1, bounds[-1], 4, 8)
+    assert torch.allclose(padded, fused, atol=1e-5)
+    for a, b in zip(padded_grads, fused_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, LocalBackendError
+from ._quiet import quiet_loading
 from .batch_decoding import (
     BASE_ADAPTER,
     BaseSlot,
@@ -571,21 +572,25 @@ class Generator:
                 return name
         name = "a" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
         try:
-            if slot.peft is None:
-                # Adapters take the base weights' dtype (bfloat16 on capable CPUs): inference
-                # needs no float32 master copy.
-                slot.peft = PeftModel.from_pretrained(
-                    slot.model,
-                    str(path),
-                    adapter_name=name,
-                    is_trainable=False,
-                    autocast_adapter_dtype=False,
-                )
-                slot.peft.eval()
-            else:
-                slot.peft.load_adapter(
-                    str(path), adapter_name=name, is_trainable=False, autocast_adapter_dtype=False
-                )
+            with quiet_loading():
+                if slot.peft is None:
+                    # Adapters take the base weights' dtype (bfloat16 on capable CPUs): inference
+                    # needs no float32 master copy.
+                    slot.peft = PeftModel.from_pretrained(
+                        slot.model,
+                        str(path),
+                        adapter_name=name,
+                        is_trainable=False,
+                        autocast_adapter_dtype=False,
+                    )
+                    slot.peft.eval()
+                else:
+                    slot.peft.load_adapter(
+                        str(path),
+                        adapter_name=name,
+                        is_trainable=False,
+                        autocast_adapter_dtype=False,
+                    )
         except Exception as exc:  # peft raises many kinds for a bad folder; all mean the same
             raise LocalBackendError(f"cannot load the adapter in {str(path)!r}: {exc}") from exc
         with self._slot_lock:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, LocalBackendError
+from ._quiet import quiet_loading
 from .tiny_model import TINY_MODEL_NAME, build_tiny_model
 
 __all__ = [
@@ -379,8 +380,9 @@ class ModelRegistry:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         target.mkdir(parents=True)
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # save_pretrained refuses GGUF-quantized models, so the float32 weights are written by
         # hand; a tied lm_head shares storage with the embeddings and is rebuilt on load.
         tied = bool(getattr(model.config, "tie_word_embeddings", False))
@@ -403,8 +405,9 @@ class ModelRegistry:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+            with quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise LocalBackendError(f"cannot load the model in {folder}: {exc}") from exc
         if not getattr(tokenizer, "chat_template", None):

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, LocalBackendError
+from ._quiet import quiet_loading
 from .chat_format import ChatRenderer
 from .precision import resolve_dtype
 from .registry import ModelRegistry
@@ -237,7 +238,8 @@ class _Run:
             # updates) in float32, and autocast runs each product in bfloat16.
             model.to(torch.bfloat16)
         torch.manual_seed(request.seed)
-        self.model = _attach_adapter(model, request)
+        with quiet_loading():
+            self.model = _attach_adapter(model, request)
         if bfloat16:
             _keep_activations_in_bfloat16(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]

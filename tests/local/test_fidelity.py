@@ -8,6 +8,7 @@ types from its raw JSON (the client itself is lenient).
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -18,19 +19,49 @@ from openai.types import FileObject
 from openai.types.chat import ChatCompletion
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 
+import finetune_kit
 from finetune_kit.local import LocalBackend
 
 SEED_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed-training-data.jsonl"
+LIMERICKS = Path(finetune_kit.__file__).parent / "_quickstart" / "element_limericks.csv"
+
+SYSTEM = (
+    "Elle is a factual chatbot that answers questions about elements in the periodic table with "
+    "a limerick"
+)
 
 pytestmark = [
-    pytest.mark.skipif(not SEED_FILE.exists(), reason=f"{SEED_FILE} is not available"),
     # The notebook opens the file without closing it; that is part of running it as written.
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
 
-def run_notebook(client: openai.OpenAI, timeout: float) -> None:
-    path = str(SEED_FILE)
+@pytest.fixture(scope="module")
+def training_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lesson's own file; where it is not on the machine, ten examples in its format."""
+    if SEED_FILE.exists():
+        return SEED_FILE
+    with LIMERICKS.open(encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))[:10]
+    path = tmp_path_factory.mktemp("seed") / "training-data.jsonl"
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"Tell me about {row['element']}"},
+                    {"role": "assistant", "content": row["limerick"]},
+                ]
+            }
+        )
+        for row in rows
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_notebook(client: openai.OpenAI, timeout: float, training_path: Path) -> None:
+    path = str(training_path)
 
     training_file = client.files.create(file=open(path, "rb"), purpose="fine-tune")  # noqa: SIM115  # as written
     job = client.fine_tuning.jobs.create(training_file=training_file.id, model="gpt-3.5-turbo")
@@ -57,11 +88,7 @@ def run_notebook(client: openai.OpenAI, timeout: float) -> None:
     completion = client.chat.completions.create(
         model=fine_tuned_model,
         messages=[
-            {
-                "role": "system",
-                "content": "Elle is a factual chatbot that answers questions about elements in "
-                "the periodic table with a limerick",
-            },
+            {"role": "system", "content": SYSTEM},
             {"role": "user", "content": "Tell me about Strontium"},
         ],
     )
@@ -73,7 +100,7 @@ def run_notebook(client: openai.OpenAI, timeout: float) -> None:
 
     # The same responses, parsed strictly from their raw JSON.
     raw = client.files.with_raw_response.retrieve(training_file.id)
-    assert FileObject.model_validate(json.loads(raw.text)).bytes == SEED_FILE.stat().st_size
+    assert FileObject.model_validate(json.loads(raw.text)).bytes == training_path.stat().st_size
     raw = client.fine_tuning.jobs.with_raw_response.list(limit=10)
     listed = [FineTuningJob.model_validate(j) for j in json.loads(raw.text)["data"]]
     assert job.id in [j.id for j in listed]
@@ -92,12 +119,12 @@ def run_notebook(client: openai.OpenAI, timeout: float) -> None:
     assert ChatCompletion.model_validate(json.loads(raw.text)).usage is not None
 
 
-def test_seed_notebook_on_the_tiny_model(client: openai.OpenAI) -> None:
-    run_notebook(client, timeout=120)
+def test_seed_notebook_on_the_tiny_model(client: openai.OpenAI, training_path: Path) -> None:
+    run_notebook(client, timeout=120, training_path=training_path)
 
 
 @pytest.mark.slow
-def test_seed_notebook_on_smollm2(tmp_path: Path) -> None:
+def test_seed_notebook_on_smollm2(tmp_path: Path, training_path: Path) -> None:
     # The real default model: gpt-3.5-turbo is an alias of smollm2-135m-instruct.
     with LocalBackend(tmp_path, default_max_tokens=64) as backend, backend.client() as client:
-        run_notebook(client, timeout=600)
+        run_notebook(client, timeout=600, training_path=training_path)

@@ -40,7 +40,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -206,26 +206,15 @@ class _Run:
         renderer = ChatRenderer(tokenizer)
         context = getattr(model.config, "max_position_embeddings", None)
         max_len = request.max_seq_len or context
-        self.train_items: list[Any]
-        self.valid_items: list[Any]
-        if request.method == "dpo":
-            self.train_items = load_preference(request.training_file, renderer, max_len=max_len)
-            self.valid_items = (
-                load_preference(
-                    request.validation_file, renderer, param="validation_file", max_len=max_len
-                )
-                if request.validation_file is not None
-                else []
-            )
-        else:
-            self.train_items = load_supervised(request.training_file, renderer, max_len=max_len)
-            self.valid_items = (
-                load_supervised(
-                    request.validation_file, renderer, param="validation_file", max_len=max_len
-                )
-                if request.validation_file is not None
-                else []
-            )
+        load: Callable[..., list[Any]] = (
+            load_preference if request.method == "dpo" else load_supervised
+        )
+        self.train_items = load(request.training_file, renderer, max_len=max_len)
+        self.valid_items = (
+            load(request.validation_file, renderer, param="validation_file", max_len=max_len)
+            if request.validation_file is not None
+            else []
+        )
         self.hyperparameters = resolve_hyperparameters(request, len(self.train_items))
         hp = self.hyperparameters
         self.steps_per_epoch = math.ceil(len(self.train_items) / hp.batch_size)

@@ -78,6 +78,13 @@ _FILE_TAGS: dict[FileRole, int] = {"training": 0, "validation": 1}
 
 Method = Literal["supervised", "dpo", "reinforcement"]
 
+# How a shutdown date that is not from an official page is qualified in messages (see the
+# model table's confidence levels).
+_DATE_CONFIDENCE = {
+    "3p": " (date from third-party pages, not yet confirmed by OpenAI)",
+    "recall": " (an earlier official date, not re-checked)",
+}
+
 
 def auto_epochs(n_examples: int) -> int:
     """The epochs ``n_epochs="auto"`` gives, by the cookbook's heuristic.
@@ -356,7 +363,7 @@ def _model_issues(
             )
         )
     if info.shutdown_date is not None:
-        confidence = f" [{info.shutdown_confidence}]" if info.shutdown_confidence else ""
+        confidence = _DATE_CONFIDENCE.get(info.shutdown_confidence or "official", "")
         if as_of >= info.shutdown_date:
             issues.append(
                 make_issue(

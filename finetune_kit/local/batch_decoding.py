@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .chat_format import ChatRenderer
+from .transformers_compat import cache_argument
 
 __all__ = [
     "BASE_ADAPTER",
@@ -204,9 +205,9 @@ class BatchDecoder:
                 input_ids=input_ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{cache_argument(self.slot.model): cache},
             )
             tokens = self._sample(out.logits[:, -1, :], rows)
             keep = self._advance(rows, tokens)
@@ -266,8 +267,8 @@ class BatchDecoder:
                 input_ids=torch.tensor(self.next_tokens).unsqueeze(1),
                 attention_mask=self.mask,
                 position_ids=self.positions,
-                past_key_values=self.cache,
                 use_cache=True,
+                **{cache_argument(self.slot.model): self.cache},
             )
             tokens = self._sample(out.logits[:, -1, :], self.rows)
         keep = self._advance(self.rows, tokens)

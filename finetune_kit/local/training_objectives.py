@@ -21,6 +21,7 @@ from typing import Any
 
 from .packed_attention import use_packed_attention
 from .training_data import PreferencePair, SupervisedExample
+from .transformers_compat import cache_argument
 
 __all__ = [
     "DpoObjective",
@@ -178,17 +179,18 @@ class PackedScorer:
 
         device = self.device
         cache = DynamicCache(config=self.body.config)
+        with_cache = {cache_argument(self.body): cache}
         self.body(
             input_ids=torch.tensor([list(prefix)], dtype=torch.long, device=device),
             position_ids=torch.arange(len(prefix), device=device).unsqueeze(0),
-            past_key_values=cache,
             use_cache=True,
+            **with_cache,
         )
         return self.body(
             input_ids=input_ids,
             position_ids=position_ids,
-            past_key_values=cache,
             use_cache=True,
+            **with_cache,
             cu_seq_lens_q=spans,
         ).last_hidden_state[0]
 

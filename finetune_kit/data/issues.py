@@ -565,7 +565,8 @@ RULES: dict[str, Rule] = _rules(
         "format_not_supported",
         "error",
         "model",
-        "the data format does not suit the model (chat data for a completions model or back)",
+        "the data's format (that of its first example) is not the model's: chat data for a "
+        "completions model, or prompt/completion data for a chat model",
         "convert the data, or pick a model for that format",
     ),
     Rule(

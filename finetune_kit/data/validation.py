@@ -84,6 +84,16 @@ _DATE_CONFIDENCE = {
     "3p": " (date from third-party pages, not yet confirmed by OpenAI)",
     "recall": " (an earlier official date, not re-checked)",
 }
+_FORMAT_WORDS: dict[str, str] = {
+    "chat": 'chat ({"messages": [...]})',
+    "completion": 'legacy prompt/completion ({"prompt", "completion"})',
+}
+_FORMAT_FIX: dict[str, str] = {
+    "chat": 'write each example as {"messages": [...]} with the user and assistant turns, or '
+    "pick a legacy completions model (davinci-002, babbage-002)",
+    "completion": 'write each example as {"prompt": ..., "completion": ...}, or pick a chat '
+    f"model such as {DEFAULT_MODEL}",
+}
 
 
 def auto_epochs(n_examples: int) -> int:
@@ -298,9 +308,13 @@ def _detect_method(source: _Source, info: ModelInfo | None) -> TrainingMethod:
 def _kind_for(method: TrainingMethod, source: _Source, info: ModelInfo | None) -> ExampleKind:
     if method != "supervised":
         return _KIND_OF_METHOD[method]
+    # Supervised data comes in two formats. The first example says which one the file is in,
+    # so the lines are checked against their own format: data in the format the model does not
+    # take is one file-level format_not_supported, not a wrong_example_format on every line.
+    detected = detect_kind(source.first_value)
+    if detected in ("chat", "completion"):
+        return detected
     if info is not None and info.data_format == "completion":
-        return "completion"
-    if info is None and detect_kind(source.first_value) == "completion":
         return "completion"
     return "chat"
 
@@ -352,14 +366,17 @@ def _model_issues(
                 f"{info.name} supports {', '.join(info.methods)}, not {method}",
             )
         )
-    data_format = "completion" if kind == "completion" else "chat"
-    if data_format != info.data_format:
+    # Only supervised data has two formats; DPO or RFT data on a model without the method is
+    # already method_not_supported.
+    if kind in ("chat", "completion") and kind != info.data_format:
         issues.append(
             make_issue(
                 "format_not_supported",
                 None,
                 None,
-                f"{info.name} takes {info.data_format} examples, the data is {data_format}",
+                f"{info.name} takes {_FORMAT_WORDS[info.data_format]} examples; the data is "
+                f"{_FORMAT_WORDS[kind]} (the format of its first example)",
+                fix=_FORMAT_FIX[info.data_format],
             )
         )
     if info.shutdown_date is not None:
@@ -540,7 +557,8 @@ def preflight(
         validation: The validation data, in any form ``source`` accepts.
         method: ``"supervised"``, ``"dpo"`` or ``"reinforcement"``; ``None`` detects it from
             the first example (DPO by its keys; reinforcement for an RFT-only model, or for
-            messages ending with a user turn next to extra top-level keys).
+            messages ending with a user turn next to extra top-level keys). Supervised data
+            is checked in the format of its first example, chat or prompt/completion.
         n_epochs: The epochs the job will use; ``None`` estimates what ``auto`` chooses.
         min_examples: The fewest training examples accepted (the API's minimum is 10).
         workers: Processes scanning a file: ``None`` uses every CPU for files of 8 MB or

@@ -8,6 +8,7 @@ must be exactly the expected ones: a rule that fires where it should not fails t
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import date
 from pathlib import Path
@@ -25,6 +26,20 @@ CORPUS = Path(__file__).parent / "bad_inputs"
 EXPECTATIONS: dict[str, dict[str, Any]] = json.loads((CORPUS / "expectations.json").read_text())
 # Before any model in the table shuts down, so no shutdown issue mixes in.
 AS_OF = date(2026, 1, 1)
+# The codes no corpus file can raise (a file over 512 MB, the day's date, a missing validation
+# file...), each with the test that asserts it instead.
+TESTED_ELSEWHERE = {
+    "file_too_large_for_files_api": "test_preflight.py::test_file_size_limits",
+    "file_too_large": "test_preflight.py::test_file_size_limits",
+    "below_recommended_examples": (
+        "test_preflight.py::test_a_good_file_is_ready_with_counts_tokens_epochs_and_cost"
+    ),
+    "validation_file_required": "test_preflight.py::test_method_detection_and_model_methods",
+    "cost_not_estimated": "test_preflight.py::test_method_detection_and_model_methods",
+    "unknown_model": "test_preflight.py::test_unknown_model_falls_back_to_o200k_with_a_warning",
+    "model_shut_down": "test_preflight.py::test_shutdown_dates",
+    "model_shutdown_soon": "test_preflight.py::test_shutdown_dates",
+}
 
 
 def _run(name: str, **options: Any) -> PreflightReport:
@@ -49,6 +64,23 @@ def test_the_corpus_is_complete() -> None:
         assert spec["expect"], spec
         for code, *_ in spec["expect"]:
             assert code in RULES, code
+
+
+def test_every_rule_is_tested() -> None:
+    in_corpus = {code for spec in EXPECTATIONS.values() for code, *_ in spec["expect"]}
+    untested = set(RULES) - in_corpus - set(TESTED_ELSEWHERE)
+    assert not untested, (
+        f"no corpus file or test for {sorted(untested)}: add a file to tests/data/bad_inputs "
+        "and its expected code, line and field to expectations.json"
+    )
+    for code, where in TESTED_ELSEWHERE.items():
+        assert code in RULES, code
+        path, name = where.split("::")
+        tree = ast.parse((Path(__file__).parent / path).read_text())
+        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        (test,) = [node for node in functions if node.name == name]
+        strings = {node.value for node in ast.walk(test) if isinstance(node, ast.Constant)}
+        assert code in strings, f"{where} does not assert {code}"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTATIONS))

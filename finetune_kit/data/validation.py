@@ -7,12 +7,13 @@ counts, token statistics, the epochs ``auto`` would choose and a cost range. Lar
 scanned by several processes. It never raises on bad data: bad data is what it reports.
 
 Example:
+    >>> from datetime import date
     >>> from finetune_kit.data.validation import preflight
     >>> line = (
     ...     b'{"messages": [{"role": "user", "content": "Hi"},'
     ...     b' {"role": "assistant", "content": "Hello", "weight": 2}]}\n'
     ... )
-    >>> report = preflight(line * 12, model="gpt-4o-mini-2024-07-18")
+    >>> report = preflight(line * 12, model="gpt-4o-mini-2024-07-18", as_of=date(2026, 1, 1))
     >>> report.ok
     False
     >>> first = report.errors[0]

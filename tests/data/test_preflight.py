@@ -214,7 +214,8 @@ def test_html_and_text_escape_what_the_data_says() -> None:
 
 
 def test_issues_are_capped_per_code_but_all_counted() -> None:
-    report = preflight(b"\n" * 30 + jsonl([chat(i) for i in range(1, 12)]), max_issues_per_code=5)
+    data = b"\n" * 30 + jsonl([chat(i) for i in range(1, 12)])
+    report = preflight(data, max_issues_per_code=5, as_of=AS_OF)
     assert report.issue_counts["blank_line"] == 30
     assert [i.line for i in report.issues if i.code == "blank_line"] == [1, 2, 3, 4, 5]
     assert report.truncated
@@ -224,9 +225,9 @@ def test_issues_are_capped_per_code_but_all_counted() -> None:
 def test_file_size_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     data = jsonl([chat(i) for i in range(1, 12)])
     monkeypatch.setattr(validation_module, "FILES_API_LIMIT_BYTES", len(data) - 1)
-    assert "file_too_large_for_files_api" in {i.code for i in preflight(data).warnings}
+    assert "file_too_large_for_files_api" in {i.code for i in preflight(data, as_of=AS_OF).warnings}
     monkeypatch.setattr(validation_module, "UPLOADS_API_LIMIT_BYTES", len(data) - 1)
-    assert "file_too_large" in {i.code for i in preflight(data).errors}
+    assert "file_too_large" in {i.code for i in preflight(data, as_of=AS_OF).errors}
 
 
 def test_bad_arguments_are_configuration_errors() -> None:

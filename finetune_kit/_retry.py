@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
 import inspect
 import logging
 import math
@@ -31,9 +32,8 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
-import httpx
 import openai
 import tenacity
 from tenacity.stop import stop_base
@@ -43,6 +43,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_RETRY_POLICY",
+    "HTTP_ERRORS",
     "MAX_RETRY_AFTER",
     "RETRYABLE_STATUS_CODES",
     "RetryDecision",
@@ -135,6 +136,47 @@ def parse_retry_after(
     return float(moment - (time.time() if now is None else now))
 
 
+class _HttpErrorClasses(NamedTuple):
+    timeouts: tuple[type[BaseException], ...]
+    connections: tuple[type[BaseException], ...]
+    statuses: tuple[type[BaseException], ...]
+    every: tuple[type[BaseException], ...]
+
+
+def _http_error_classes() -> _HttpErrorClasses:
+    """The error classes of whichever HTTP packages are installed, sorted by what they mean.
+
+    openai 3.x sends through ``httpx2`` and openai < 3 through ``httpx``; the Azure management
+    calls use ``httpx``. A streamed body (``with_streaming_response``) is read after openai has
+    returned the response, so a connection lost mid-body reaches the caller as the HTTP
+    package's own exception, not an ``openai`` one. Both packages are looked up by name, so
+    neither is required and neither's types appear in a signature.
+    """
+    found: dict[str, list[type[BaseException]]] = {
+        "timeouts": [],
+        "connections": [],
+        "statuses": [],
+        "every": [],
+    }
+    for name in ("httpx", "httpx2"):
+        try:
+            module: Any = importlib.import_module(name)
+        except ImportError:
+            continue
+        found["timeouts"].append(module.TimeoutException)
+        found["connections"].extend((module.NetworkError, module.RemoteProtocolError))
+        found["statuses"].append(module.HTTPStatusError)
+        found["every"].append(module.HTTPError)
+    return _HttpErrorClasses(**{key: tuple(value) for key, value in found.items()})
+
+
+_HTTP_ERRORS = _http_error_classes()
+
+HTTP_ERRORS: tuple[type[BaseException], ...] = _HTTP_ERRORS.every
+"""The base error class of each installed HTTP package (``httpx``, ``httpx2``), for callers that
+must survive any HTTP failure, such as a best-effort download; empty when neither is installed."""
+
+
 def _error_code(exc: openai.APIError) -> str | None:
     if exc.code is not None:
         return exc.code
@@ -152,8 +194,9 @@ def classify_exception(
 ) -> RetryDecision:
     """Decide whether a failed call may be retried (the one pure decision step).
 
-    It judges the ``openai`` client's exceptions and plain ``httpx`` ones (the Azure management
-    API is called with ``httpx`` directly) by the same rules, in order:
+    It judges the ``openai`` client's exceptions and plain ``httpx``/``httpx2`` ones (the Azure
+    management API is called with ``httpx`` directly; a streamed body read by openai 3.x raises
+    ``httpx2`` errors unwrapped) by the same rules, in order:
 
     1. connection errors and timeouts are retried;
     2. a 429 whose code is ``insufficient_quota`` is never retried (a billing problem);
@@ -173,21 +216,23 @@ def classify_exception(
     Examples:
         >>> classify_exception(ValueError("bad input")).retry
         False
+        >>> import httpx
         >>> request = httpx.Request("GET", "https://management.azure.com/x")
         >>> response = httpx.Response(429, headers={"Retry-After": "3"}, request=request)
         >>> error = httpx.HTTPStatusError("throttled", request=request, response=response)
         >>> classify_exception(error)
         RetryDecision(retry=True, reason='HTTP 429', server_delay=3.0)
     """
-    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+    if isinstance(exc, (openai.APITimeoutError, *_HTTP_ERRORS.timeouts)):
         return RetryDecision(True, "request timed out")
-    if isinstance(exc, (openai.APIConnectionError, httpx.NetworkError, httpx.RemoteProtocolError)):
+    if isinstance(exc, (openai.APIConnectionError, *_HTTP_ERRORS.connections)):
         return RetryDecision(True, "connection error")
     headers: Mapping[str, str]
     if isinstance(exc, openai.APIStatusError):
         status, headers, code = exc.status_code, exc.response.headers, _error_code(exc)
-    elif isinstance(exc, httpx.HTTPStatusError):
-        status, headers, code = exc.response.status_code, exc.response.headers, None
+    elif isinstance(exc, _HTTP_ERRORS.statuses):
+        response = cast("Any", exc).response  # the classes were looked up by name: untyped
+        status, headers, code = int(response.status_code), response.headers, None
     else:
         return RetryDecision(False, f"{type(exc).__name__} is not a retryable API error")
 

@@ -33,6 +33,7 @@ from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
 from ._retry import (
     DEFAULT_RETRY_POLICY,
+    HTTP_ERRORS,
     RetryPolicy,
     aiter_items,
     iter_items,
@@ -62,6 +63,9 @@ IDEMPOTENCY_METADATA_KEY = "finetune_kit_key"
 
 _LINE = re.compile(r"\bline\s+(\d+)\b", re.IGNORECASE)
 _RECORD_PREVIEW = 2000
+# Showing the failing record is best-effort: no failure to read it may hide the job's own error.
+# A streamed download raises the HTTP package's errors unwrapped when the body is cut short.
+_RECORD_ERRORS: tuple[type[BaseException], ...] = (openai.OpenAIError, OSError, *HTTP_ERRORS)
 
 MethodInput = SupervisedMethod | DpoMethod | ReinforcementMethod | Mapping[str, Any] | MethodName
 FileRef = str | UploadedFile | FileObject
@@ -641,7 +645,7 @@ class JobManager(_JobManagerBase):
             if local is not None and local.is_file():
                 return _read_local_line(local, line)
             return self.policy.call(self._download_line, file_id, line)
-        except (openai.OpenAIError, OSError) as exc:
+        except _RECORD_ERRORS as exc:
             logger.debug("could not read line %d of %s: %s", line, file_id, type(exc).__name__)
             return None
 
@@ -983,7 +987,7 @@ class AsyncJobManager(_JobManagerBase):
             if local is not None and local.is_file():
                 return _read_local_line(local, line)
             return await self.policy.acall(self._download_line, file_id, line)
-        except (openai.OpenAIError, OSError) as exc:
+        except _RECORD_ERRORS as exc:
             logger.debug("could not read line %d of %s: %s", line, file_id, type(exc).__name__)
             return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ import tenacity
 
 from finetune_kit._retry import (
     MAX_RETRY_AFTER,
+    RetryDecision,
     RetryPolicy,
     backoff_delay,
     classify_exception,
@@ -119,6 +121,55 @@ def test_connection_errors_and_timeouts_are_retried() -> None:
     timeout = classify_exception(openai.APITimeoutError(request=REQUEST))
     assert timeout.retry
     assert "timed out" in timeout.reason
+
+
+@pytest.mark.parametrize("module_name", ["httpx", "httpx2"])
+@pytest.mark.parametrize(
+    ("error_name", "retry"),
+    [
+        # What a streamed body read by openai 3.x raises when the connection goes mid-body.
+        ("RemoteProtocolError", True),
+        ("ReadError", True),
+        ("ConnectError", True),
+        ("WriteError", True),
+        ("ReadTimeout", True),
+        ("PoolTimeout", True),
+        ("LocalProtocolError", False),
+        ("UnsupportedProtocol", False),
+    ],
+)
+def test_raw_transport_errors_of_either_http_package(
+    module_name: str, error_name: str, retry: bool
+) -> None:
+    module = importlib.import_module(module_name)
+    request = module.Request("GET", "http://127.0.0.1:9/v1/files/file-1/content")
+    decision = classify_exception(getattr(module, error_name)("gone", request=request))
+    assert decision.retry is retry
+    if retry:
+        assert decision.reason in ("connection error", "request timed out")
+
+
+def test_httpx2_status_errors_follow_the_status_rules() -> None:
+    throttled = httpx2.Response(429, headers={"retry-after": "2"}, request=REQUEST)
+    error = httpx2.HTTPStatusError("429", request=REQUEST, response=throttled)
+    assert classify_exception(error) == RetryDecision(True, "HTTP 429", 2.0)
+    refused = httpx2.Response(403, request=REQUEST)
+    assert not classify_exception(
+        httpx2.HTTPStatusError("403", request=REQUEST, response=refused)
+    ).retry
+
+
+def test_policy_retries_a_raw_httpx2_drop_then_succeeds() -> None:
+    attempts: list[int] = []
+
+    def read_body() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise httpx2.RemoteProtocolError("peer closed connection", request=REQUEST)
+        return "body"
+
+    assert RetryPolicy(sleep=lambda s: None).call(read_body) == "body"
+    assert len(attempts) == 2
 
 
 def test_non_api_errors_are_not_retried() -> None:

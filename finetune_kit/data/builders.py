@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -73,6 +74,11 @@ _RECORDS = (ChatExample, PreferenceExample, ReinforcementExample)
 class BuilderOptions(BaseModel):
     """Base class of a builder's ``Options``: strict, so a misspelt option is an error.
 
+    Values are not converted either: ``"yes"`` for a ``bool`` or ``"2"`` for an ``int`` is an
+    error rather than a guess (only the lossless widening of an ``int`` to a ``float`` and of a
+    dict to a record is done). Text from a command line or a config file is converted by its
+    reader before it is passed.
+
     Examples:
         >>> class Options(BuilderOptions):
         ...     system: str | None = None
@@ -80,7 +86,7 @@ class BuilderOptions(BaseModel):
         'Be terse.'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 OptionsT = TypeVar("OptionsT", bound=BuilderOptions)
@@ -202,8 +208,26 @@ def _options_error(builder: DatasetBuilder[Any, Any], exc: ValidationError) -> C
     elif err["type"] == "missing":
         message = f"builder {name!r} needs the option {path!r}"
     else:
-        message = f"builder {name!r}, option {path!r}: {err['msg']}"
+        field = builder.Options.model_fields.get(str(err["loc"][0])) if err["loc"] else None
+        given = err.get("input")
+        what = f"a {type(given).__name__}"
+        if isinstance(given, (str, int, float)) and len(repr(given)) <= 40:
+            what = f"the {type(given).__name__} {given!r}"
+        reason = err["msg"][:1].lower() + err["msg"][1:]
+        message = f"builder {name!r}, option {path!r}: {reason}, not {what}"
+        if field is not None and len(err["loc"]) == 1:
+            message += (
+                f"; pass a {_type_name(field.annotation)} (a value of another type is not "
+                "converted)"
+            )
     return ConfigurationError(message, param=path)
+
+
+def _type_name(annotation: Any) -> str:
+    # Module paths make a type hard to read in a message: "list[finetune_kit.data.records.Tool]
+    # | None" reads as "list[Tool] | None".
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", text)
 
 
 BuilderT = TypeVar("BuilderT", bound=DatasetBuilder[Any, Any])

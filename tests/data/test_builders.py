@@ -181,6 +181,53 @@ def test_an_option_of_the_wrong_type_is_named() -> None:
     assert info.value.param == "system"
 
 
+@pytest.mark.parametrize(
+    ("builder", "option", "value", "expected"),
+    [
+        ("tool_calls", "parallel_tool_calls", "yes", "bool | None"),
+        ("tool_calls", "parallel_tool_calls", 1, "bool | None"),
+        ("test_reverse", "repeat", "2", "int"),
+        ("test_reverse", "repeat", 2.0, "int"),
+        ("conversations", "train_on", "first", "Literal['all', 'last']"),
+    ],
+)
+def test_an_option_value_is_not_converted_from_another_type(
+    registered: list[str], builder: str, option: str, value: Any, expected: str
+) -> None:
+    register_builder(ReverseBuilder())
+    registered.append("test_reverse")
+    with pytest.raises(ConfigurationError) as info:
+        build_dataset(builder, [], **{option: value})
+    assert info.value.param == option
+    message = str(info.value)
+    assert f"builder {builder!r}, option {option!r}" in message
+    assert f"not the {type(value).__name__} {value!r}" in message
+    assert f"pass a {expected}" in message
+
+
+class ScaleBuilder(DatasetBuilder["ScaleBuilder.Options", ChatExample]):
+    """A user's builder with a float option: answers are the factor times the length."""
+
+    name = "test_scale"
+
+    class Options(BuilderOptions):
+        factor: float = 1.0
+
+    def examples(self, source: Iterable[str], options: Options) -> Iterator[ChatExample]:
+        for text in source:
+            yield ChatExample.single_turn(text, str(options.factor * len(text)))
+
+
+def test_an_option_takes_an_int_for_a_float_and_dicts_for_records(registered: list[str]) -> None:
+    register_builder(ScaleBuilder())
+    registered.append("test_scale")
+    assert answers(build_dataset("test_scale", ["ab"], factor=2)) == ["4.0"]
+    tool = {"type": "function", "function": {"name": "get_weather"}}
+    options = ToolCallBuilder().parse_options(tools=[tool], parallel_tool_calls=False)
+    assert options.tools is not None
+    assert options.tools[0].to_dict() == tool
+
+
 def test_a_missing_required_option_is_named() -> None:
     with pytest.raises(ConfigurationError, match="needs the option 'assistant'") as info:
         build_dataset("template", [{"q": "x"}], user="{q}")

@@ -5,7 +5,8 @@
 
 1. **Preflight first.** Training data (purpose ``fine-tune``) is checked offline by
    :func:`finetune_kit.data.validation.preflight`; a file with errors is refused with
-   ``PreflightFailedError`` unless ``force=True``.
+   ``PreflightFailedError`` unless ``force=True``. A validation file (``role="validation"``)
+   meets every rule but the training file's minimum of 10 examples.
 2. **Once per content.** The content's sha256 is its key. A cache remembers which remote file
    holds which content and the digests of local files (so an unchanged file is never hashed
    twice), and the first 12 hex digits of the sha256 go into the remote filename
@@ -36,7 +37,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 from openai.types import FileObject, FilePurpose
@@ -67,6 +68,7 @@ from ._upload_parts import (
     sha_tag,
     token_filename,
 )
+from .data.issues import FileRole
 from .errors import ConfigurationError, PreflightFailedError, UploadError
 from .views import UploadedFile
 
@@ -82,6 +84,14 @@ _FAILED_STATUSES = frozenset({"error", "deleted", "failed"})
 _TAG = re.compile(r"\.([0-9a-f]{12})\.")
 
 CacheSetting = UploadCache | str | Path | bool | None
+
+
+def _check_role(role: str) -> FileRole:
+    if role not in ("training", "validation"):
+        raise ConfigurationError(
+            f"role must be 'training' or 'validation', got {role!r}", param="role"
+        )
+    return cast("FileRole", role)
 
 
 @dataclass
@@ -320,11 +330,15 @@ class _UploaderBase:
         )
 
     @staticmethod
-    def _preflight(source: Any, *, force: bool, model: str | None) -> None:
+    def _preflight(source: Any, *, force: bool, model: str | None, role: FileRole) -> None:
         """Check training data offline; refuse it when it has errors, unless forced."""
         # Imported on use: preflight pulls in the token tables, which plain uploads don't need.
         validation = importlib.import_module("finetune_kit.data.validation")
-        report = validation.preflight(source, model=model)
+        # preflight() checks one file alone as training data; the API's minimum of 10 examples
+        # is the training file's, so a validation file gets every other rule (an empty file is
+        # still refused by its own rule).
+        limits: dict[str, Any] = {"min_examples": 1} if role == "validation" else {}
+        report = validation.preflight(source, model=model, **limits)
         if report.ok:
             logger.debug("preflight passed: %d examples", report.n_examples)
             return
@@ -444,6 +458,7 @@ class FileUploader(_UploaderBase):
         force: bool = False,
         model: str | None = None,
         reuse: bool = True,
+        role: FileRole = "training",
     ) -> UploadedFile:
         """Upload a content, or find it already uploaded.
 
@@ -455,6 +470,9 @@ class FileUploader(_UploaderBase):
             force: Upload even when preflight finds errors.
             model: The base model, for preflight's token limits (``None``: no per-model limit).
             reuse: Reuse a remote file with the same content when one exists.
+            role: ``"training"`` or ``"validation"``: what the data is for. Validation data is
+                preflighted by every rule but the minimum of 10 examples, which only training
+                data needs.
 
         Returns:
             The remote file (``.id`` for ``jobs.create``; ``.reused`` says whether it was sent).
@@ -465,10 +483,14 @@ class FileUploader(_UploaderBase):
             ConfigurationError: An unknown purpose or source type.
         """
         checked = check_purpose(purpose)
+        _check_role(role)
         content, base_name = self._content_of(source)
         if preflight and checked == "fine-tune":
             self._preflight(
-                Path(source) if isinstance(source, str) else source, force=force, model=model
+                Path(source) if isinstance(source, str) else source,
+                force=force,
+                model=model,
+                role=role,
             )
         plan = self._plan(content, base_name, purpose=checked, filename=filename)
         if reuse:
@@ -662,6 +684,7 @@ class AsyncFileUploader(_UploaderBase):
         force: bool = False,
         model: str | None = None,
         reuse: bool = True,
+        role: FileRole = "training",
     ) -> UploadedFile:
         """Upload a content, or find it already uploaded (see :meth:`FileUploader.upload`).
 
@@ -673,11 +696,13 @@ class AsyncFileUploader(_UploaderBase):
             force: Upload even when preflight finds errors.
             model: The base model, for preflight's token limits.
             reuse: Reuse a remote file with the same content when one exists.
+            role: ``"training"`` or ``"validation"`` (validation data needs no 10 examples).
 
         Returns:
             The remote file.
         """
         checked = check_purpose(purpose)
+        _check_role(role)
         content, base_name = self._content_of(source)
         if preflight and checked == "fine-tune":
             await asyncio.to_thread(
@@ -685,6 +710,7 @@ class AsyncFileUploader(_UploaderBase):
                 Path(source) if isinstance(source, str) else source,
                 force=force,
                 model=model,
+                role=role,
             )
         plan = await asyncio.to_thread(
             self._plan, content, base_name, purpose=checked, filename=filename

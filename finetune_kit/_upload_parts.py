@@ -23,6 +23,7 @@ from typing import IO, Any, cast
 
 from openai.types import FilePurpose
 
+from ._urls import public_url
 from .errors import ConfigurationError, UploadError
 
 __all__ = [
@@ -559,26 +560,42 @@ class UploadCache:
             return
         files = loaded.get("files", {})
         digests = loaded.get("digests", {})
+        scrubbed = False
         if isinstance(files, dict):
-            self._entries = {str(k): str(v) for k, v in files.items()}
+            self._entries = {self._public_key(str(k)): str(v) for k, v in files.items()}
+            scrubbed = set(self._entries) != {str(k) for k in files}
         if isinstance(digests, dict):
             for key, value in digests.items():
                 if isinstance(value, list) and len(value) == 2:
                     self._digests[str(key)] = (str(value[0]), float(value[1]))
+        if scrubbed:
+            # A file written by an older version held a base URL's credentials or query.
+            self._save()
 
     @staticmethod
     def key(base_url: str, purpose: str, sha256: str) -> str:
         """The cache key of a content.
 
         Args:
-            base_url: The backend's base URL (never carries credentials).
+            base_url: The backend's base URL; its credentials and query are left out, since the
+                key is written to disk.
             purpose: The file purpose.
             sha256: The content's sha256.
 
         Returns:
             The key.
+
+        Examples:
+            >>> UploadCache.key("https://user:pw@proxy/v1/?token=abc", "fine-tune", "ab")
+            'https://proxy/v1|fine-tune|ab'
         """
-        return f"{base_url.rstrip('/')}|{purpose}|{sha256}"
+        return f"{public_url(base_url).rstrip('/')}|{purpose}|{sha256}"
+
+    @classmethod
+    def _public_key(cls, key: str) -> str:
+        """A key read from a file written before keys were made public, without its secrets."""
+        parts = key.rsplit("|", 2)
+        return cls.key(*parts) if len(parts) == 3 else key
 
     def get(self, key: str) -> str | None:
         """The file id remembered for a key.

@@ -68,6 +68,7 @@ from ._upload_parts import (
     sha_tag,
     token_filename,
 )
+from ._urls import public_url
 from .data.issues import FileRole
 from .errors import ConfigurationError, PreflightFailedError, UploadError
 from .views import UploadedFile
@@ -159,7 +160,8 @@ class _UploaderBase:
         self.prehash = prehash
         self.wait_for_processing = wait_for_processing
         self.processing_timeout = processing_timeout
-        self._base_url = str(getattr(self._client, "base_url", ""))
+        # Shown in the repr and part of every cache key (saved on disk): never with a secret.
+        self._base_url = public_url(str(getattr(self._client, "base_url", "")))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._base_url!r}, cache={self.cache!r})"

@@ -16,8 +16,9 @@ docs/tokens.md explains each choice):
 - every example adds 3 tokens of priming;
 - assistant tokens are those of assistant messages that are trained (``weight`` is not 0).
 
-A string met again (a shared system prompt, the same ``tools`` list) is counted once and
-remembered, which is also what makes counting a large file fast.
+A string met again (a shared system prompt, the same ``tools`` list) is remembered from its
+second sighting, so it is encoded twice however many examples repeat it, which is also what
+makes counting a large file fast.
 
 Example:
     >>> from finetune_kit.data.tokens import count_example_tokens, count_tokens
@@ -265,8 +266,9 @@ class TokenCounter:
     """Counts tokens of text and of training examples with one encoding.
 
     Strings seen twice are remembered (only strings seen twice, so a file of unique texts does
-    not fill memory): a system prompt shared by every example is encoded once. The memory used
-    is bounded by ``cache_size`` entries.
+    not fill memory): a system prompt shared by every example is encoded twice, at its first
+    and second sighting, and looked up after that. The memory used is bounded by
+    ``cache_size`` entries.
 
     Args:
         encoding: An encoding name, or a ``tiktoken.Encoding``.

@@ -140,6 +140,31 @@ def test_repeated_strings_are_remembered_and_memory_is_bounded() -> None:
     assert len(counter._cache) <= 8
 
 
+def test_a_shared_string_is_encoded_twice_however_often_it_repeats() -> None:
+    # What docs/tokens.md says: remembered from its second sighting.
+    counter = TokenCounter("o200k_base")
+    encode = counter._encode
+    encoded: list[str] = []
+
+    def spy(text: str) -> list[int]:
+        encoded.append(text)
+        return encode(text)
+
+    counter._encode = spy
+    prompt = "You are a careful assistant."
+    for i in range(50):
+        example = {
+            "messages": [
+                {"role": "system", "content": prompt},
+                {"role": "user", "content": f"question {i}"},
+                {"role": "assistant", "content": f"answer {i}"},
+            ]
+        }
+        counter.count_example(example)
+    assert encoded.count(prompt) == 2
+    assert encoded.count("question 7") == 1
+
+
 def _n(text: str, encoding: str = "o200k_base") -> int:
     return len(get_encoding(encoding).encode(text, disallowed_special=()))
 

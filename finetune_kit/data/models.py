@@ -69,8 +69,10 @@ class ModelInfo:
         azure_max_images_per_example: The same limit on Azure OpenAI, when it differs.
         shutdown_date: The day the snapshot and every fine-tune built on it stop working.
         shutdown_confidence: How far the shutdown date can be trusted.
+        shutdown_as_of: The date of the shutdown date's source, which can be newer than the
+            rest of the entry.
         source: Where the facts come from.
-        as_of: The day the facts were read.
+        as_of: The day the facts were read (for the shutdown date, see ``shutdown_as_of``).
         notes: Anything else a user should know.
 
     Example:
@@ -98,6 +100,7 @@ class ModelInfo:
     azure_max_images_per_example: int | None = None
     shutdown_date: date | None = None
     shutdown_confidence: Confidence | None = None
+    shutdown_as_of: date | None = None
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -110,6 +113,11 @@ class ModelInfo:
 
 _SHUTDOWN_2027 = date(2027, 1, 14)
 _SHUTDOWN_2026 = date(2026, 10, 23)
+# The sources of the shutdown dates (reference §0): the 2026-10-23 date is from a summary of
+# the deprecations page dated 2026-10-15; the 2027-01-14 one from undated pages, read with the
+# rest of the reference.
+_SHUTDOWN_2027_AS_OF = _AS_OF
+_SHUTDOWN_2026_AS_OF = date(2026, 10, 15)
 _SRC_LIMITS = f"{_REFERENCE} §7.8 (Azure fine-tune-models table, OpenAI guide)"
 _SRC_PRICES = f"{_REFERENCE} §11 (prices), §0 (shutdown dates)"
 _SRC = f"{_SRC_LIMITS}; {_SRC_PRICES}"
@@ -129,6 +137,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="3p",
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2027_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -148,6 +157,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         azure_max_images_per_example=64,
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2027_AS_OF,
         source=f"{_SRC}; {_REFERENCE} §7.4 (vision)",
         as_of=_AS_OF,
         notes=("The vision fine-tuning model on OpenAI: at most 10 images per example there.",),
@@ -167,6 +177,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         azure_max_images_per_example=64,
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2027_AS_OF,
         source=f"{_SRC}; {_REFERENCE} §7.4, §10.2 (vision on Azure only)",
         as_of=_AS_OF,
         notes=("Vision fine-tuning only on Azure OpenAI (up to 64 images per example).",),
@@ -185,6 +196,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="3p",
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2027_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -202,6 +214,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -219,6 +232,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
         source=f"{_SRC}; help.openai.com article 11323177 (RFT billing)",
         as_of=_AS_OF,
         notes=(
@@ -249,6 +263,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -265,6 +280,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -281,6 +297,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -292,6 +309,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         methods=("supervised",),
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
+        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
         source=_SRC,
         as_of=_AS_OF,
         notes=("Limited access; token limit from memory of older docs [recall]; no price.",),

@@ -80,10 +80,10 @@ _FILE_TAGS: dict[FileRole, int] = {"training": 0, "validation": 1}
 Method = Literal["supervised", "dpo", "reinforcement"]
 
 # How a shutdown date that is not from an official page is qualified in messages (see the
-# model table's confidence levels).
+# model table's confidence levels), with the date of its source.
 _DATE_CONFIDENCE = {
-    "3p": " (date from third-party pages, not yet confirmed by OpenAI)",
-    "recall": " (an earlier official date, not re-checked)",
+    "3p": " (date from third-party pages{of}, not yet confirmed by OpenAI)",
+    "recall": " (an earlier official date{of}, not re-checked)",
 }
 _FORMAT_WORDS: dict[str, str] = {
     "chat": 'chat ({"messages": [...]})',
@@ -381,7 +381,8 @@ def _model_issues(
             )
         )
     if info.shutdown_date is not None:
-        confidence = _DATE_CONFIDENCE.get(info.shutdown_confidence or "official", "")
+        of = f" as of {info.shutdown_as_of.isoformat()}" if info.shutdown_as_of else ""
+        confidence = _DATE_CONFIDENCE.get(info.shutdown_confidence or "official", "").format(of=of)
         if as_of >= info.shutdown_date:
             issues.append(
                 make_issue(

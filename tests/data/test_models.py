@@ -71,6 +71,10 @@ def test_limits_prices_and_dates_from_the_reference() -> None:
     assert mini.training_price_per_1m == 3.0
     assert mini.shutdown_date == date(2027, 1, 14)
     assert nano.shutdown_date == date(2026, 10, 23)
+    # Each date as of its source (reference §0): a summary of the deprecations page of
+    # 2026-10-15 for 2026-10-23, undated pages read with the reference for 2027-01-14.
+    assert (nano.shutdown_as_of, o4.shutdown_as_of) == (date(2026, 10, 15), date(2026, 10, 15))
+    assert mini.shutdown_as_of == mini.as_of == date(2026, 8, 21)
     assert o4.methods == ("reinforcement",)
     assert o4.training_price_per_1m is None
     assert o4.training_price_per_hour == 100.0
@@ -94,4 +98,6 @@ def test_every_entry_is_sourced_and_consistent() -> None:
             assert info.inference_price_confidence in ("official", "3p", "recall")
         if info.shutdown_date is not None:
             assert info.shutdown_confidence in ("official", "3p", "recall")
+            assert info.shutdown_as_of is not None
+            assert info.shutdown_as_of < info.shutdown_date
         assert get_model_info(info.name) is info

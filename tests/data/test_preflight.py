@@ -18,6 +18,7 @@ from finetune_kit.data._fingerprints import FingerprintIndex
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.data.issues import RULES
 from finetune_kit.data.jsonl import write_jsonl
+from finetune_kit.data.models import get_model_info
 from finetune_kit.data.report import Distribution
 from finetune_kit.data.tokens import count_example_tokens
 from finetune_kit.data.validation import auto_epochs, preflight
@@ -136,6 +137,14 @@ def test_shutdown_dates() -> None:
     assert [i.code for i in gone.errors] == ["model_shut_down"]
     far = preflight(data, as_of=date(2026, 1, 1))
     assert not {"model_shut_down", "model_shutdown_soon"} & {i.code for i in far.issues}
+    # The message dates the shutdown date by its own source, not by the rest of the table.
+    nano = get_model_info("gpt-4.1-nano")
+    assert nano is not None
+    assert nano.shutdown_date is not None
+    assert nano.shutdown_as_of is not None
+    (issue,) = preflight(data, model=nano.name, as_of=nano.shutdown_date).errors
+    assert issue.code == "model_shut_down"
+    assert f"third-party pages as of {nano.shutdown_as_of.isoformat()}," in issue.message
 
 
 def test_method_detection_and_model_methods() -> None:

@@ -299,7 +299,7 @@ RULES: dict[str, Rule] = _rules(
         "warning",
         "example",
         "roles in an unusual order (system after the conversation started, "
-        "an assistant speaking first)",
+        "an assistant speaking first, a DPO input not ending with the user)",
         "put system/developer messages first, then alternate user and assistant",
     ),
     Rule(

@@ -832,9 +832,18 @@ class AsyncFileUploader(_UploaderBase):
                 async with slots:
                     return await self.policy.acall(once)
 
+            tasks = [asyncio.ensure_future(send(i)) for i in range(len(parts))]
             try:
-                part_ids = list(await asyncio.gather(*(send(i) for i in range(len(parts)))))
-            except Exception as exc:
+                part_ids = list(await asyncio.gather(*tasks))
+            except BaseException as exc:
+                # gather() leaves the other parts running when one fails: they would go on
+                # posting to a cancelled Upload and update a closed bar. Stop them, and wait for
+                # them so their own errors are retrieved (a TaskGroup does this from 3.11).
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled or interrupted: the Upload expires on its own
                 await self._cancel_quietly(upload.id)
                 raise UploadError(self._parts_failed(plan)) from exc
         md5 = (await digest).md5

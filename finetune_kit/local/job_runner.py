@@ -22,10 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrainingDataError
+from ..errors import ConfigurationError, TrainingDataError
 from .settings import ServerSettings
-from .store import JobRecord, Store
+from .store import FileRecord, JobRecord, Store
 from .training_types import (
+    HYPERPARAMETER_RANGES,
     CheckpointInfo,
     Hyperparameters,
     StepMetrics,
@@ -200,8 +201,14 @@ class JobRunner:
             return False
         try:
             self.run(job)
-        finally:
-            self.store.jobs.release(job.id, self.token)
+        except Exception as exc:
+            # Whatever went wrong, this job fails and the worker lives on for the next one: a
+            # worker that died here would leave the job ``running`` with no crash counted.
+            logger.exception("job %s: the worker could not run it", job.id)
+            self._fail_unexpected(job, exc)
+        # Not in a ``finally``: should even failing the job raise, the worker dies still holding
+        # it, so the pool puts it back in the queue and counts the crash against it.
+        self.store.jobs.release(job.id, self.token)
         return True
 
     def run(self, job: JobRecord) -> None:
@@ -237,7 +244,44 @@ class JobRunner:
                 f"Resuming training from the checkpoint at step {resume_step}",
             )
         hyper = job.requested_hyperparameters()
-        request = TrainingRequest(
+        try:
+            request = self._request(job, training, validation, resume_from, hyper)
+        except ConfigurationError as exc:
+            # A job stored before the server checked every range the engine enforces.
+            hyperparameter = exc.param in HYPERPARAMETER_RANGES
+            self._fail(
+                job,
+                "invalid_hyperparameters" if hyperparameter else "invalid_request",
+                f"This job cannot be trained: {exc}. Create a new job with a valid value.",
+                param=exc.param,
+            )
+            return
+        callbacks = _JobCallbacks(self, job)
+        logger.debug("job %s: training %s (resume from %s)", job.id, job.base_model, resume_from)
+        try:
+            from .training import train
+
+            result = train(request, callbacks)
+        except TrainingDataError as exc:
+            param = exc.param if exc.param == "validation_file" else "training_file"
+            self._fail(job, f"invalid_{param}", str(exc), param=param)
+            return
+        except Exception as exc:
+            logger.exception("job %s: training failed", job.id)
+            self._fail(job, "training_failed", f"Training failed: {type(exc).__name__}: {exc}")
+            return
+        self._finish(job, result, shutdown=callbacks.shutdown_requested)
+
+    def _request(
+        self,
+        job: JobRecord,
+        training: FileRecord,
+        validation: FileRecord | None,
+        resume_from: Path | None,
+        hyper: Mapping[str, Any],
+    ) -> TrainingRequest:
+        store = self.store
+        return TrainingRequest(
             base_model=job.base_model,
             method="dpo" if job.method_type == "dpo" else "supervised",
             training_file=store.files.path(training.id),
@@ -254,21 +298,6 @@ class JobRunner:
             default_model=self.settings.default_model,
             aliases=self.settings.aliases,
         )
-        callbacks = _JobCallbacks(self, job)
-        logger.debug("job %s: training %s (resume from %s)", job.id, job.base_model, resume_from)
-        try:
-            from .training import train
-
-            result = train(request, callbacks)
-        except TrainingDataError as exc:
-            param = exc.param if exc.param == "validation_file" else "training_file"
-            self._fail(job, f"invalid_{param}", str(exc), param=param)
-            return
-        except Exception as exc:
-            logger.exception("job %s: training failed", job.id)
-            self._fail(job, "training_failed", f"Training failed: {type(exc).__name__}: {exc}")
-            return
-        self._finish(job, result, shutdown=callbacks.shutdown_requested)
 
     def _resume_point(self, job: JobRecord) -> tuple[Path | None, int | None]:
         """The newest usable resume point: a pause checkpoint or the last epoch checkpoint."""
@@ -326,6 +355,15 @@ class JobRunner:
                 estimated_finish=None,
                 resolved_hyperparameters=result.hyperparameters.to_dict(),
             )
+
+    def _fail_unexpected(self, job: JobRecord, exc: Exception) -> None:
+        log = self.settings.data_dir / "logs"
+        self._fail(
+            job,
+            "server_error",
+            f"The local backend failed while running this job ({type(exc).__name__}: {exc}); "
+            f"the traceback is in the worker log in {log}. Create a new job to try again.",
+        )
 
     def _fail(self, job: JobRecord, code: str, message: str, *, param: str | None = None) -> None:
         with self.store.db.transaction():

@@ -28,7 +28,9 @@ from .precision import DtypeName
 __all__ = [
     "BASE_LEARNING_RATE",
     "DEFAULT_DPO_BETA",
+    "HYPERPARAMETER_RANGES",
     "CheckpointInfo",
+    "HyperparameterRange",
     "Hyperparameters",
     "LoraSettings",
     "NoCallbacks",
@@ -42,6 +44,7 @@ __all__ = [
     "auto_batch_size",
     "auto_learning_rate_multiplier",
     "auto_n_epochs",
+    "check_hyperparameter",
 ]
 
 TrainingMethod = Literal["supervised", "dpo"]
@@ -131,19 +134,72 @@ class LoraSettings:
     )
 
 
-def _check_range(
-    value: Any, param: str, *, kind: type, low: float, high: float, low_open: bool = False
-) -> None:
+@dataclass(frozen=True)
+class HyperparameterRange:
+    """The numbers a hyperparameter may take besides ``"auto"``.
+
+    Attributes:
+        kind: ``int`` or ``float`` (an int is a valid float).
+        low: The lower bound, included unless ``low_open``.
+        high: The upper bound, included.
+        low_open: Whether ``low`` itself is refused.
+    """
+
+    kind: type
+    low: float
+    high: float
+    low_open: bool = False
+
+    def describe(self) -> str:
+        """The range in words, such as ``an integer in [1, 50]``."""
+        bound = (
+            f"({self.low:g}, {self.high:g}]" if self.low_open else f"[{self.low:g}, {self.high:g}]"
+        )
+        return f"{'an integer' if self.kind is int else 'a number'} in {bound}"
+
+
+HYPERPARAMETER_RANGES: Mapping[str, HyperparameterRange] = {
+    "n_epochs": HyperparameterRange(int, 1, 50),
+    "batch_size": HyperparameterRange(int, 1, 256),
+    # OpenAI sets no upper bound; 100 (a learning rate of 2e-2) makes a typo such as 500 fail
+    # at once instead of training a broken model.
+    "learning_rate_multiplier": HyperparameterRange(float, 0, 100, low_open=True),
+    "beta": HyperparameterRange(float, 0, 2, low_open=True),
+}
+"""The values the engine accepts for each hyperparameter besides ``"auto"`` (OpenAI's ranges,
+with ``learning_rate_multiplier`` capped at 100); the server checks a job's against them."""
+
+
+def check_hyperparameter(name: str, value: Any) -> None:
+    """Refuse a hyperparameter value the engine cannot train with.
+
+    Args:
+        name: A key of ``HYPERPARAMETER_RANGES``.
+        value: ``"auto"`` or a number.
+
+    Raises:
+        ConfigurationError: The value is of the wrong type or out of range; ``param`` is
+            ``name``.
+
+    Example:
+        >>> check_hyperparameter("n_epochs", "auto")
+        >>> try:
+        ...     check_hyperparameter("learning_rate_multiplier", 500)
+        ... except ConfigurationError as exc:
+        ...     print(exc)
+        learning_rate_multiplier is 500; use 'auto' or a number in (0, 100]
+    """
     if value == "auto":
         return
-    ok_type = isinstance(value, kind) and not isinstance(value, bool)
-    if kind is float:
-        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-    below = value <= low if low_open else value < low
-    if not ok_type or below or value > high:
-        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+    limits = HYPERPARAMETER_RANGES[name]
+    kinds: tuple[type, ...] = (int,) if limits.kind is int else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    if ok:
+        below = value <= limits.low if limits.low_open else value < limits.low
+        ok = not below and value <= limits.high
+    if not ok:
         raise ConfigurationError(
-            f"{param} is {value!r}; use 'auto' or a {kind.__name__} in {bound}", param=param
+            f"{name} is {value!r}; use 'auto' or {limits.describe()}", param=name
         )
 
 
@@ -160,7 +216,7 @@ class TrainingRequest:
         validation_file: Optional JSONL validation file (same format as the training file).
         n_epochs: 1-50 or ``"auto"`` (see ``auto_n_epochs``).
         batch_size: 1-256 or ``"auto"`` (see ``auto_batch_size``).
-        learning_rate_multiplier: > 0 or ``"auto"``; the learning rate is
+        learning_rate_multiplier: In (0, 100] or ``"auto"``; the learning rate is
             ``BASE_LEARNING_RATE`` times it.
         beta: DPO's beta in (0, 2] or ``"auto"`` (0.1); ignored for supervised.
         seed: Seeds the adapter initialisation and the data order: equal seeds, equal runs.
@@ -208,17 +264,8 @@ class TrainingRequest:
                 f"method is {self.method!r}; the local engine trains 'supervised' or 'dpo'",
                 param="method",
             )
-        _check_range(self.n_epochs, "n_epochs", kind=int, low=1, high=50)
-        _check_range(self.batch_size, "batch_size", kind=int, low=1, high=256)
-        _check_range(
-            self.learning_rate_multiplier,
-            "learning_rate_multiplier",
-            kind=float,
-            low=0,
-            high=100,
-            low_open=True,
-        )
-        _check_range(self.beta, "beta", kind=float, low=0, high=2, low_open=True)
+        for name in HYPERPARAMETER_RANGES:
+            check_hyperparameter(name, getattr(self, name))
         if self.keep_checkpoints < 1:
             raise ConfigurationError(
                 "keep_checkpoints must be at least 1", param="keep_checkpoints"

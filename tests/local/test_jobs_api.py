@@ -121,6 +121,30 @@ def test_deprecated_hyperparameters_become_the_supervised_method(
             "method.dpo.hyperparameters.beta",
             "beta",
         ),
+        (
+            # OpenAI takes any multiplier > 0; the local engine refuses more than 100, so
+            # the server must too instead of queueing a job its worker cannot train.
+            {"hyperparameters": {"learning_rate_multiplier": 500}},
+            "hyperparameters.learning_rate_multiplier",
+            "(0, 100]",
+        ),
+        (
+            {
+                "method": {
+                    "type": "supervised",
+                    "supervised": {"hyperparameters": {"learning_rate_multiplier": 0}},
+                }
+            },
+            "method.supervised.hyperparameters.learning_rate_multiplier",
+            "(0, 100]",
+        ),
+        (
+            {"method": {"type": "dpo", "dpo": {"hyperparameters": {"batch_size": 257}}}},
+            "method.dpo.hyperparameters.batch_size",
+            "[1, 256]",
+        ),
+        ({"hyperparameters": {"n_epochs": 51}}, "hyperparameters.n_epochs", "[1, 50]"),
+        ({"hyperparameters": {"n_epochs": 2.5}}, "hyperparameters.n_epochs", "n_epochs"),
         ({"integrations": [{"type": "other"}]}, "integrations[0].type", "integrations"),
         ({"extra_body": {"surprise": 1}}, "surprise", "Unrecognized request argument"),
     ],
@@ -133,10 +157,14 @@ def test_bad_requests_name_the_parameter(
     fragment: str,
 ) -> None:
     call: dict[str, Any] = {"model": "gpt-4o-mini", "training_file": training_id, **kwargs}
+    before = len(qclient.fine_tuning.jobs.list(limit=10_000).data)
     with pytest.raises(openai.BadRequestError) as info:
         qclient.fine_tuning.jobs.create(**call)
     assert info.value.param == param
     assert fragment in info.value.message
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["type"] == "invalid_request_error"
+    assert len(qclient.fine_tuning.jobs.list(limit=10_000).data) == before  # nothing stored
 
 
 def test_a_file_with_another_purpose_is_refused(qclient: openai.OpenAI) -> None:

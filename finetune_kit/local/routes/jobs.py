@@ -14,26 +14,32 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from ...errors import ConfigurationError
 from ..api_errors import InvalidRequestError, NotFoundError
 from ..store import TERMINAL_STATUSES, JobRecord, JobSpec
+from ..training_types import HYPERPARAMETER_RANGES, check_hyperparameter
 from .common import StrictInput, context, list_page, query_int, read_json
 
 __all__ = ["JobCreateBody", "router"]
 
 router = APIRouter()
 
-_Auto = Literal["auto"]
 _SUFFIX = re.compile(r"[A-Za-z0-9._-]+")
 
 
+# Any JSON value here: the engine's own check (check_hyperparameter) judges "auto", the type
+# and the range in one message, so the server never queues a job its worker would refuse.
+_Hyperparameter = Any
+
+
 class _Hyperparameters(StrictInput):
-    batch_size: _Auto | Annotated[int, Field(ge=1, le=256)] | None = None
-    learning_rate_multiplier: _Auto | Annotated[float, Field(gt=0)] | None = None
-    n_epochs: _Auto | Annotated[int, Field(ge=1, le=50)] | None = None
+    batch_size: _Hyperparameter = None
+    learning_rate_multiplier: _Hyperparameter = None
+    n_epochs: _Hyperparameter = None
 
 
 class _DpoHyperparameters(_Hyperparameters):
-    beta: _Auto | Annotated[float, Field(gt=0, le=2)] | None = None
+    beta: _Hyperparameter = None
 
 
 class _Supervised(StrictInput):
@@ -123,11 +129,21 @@ def _normalized_method(body: JobCreateBody) -> dict[str, Any]:
             param="hyperparameters",
         )
     chosen = given if given is not None else body.hyperparameters
+    where = f"method.{method.type}.hyperparameters" if given is not None else "hyperparameters"
     values = chosen.model_dump(exclude_none=True) if chosen is not None else {}
     keys = ["batch_size", "learning_rate_multiplier", "n_epochs"]
     if method.type == "dpo":
         keys.append("beta")
     hyper = {key: values.get(key, "auto") for key in keys}
+    for key, value in hyper.items():
+        try:
+            check_hyperparameter(key, value)
+        except ConfigurationError as exc:
+            raise InvalidRequestError(
+                f"Invalid value for '{where}.{key}': {exc}.", param=f"{where}.{key}"
+            ) from exc
+        if isinstance(value, int) and HYPERPARAMETER_RANGES[key].kind is float:
+            hyper[key] = float(value)  # shown back as OpenAI shows it: 2 -> 2.0
     return {"type": method.type, method.type: {"hyperparameters": hyper}}
 
 

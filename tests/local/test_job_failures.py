@@ -1,0 +1,112 @@
+"""A job that cannot run fails with a clear error, and its worker goes on to the next job.
+
+Both faults are real, with nothing of ours replaced: a job stored by a server that did not yet
+check every range the engine enforces (written into the database the way that server wrote it),
+and a data folder whose temporary folder is unusable when the job saves its result file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import openai
+from openai.types.fine_tuning import FineTuningJobEvent
+
+from finetune_kit.local import LocalBackend
+from tests.fixtures.local_backend import chat_examples, wait_for_job, write_jsonl
+
+
+def _last_event(client: openai.OpenAI, job_id: str) -> FineTuningJobEvent:
+    return client.fine_tuning.jobs.list_events(job_id, limit=1).data[0]
+
+
+def test_a_stored_job_the_engine_refuses_fails_and_the_worker_trains_the_next(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with (
+        LocalBackend(data_dir, default_model="tiny-random", max_concurrent_jobs=0) as first,
+        first.client() as client,
+    ):
+        file_id = client.files.create(file=path, purpose="fine-tune").id
+        bad, good = (
+            client.fine_tuning.jobs.create(
+                model="tiny-random",
+                training_file=file_id,
+                hyperparameters={"n_epochs": 1, "learning_rate_multiplier": 1},
+            )
+            for _ in range(2)
+        )
+        for job in (bad, good):
+            wait_for_job(client, job.id, statuses={"queued"})
+    # The server now refuses 500 with a 400; an older one stored it, and its worker died on it.
+    with closing(sqlite3.connect(data_dir / "local.sqlite3")) as db, db:
+        [stored] = db.execute("SELECT method FROM jobs WHERE id = ?", (bad.id,)).fetchone()
+        method = json.loads(stored)
+        method["supervised"]["hyperparameters"]["learning_rate_multiplier"] = 500.0
+        db.execute("UPDATE jobs SET method = ? WHERE id = ?", (json.dumps(method), bad.id))
+
+    with LocalBackend(data_dir, default_model="tiny-random") as second:
+        workers = second.worker_pids
+        with second.client() as client:
+            failed = wait_for_job(client, bad.id, timeout=120)
+            assert failed.status == "failed"
+            assert failed.error is not None
+            assert failed.error.code == "invalid_hyperparameters"
+            assert failed.error.param == "learning_rate_multiplier"
+            assert "learning_rate_multiplier is 500.0" in failed.error.message
+            assert "(0, 100]" in failed.error.message
+            assert failed.finished_at is not None
+            last = _last_event(client, bad.id)
+            assert (last.level, last.message) == ("error", failed.error.message)
+            done = wait_for_job(client, good.id, timeout=120)
+            assert done.status == "succeeded", done.error
+        assert second.worker_pids == workers  # the same worker, not a replacement
+
+
+def test_a_job_that_fails_after_training_fails_and_the_worker_trains_the_next(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with LocalBackend(data_dir, default_model="tiny-random", training_step_delay=0.2) as backend:
+        workers = backend.worker_pids
+        with backend.client() as client:
+            file_id = client.files.create(file=path, purpose="fine-tune").id
+            first, second = (
+                client.fine_tuning.jobs.create(
+                    model="tiny-random",
+                    training_file=file_id,
+                    hyperparameters={"n_epochs": 1, "batch_size": 5},
+                )
+                for _ in range(2)
+            )
+            # The result file goes through data/tmp: a file in its place fails the first job's
+            # last stage, after training, where an exception used to end the worker. Only once
+            # the job runs: a worker opening the store then would die for another reason.
+            wait_for_job(client, first.id, statuses={"running"}, timeout=120)
+            tmp = data_dir / "tmp"
+            shutil.rmtree(tmp)
+            tmp.write_text("not a folder")
+            try:
+                failed = wait_for_job(client, first.id, timeout=120)
+            finally:
+                tmp.unlink()
+                tmp.mkdir()
+            assert failed.status == "failed"
+            assert failed.error is not None
+            assert failed.error.code == "server_error"
+            assert "NotADirectoryError" in failed.error.message
+            assert str(data_dir / "logs") in failed.error.message
+            assert failed.fine_tuned_model is None
+            last = _last_event(client, first.id)
+            assert (last.level, last.message) == ("error", failed.error.message)
+            done = wait_for_job(client, second.id, timeout=120)
+            assert done.status == "succeeded", done.error
+            assert done.result_files
+        assert backend.worker_pids == workers

@@ -41,6 +41,7 @@ from .metrics import decode_result_file
 __all__ = [
     "OPENAI_NEW_JOBS_END",
     "SHUTDOWN_WARNING_DAYS",
+    "acheck_shutdown",
     "aexport_job",
     "check_new_jobs_allowed",
     "check_shutdown",
@@ -56,14 +57,7 @@ OPENAI_NEW_JOBS_END = dt.date(2027, 1, 6)
 """OpenAI takes no new fine-tuning jobs from this day (reference §0)."""
 
 
-def _api_shutdown_date(client: Any, model: str, policy: RetryPolicy) -> dt.date | None:
-    """``Model.shutdown_date`` from the API, or ``None`` when it gives none or cannot say."""
-    try:
-        remote = policy.call(lambda: without_client_retries(client).models.retrieve(model))
-    except Exception as exc:
-        # A lifecycle check must never stop the work it guards: fall back to the table.
-        logger.debug("models.retrieve(%s) failed, using the model table only: %s", model, exc)
-        return None
+def _parse_shutdown_date(remote: Any, model: str) -> dt.date | None:
     raw = getattr(remote, "shutdown_date", None)
     if not raw:
         return None
@@ -72,6 +66,60 @@ def _api_shutdown_date(client: Any, model: str, policy: RetryPolicy) -> dt.date 
     except ValueError:
         logger.debug("unparsable shutdown_date %r for %s", raw, model)
         return None
+
+
+def _api_shutdown_date(client: Any, model: str, policy: RetryPolicy) -> dt.date | None:
+    """``Model.shutdown_date`` from the API, or ``None`` when it gives none or cannot say."""
+    try:
+        remote = policy.call(lambda: without_client_retries(client).models.retrieve(model))
+    except Exception as exc:
+        # A lifecycle check must never stop the work it guards: fall back to the table.
+        logger.debug("models.retrieve(%s) failed, using the model table only: %s", model, exc)
+        return None
+    return _parse_shutdown_date(remote, model)
+
+
+async def _aapi_shutdown_date(client: Any, model: str, policy: RetryPolicy) -> dt.date | None:
+    """The async twin of :func:`_api_shutdown_date` (an ``openai.AsyncOpenAI`` client)."""
+    try:
+        remote = await policy.acall(without_client_retries(client).models.retrieve, model)
+    except Exception as exc:
+        logger.debug("models.retrieve(%s) failed, using the model table only: %s", model, exc)
+        return None
+    return _parse_shutdown_date(remote, model)
+
+
+def _table_date(model: str, use_table: bool) -> dt.date | None:
+    info = get_model_info(model) if use_table else None
+    return info.shutdown_date if info is not None else None
+
+
+def _warn_about(
+    model: str, dates: list[dt.date | None], today: dt.date | None, within_days: int
+) -> dt.date | None:
+    known = [day for day in dates if day is not None]
+    if not known:
+        return None
+    day = min(known)
+    now = today or dt.datetime.now(dt.timezone.utc).date()
+    base = resolve_model_name(model)
+    # stacklevel 3: the warning points at the caller of check_shutdown, not at this helper.
+    if day <= now:
+        warnings.warn(
+            f"{base} was shut down on {day.isoformat()}: it and every fine-tune built on it "
+            "no longer work; pick a current base model (and export what you need with "
+            "finetune_kit.lifecycle.export_job)",
+            ModelShutdownWarning,
+            stacklevel=3,
+        )
+    elif (day - now).days <= within_days:
+        warnings.warn(
+            f"{base} shuts down on {day.isoformat()} ({(day - now).days} days from now); "
+            "fine-tunes built on it stop working that day",
+            ModelShutdownWarning,
+            stacklevel=3,
+        )
+    return day
 
 
 def check_shutdown(
@@ -88,10 +136,10 @@ def check_shutdown(
     Args:
         model: A base model, a fine-tuned model (``ft:...``) or a checkpoint name.
         client: An ``openai`` client; when given, the API's ``shutdown_date`` is read too and the
-            earlier of the two dates wins.
+            earlier of the two dates wins. A failed lookup is logged at DEBUG and ignored.
         use_table: Consult finetune_kit's model table. Turn it off for backends whose models
             share OpenAI's names but not their lifecycle (the local backend maps OpenAI names to
-            its own models).
+            its own models; Azure OpenAI retires models on its own schedule).
         policy: The retry policy for the API call.
         today: The date to compare with (default: today, UTC).
         within_days: How far ahead to warn.
@@ -99,35 +147,26 @@ def check_shutdown(
     Returns:
         The shutdown date, or ``None`` when none is known.
     """
-    dates: list[dt.date] = []
-    info = get_model_info(model) if use_table else None
-    if info is not None and info.shutdown_date is not None:
-        dates.append(info.shutdown_date)
+    dates = [_table_date(model, use_table)]
     if client is not None:
-        api_date = _api_shutdown_date(client, model, policy or DEFAULT_RETRY_POLICY)
-        if api_date is not None:
-            dates.append(api_date)
-    if not dates:
-        return None
-    day = min(dates)
-    now = today or dt.datetime.now(dt.timezone.utc).date()
-    base = resolve_model_name(model)
-    if day <= now:
-        warnings.warn(
-            f"{base} was shut down on {day.isoformat()}: it and every fine-tune built on it "
-            "no longer work; pick a current base model (and export what you need with "
-            "finetune_kit.lifecycle.export_job)",
-            ModelShutdownWarning,
-            stacklevel=2,
-        )
-    elif (day - now).days <= within_days:
-        warnings.warn(
-            f"{base} shuts down on {day.isoformat()} ({(day - now).days} days from now); "
-            "fine-tunes built on it stop working that day",
-            ModelShutdownWarning,
-            stacklevel=2,
-        )
-    return day
+        dates.append(_api_shutdown_date(client, model, policy or DEFAULT_RETRY_POLICY))
+    return _warn_about(model, dates, today, within_days)
+
+
+async def acheck_shutdown(
+    model: str,
+    *,
+    client: Any = None,
+    use_table: bool = True,
+    policy: RetryPolicy | None = None,
+    today: dt.date | None = None,
+    within_days: int = SHUTDOWN_WARNING_DAYS,
+) -> dt.date | None:
+    """The async twin of :func:`check_shutdown` (``client`` an ``openai.AsyncOpenAI``)."""
+    dates = [_table_date(model, use_table)]
+    if client is not None:
+        dates.append(await _aapi_shutdown_date(client, model, policy or DEFAULT_RETRY_POLICY))
+    return _warn_about(model, dates, today, within_days)
 
 
 def check_new_jobs_allowed(

@@ -39,7 +39,13 @@ from .files import AsyncFileUploader, FileUploader
 from .inference import AsyncInferenceClient, InferenceClient
 from .job_options import detect_provider
 from .jobs import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
-from .lifecycle import aexport_job, check_new_jobs_allowed, check_shutdown, export_job
+from .lifecycle import (
+    acheck_shutdown,
+    aexport_job,
+    check_new_jobs_allowed,
+    check_shutdown,
+    export_job,
+)
 from .metrics import MetricSeries
 from .state import CheckpointRecord, SessionState
 from .views import TERMINAL_STATUSES
@@ -95,20 +101,29 @@ class _SessionCore(Generic[ClientT]):
         self.follow_options = follow_options
         self.state_path = Path(state_path) if state_path is not None else None
         self.local_backend: LocalBackend | None = None
-        state = _state if _state is not None else SessionState()
+        self._shutdown_checked: set[str] = set()
+        saved: SessionState | None = None
+        if _state is None and self.state_path is not None and self.state_path.exists():
+            # Re-running the constructor (a kernel restart, a script run twice) must carry on
+            # the saved session: overwriting the file would lose its job and train a second one.
+            saved = SessionState.load(self.state_path)
+        state = _state if _state is not None else saved if saved is not None else SessionState()
 
+        self._owns_client = not isinstance(backend, (openai.OpenAI, openai.AsyncOpenAI))
         if isinstance(backend, (openai.OpenAI, openai.AsyncOpenAI)):
             self._check_client_kind(backend)
             client: Any = backend
-            state.backend = _state_backend(detect_provider(backend))
-            state.base_url = _public_url(str(backend.base_url))
+            kind: Any = _state_backend(detect_provider(backend))
         else:
             kind = backend_kind(backend)
             if kind == "local" and base_url is None:
-                self.local_backend = self._start_local(
-                    local_data_dir or state.local_data_dir, local_model
-                )
-                state.local_data_dir = str(self.local_backend.data_dir)
+                folder = local_data_dir or state.local_data_dir
+                if saved is not None:
+                    # Checked before the backend starts, so a conflict starts nothing.
+                    self._check_carries_on(
+                        saved, {"backend": kind, "local_data_dir": _local_dir(folder)}, model
+                    )
+                self.local_backend = self._start_local(folder, local_model)
                 base_url = self.local_backend.base_url
                 api_key = self.local_backend.api_key
             client = make_client(
@@ -121,14 +136,20 @@ class _SessionCore(Generic[ClientT]):
                 azure_ad_token=azure_ad_token,
                 azure_ad_token_provider=azure_ad_token_provider,
             )
-            state.backend = kind
-            if kind in ("local", "custom") or base_url is not None:
-                state.base_url = _public_url(str(client.base_url))
-            if kind == "azure":
-                state.azure_endpoint = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
-                state.azure_api_version = api_version or os.environ.get("OPENAI_API_VERSION")
+        where = self._where(kind, client, base_url, azure_endpoint, api_version)
+        if saved is not None and self.local_backend is None:
+            self._check_carries_on(saved, where, model)
+        for name, value in where.items():
+            setattr(state, name, value)
         if model is not None:
             state.base_model = model
+        if saved is not None:
+            logger.info(
+                "carrying on the session saved in %s (job %s, training file %s)",
+                self.state_path,
+                saved.job_id,
+                saved.training_file_id,
+            )
         self.state = state
         self.client: ClientT = client
         self._make_parts()
@@ -148,6 +169,76 @@ class _SessionCore(Generic[ClientT]):
                 f"{type(client).__name__}",
                 param="backend",
             )
+
+    def _where(
+        self,
+        kind: str,
+        client: Any,
+        base_url: str | None,
+        azure_endpoint: str | None,
+        api_version: str | None,
+    ) -> dict[str, Any]:
+        """The state's fields that say where the session's backend is: only what was used."""
+        where: dict[str, Any] = {
+            "backend": kind,
+            "base_url": None,
+            "azure_endpoint": None,
+            "azure_api_version": None,
+            "local_data_dir": None,
+        }
+        if self.local_backend is not None:
+            where["local_data_dir"] = str(self.local_backend.data_dir)
+            where["base_url"] = _public_url(str(client.base_url))
+        elif not self._owns_client:
+            where["base_url"] = _public_url(str(client.base_url))
+        elif kind == "azure":
+            classic = isinstance(client, (openai.AzureOpenAI, openai.AsyncAzureOpenAI))
+            if classic:
+                # The classic client's api-version, given or from the environment, is needed
+                # again on resume; the v1 API needs none, so only one given explicitly is kept.
+                used = api_version or os.environ.get("OPENAI_API_VERSION")
+                where["azure_api_version"] = used or None
+            else:
+                where["azure_api_version"] = api_version
+            if classic and base_url is None:
+                where["azure_endpoint"] = (
+                    azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
+                )
+            else:
+                where["base_url"] = _public_url(str(client.base_url))
+        elif kind in ("local", "custom") or base_url is not None:
+            where["base_url"] = _public_url(str(client.base_url))
+        return where
+
+    def _check_carries_on(
+        self, saved: SessionState, where: Mapping[str, Any], model: str | None
+    ) -> None:
+        """Refuse to carry on a saved session that is not this one (another backend or model)."""
+        ours = _identity(where)
+        theirs = _identity(saved.model_dump())
+        conflict: tuple[str, Any, Any] | None = None
+        if where["backend"] != saved.backend:
+            conflict = ("backend", saved.backend, where["backend"])
+        elif ours != theirs:
+            field = theirs[0] if theirs[0] == ours[0] else f"{theirs[0]} / {ours[0]}"
+            conflict = (field, theirs[1], ours[1])
+        elif (
+            model is not None
+            and saved.base_model is not None
+            and not _same_model(model, saved.base_model)
+        ):
+            conflict = ("model", saved.base_model, model)
+        if conflict is None:
+            return
+        field, old, new = conflict
+        job = f" (job {saved.job_id})" if saved.job_id else ""
+        raise SessionError(
+            f"{self.state_path} holds another session{job}: its {field} is {old!r}, this "
+            f"session's is {new!r}. Carry that session on with "
+            f"{type(self).__name__}.resume({str(self.state_path)!r}), pass another state_path "
+            "for a new session, or delete the file to start over",
+            path=str(self.state_path),
+        )
 
     @staticmethod
     def _start_local(data_dir: str | os.PathLike[str] | None, model: str | None) -> LocalBackend:
@@ -174,11 +265,15 @@ class _SessionCore(Generic[ClientT]):
             else:
                 options["base_url"] = state.base_url
         elif state.backend == "azure":
-            if state.azure_endpoint is not None:
-                options["azure_endpoint"] = state.azure_endpoint
-                options["api_version"] = state.azure_api_version
-            else:
+            # The base URL when one was used (v1, or a gateway), else the classic endpoint.
+            # Older files may hold both for a v1 session (the environment's endpoint was saved
+            # too): the base URL is the one its client used.
+            if state.base_url is not None:
                 options["base_url"] = state.base_url
+            else:
+                options["azure_endpoint"] = state.azure_endpoint
+            if state.azure_api_version is not None:
+                options["api_version"] = state.azure_api_version
         elif state.base_url is not None:
             options["base_url"] = state.base_url
         options.update(overrides)
@@ -237,11 +332,22 @@ class _SessionCore(Generic[ClientT]):
         # prices would be wrong there.
         return None if self.is_local else self.model
 
-    def _check_lifecycle(self, model: str, *, new_job: bool) -> None:
-        if new_job:
-            check_new_jobs_allowed(self.state.base_url or str(self.client.base_url))
-        if not self.is_local:
-            check_shutdown(model)
+    def _shutdown_options(self, model: str) -> dict[str, Any] | None:
+        """How to check ``model``'s shutdown date here, or ``None`` when there is nothing to do.
+
+        The local backend maps OpenAI names to its own models, so no OpenAI date applies there.
+        Azure OpenAI retires models on its own schedule: only the API's date counts there (the
+        model table's dates are OpenAI's). Each model is checked once per session, so a chat
+        loop does not pay a models request per call.
+        """
+        if self.is_local or model in self._shutdown_checked:
+            return None
+        self._shutdown_checked.add(model)
+        return {
+            "client": self.client,
+            "use_table": self.state.backend != "azure",
+            "policy": self.policy,
+        }
 
     def _record_upload(self, training: UploadedFile, validation: UploadedFile | None) -> None:
         self.state.training_file_id = training.id
@@ -270,6 +376,35 @@ class _SessionCore(Generic[ClientT]):
         ]
         self.save()
 
+    def _forget_job(self) -> None:
+        """Drop what belongs to the session's job, which another is about to replace."""
+        self.state.job_key = None
+        self.state.job_id = None
+        self.state.job_status = None
+        self.state.trained_base_model = None
+        self.state.fine_tuned_model = None
+        self.state.checkpoints = []
+        self.state.deployment = None
+
+    def _trained_on_uploaded_data(self, job: FineTuningJob) -> bool:
+        """Whether ``job`` trained on the files uploaded last (else the new data needs a job)."""
+        if self.state.training_file_id is None:
+            return True
+        uploaded = (self.state.training_file_id, self.state.validation_file_id or None)
+        trained = (job.training_file, job.validation_file or None)
+        if uploaded == trained:
+            return True
+        running = "" if job.status in TERMINAL_STATUSES else f" ({job.status}, not cancelled)"
+        logger.warning(
+            "job %s trained on %s, but %s was uploaded since: creating a new job for the new "
+            "data; the previous job%s stays on the backend, and the session follows the new one",
+            job.id,
+            "/".join(f for f in trained if f),
+            "/".join(f for f in uploaded if f),
+            running,
+        )
+        return False
+
     def _existing_job_decision(self, restart: bool) -> str | None:
         """The job to carry on with instead of creating one, or ``None`` to create."""
         if restart or self.state.job_id is None:
@@ -282,18 +417,20 @@ class _SessionCore(Generic[ClientT]):
         )
         return self.state.job_id
 
-    def _prepare_new_job(self, restart: bool) -> str:
-        """Check what a new job needs and give it a fresh key, saved before the create."""
+    def _prepare_new_job(self, fresh: bool) -> str:
+        """Check what a new job needs and give it a fresh key, saved before the create.
+
+        Args:
+            fresh: Replace the session's job even though it did not end (``restart=True``,
+                or new data was uploaded since it was created).
+        """
         training = self._require("training_file_id", "call upload(data) first")
-        self._check_lifecycle(self.model, new_job=True)
-        if restart or self.state.job_key is None or self.state.job_status in TERMINAL_STATUSES:
+        check_new_jobs_allowed(self.state.base_url or str(self.client.base_url))
+        if fresh or self.state.job_key is None or self.state.job_status in TERMINAL_STATUSES:
             # Saved before the create: a crash between the two finds the job by its key
             # instead of creating a second one.
+            self._forget_job()
             self.state.job_key = uuid.uuid4().hex
-            self.state.job_id = None
-            self.state.job_status = None
-            self.state.fine_tuned_model = None
-            self.state.checkpoints = []
             self.save()
         return training
 
@@ -303,9 +440,20 @@ class _SessionCore(Generic[ClientT]):
         self._record_job(job)
 
     def _adopt(self, job: FineTuningJob) -> None:
+        if job.id != self.state.job_id:
+            # Nothing of the previous job may linger: its tuned model, checkpoints or
+            # deployment would answer chat() in the new job's name.
+            self._forget_job()
+            if job.training_file != self.state.training_file_id:
+                self.state.dataset_sha256 = None
+            if (job.validation_file or None) != self.state.validation_file_id:
+                self.state.validation_sha256 = None
         self.state.job_key = (job.metadata or {}).get(IDEMPOTENCY_METADATA_KEY)
         self.state.training_file_id = job.training_file
-        self.state.validation_file_id = job.validation_file
+        self.state.validation_file_id = job.validation_file or None
+        method = getattr(job.method, "type", None)
+        if isinstance(method, str):
+            self.state.method = method
         if self.state.base_model is None:
             self.state.base_model = job.model
         self._record_job(job)
@@ -326,10 +474,7 @@ class _SessionCore(Generic[ClientT]):
         self.save()
 
     def _pair_for_inference(self, base_model: str | None) -> tuple[str, str]:
-        tuned = self._tuned_model()
-        base = base_model or self._base_for_inference()
-        self._check_lifecycle(base, new_job=False)
-        return base, tuned
+        return base_model or self._base_for_inference(), self._tuned_model()
 
     def _pick_model(self, *, checkpoint: int | str | None, base: bool) -> str:
         if base:
@@ -388,6 +533,41 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _url_key(url: str) -> str:
+    """A URL as compared: no credentials, no query, no trailing slash (the client adds one)."""
+    return _public_url(url.strip()).rstrip("/")
+
+
+def _local_dir(folder: str | os.PathLike[str] | None) -> str | None:
+    if folder is None:
+        try:
+            from .local.server import default_data_dir
+        except ImportError:  # _start_local says how to install the extra
+            return None
+        folder = default_data_dir()
+    return str(Path(folder).expanduser().resolve())
+
+
+def _identity(fields: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The field that says where a session's data lives, and its value as compared."""
+    if fields.get("backend") == "local" and fields.get("local_data_dir"):
+        return "local_data_dir", _local_dir(fields["local_data_dir"])
+    if fields.get("backend") == "azure" and not fields.get("base_url"):
+        endpoint = fields.get("azure_endpoint")
+        return "azure_endpoint", _url_key(endpoint) if endpoint else None
+    base_url = fields.get("base_url")
+    return "base_url", _url_key(base_url) if base_url else None
+
+
+def _same_model(a: str, b: str) -> bool:
+    from .data.models import get_model_info
+
+    if a.strip() == b.strip():
+        return True
+    info_a, info_b = get_model_info(a), get_model_info(b)
+    return info_a is not None and info_b is not None and info_a.name == info_b.name
+
+
 def _refusal(report: PreflightReport) -> str:
     errors = list(report.errors)
     first = next((e for e in errors if e.line is not None), errors[0])
@@ -411,7 +591,10 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             ``openai.OpenAI`` client (used with its own retries off).
         model: The base model to fine-tune. On the local backend, OpenAI names map to its
             default local model.
-        state_path: The state file (``None``: keep the state in memory only).
+        state_path: The state file (``None``: keep the state in memory only). An existing file
+            is carried on when it is this session's (same backend kind, base URL, endpoint or
+            local data folder, and model), so re-running the constructor after a restart does
+            not train twice; another session's file raises :class:`SessionError`.
         api_key: The API key (never saved, logged or shown); defaults to the backend's variable.
         base_url: Overrides the backend's URL.
         azure_endpoint: Azure resource endpoint (``backend="azure"``).
@@ -475,10 +658,21 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         return cls(state_path=path, _state=state, **cls._resume_options(state, options))
 
     def close(self) -> None:
-        """Stop the local backend this session started (the data folder stays)."""
+        """Close the client this session made and stop the local backend it started.
+
+        A client passed in as ``backend`` is left open: it is the caller's. The local backend's
+        data folder stays.
+        """
+        if self._owns_client:
+            self.client.close()
         if self.local_backend is not None:
             self.local_backend.stop()
             self.local_backend = None
+
+    def _check_shutdown(self, model: str) -> None:
+        options = self._shutdown_options(model)
+        if options is not None:
+            check_shutdown(model, **options)
 
     def __enter__(self) -> FineTuneSession:
         return self
@@ -577,11 +771,13 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             The job (succeeded when followed).
         """
         existing = self._existing_job_decision(restart)
-        if existing is not None:
-            job = self.jobs.retrieve(existing)
+        current = self.jobs.retrieve(existing) if existing is not None else None
+        if current is not None and self._trained_on_uploaded_data(current):
+            job = current
             self._record_job(job)
         else:
-            training = self._prepare_new_job(restart)
+            training = self._prepare_new_job(restart or current is not None)
+            self._check_shutdown(self.model)
             chosen, params = self._method(
                 method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
             )
@@ -605,6 +801,10 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
     def attach(self, job_id: str) -> FineTuningJob:
         """Make an existing job this session's job (started elsewhere, or before a restart).
 
+        What belonged to the previous job (its tuned model, checkpoints, deployment, the
+        uploaded data's checksum when the files differ) is dropped; the new job's files, status,
+        tuned model and, once it succeeded, checkpoints take their place.
+
         Args:
             job_id: The job.
 
@@ -613,6 +813,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         """
         job = self.jobs.retrieve(job_id)
         self._adopt(job)
+        if job.status == "succeeded":
+            self.checkpoints()
         return job
 
     def status(self) -> FineTuningJob:
@@ -718,7 +920,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         if model is None and isinstance(checkpoint, int) and not self.state.checkpoints:
             self.checkpoints()
         chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
-        self._check_lifecycle(chosen, new_job=False)
+        self._check_shutdown(chosen)
         return self.inference.chat(chosen, messages, system=system, **params)
 
     def compare(
@@ -742,6 +944,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             The comparison (prints as a table; HTML in notebooks).
         """
         base, tuned = self._pair_for_inference(base_model)
+        self._check_shutdown(base)
         return self.inference.compare(base, tuned, prompts, system=system, **params)
 
     def evaluate(
@@ -764,6 +967,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             The paired report.
         """
         base, tuned = self._pair_for_inference(base_model)
+        self._check_shutdown(base)
         return self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
 
     def deploy(
@@ -845,11 +1049,20 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         return cls(state_path=path, _state=state, **cls._resume_options(state, options))
 
     async def aclose(self) -> None:
-        """Close the client and stop the local backend this session started."""
-        await self.client.close()
+        """Close the client this session made and stop the local backend it started.
+
+        A client passed in as ``backend`` is left open, as :meth:`FineTuneSession.close` does.
+        """
+        if self._owns_client:
+            await self.client.close()
         if self.local_backend is not None:
             self.local_backend.stop()
             self.local_backend = None
+
+    async def _check_shutdown(self, model: str) -> None:
+        options = self._shutdown_options(model)
+        if options is not None:
+            await acheck_shutdown(model, **options)
 
     async def __aenter__(self) -> AsyncFineTuneSession:
         return self
@@ -906,11 +1119,13 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     ) -> FineTuningJob:
         """Create the fine-tuning job (once) and, by default, follow it to the end."""
         existing = self._existing_job_decision(restart)
-        if existing is not None:
-            job = await self.jobs.retrieve(existing)
+        current = await self.jobs.retrieve(existing) if existing is not None else None
+        if current is not None and self._trained_on_uploaded_data(current):
+            job = current
             self._record_job(job)
         else:
-            training = self._prepare_new_job(restart)
+            training = self._prepare_new_job(restart or current is not None)
+            await self._check_shutdown(self.model)
             chosen, params = self._method(
                 method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
             )
@@ -932,9 +1147,11 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         return job
 
     async def attach(self, job_id: str) -> FineTuningJob:
-        """Make an existing job this session's job."""
+        """Make an existing job this session's job (see :meth:`FineTuneSession.attach`)."""
         job = await self.jobs.retrieve(job_id)
         self._adopt(job)
+        if job.status == "succeeded":
+            await self.checkpoints()
         return job
 
     async def status(self) -> FineTuningJob:
@@ -1021,7 +1238,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         if model is None and isinstance(checkpoint, int) and not self.state.checkpoints:
             await self.checkpoints()
         chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
-        self._check_lifecycle(chosen, new_job=False)
+        await self._check_shutdown(chosen)
         return await self.inference.chat(chosen, messages, system=system, **params)
 
     async def compare(
@@ -1034,6 +1251,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     ) -> Comparison:
         """Ask the base and the tuned model the same prompts, side by side."""
         base, tuned = self._pair_for_inference(base_model)
+        await self._check_shutdown(base)
         return await self.inference.compare(base, tuned, prompts, system=system, **params)
 
     async def evaluate(
@@ -1046,6 +1264,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     ) -> PairedEvaluationReport:
         """Score base and tuned model on held-out examples: flips and a bootstrap interval."""
         base, tuned = self._pair_for_inference(base_model)
+        await self._check_shutdown(base)
         return await self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
 
     async def deploy(

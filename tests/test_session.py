@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from finetune_kit.errors import ConfigurationError, JobFailedError, SessionError
 from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY
 from finetune_kit.session import FineTuneSession
 from finetune_kit.state import SessionState
-from tests.fixtures.local_backend import chat_examples, write_jsonl
+from tests.fixtures.local_backend import chat_examples, wait_for_job, write_jsonl
 
 if TYPE_CHECKING:
     from finetune_kit.local import LocalBackend
@@ -261,8 +262,10 @@ def test_the_key_is_never_saved_or_shown(tmp_path: Path) -> None:
     secret = "sk-test-0123456789abcdef"
     state_path = tmp_path / "run.json"
     with LocalBackend(tmp_path / "data", api_key=secret, default_model="tiny-random") as backend:
+        # The server's own model name: an OpenAI name would be held to OpenAI's shutdown
+        # dates on a URL backend, and this test must not depend on today's date.
         session = FineTuneSession(
-            backend.base_url, api_key=secret, model="gpt-4o-mini", state_path=state_path
+            backend.base_url, api_key=secret, model="tiny-random", state_path=state_path
         )
         session.upload(_dataset(topic="secret"))
         shown = repr(session) + session._repr_html_() + state_path.read_text()
@@ -272,3 +275,56 @@ def test_the_key_is_never_saved_or_shown(tmp_path: Path) -> None:
             FineTuneSession(backend.base_url, api_key="sk-wrong", state_path=None).files.upload(
                 _dataset(topic="secret")
             )
+
+
+def test_attach_replaces_what_belonged_to_the_previous_job(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    client = local_backend.client()
+    path = tmp_path / "s.json"
+    session = FineTuneSession(client, model="gpt-4o-mini", state_path=path, follow_options=FAST)
+    session.upload(_dataset(topic="attach-first"))
+    first = session.train(n_epochs=1)
+    session.state.deployment = "first-deployment"  # what an Azure deploy() leaves
+    other_path = write_jsonl(tmp_path / "other.jsonl", chat_examples(12, topic="attach-other"))
+    other_file = client.files.create(file=other_path, purpose="fine-tune")
+    other = client.fine_tuning.jobs.create(training_file=other_file.id, model="gpt-4o-mini")
+    other = wait_for_job(client, other.id)
+    assert other.fine_tuned_model is not None
+
+    session.attach(other.id)
+    saved = SessionState.load(path)
+    assert saved.job_id == other.id
+    assert saved.fine_tuned_model == other.fine_tuned_model != first.fine_tuned_model
+    assert saved.training_file_id == other_file.id
+    assert saved.dataset_sha256 is None  # the attached job's data was not uploaded here
+    assert saved.deployment is None
+    assert saved.checkpoints
+    assert all(c.model.startswith(other.fine_tuned_model) for c in saved.checkpoints)
+    assert session.chat("hi", max_tokens=2).model == other.fine_tuned_model
+
+
+def test_new_data_gets_a_new_job_and_unchanged_data_keeps_the_old_one(
+    local_backend: LocalBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = local_backend.client()
+    path = tmp_path / "s.json"
+    session = FineTuneSession(client, model="gpt-4o-mini", state_path=path, follow_options=FAST)
+    session.upload(_dataset(topic="old-data"))
+    first = session.train(n_epochs=1, follow=False)
+    session.upload(_dataset(topic="old-data"))  # the same content: the same file
+    assert session.train(follow=False).id == first.id
+
+    session.upload(_dataset(topic="new-data"))
+    with caplog.at_level(logging.WARNING, logger="finetune_kit.session"):
+        second = session.train(n_epochs=1)  # even though the first job may still be running
+    assert second.id != first.id
+    assert second.status == "succeeded"
+    assert second.training_file == session.state.training_file_id != first.training_file
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(first.id in message and "new job" in message for message in warned)
+    assert session.train().id == second.id
+    saved = SessionState.load(path)
+    assert saved.job_id == second.id
+    assert saved.fine_tuned_model == second.fine_tuned_model
+    assert client.fine_tuning.jobs.retrieve(first.id).training_file == first.training_file

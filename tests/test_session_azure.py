@@ -65,6 +65,50 @@ def test_deploy_saves_the_deployment_and_inference_addresses_it(
     assert aoai.violations == []
 
 
+def test_a_v1_session_resumes_on_its_base_url_whatever_the_environment_says(
+    aoai: FakeAzureOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A classic endpoint and version in the environment (another resource, say) are not what
+    # a v1 session used: they must not be saved, nor preferred on resume.
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://127.0.0.1:9/")
+    monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+    state_path = tmp_path / "run.json"
+    base_url = aoai.url + "/openai/v1/"
+    session = FineTuneSession(
+        "azure", base_url=base_url, api_key=KEY, model="my-base", state_path=state_path
+    )
+    session.save()
+    saved = SessionState.load(state_path)
+    assert saved.base_url == base_url
+    assert saved.azure_endpoint is None
+    assert saved.azure_api_version is None
+
+    resumed = FineTuneSession.resume(state_path, api_key=KEY)
+    assert str(resumed.client.base_url) == base_url
+    assert list(resumed.client.files.list()) == []  # reached over the v1 routes
+    assert aoai.violations == []
+
+
+def test_a_classic_session_saves_the_endpoint_and_version_it_used(
+    aoai: FakeAzureOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", aoai.url)
+    monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+    state_path = tmp_path / "run.json"
+    FineTuneSession("azure", api_key=KEY, model="my-base", state_path=state_path).save()
+    saved = SessionState.load(state_path)
+    assert (saved.azure_endpoint, saved.azure_api_version, saved.base_url) == (
+        aoai.url,
+        "2024-10-21",
+        None,
+    )
+    monkeypatch.delenv("AZURE_OPENAI_ENDPOINT")
+    monkeypatch.delenv("OPENAI_API_VERSION")
+    resumed = FineTuneSession.resume(state_path, api_key=KEY)
+    assert list(resumed.client.files.list()) == []
+    assert aoai.violations == []
+
+
 def test_deploy_is_refused_off_azure(tmp_path: Path) -> None:
     session = FineTuneSession(
         "http://127.0.0.1:9/v1", api_key="k", model="m", state_path=tmp_path / "s.json"

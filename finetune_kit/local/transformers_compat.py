@@ -30,6 +30,7 @@ def cache_argument(model: Any) -> str:
 
 
 @functools.cache
-def _cache_argument(model_class: type) -> str:
+def _cache_argument(model_class: Any) -> str:
+    # Once per model class: the engine asks on every decoding step.
     parameters = inspect.signature(model_class.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"

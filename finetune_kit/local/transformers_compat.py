@@ -26,7 +26,8 @@ __all__ = ["cache_argument"]
 
 def cache_argument(model: Any) -> str:
     """The name under which ``model.forward`` takes a key/value cache."""
-    return _cache_argument(type(model))
+    model_class: Any = type(model)  # typeshed sees type[Any] as unhashable
+    return _cache_argument(model_class)
 
 
 @functools.cache

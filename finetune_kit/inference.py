@@ -458,6 +458,12 @@ class _InferenceBase(Generic[ClientT]):
         )
 
     @staticmethod
+    def _failed(request: Mapping[str, Any], exc: BaseException) -> _Outcome:
+        """A request that failed after its retries: kept as its cell's error, not raised."""
+        logger.debug("request to %s failed after retries: %s", request["model"], exc)
+        return _Outcome(None, _describe_error(exc))
+
+    @staticmethod
     def _compare_cases(prompts: Any, system: str | None) -> list[EvalCase]:
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -465,6 +471,36 @@ class _InferenceBase(Generic[ClientT]):
         if not cases:
             raise ConfigurationError("prompts is empty: give at least one", param="prompts")
         return cases
+
+    def _jobs(
+        self, models: Sequence[Any], cases: Sequence[EvalCase], params: Mapping[str, Any]
+    ) -> list[tuple[int, EvalCase, Mapping[str, Any]]]:
+        """One request per case and model, the models of a case side by side."""
+        return [
+            (i, case, self._request(model, case.messages, params, case))
+            for i, case in enumerate(cases)
+            for model in models
+        ]
+
+    @staticmethod
+    def _comparison(
+        models: tuple[Any, Any],
+        cases: Sequence[EvalCase],
+        outcomes: Sequence[_Outcome],
+        elapsed: float,
+    ) -> Comparison:
+        base, tuned = outcomes[0::2], outcomes[1::2]
+        rows = [
+            ComparisonRow(
+                case=case,
+                base=base[i].reply,
+                tuned=tuned[i].reply,
+                base_error=base[i].error,
+                tuned_error=tuned[i].error,
+            )
+            for i, case in enumerate(cases)
+        ]
+        return Comparison(model_name(models[0]), model_name(models[1]), rows, elapsed=elapsed)
 
     def _prepare_evaluation(
         self,
@@ -567,8 +603,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
         except FATAL_API_ERRORS:
             raise
         except _RECORDED_ERRORS as exc:
-            logger.debug("request to %s failed after retries: %s", request["model"], exc)
-            return _Outcome(None, _describe_error(exc))
+            return self._failed(request, exc)
 
     def _map(
         self,
@@ -664,29 +699,14 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
             openai.AuthenticationError: The key was refused (the comparison stops).
             openai.NotFoundError: A model does not exist (the comparison stops).
         """
-        cases = self._compare_cases(prompts, system)
         models = (base_model, tuned_model)
-        requests = [
-            self._request(model, case.messages, params, case) for case in cases for model in models
-        ]
+        cases = self._compare_cases(prompts, system)
+        jobs = self._jobs(models, cases, params)
         started = time.perf_counter()
-        outcomes = self._map(self._outcome, requests, self._concurrency(concurrency))
-        rows = [
-            ComparisonRow(
-                case=case,
-                base=outcomes[2 * i].reply,
-                tuned=outcomes[2 * i + 1].reply,
-                base_error=outcomes[2 * i].error,
-                tuned_error=outcomes[2 * i + 1].error,
-            )
-            for i, case in enumerate(cases)
-        ]
-        return Comparison(
-            model_name(base_model),
-            model_name(tuned_model),
-            rows,
-            elapsed=time.perf_counter() - started,
+        outcomes = self._map(
+            self._outcome, [job[2] for job in jobs], self._concurrency(concurrency)
         )
+        return self._comparison(models, cases, outcomes, time.perf_counter() - started)
 
     def _evaluate_one(
         self, job: tuple[int, EvalCase, Mapping[str, Any]], scorers: Sequence[Scorer]
@@ -735,7 +755,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
         """
         cases, resolved = self._prepare_evaluation(examples, scorers, system)
         limit = self._concurrency(concurrency)
-        jobs = [(i, c, self._request(model, c.messages, params, c)) for i, c in enumerate(cases)]
+        jobs = self._jobs((model,), cases, params)
         bar = self._progress(progress, len(jobs), f"evaluating {model_name(model)}")
         started = time.perf_counter()
         results = self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
@@ -780,11 +800,7 @@ class InferenceClient(_InferenceBase[openai.OpenAI]):
         """
         cases, resolved = self._prepare_evaluation(examples, scorers, system)
         limit = self._concurrency(concurrency)
-        jobs = [
-            (i, c, self._request(model, c.messages, params, c))
-            for i, c in enumerate(cases)
-            for model in (base_model, tuned_model)
-        ]
+        jobs = self._jobs((base_model, tuned_model), cases, params)
         bar = self._progress(progress, len(jobs), "evaluating base and tuned")
         started = time.perf_counter()
         results = self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
@@ -854,8 +870,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
         except FATAL_API_ERRORS:
             raise
         except _RECORDED_ERRORS as exc:
-            logger.debug("request to %s failed after retries: %s", request["model"], exc)
-            return _Outcome(None, _describe_error(exc))
+            return self._failed(request, exc)
 
     async def _map(
         self,
@@ -932,29 +947,14 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
         Returns:
             The comparison.
         """
-        cases = self._compare_cases(prompts, system)
         models = (base_model, tuned_model)
-        requests = [
-            self._request(model, case.messages, params, case) for case in cases for model in models
-        ]
+        cases = self._compare_cases(prompts, system)
+        jobs = self._jobs(models, cases, params)
         started = time.perf_counter()
-        outcomes = await self._map(self._outcome, requests, self._concurrency(concurrency))
-        rows = [
-            ComparisonRow(
-                case=case,
-                base=outcomes[2 * i].reply,
-                tuned=outcomes[2 * i + 1].reply,
-                base_error=outcomes[2 * i].error,
-                tuned_error=outcomes[2 * i + 1].error,
-            )
-            for i, case in enumerate(cases)
-        ]
-        return Comparison(
-            model_name(base_model),
-            model_name(tuned_model),
-            rows,
-            elapsed=time.perf_counter() - started,
+        outcomes = await self._map(
+            self._outcome, [job[2] for job in jobs], self._concurrency(concurrency)
         )
+        return self._comparison(models, cases, outcomes, time.perf_counter() - started)
 
     async def _evaluate_one(
         self, job: tuple[int, EvalCase, Mapping[str, Any]], scorers: Sequence[Scorer]
@@ -993,7 +993,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
         """
         cases, resolved = self._prepare_evaluation(examples, scorers, system)
         limit = self._concurrency(concurrency)
-        jobs = [(i, c, self._request(model, c.messages, params, c)) for i, c in enumerate(cases)]
+        jobs = self._jobs((model,), cases, params)
         bar = self._progress(progress, len(jobs), f"evaluating {model_name(model)}")
         started = time.perf_counter()
         results = await self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)
@@ -1034,11 +1034,7 @@ class AsyncInferenceClient(_InferenceBase[openai.AsyncOpenAI]):
         """
         cases, resolved = self._prepare_evaluation(examples, scorers, system)
         limit = self._concurrency(concurrency)
-        jobs = [
-            (i, c, self._request(model, c.messages, params, c))
-            for i, c in enumerate(cases)
-            for model in (base_model, tuned_model)
-        ]
+        jobs = self._jobs((base_model, tuned_model), cases, params)
         bar = self._progress(progress, len(jobs), "evaluating base and tuned")
         started = time.perf_counter()
         results = await self._map(lambda job: self._evaluate_one(job, resolved), jobs, limit, bar)

@@ -189,6 +189,10 @@ _STATUS_HINTS = {
 }
 
 
+def _not_found(exc: httpx.HTTPError) -> bool:
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404
+
+
 class _DeployerBase:
     """Configuration and pure logic shared by the sync and async deployers (no I/O here)."""
 
@@ -382,6 +386,12 @@ class _DeployerBase:
             request_id=response.headers.get("x-ms-request-id")
             or response.headers.get("x-ms-correlation-request-id"),
         )
+
+    def _failure(self, exc: httpx.HTTPError, name: str, action: str) -> DeploymentError:
+        """The error for a request that failed after the policy's retries."""
+        if isinstance(exc, httpx.HTTPStatusError):
+            return self._refused(exc, name, action)
+        return self._unreachable(exc, name, action)
 
     def _unreachable(self, exc: httpx.HTTPError, name: str, action: str) -> DeploymentError:
         return DeploymentError(
@@ -589,10 +599,8 @@ class AzureDeployer(_DeployerBase):
         logger.debug("PUT deployment %r of model %r (sku %s)", deployment_name, model, sku)
         try:
             response = self._send("PUT", url, api_version=version, json=body)
-        except httpx.HTTPStatusError as exc:
-            raise self._refused(exc, deployment_name, "creating") from exc
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc, deployment_name, "creating") from exc
+            raise self._failure(exc, deployment_name, "creating") from exc
         created = AzureDeployment.from_arm(response.json() if response.content else {})
         if not wait or self._finished(created, deployment_name):
             return created
@@ -632,12 +640,10 @@ class AzureDeployer(_DeployerBase):
         url = self.deployment_url(deployment_name)
         try:
             response = self._send("GET", url, api_version=api_version or self.api_version)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return None
-            raise self._refused(exc, deployment_name, "reading") from exc
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc, deployment_name, "reading") from exc
+            if _not_found(exc):
+                return None
+            raise self._failure(exc, deployment_name, "reading") from exc
         return AzureDeployment.from_arm(response.json())
 
     def wait(
@@ -703,14 +709,12 @@ class AzureDeployer(_DeployerBase):
 
         try:
             response = self.policy.call(attempt)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
+        except httpx.HTTPError as exc:
+            if _not_found(exc):
                 if missing_ok:
                     return False
                 raise self._missing(deployment_name, self.resource) from exc
-            raise self._refused(exc, deployment_name, "deleting") from exc
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc, deployment_name, "deleting") from exc
+            raise self._failure(exc, deployment_name, "deleting") from exc
         if response is None or response.status_code != 202 or not wait:
             return True
         # 202: Azure deletes it later; it is gone when a GET answers 404.
@@ -741,10 +745,8 @@ class AzureDeployer(_DeployerBase):
         while url is not None:
             try:
                 response = self._send("GET", url, api_version=version)
-            except httpx.HTTPStatusError as exc:
-                raise self._refused(exc, "*", "listing") from exc
             except httpx.HTTPError as exc:
-                raise self._unreachable(exc, "*", "listing") from exc
+                raise self._failure(exc, "*", "listing") from exc
             items, url = self._page(response.json())
             deployments.extend(items)
             if url is not None and not self._same_origin(url):
@@ -886,10 +888,8 @@ class AsyncAzureDeployer(_DeployerBase):
         logger.debug("PUT deployment %r of model %r (sku %s)", deployment_name, model, sku)
         try:
             response = await self._send("PUT", url, api_version=version, json=body)
-        except httpx.HTTPStatusError as exc:
-            raise self._refused(exc, deployment_name, "creating") from exc
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc, deployment_name, "creating") from exc
+            raise self._failure(exc, deployment_name, "creating") from exc
         created = AzureDeployment.from_arm(response.json() if response.content else {})
         if not wait or self._finished(created, deployment_name):
             return created
@@ -928,12 +928,10 @@ class AsyncAzureDeployer(_DeployerBase):
         url = self.deployment_url(deployment_name)
         try:
             response = await self._send("GET", url, api_version=api_version or self.api_version)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return None
-            raise self._refused(exc, deployment_name, "reading") from exc
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc, deployment_name, "reading") from exc
+            if _not_found(exc):
+                return None
+            raise self._failure(exc, deployment_name, "reading") from exc
         return AzureDeployment.from_arm(response.json())
 
     async def wait(
@@ -990,14 +988,12 @@ class AsyncAzureDeployer(_DeployerBase):
 
         try:
             response = await self.policy.acall(attempt)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
+        except httpx.HTTPError as exc:
+            if _not_found(exc):
                 if missing_ok:
                     return False
                 raise self._missing(deployment_name, self.resource) from exc
-            raise self._refused(exc, deployment_name, "deleting") from exc
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc, deployment_name, "deleting") from exc
+            raise self._failure(exc, deployment_name, "deleting") from exc
         if response is None or response.status_code != 202 or not wait:
             return True
         start = self.policy.clock()
@@ -1024,10 +1020,8 @@ class AsyncAzureDeployer(_DeployerBase):
         while url is not None:
             try:
                 response = await self._send("GET", url, api_version=version)
-            except httpx.HTTPStatusError as exc:
-                raise self._refused(exc, "*", "listing") from exc
             except httpx.HTTPError as exc:
-                raise self._unreachable(exc, "*", "listing") from exc
+                raise self._failure(exc, "*", "listing") from exc
             items, url = self._page(response.json())
             deployments.extend(items)
             if url is not None and not self._same_origin(url):

@@ -69,11 +69,13 @@ def run_worker(settings: ServerSettings, token: str, stop: threading.Event) -> N
     """
     from .job_runner import JobRunner
 
-    _warm_up()
+    # The store first: a data folder the worker cannot use stops it in a second, not after the
+    # slow imports, so the pool sees a crash loop at once.
     store = Store(settings.data_dir)
-    runner = JobRunner(store, settings, token, stop)
-    logger.debug("worker %s ready", token)
     try:
+        _warm_up()
+        runner = JobRunner(store, settings, token, stop)
+        logger.debug("worker %s ready", token)
         while not stop.is_set():
             if not runner.run_next():
                 stop.wait(IDLE_POLL_SECONDS)

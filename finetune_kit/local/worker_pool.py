@@ -2,7 +2,10 @@
 
 One worker process per concurrent job (``max_concurrent_jobs``, 1 by default); the others wait
 in ``queued``. A worker that dies is replaced, and the job it held goes back to the queue to
-resume from its last checkpoint (a job whose worker dies three times fails).
+resume from its last checkpoint (a job whose worker dies three times fails). Workers that keep
+dying (five restarts within a minute: a broken install or data folder) are started again after
+growing pauses, up to five minutes, and every queued job gets a ``warn`` event saying why it
+waits; once the cause is fixed, the next attempt trains the queue.
 
 Example:
     >>> import tempfile, pathlib
@@ -38,6 +41,8 @@ logger = logging.getLogger("finetune_kit.local.worker")
 
 _RESTART_WINDOW = 60.0
 _MAX_RESTARTS = 5
+_FIRST_BACKOFF = 2.0
+_MAX_BACKOFF = 300.0
 
 
 @dataclass
@@ -66,6 +71,10 @@ class WorkerPool:
         self._interval = monitor_interval
         self._workers: dict[int, _Worker] = {}
         self._restarts: list[float] = []
+        # Touched by the monitor thread only: workers waiting out a pause, and the pause level.
+        self._due: dict[int, float] = {}
+        self._backoffs = 0
+        self._outage: int | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -122,6 +131,12 @@ class WorkerPool:
                 if self._stopping.is_set():
                     return
                 self._replace(worker)
+            now = time.monotonic()
+            for index, due in list(self._due.items()):
+                if now >= due and not self._stopping.is_set():
+                    del self._due[index]
+                    self._restarts.append(now)
+                    self._spawn(index)
 
     def _replace(self, worker: _Worker) -> None:
         code = worker.process.returncode
@@ -137,19 +152,46 @@ class WorkerPool:
             self.log_dir / f"worker-{worker.index}.log",
         )
         now = time.monotonic()
+        if now - worker.started >= _RESTART_WINDOW:
+            self._backoffs, self._outage = 0, None  # it had been working: a new problem
         self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW]
-        if len(self._restarts) >= _MAX_RESTARTS:
-            logger.error(
-                "workers keep dying (%d restarts in %.0f s); not restarting worker %d",
-                len(self._restarts),
-                _RESTART_WINDOW,
-                worker.index,
-            )
-            with self._lock:
-                self._workers.pop(worker.index, None)
+        if self._backoffs == 0 and len(self._restarts) < _MAX_RESTARTS:
+            self._restarts.append(now)
+            self._spawn(worker.index)
             return
-        self._restarts.append(now)
-        self._spawn(worker.index)
+        # Restarting at once would only spin: wait, longer each time, and say so on the queue.
+        delay = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2**self._backoffs)
+        self._backoffs += 1
+        logger.error(
+            "workers keep dying (%d restarts in %.0f s); starting worker %d again in %.0f s",
+            len(self._restarts),
+            _RESTART_WINDOW,
+            worker.index,
+            delay,
+        )
+        with self._lock:
+            self._workers.pop(worker.index, None)
+        self._due[worker.index] = now + delay
+        self._tell_the_queue(code, worker.index)
+
+    def _tell_the_queue(self, code: int | None, index: int) -> None:
+        """Add a ``warn`` event, once per outage, to every job waiting for a worker."""
+        if self._outage is None:
+            self._outage = int(time.time())
+        message = (
+            f"Training is waiting: the worker process stopped {_MAX_RESTARTS} times within "
+            f"{_RESTART_WINDOW:.0f} s (last exit code {code}), so the server starts a new one "
+            f"after growing pauses (up to {_MAX_BACKOFF / 60:.0f} min). The cause is in "
+            f"{self.log_dir / f'worker-{index}.log'}; once it is fixed the queue trains again, "
+            "or restart the server."
+        )
+        try:
+            for job_id in self._store.jobs.ids_in_status("queued"):
+                self._store.events.add(
+                    job_id, f"workers-stopping-{self._outage}", message, level="warn"
+                )
+        except Exception:  # the store may be what is broken; the log line above still says it
+            logger.exception("could not tell the queued jobs that the workers keep dying")
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every worker: a running job stops at its next step and returns to the queue.

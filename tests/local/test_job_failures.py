@@ -1,15 +1,19 @@
-"""A job that cannot run fails with a clear error, and its worker goes on to the next job.
+"""A job that cannot run fails with a clear error and its worker goes on to the next job;
+workers that keep dying are started again later, and the queue is told why it waits.
 
-Both faults are real, with nothing of ours replaced: a job stored by a server that did not yet
+Every fault is real, with nothing of ours replaced: a job stored by a server that did not yet
 check every range the engine enforces (written into the database the way that server wrote it),
-and a data folder whose temporary folder is unusable when the job saves its result file.
+and a data folder whose temporary folder is unusable (a file in its place).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -110,3 +114,39 @@ def test_a_job_that_fails_after_training_fails_and_the_worker_trains_the_next(
             assert done.status == "succeeded", done.error
             assert done.result_files
         assert backend.worker_pids == workers
+
+
+def test_workers_that_keep_dying_are_retried_and_the_queue_is_told_why(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with LocalBackend(data_dir, default_model="tiny-random") as backend, backend.client() as client:
+        file_id = client.files.create(file=path, purpose="fine-tune").id
+        [pid] = backend.worker_pids
+        # A data folder no new worker can open: each replacement dies as it starts.
+        tmp = data_dir / "tmp"
+        shutil.rmtree(tmp)
+        tmp.write_text("not a folder")
+        os.kill(pid, signal.SIGKILL)
+        job = client.fine_tuning.jobs.create(
+            model="tiny-random", training_file=file_id, hyperparameters={"n_epochs": 1}
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            warnings = [
+                e for e in client.fine_tuning.jobs.list_events(job.id).data if e.level == "warn"
+            ]
+            if warnings or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        tmp.unlink()
+        tmp.mkdir()
+        [warning] = warnings
+        assert "the worker process stopped 5 times" in warning.message
+        assert str(data_dir / "logs" / "worker-0.log") in warning.message
+        assert "restart the server" in warning.message
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"
+        # The cause is gone: a later attempt starts a worker that trains the queue.
+        done = wait_for_job(client, job.id, timeout=180)
+        assert done.status == "succeeded", done.error
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+        assert messages.count(warning.message) == 1

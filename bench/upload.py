@@ -7,6 +7,11 @@ median of each is reported, with the ratios the docs quote:
 - throughput: FileUploader's MB/s over the SDK's (target >= 0.90);
 - peak memory: FileUploader's peak RSS minus the SDK's (target <= +20 MB).
 
+With ``--multipart`` both go through the Uploads API in 64 MB parts instead: the SDK's
+``client.uploads.upload_file_chunked`` (parts one after another, each read into memory) against
+FileUploader with ``multipart_threshold`` below the file's size (parts in parallel, streamed
+from the file, md5 checked). The targets are the same.
+
 FileUploader runs with ``preflight=False`` (the SDK checks nothing either; preflight has its own
 bench), ``reuse=True`` and ``cache=False``; every uploaded file is deleted before the next run, so
 each run is a first upload of a file never seen before: the time includes looking for an
@@ -14,6 +19,7 @@ existing copy and hashing the file (beside the upload).
 
     .venv/bin/python bench/upload.py                   # 300 MB, 3 rounds
     .venv/bin/python bench/upload.py --mb 50 --rounds 1
+    .venv/bin/python bench/upload.py --multipart       # the Uploads API path
 
 Figures go to bench/out/upload.json; the exit status is 1 when a target is missed.
 """
@@ -76,7 +82,10 @@ def peak_rss_kb() -> int:
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS
 
 
-def child(mode: str, base_url: str, path: Path) -> None:
+PART_SIZE = 64 * 1024 * 1024  # the SDK's default part size
+
+
+def child(mode: str, base_url: str, path: Path, multipart: bool) -> None:
     """One upload, in a fresh process; prints its figures as JSON."""
     import openai
 
@@ -85,12 +94,21 @@ def child(mode: str, base_url: str, path: Path) -> None:
         from finetune_kit.files import FileUploader
 
         # cache=False: a first upload of a file never seen before (no cached digest or id).
-        uploader = FileUploader(client, progress=False, cache=False)
+        options: dict[str, Any] = {}
+        if multipart:
+            options = {"multipart_threshold": PART_SIZE, "part_size": PART_SIZE}
+        uploader = FileUploader(client, progress=False, cache=False, **options)
     client.models.list()  # warm the connection and the imports before the clock starts
     baseline = peak_rss_kb()
     cpu_start = time.process_time()
     start = time.perf_counter()
-    if mode == "sdk":
+    if mode == "sdk" and multipart:
+        upload = client.uploads.upload_file_chunked(
+            file=path, mime_type="application/jsonl", purpose="fine-tune", part_size=PART_SIZE
+        )
+        assert upload.file is not None, upload
+        file_id = upload.file.id
+    elif mode == "sdk":
         with open(path, "rb") as handle:
             file_id = client.files.create(file=handle, purpose="fine-tune").id
     else:
@@ -102,9 +120,11 @@ def child(mode: str, base_url: str, path: Path) -> None:
     print(json.dumps({**figures, "baseline_kb": baseline}))
 
 
-def run_child(mode: str, base_url: str, path: Path) -> dict[str, Any]:
+def run_child(mode: str, base_url: str, path: Path, multipart: bool) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", mode, "--base-url", base_url]
+    command += ["--path", str(path)] + (["--multipart"] if multipart else [])
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--base-url", base_url, "--path", str(path)],
+        command,
         check=True,
         capture_output=True,
         text=True,
@@ -121,13 +141,16 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=1.0, help="pause between runs (s)")
     parser.add_argument("--path", type=Path, help="the file (default: a temporary one)")
     parser.add_argument(
-        "--json", type=Path, default=ROOT / "bench" / "out" / "upload.json", help="figures file"
+        "--multipart", action="store_true", help="both through the Uploads API, in 64 MB parts"
+    )
+    parser.add_argument(
+        "--json", type=Path, help="figures file (default: bench/out/upload[-multipart].json)"
     )
     parser.add_argument("--child", choices=["sdk", "finetune_kit"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.base_url, args.path)
+        child(args.child, args.base_url, args.path, args.multipart)
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -145,8 +168,9 @@ def main() -> None:
             # Alternate which goes first, so neither always follows the other.
             order = ("sdk", "finetune_kit") if round_number % 2 == 0 else ("finetune_kit", "sdk")
             for mode in order:
-                result = run_child(mode, backend.base_url, path)
-                client.files.delete(result["file_id"])
+                result = run_child(mode, backend.base_url, path, args.multipart)
+                # Retried: the server may have closed the pooled connection while the child ran.
+                client.with_options(max_retries=3).files.delete(result["file_id"])
                 # Let the server's 600 MB of written pages reach the disk before the next run,
                 # so no run pays for the writeback of the one before.
                 os.sync()
@@ -173,6 +197,7 @@ def main() -> None:
 
     sdk, ours = summary("sdk"), summary("finetune_kit")
     figures = {
+        "path": "uploads API, 64 MB parts" if args.multipart else "one request",
         "file_mb": round(size_mb, 1),
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
@@ -183,15 +208,18 @@ def main() -> None:
         "peak_memory_delta_mb": ours["peak_mb"] - sdk["peak_mb"],
     }
     print(
-        f"\n{size_mb:.0f} MB file, median of {args.rounds}: "
+        f"\n{size_mb:.0f} MB file ({figures['path']}), median of {args.rounds}: "
         f"SDK {sdk['mb_per_s']:.1f} MB/s, peak {sdk['peak_mb']:.1f} MB; "
         f"FileUploader {ours['mb_per_s']:.1f} MB/s, peak {ours['peak_mb']:.1f} MB\n"
         f"throughput ratio {figures['throughput_ratio']:.3f} (target >= 0.90), "
         f"peak memory {figures['peak_memory_delta_mb']:+.1f} MB (target <= +20 MB), "
         f"load average {figures['load_average_1m']:.2f} on {figures['cpus']} CPUs"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    out = (
+        args.json or ROOT / "bench" / "out" / f"upload{'-multipart' if args.multipart else ''}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
     if args.path is None:
         path.unlink()
     met = figures["throughput_ratio"] >= 0.90 and figures["peak_memory_delta_mb"] <= 20

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,6 +56,8 @@ class ChatParams:
         stop: Strings that end a choice (not included in it).
         seed: Seed of the sampling, for reproducible answers.
         n: Number of choices.
+        max_tokens_param: The request parameter ``max_tokens`` came from (``max_tokens`` or
+            ``max_completion_tokens``): an error about it names what the client sent.
     """
 
     max_tokens: int | None = None
@@ -63,6 +66,7 @@ class ChatParams:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     n: int = 1
+    max_tokens_param: str = "max_tokens"
 
 
 @dataclass(frozen=True)
@@ -157,9 +161,13 @@ def _finish(raw: str, calls: tuple[ChoiceToolCall, ...]) -> str:
     return "tool_calls" if calls and raw == "stop" else raw
 
 
-def _as_request_error(exc: ConfigurationError) -> InvalidRequestError:
-    code = "context_length_exceeded" if "context" in str(exc) else None
-    return InvalidRequestError(str(exc), param=exc.param, code=code)
+def _as_request_error(exc: ConfigurationError, params: ChatParams) -> InvalidRequestError:
+    message, param = str(exc), exc.param
+    if param == "max_tokens":
+        param = params.max_tokens_param
+        message = re.sub(r"\bmax_tokens\b", param, message)
+    code = "context_length_exceeded" if "context" in message else None
+    return InvalidRequestError(message, param=param, code=code)
 
 
 class ChatService:
@@ -205,7 +213,7 @@ class ChatService:
         try:
             result = self._generator.chat(ref, messages, tools=declarations, **self._kwargs(params))
         except ConfigurationError as exc:
-            raise _as_request_error(exc) from exc
+            raise _as_request_error(exc, params) from exc
         choices = []
         for choice in result.choices:
             if tools is None:
@@ -249,7 +257,7 @@ class ChatService:
                 ref, messages, tools=declarations, **self._kwargs(params)
             )
         except ConfigurationError as exc:
-            raise _as_request_error(exc) from exc
+            raise _as_request_error(exc, params) from exc
         return self._pieces(stream, tools)
 
     @staticmethod

@@ -138,6 +138,15 @@ def test_unsupported_parameters_name_the_parameter(client: openai.OpenAI) -> Non
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="tiny-random", messages=HELLO, max_tokens=10**6)
     assert info.value.param == "max_tokens"
+    for stream in (False, True):
+        # The error names the parameter the client sent, not the older one it replaced.
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(
+                model="tiny-random", messages=HELLO, max_completion_tokens=10**6, stream=stream
+            )
+        assert info.value.param == "max_completion_tokens"
+        assert "max_completion_tokens is 1000000" in info.value.message
+        assert "max_tokens" not in info.value.message.replace("max_completion_tokens", "")
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="tiny-random", messages=HELLO, temperature=3)
     assert info.value.param == "temperature"

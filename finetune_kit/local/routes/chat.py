@@ -265,8 +265,11 @@ def _tool_options(body: ChatCompletionBody) -> ToolOptions | None:
 
 def _params(body: ChatCompletionBody) -> ChatParams:
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    # max_completion_tokens replaced max_tokens; when a client sends both, it is the one used.
+    newer = body.max_completion_tokens is not None
     return ChatParams(
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+        max_tokens=body.max_completion_tokens if newer else body.max_tokens,
+        max_tokens_param="max_completion_tokens" if newer else "max_tokens",
         temperature=body.temperature,
         top_p=body.top_p,
         stop=stop,

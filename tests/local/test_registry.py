@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -170,12 +171,24 @@ def test_cache_dir_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert ModelRegistry(cache_dir=tmp_path / "x").cache_dir == tmp_path / "x"
 
 
+def _dequantizations(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "finetune_kit.local.registry" and r.getMessage().startswith("dequantizing")
+    ]
+
+
 @pytest.mark.slow
-def test_gguf_is_dequantized_once_into_the_cache(tmp_path: Path) -> None:
+def test_gguf_is_dequantized_once_into_the_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from transformers import AutoModelForCausalLM
 
+    caplog.set_level(logging.INFO, logger="finetune_kit.local.registry")
     registry = ModelRegistry(cache_dir=tmp_path)
     model, tokenizer = registry.load(DEFAULT_BASE_MODEL)
+    assert len(_dequantizations(caplog)) == 1
     [folder] = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert folder.name.startswith("smollm2-135m-instruct-")
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {
@@ -190,9 +203,14 @@ def test_gguf_is_dequantized_once_into_the_cache(tmp_path: Path) -> None:
         [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
     )
     assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
-    # A second registry reads the cached copy instead of the GGUF file.
-    (folder / "marker-of-this-test").write_text("")
+    # A second registry reads the cached copy instead of the GGUF file: it logs no second
+    # "dequantizing" (a new copy would be written beside the cache and thrown away, so only the
+    # log shows it) and leaves the copy's files untouched.
+    weights = (folder / "model.safetensors").stat()
+    caplog.clear()
     again, _ = ModelRegistry(cache_dir=tmp_path).load("gpt-4o-mini")
+    assert _dequantizations(caplog) == []
+    after = (folder / "model.safetensors").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (weights.st_ino, weights.st_mtime_ns)
     with torch.no_grad():
         assert torch.equal(again(ids).logits, reference(ids).logits)
-    assert (folder / "marker-of-this-test").exists()

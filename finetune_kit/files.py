@@ -23,21 +23,25 @@
    checked by md5 on completion. Parts are streamed from disk, so memory stays small.
 5. **Processed.** Where the backend reports a file status, the uploader waits for ``processed``.
 
-Every request goes through the shared :class:`~finetune_kit._retry.RetryPolicy`.
+Every request goes through the shared :class:`~finetune_kit._retry.RetryPolicy`. What to do
+is decided once, by a step generator shared by both uploaders (``_UploaderBase._upload_steps``);
+each twin only carries its actions out, with plain calls or awaited (see ``_steps.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import mimetypes
 import re
 import time
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import openai
 from openai.types import FileObject, FilePurpose
@@ -50,11 +54,13 @@ from ._retry import (
     iter_items,
     without_client_retries,
 )
+from ._steps import arun_steps, run_steps
 from ._upload_parts import (
     FILE_SIZE_LIMIT,
     PART_SIZE_LIMIT,
     ContentDigest,
     FileWindow,
+    PartSpec,
     ProgressCounter,
     SequentialDigest,
     UploadCache,
@@ -83,8 +89,11 @@ logger = logging.getLogger("finetune_kit.files")
 _DONE_STATUSES = frozenset({"processed"})
 _FAILED_STATUSES = frozenset({"error", "deleted", "failed"})
 _TAG = re.compile(r"\.([0-9a-f]{12})\.")
+_PROCESSING_FIRST_DELAY = 0.5
+_PROCESSING_MAX_DELAY = 10.0
 
 CacheSetting = UploadCache | str | Path | bool | None
+_ClientT = TypeVar("_ClientT", openai.OpenAI, openai.AsyncOpenAI)
 
 
 def _check_role(role: str) -> FileRole:
@@ -120,22 +129,73 @@ def _usable(file: Any) -> bool:
     return getattr(file, "status", None) not in _FAILED_STATUSES
 
 
-class _UploaderBase:
+# The actions of an upload's step generator (``_UploaderBase._upload_steps``): the sync and async
+# uploaders only carry them out.
+
+
+@dataclass(frozen=True)
+class _Local:
+    """Work on this machine (preflight, sizing, hashing): inline, or in a worker thread."""
+
+    work: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class _Retrieve:
+    """``files.retrieve``; the file is sent back."""
+
+    file_id: str
+
+
+@dataclass(frozen=True)
+class _List:
+    """Every remote file of a purpose; the list is sent back."""
+
+    purpose: FilePurpose
+
+
+@dataclass(frozen=True)
+class _SendWhole:
+    """``files.create`` once (found, not sent again, after an ambiguous failure)."""
+
+    plan: _Plan
+    inline: SequentialDigest | None
+
+
+@dataclass(frozen=True)
+class _SendParts:
+    """The Uploads API, with sha256 and md5 taken beside the parts; ``(file, digest)`` back."""
+
+    plan: _Plan
+
+
+@dataclass(frozen=True)
+class _Sleep:
+    """Wait before looking at the file again."""
+
+    seconds: float
+
+
+_UploadAction = _Local | _Retrieve | _List | _SendWhole | _SendParts | _Sleep
+_UploadSteps = Generator[_UploadAction, Any, Any]
+
+
+class _UploaderBase(Generic[_ClientT]):
     """Settings and the pure steps shared by the sync and async uploaders."""
 
     def __init__(
         self,
-        client: Any,
+        client: _ClientT,
         *,
-        policy: RetryPolicy | None,
-        multipart_threshold: int,
-        part_size: int,
-        max_workers: int,
-        progress: bool | None,
-        cache: CacheSetting,
-        prehash: bool | None,
-        wait_for_processing: bool,
-        processing_timeout: float,
+        policy: RetryPolicy | None = None,
+        multipart_threshold: int = FILE_SIZE_LIMIT,
+        part_size: int = PART_SIZE_LIMIT,
+        max_workers: int = 4,
+        progress: bool | None = None,
+        cache: CacheSetting = None,
+        prehash: bool | None = None,
+        wait_for_processing: bool = True,
+        processing_timeout: float = 1800.0,
     ) -> None:
         if multipart_threshold <= 0:
             raise ConfigurationError(
@@ -150,7 +210,7 @@ class _UploaderBase:
         plan_parts(1, part_size)  # checks the part size
         if max_workers < 1:
             raise ConfigurationError("max_workers must be at least 1", param="max_workers")
-        self._client = without_client_retries(client)
+        self._client: _ClientT = without_client_retries(client)
         self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
@@ -394,8 +454,142 @@ class _UploaderBase:
     def _parts_failed(plan: _Plan) -> str:
         return f"uploading the parts of {plan.filename} failed; the upload was cancelled"
 
+    @staticmethod
+    def _upload_params(plan: _Plan) -> dict[str, Any]:
+        return {
+            "bytes": plan.size,
+            "filename": plan.filename,
+            "mime_type": _mime_type(plan.filename),
+            "purpose": plan.purpose,
+        }
 
-class FileUploader(_UploaderBase):
+    @staticmethod
+    def _window(
+        plan: _Plan,
+        counter: ProgressCounter | None,
+        part: PartSpec | None = None,
+        digest: SequentialDigest | None = None,
+    ) -> FileWindow:
+        """The bytes of one part (or of the whole content) as a streamed request body."""
+        return FileWindow(
+            plan.content,
+            offset=part.offset if part is not None else 0,
+            length=part.length if part is not None else plan.size,
+            progress=counter,
+            progress_key=part.index if part is not None else 0,
+            digest=digest,
+            name=plan.filename,
+        )
+
+    @staticmethod
+    def _completed(upload: Any) -> FileObject:
+        """The file of a completed Upload."""
+        if upload.file is None:
+            raise UploadError(f"upload {upload.id} ended {upload.status!r} without a file")
+        file: FileObject = upload.file
+        return file
+
+    # ---------------------------------------------------------------- the decisions
+
+    def _upload_steps(
+        self,
+        source: Any,
+        *,
+        purpose: str,
+        filename: str | None,
+        preflight: bool,
+        force: bool,
+        model: str | None,
+        reuse: bool,
+        role: str,
+    ) -> _UploadSteps:
+        """Everything ``upload()`` decides, as actions for the sync or async driver."""
+        checked = check_purpose(purpose)
+        checked_role = _check_role(role)
+        content, base_name = self._content_of(source)
+        if preflight and checked == "fine-tune":
+            data = Path(source) if isinstance(source, str) else source
+            yield _Local(
+                functools.partial(
+                    self._preflight, data, force=force, model=model, role=checked_role
+                )
+            )
+        plan: _Plan = yield _Local(
+            functools.partial(self._plan, content, base_name, purpose=checked, filename=filename)
+        )
+        if reuse:
+            existing = yield from self._existing_steps(plan)
+            if existing is not None:
+                logger.info(
+                    "reusing %s (%s): same content already uploaded", existing.id, existing.filename
+                )
+                processed = yield from self._processing_steps(existing)
+                return self._finish(processed, plan, reused=True)
+        self._name(plan)
+        file: FileObject
+        if plan.multipart:
+            # Parts go out of order: sha256 and md5 are taken beside them, in one pass.
+            file, digest = yield _SendParts(plan)
+            plan.sha256 = digest.sha256
+        else:
+            # The bytes are hashed as they are sent: no second pass over the file.
+            inline = SequentialDigest(plan.size) if plan.sha256 is None else None
+            started = time.time()
+            file = yield _SendWhole(plan, inline)
+            yield _Local(functools.partial(self._settle_digest, plan, inline, started))
+        logger.info("uploaded %s as %s", plan.filename, file.id)
+        processed = yield from self._processing_steps(file)
+        return self._finish(processed, plan, reused=False)
+
+    def _existing_steps(self, plan: _Plan) -> _UploadSteps:
+        """A remote file holding the content: from the cache, else by its tag in a listing."""
+        if plan.sha256 is not None:
+            found = yield from self._cached_steps(plan)
+            if found is not None:
+                return found
+        listing: list[FileObject] = yield _List(plan.purpose)
+        if plan.sha256 is None:
+            if not self._needs_prehash(plan, listing):
+                return None
+            digest: ContentDigest = yield _Local(functools.partial(self._digest, plan, md5=False))
+            plan.sha256 = digest.sha256
+            found = yield from self._cached_steps(plan)
+            if found is not None:
+                return found
+        return next((f for f in listing if self._holds(f, plan)), None)
+
+    def _cached_steps(self, plan: _Plan) -> _UploadSteps:
+        """The file the cache names for the content, if it still exists and still holds it."""
+        key = self._cache_key(plan)
+        cached = self.cache.get(key) if key is not None else None
+        if key is None or cached is None:
+            return None
+        try:
+            file: FileObject | None = yield _Retrieve(cached)
+        except openai.NotFoundError:
+            file = None
+        if file is not None and self._cached_holds(file, plan):
+            return file
+        self.cache.forget(key)
+        return None
+
+    def _processing_steps(self, file: FileObject) -> _UploadSteps:
+        """Wait, with backoff, until the backend reports the file processed."""
+        if not self.wait_for_processing:
+            return file
+        start = self.policy.clock()
+        delay = _PROCESSING_FIRST_DELAY
+        while (status := self._processing_state(file)) is not None:
+            if self.policy.clock() - start >= self.processing_timeout:
+                raise self._processing_timeout_error(file, status)
+            logger.debug("file %s is %s; checking again in %.1f s", file.id, status, delay)
+            yield _Sleep(delay)
+            delay = min(delay * 2, _PROCESSING_MAX_DELAY)
+            file = yield _Retrieve(file.id)
+        return file
+
+
+class FileUploader(_UploaderBase[openai.OpenAI]):
     """Uploads training data once per content, preflighted, in parts when large.
 
     Args:
@@ -420,35 +614,6 @@ class FileUploader(_UploaderBase):
         >>> uploaded.id, uploaded.reused                          # doctest: +SKIP
         ('file-abc123', False)
     """
-
-    _client: openai.OpenAI
-
-    def __init__(
-        self,
-        client: openai.OpenAI,
-        *,
-        policy: RetryPolicy | None = None,
-        multipart_threshold: int = FILE_SIZE_LIMIT,
-        part_size: int = PART_SIZE_LIMIT,
-        max_workers: int = 4,
-        progress: bool | None = None,
-        cache: CacheSetting = None,
-        prehash: bool | None = None,
-        wait_for_processing: bool = True,
-        processing_timeout: float = 1800.0,
-    ) -> None:
-        super().__init__(
-            client,
-            policy=policy,
-            multipart_threshold=multipart_threshold,
-            part_size=part_size,
-            max_workers=max_workers,
-            progress=progress,
-            cache=cache,
-            prehash=prehash,
-            wait_for_processing=wait_for_processing,
-            processing_timeout=processing_timeout,
-        )
 
     def upload(
         self,
@@ -484,116 +649,65 @@ class FileUploader(_UploaderBase):
             UploadError: Too large, unreadable, or the backend could not process it.
             ConfigurationError: An unknown purpose or source type.
         """
-        checked = check_purpose(purpose)
-        _check_role(role)
-        content, base_name = self._content_of(source)
-        if preflight and checked == "fine-tune":
-            self._preflight(
-                Path(source) if isinstance(source, str) else source,
-                force=force,
-                model=model,
-                role=role,
-            )
-        plan = self._plan(content, base_name, purpose=checked, filename=filename)
-        if reuse:
-            existing = self._find_existing(plan)
-            if existing is not None:
-                logger.info(
-                    "reusing %s (%s): same content already uploaded", existing.id, existing.filename
-                )
-                return self._finish(self._wait_processed(existing), plan, reused=True)
-        self._name(plan)
-        if plan.multipart:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-digest") as hasher:
-                # Parts go out of order: sha256 and md5 are taken beside them, in one pass.
-                digest = hasher.submit(self._digest, plan, md5=True)
-                file = self._upload_in_parts(plan, digest)
-                plan.sha256 = digest.result().sha256
-        else:
-            # The bytes are hashed as they are sent: no second pass over the file.
-            inline = SequentialDigest(plan.size) if plan.sha256 is None else None
-            started = time.time()
-            file = self.policy.call_idempotent(
-                lambda: self._create(plan, inline), lambda: self._find_sent(plan)
-            )
-            self._settle_digest(plan, inline, started)
-        logger.info("uploaded %s as %s", plan.filename, file.id)
-        return self._finish(self._wait_processed(file), plan, reused=False)
+        steps = self._upload_steps(
+            source,
+            purpose=purpose,
+            filename=filename,
+            preflight=preflight,
+            force=force,
+            model=model,
+            reuse=reuse,
+            role=role,
+        )
+        uploaded: UploadedFile = run_steps(steps, self._act)
+        return uploaded
 
-    def _from_cache(self, plan: _Plan) -> FileObject | None:
-        key = self._cache_key(plan)
-        cached = self.cache.get(key) if key is not None else None
-        if key is None or cached is None:
+    def _act(self, action: _UploadAction) -> Any:
+        """Carry out one action of the upload's steps."""
+        if isinstance(action, _Local):
+            return action.work()
+        if isinstance(action, _Retrieve):
+            return self.policy.call(self._client.files.retrieve, action.file_id)
+        if isinstance(action, _List):
+            return self._listing(action.purpose)
+        if isinstance(action, _Sleep):
+            self.policy.sleep(action.seconds)
             return None
-        try:
-            file = self.policy.call(self._client.files.retrieve, cached)
-        except openai.NotFoundError:
-            file = None
-        if file is not None and self._cached_holds(file, plan):
-            return file
-        self.cache.forget(key)
-        return None
+        plan = action.plan
+        if isinstance(action, _SendWhole):
+            return self.policy.call_idempotent(
+                lambda: self._create(plan, action.inline), lambda: self._find_sent(plan)
+            )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-digest") as hasher:
+            digest = hasher.submit(self._digest, plan, md5=True)
+            file = self._upload_in_parts(plan, digest)
+            return file, digest.result()
 
-    def _listing(self, plan: _Plan) -> list[FileObject]:
-        return list(iter_items(self.policy, lambda: self._client.files.list(purpose=plan.purpose)))
-
-    def _find_existing(self, plan: _Plan) -> FileObject | None:
-        """A remote file holding the content: from the cache, else by its tag in a listing."""
-        if plan.sha256 is not None and (found := self._from_cache(plan)) is not None:
-            return found
-        listing = self._listing(plan)
-        if plan.sha256 is None:
-            if not self._needs_prehash(plan, listing):
-                return None
-            plan.sha256 = self._digest(plan, md5=False).sha256
-            if (found := self._from_cache(plan)) is not None:
-                return found
-        return next((f for f in listing if self._holds(f, plan)), None)
+    def _listing(self, purpose: FilePurpose) -> list[FileObject]:
+        return list(iter_items(self.policy, lambda: self._client.files.list(purpose=purpose)))
 
     def _find_sent(self, plan: _Plan) -> FileObject | None:
-        return next((f for f in self._listing(plan) if self._sent(f, plan)), None)
+        return next((f for f in self._listing(plan.purpose) if self._sent(f, plan)), None)
 
     def _create(self, plan: _Plan, digest: SequentialDigest | None) -> FileObject:
         with self._bar(plan) as bar:
             counter = None if bar.disable else ProgressCounter(bar.update)
-            with FileWindow(
-                plan.content,
-                offset=0,
-                length=plan.size,
-                progress=counter,
-                digest=digest,
-                name=plan.filename,
-            ) as window:
+            with self._window(plan, counter, digest=digest) as window:
                 return self._client.files.create(
                     file=(plan.filename, window.as_io()), purpose=plan.purpose
                 )
 
     def _upload_in_parts(self, plan: _Plan, digest: Future[ContentDigest]) -> FileObject:
         client = self._client
-        upload = self.policy.call(
-            client.uploads.create,
-            bytes=plan.size,
-            filename=plan.filename,
-            mime_type=_mime_type(plan.filename),
-            purpose=plan.purpose,
-        )
+        upload = self.policy.call(client.uploads.create, **self._upload_params(plan))
         parts = plan_parts(plan.size, self.part_size)
         logger.debug("upload %s: %d parts of up to %d bytes", upload.id, len(parts), self.part_size)
         with self._bar(plan) as bar:
             counter = None if bar.disable else ProgressCounter(bar.update)
 
-            def send(index: int) -> str:
-                part = parts[index]
-
+            def send(part: PartSpec) -> str:
                 def once() -> str:
-                    with FileWindow(
-                        plan.content,
-                        offset=part.offset,
-                        length=part.length,
-                        progress=counter,
-                        progress_key=index,
-                        name=plan.filename,
-                    ) as window:
+                    with self._window(plan, counter, part) as window:
                         return client.uploads.parts.create(upload.id, data=window.as_io()).id
 
                 return self.policy.call(once)
@@ -602,19 +716,15 @@ class FileUploader(_UploaderBase):
                 with ThreadPoolExecutor(
                     max_workers=self.max_workers, thread_name_prefix="upload-part"
                 ) as pool:
-                    part_ids = list(pool.map(send, range(len(parts))))
+                    part_ids = list(pool.map(send, parts))
             except Exception as exc:
                 self._cancel_quietly(upload.id)
                 raise UploadError(self._parts_failed(plan)) from exc
-        md5 = digest.result().md5
-
-        def complete() -> FileObject:
-            done = client.uploads.complete(upload.id, part_ids=part_ids, md5=md5 or openai.omit)
-            if done.file is None:
-                raise UploadError(f"upload {upload.id} ended {done.status!r} without a file")
-            return done.file
-
-        return self.policy.call_idempotent(complete, lambda: self._find_sent(plan))
+        md5 = digest.result().md5 or openai.omit
+        return self.policy.call_idempotent(
+            lambda: self._completed(client.uploads.complete(upload.id, part_ids=part_ids, md5=md5)),
+            lambda: self._find_sent(plan),
+        )
 
     def _cancel_quietly(self, upload_id: str) -> None:
         try:
@@ -622,22 +732,8 @@ class FileUploader(_UploaderBase):
         except openai.OpenAIError as exc:
             logger.debug("could not cancel upload %s: %s", upload_id, type(exc).__name__)
 
-    def _wait_processed(self, file: FileObject) -> FileObject:
-        if not self.wait_for_processing:
-            return file
-        start = self.policy.clock()
-        delay = 0.5
-        while (status := self._processing_state(file)) is not None:
-            if self.policy.clock() - start >= self.processing_timeout:
-                raise self._processing_timeout_error(file, status)
-            logger.debug("file %s is %s; checking again in %.1f s", file.id, status, delay)
-            self.policy.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            file = self.policy.call(self._client.files.retrieve, file.id)
-        return file
 
-
-class AsyncFileUploader(_UploaderBase):
+class AsyncFileUploader(_UploaderBase[openai.AsyncOpenAI]):
     """The async twin of :class:`FileUploader` (same arguments, same behaviour).
 
     Hashing and preflight run in worker threads, so the event loop stays free.
@@ -646,35 +742,6 @@ class AsyncFileUploader(_UploaderBase):
         >>> uploader = AsyncFileUploader(async_client)            # doctest: +SKIP
         >>> uploaded = await uploader.upload("train.jsonl")       # doctest: +SKIP
     """
-
-    _client: openai.AsyncOpenAI
-
-    def __init__(
-        self,
-        client: openai.AsyncOpenAI,
-        *,
-        policy: RetryPolicy | None = None,
-        multipart_threshold: int = FILE_SIZE_LIMIT,
-        part_size: int = PART_SIZE_LIMIT,
-        max_workers: int = 4,
-        progress: bool | None = None,
-        cache: CacheSetting = None,
-        prehash: bool | None = None,
-        wait_for_processing: bool = True,
-        processing_timeout: float = 1800.0,
-    ) -> None:
-        super().__init__(
-            client,
-            policy=policy,
-            multipart_threshold=multipart_threshold,
-            part_size=part_size,
-            max_workers=max_workers,
-            progress=progress,
-            cache=cache,
-            prehash=prehash,
-            wait_for_processing=wait_for_processing,
-            processing_timeout=processing_timeout,
-        )
 
     async def upload(
         self,
@@ -703,97 +770,58 @@ class AsyncFileUploader(_UploaderBase):
         Returns:
             The remote file.
         """
-        checked = check_purpose(purpose)
-        _check_role(role)
-        content, base_name = self._content_of(source)
-        if preflight and checked == "fine-tune":
-            await asyncio.to_thread(
-                self._preflight,
-                Path(source) if isinstance(source, str) else source,
-                force=force,
-                model=model,
-                role=role,
-            )
-        plan = await asyncio.to_thread(
-            self._plan, content, base_name, purpose=checked, filename=filename
+        steps = self._upload_steps(
+            source,
+            purpose=purpose,
+            filename=filename,
+            preflight=preflight,
+            force=force,
+            model=model,
+            reuse=reuse,
+            role=role,
         )
-        if reuse:
-            existing = await self._find_existing(plan)
-            if existing is not None:
-                logger.info(
-                    "reusing %s (%s): same content already uploaded", existing.id, existing.filename
-                )
-                return self._finish(await self._wait_processed(existing), plan, reused=True)
-        self._name(plan)
-        if plan.multipart:
-            # Parts go out of order: sha256 and md5 are taken beside them, in one pass.
-            digest = asyncio.create_task(asyncio.to_thread(self._digest, plan, md5=True))
-            try:
-                file = await self._upload_in_parts(plan, digest)
-                plan.sha256 = (await digest).sha256
-            finally:
-                if not digest.done():
-                    await asyncio.wait([digest])  # a worker thread cannot be cancelled
-        else:
-            # The bytes are hashed as they are sent: no second pass over the file.
-            inline = SequentialDigest(plan.size) if plan.sha256 is None else None
-            started = time.time()
-            file = await self.policy.acall_idempotent(
-                lambda: self._create(plan, inline), lambda: self._find_sent(plan)
-            )
-            await asyncio.to_thread(self._settle_digest, plan, inline, started)
-        logger.info("uploaded %s as %s", plan.filename, file.id)
-        return self._finish(await self._wait_processed(file), plan, reused=False)
+        uploaded: UploadedFile = await arun_steps(steps, self._act)
+        return uploaded
 
-    async def _from_cache(self, plan: _Plan) -> FileObject | None:
-        key = self._cache_key(plan)
-        cached = self.cache.get(key) if key is not None else None
-        if key is None or cached is None:
+    async def _act(self, action: _UploadAction) -> Any:
+        """Carry out one action of the upload's steps (local work in a worker thread)."""
+        if isinstance(action, _Local):
+            return await asyncio.to_thread(action.work)
+        if isinstance(action, _Retrieve):
+            return await self.policy.acall(self._client.files.retrieve, action.file_id)
+        if isinstance(action, _List):
+            return await self._listing(action.purpose)
+        if isinstance(action, _Sleep):
+            await self.policy.asleep(action.seconds)
             return None
+        plan = action.plan
+        if isinstance(action, _SendWhole):
+            return await self.policy.acall_idempotent(
+                lambda: self._create(plan, action.inline), lambda: self._find_sent(plan)
+            )
+        digest = asyncio.create_task(asyncio.to_thread(self._digest, plan, md5=True))
         try:
-            file = await self.policy.acall(self._client.files.retrieve, cached)
-        except openai.NotFoundError:
-            file = None
-        if file is not None and self._cached_holds(file, plan):
-            return file
-        self.cache.forget(key)
-        return None
+            file = await self._upload_in_parts(plan, digest)
+            return file, await digest
+        finally:
+            if not digest.done():
+                await asyncio.wait([digest])  # a worker thread cannot be cancelled
 
-    async def _listing(self, plan: _Plan) -> list[FileObject]:
+    async def _listing(self, purpose: FilePurpose) -> list[FileObject]:
         return [
             f
             async for f in aiter_items(
-                self.policy, lambda: self._client.files.list(purpose=plan.purpose)
+                self.policy, lambda: self._client.files.list(purpose=purpose)
             )
         ]
 
-    async def _find_existing(self, plan: _Plan) -> FileObject | None:
-        """A remote file holding the content (see :meth:`FileUploader._find_existing`)."""
-        if plan.sha256 is not None and (found := await self._from_cache(plan)) is not None:
-            return found
-        listing = await self._listing(plan)
-        if plan.sha256 is None:
-            if not self._needs_prehash(plan, listing):
-                return None
-            plan.sha256 = (await asyncio.to_thread(self._digest, plan, md5=False)).sha256
-            if (found := await self._from_cache(plan)) is not None:
-                return found
-        return next((f for f in listing if self._holds(f, plan)), None)
-
     async def _find_sent(self, plan: _Plan) -> FileObject | None:
-        return next((f for f in await self._listing(plan) if self._sent(f, plan)), None)
+        return next((f for f in await self._listing(plan.purpose) if self._sent(f, plan)), None)
 
     async def _create(self, plan: _Plan, digest: SequentialDigest | None) -> FileObject:
         with self._bar(plan) as bar:
             counter = None if bar.disable else ProgressCounter(bar.update)
-            with FileWindow(
-                plan.content,
-                offset=0,
-                length=plan.size,
-                progress=counter,
-                digest=digest,
-                name=plan.filename,
-            ) as window:
+            with self._window(plan, counter, digest=digest) as window:
                 return await self._client.files.create(
                     file=(plan.filename, window.as_io()), purpose=plan.purpose
                 )
@@ -802,37 +830,23 @@ class AsyncFileUploader(_UploaderBase):
         self, plan: _Plan, digest: asyncio.Task[ContentDigest]
     ) -> FileObject:
         client = self._client
-        upload = await self.policy.acall(
-            client.uploads.create,
-            bytes=plan.size,
-            filename=plan.filename,
-            mime_type=_mime_type(plan.filename),
-            purpose=plan.purpose,
-        )
+        upload = await self.policy.acall(client.uploads.create, **self._upload_params(plan))
         parts = plan_parts(plan.size, self.part_size)
+        logger.debug("upload %s: %d parts of up to %d bytes", upload.id, len(parts), self.part_size)
         slots = asyncio.Semaphore(self.max_workers)
         with self._bar(plan) as bar:
             counter = None if bar.disable else ProgressCounter(bar.update)
 
-            async def send(index: int) -> str:
-                part = parts[index]
-
+            async def send(part: PartSpec) -> str:
                 async def once() -> str:
-                    with FileWindow(
-                        plan.content,
-                        offset=part.offset,
-                        length=part.length,
-                        progress=counter,
-                        progress_key=index,
-                        name=plan.filename,
-                    ) as window:
+                    with self._window(plan, counter, part) as window:
                         created = await client.uploads.parts.create(upload.id, data=window.as_io())
                         return str(created.id)
 
                 async with slots:
                     return await self.policy.acall(once)
 
-            tasks = [asyncio.ensure_future(send(i)) for i in range(len(parts))]
+            tasks = [asyncio.ensure_future(send(part)) for part in parts]
             try:
                 part_ids = list(await asyncio.gather(*tasks))
             except BaseException as exc:
@@ -846,15 +860,12 @@ class AsyncFileUploader(_UploaderBase):
                     raise  # cancelled or interrupted: the Upload expires on its own
                 await self._cancel_quietly(upload.id)
                 raise UploadError(self._parts_failed(plan)) from exc
-        md5 = (await digest).md5
+        md5 = (await digest).md5 or openai.omit
 
         async def complete() -> FileObject:
-            done = await client.uploads.complete(
-                upload.id, part_ids=part_ids, md5=md5 or openai.omit
+            return self._completed(
+                await client.uploads.complete(upload.id, part_ids=part_ids, md5=md5)
             )
-            if done.file is None:
-                raise UploadError(f"upload {upload.id} ended {done.status!r} without a file")
-            return done.file
 
         return await self.policy.acall_idempotent(complete, lambda: self._find_sent(plan))
 
@@ -863,17 +874,3 @@ class AsyncFileUploader(_UploaderBase):
             await self._client.uploads.cancel(upload_id)
         except openai.OpenAIError as exc:
             logger.debug("could not cancel upload %s: %s", upload_id, type(exc).__name__)
-
-    async def _wait_processed(self, file: FileObject) -> FileObject:
-        if not self.wait_for_processing:
-            return file
-        start = self.policy.clock()
-        delay = 0.5
-        while (status := self._processing_state(file)) is not None:
-            if self.policy.clock() - start >= self.processing_timeout:
-                raise self._processing_timeout_error(file, status)
-            logger.debug("file %s is %s; checking again in %.1f s", file.id, status, delay)
-            await self.policy.asleep(delay)
-            delay = min(delay * 2, 10.0)
-            file = await self.policy.acall(self._client.files.retrieve, file.id)
-        return file

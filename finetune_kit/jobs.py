@@ -13,7 +13,9 @@
   the error names a line), ``cancelled`` raises :class:`~finetune_kit.errors.JobCancelledError`;
 - **results** downloads the result file (base64 or not) and parses it into a metric series.
 
-Every request goes through the shared retry policy.
+Every request goes through the shared retry policy. ``create`` and the outcome of a finished job
+are decided by step generators shared by both managers; each twin only carries their actions
+out (see ``_steps.py``), as the watchers do for following.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import builtins
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import openai
 from openai.types import FileObject
@@ -39,6 +42,7 @@ from ._retry import (
     iter_items,
     without_client_retries,
 )
+from ._steps import arun_steps, run_steps
 from ._watch import FollowOptions
 from .errors import ConfigurationError, JobCancelledError, JobError, JobFailedError
 from .job_options import (
@@ -95,20 +99,59 @@ def _read_local_line(path: Path, line: int) -> str | None:
     return None
 
 
-class _JobManagerBase:
+# The actions of the managers' step generators (``_JobManagerBase._create_steps`` and
+# ``_outcome_steps``): the sync and async managers only carry them out.
+
+
+@dataclass(frozen=True)
+class _FindByKey:
+    """Look for the job created under an idempotency key; the job or ``None`` is sent back."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class _CreateJob:
+    """``jobs.create`` once: after an ambiguous failure the job is looked up by its key."""
+
+    params: dict[str, Any]
+    key: str
+
+
+@dataclass(frozen=True)
+class _ReadLocalLine:
+    """Read one line of a local copy of a file."""
+
+    path: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class _DownloadLine:
+    """Stream a remote file until one line."""
+
+    file_id: str
+    line: int
+
+
+_JobAction = _FindByKey | _CreateJob | _ReadLocalLine | _DownloadLine
+_ClientT = TypeVar("_ClientT", openai.OpenAI, openai.AsyncOpenAI)
+
+
+class _JobManagerBase(Generic[_ClientT]):
     """Settings and the pure steps shared by the sync and async managers."""
 
     def __init__(
         self,
-        client: Any,
+        client: _ClientT,
         *,
-        policy: RetryPolicy | None,
-        provider: Provider | None,
-        follow_options: FollowOptions | None,
-        progress: bool | None,
-        local_files: Mapping[str, str | Path] | None,
+        policy: RetryPolicy | None = None,
+        provider: Provider | None = None,
+        follow_options: FollowOptions | None = None,
+        progress: bool | None = None,
+        local_files: Mapping[str, str | Path] | None = None,
     ) -> None:
-        self._client = without_client_retries(client)
+        self._client: _ClientT = without_client_retries(client)
         self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
         self.provider: Provider = provider if provider is not None else detect_provider(client)
         self.follow_options = follow_options if follow_options is not None else FollowOptions()
@@ -273,8 +316,56 @@ class _JobManagerBase:
             )
         return cast("Callable[..., Any]", method)
 
+    # ---------------------------------------------------------------- the decisions
 
-class JobManager(_JobManagerBase):
+    def _create_steps(
+        self,
+        *,
+        idempotency_key: str | None,
+        training_file: FileRef,
+        validation_file: FileRef | None,
+        **arguments: Any,
+    ) -> Generator[_JobAction, Any, FineTuningJob]:
+        """Everything ``create()`` decides, as actions for the sync or async driver."""
+        key = self._new_key(idempotency_key)
+        params = self._create_params(
+            training_file=training_file, validation_file=validation_file, key=key, **arguments
+        )
+        self._remember(training_file)
+        self._remember(validation_file)
+        if idempotency_key is not None:
+            existing: FineTuningJob | None = yield _FindByKey(key)
+            if existing is not None:
+                logger.info(
+                    "job %s already exists for key %s; not creating another", existing.id, key
+                )
+                return existing
+        job: FineTuningJob = yield _CreateJob(params, key)
+        logger.info("created fine-tuning job %s (%s)", job.id, job.status)
+        return job
+
+    def _outcome_steps(self, job: FineTuningJob) -> Generator[_JobAction, Any, None]:
+        """Raise for a job that did not succeed, with the failing record when it can be read."""
+        if job.status == "cancelled":
+            raise self._cancelled_error(job)
+        if job.status != "failed":
+            return
+        line = _line_of(job.error.message if job.error is not None else None)
+        file_id = self._failure_file(job) if line is not None else None
+        record: str | None = None
+        if line is not None and file_id is not None:
+            local = self._local_files.get(file_id)
+            try:
+                if local is not None and local.is_file():
+                    record = yield _ReadLocalLine(local, line)
+                else:
+                    record = yield _DownloadLine(file_id, line)
+            except _RECORD_ERRORS as exc:
+                logger.debug("could not read line %d of %s: %s", line, file_id, type(exc).__name__)
+        raise self._failed_error(job, line, record)
+
+
+class JobManager(_JobManagerBase[openai.OpenAI]):
     """Creates, follows and inspects fine-tuning jobs over the sync ``openai`` client.
 
     Args:
@@ -295,27 +386,6 @@ class JobManager(_JobManagerBase):
         >>> job = jobs.wait(job.id)                                     # doctest: +SKIP
         >>> jobs.results(job).to_dataframe()                            # doctest: +SKIP
     """
-
-    _client: openai.OpenAI
-
-    def __init__(
-        self,
-        client: openai.OpenAI,
-        *,
-        policy: RetryPolicy | None = None,
-        provider: Provider | None = None,
-        follow_options: FollowOptions | None = None,
-        progress: bool | None = None,
-        local_files: Mapping[str, str | Path] | None = None,
-    ) -> None:
-        super().__init__(
-            client,
-            policy=policy,
-            provider=provider,
-            follow_options=follow_options,
-            progress=progress,
-            local_files=local_files,
-        )
 
     # ---------------------------------------------------------------- create and look up
 
@@ -359,8 +429,8 @@ class JobManager(_JobManagerBase):
         Raises:
             ConfigurationError: An argument is out of range; ``param`` names it.
         """
-        key = self._new_key(idempotency_key)
-        params = self._create_params(
+        steps = self._create_steps(
+            idempotency_key=idempotency_key,
             model=model,
             training_file=training_file,
             validation_file=validation_file,
@@ -372,23 +442,21 @@ class JobManager(_JobManagerBase):
             integrations=integrations,
             wandb=wandb,
             max_suffix_length=max_suffix_length,
-            key=key,
         )
-        self._remember(training_file)
-        self._remember(validation_file)
-        if idempotency_key is not None:
-            existing = self.find_by_key(key)
-            if existing is not None:
-                logger.info(
-                    "job %s already exists for key %s; not creating another", existing.id, key
-                )
-                return existing
-        jobs = self._client.fine_tuning.jobs
-        job = self.policy.call_idempotent(
-            lambda: jobs.create(**params), lambda: self.find_by_key(key)
-        )
-        logger.info("created fine-tuning job %s (%s)", job.id, job.status)
-        return job
+        return run_steps(steps, self._act)
+
+    def _act(self, action: _JobAction) -> Any:
+        """Carry out one action of the manager's steps."""
+        if isinstance(action, _FindByKey):
+            return self.find_by_key(action.key)
+        if isinstance(action, _CreateJob):
+            jobs, params, key = self._client.fine_tuning.jobs, action.params, action.key
+            return self.policy.call_idempotent(
+                lambda: jobs.create(**params), lambda: self.find_by_key(key)
+            )
+        if isinstance(action, _ReadLocalLine):
+            return _read_local_line(action.path, action.line)
+        return self.policy.call(self._download_line, action.file_id, action.line)
 
     def find_by_key(self, key: str) -> FineTuningJob | None:
         """The job created under an idempotency key, if any.
@@ -629,25 +697,7 @@ class JobManager(_JobManagerBase):
         return job
 
     def _raise_for_outcome(self, job: FineTuningJob) -> None:
-        if job.status == "failed":
-            line = _line_of(job.error.message if job.error is not None else None)
-            record = self._offending_record(job, line) if line is not None else None
-            raise self._failed_error(job, line, record)
-        if job.status == "cancelled":
-            raise self._cancelled_error(job)
-
-    def _offending_record(self, job: FineTuningJob, line: int) -> str | None:
-        file_id = self._failure_file(job)
-        if file_id is None:
-            return None
-        try:
-            local = self._local_files.get(file_id)
-            if local is not None and local.is_file():
-                return _read_local_line(local, line)
-            return self.policy.call(self._download_line, file_id, line)
-        except _RECORD_ERRORS as exc:
-            logger.debug("could not read line %d of %s: %s", line, file_id, type(exc).__name__)
-            return None
+        run_steps(self._outcome_steps(job), self._act)
 
     def _download_line(self, file_id: str, line: int) -> str | None:
         with self._client.files.with_streaming_response.content(file_id) as response:
@@ -657,7 +707,7 @@ class JobManager(_JobManagerBase):
         return None
 
 
-class AsyncJobManager(_JobManagerBase):
+class AsyncJobManager(_JobManagerBase[openai.AsyncOpenAI]):
     """The async twin of :class:`JobManager` (same arguments, same behaviour).
 
     Examples:
@@ -665,27 +715,6 @@ class AsyncJobManager(_JobManagerBase):
         >>> job = await jobs.create(model="gpt-4o-mini", training_file="file-abc")  # doctest: +SKIP
         >>> job = await jobs.wait(job.id)                                        # doctest: +SKIP
     """
-
-    _client: openai.AsyncOpenAI
-
-    def __init__(
-        self,
-        client: openai.AsyncOpenAI,
-        *,
-        policy: RetryPolicy | None = None,
-        provider: Provider | None = None,
-        follow_options: FollowOptions | None = None,
-        progress: bool | None = None,
-        local_files: Mapping[str, str | Path] | None = None,
-    ) -> None:
-        super().__init__(
-            client,
-            policy=policy,
-            provider=provider,
-            follow_options=follow_options,
-            progress=progress,
-            local_files=local_files,
-        )
 
     async def create(
         self,
@@ -722,8 +751,8 @@ class AsyncJobManager(_JobManagerBase):
         Returns:
             The job.
         """
-        key = self._new_key(idempotency_key)
-        params = self._create_params(
+        steps = self._create_steps(
+            idempotency_key=idempotency_key,
             model=model,
             training_file=training_file,
             validation_file=validation_file,
@@ -735,23 +764,21 @@ class AsyncJobManager(_JobManagerBase):
             integrations=integrations,
             wandb=wandb,
             max_suffix_length=max_suffix_length,
-            key=key,
         )
-        self._remember(training_file)
-        self._remember(validation_file)
-        if idempotency_key is not None:
-            existing = await self.find_by_key(key)
-            if existing is not None:
-                logger.info(
-                    "job %s already exists for key %s; not creating another", existing.id, key
-                )
-                return existing
-        jobs = self._client.fine_tuning.jobs
-        job = await self.policy.acall_idempotent(
-            lambda: jobs.create(**params), lambda: self.find_by_key(key)
-        )
-        logger.info("created fine-tuning job %s (%s)", job.id, job.status)
-        return job
+        return await arun_steps(steps, self._act)
+
+    async def _act(self, action: _JobAction) -> Any:
+        """Carry out one action of the manager's steps."""
+        if isinstance(action, _FindByKey):
+            return await self.find_by_key(action.key)
+        if isinstance(action, _CreateJob):
+            jobs, params, key = self._client.fine_tuning.jobs, action.params, action.key
+            return await self.policy.acall_idempotent(
+                lambda: jobs.create(**params), lambda: self.find_by_key(key)
+            )
+        if isinstance(action, _ReadLocalLine):
+            return _read_local_line(action.path, action.line)
+        return await self.policy.acall(self._download_line, action.file_id, action.line)
 
     async def find_by_key(self, key: str) -> FineTuningJob | None:
         """The job created under an idempotency key, if any.
@@ -971,25 +998,7 @@ class AsyncJobManager(_JobManagerBase):
         return job
 
     async def _raise_for_outcome(self, job: FineTuningJob) -> None:
-        if job.status == "failed":
-            line = _line_of(job.error.message if job.error is not None else None)
-            record = await self._offending_record(job, line) if line is not None else None
-            raise self._failed_error(job, line, record)
-        if job.status == "cancelled":
-            raise self._cancelled_error(job)
-
-    async def _offending_record(self, job: FineTuningJob, line: int) -> str | None:
-        file_id = self._failure_file(job)
-        if file_id is None:
-            return None
-        try:
-            local = self._local_files.get(file_id)
-            if local is not None and local.is_file():
-                return _read_local_line(local, line)
-            return await self.policy.acall(self._download_line, file_id, line)
-        except _RECORD_ERRORS as exc:
-            logger.debug("could not read line %d of %s: %s", line, file_id, type(exc).__name__)
-            return None
+        await arun_steps(self._outcome_steps(job), self._act)
 
     async def _download_line(self, file_id: str, line: int) -> str | None:
         async with self._client.files.with_streaming_response.content(file_id) as response:

@@ -20,6 +20,7 @@ processes carry on from each other. ``--json`` prints one JSON document for scri
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -112,7 +113,7 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
         from .state import SessionState
 
         state = SessionState.load(path)
-        if args.backend and args.backend not in (state.backend, state.base_url):
+        if args.backend and not _same_backend(args.backend, state):
             raise ConfigurationError(
                 f"{path} belongs to a session on the {state.backend!r} backend; pass another "
                 "--state file for a new session",
@@ -126,6 +127,21 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
         return session
     backend = args.backend or os.environ.get(_BACKEND_ENV) or "openai"
     return FineTuneSession(backend, base_url=args.base_url, model=model, state_path=path, **options)
+
+
+def _same_backend(backend: str, state: Any) -> bool:
+    """Whether ``--backend`` names the state's backend: its kind, or its URL."""
+    from .backends import backend_kind
+    from .session import _url_key
+
+    if backend == state.backend:
+        return True
+    # The state keeps the client's URL, which has the trailing slash the client adds.
+    return bool(
+        backend_kind(backend) == "custom"
+        and state.base_url
+        and _url_key(backend) == _url_key(state.base_url)
+    )
 
 
 def _job_view(job: Any) -> str:
@@ -150,6 +166,7 @@ def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
         Path(args.file),
         validation=Path(args.validation) if args.validation else None,
         model=None if args.model == "none" else args.model,
+        as_of=args.as_of,
     )
     if args.fix:
         fixed = autofix(Path(args.file), system_prompt=args.system_prompt)
@@ -283,37 +300,74 @@ def _printer(out: _Output) -> Callable[[Any], None]:
     return show
 
 
-def _with_job(args: argparse.Namespace, action: Callable[[Any, str | None], Any]) -> Any:
+def _with_job(
+    args: argparse.Namespace,
+    own: Callable[[Any], Any],
+    other: Callable[[Any, str], Any],
+) -> Any:
+    """Run ``own(session)`` on the session's job, or ``other(session, job_id)`` on another.
+
+    A job id given on the command line is looked up, not adopted: the state file keeps its
+    job (``finetune-kit attach JOB_ID`` makes another job the session's).
+
+    Raises:
+        SessionError: No job id was given and the session has none.
+    """
     session = _session(args)
     try:
-        if getattr(args, "job_id", None):
-            session.attach(args.job_id)
-        return action(session, getattr(args, "job_id", None))
+        job_id = getattr(args, "job_id", None)
+        if job_id and job_id != session.state.job_id:
+            return other(session, job_id)
+        if session.state.job_id is None:
+            raise SessionError(
+                "this session has no job id yet: call train() or attach(job_id) first "
+                "('finetune-kit train', 'finetune-kit attach JOB_ID'), or pass a job id",
+                path=str(args.state),
+            )
+        return own(session)
     finally:
         session.close()
 
 
+def _cmd_attach(args: argparse.Namespace, out: _Output) -> int:
+    session = _session(args)
+    try:
+        job = session.attach(args.job_id)
+    finally:
+        session.close()
+    out.result(job, _job_view(job))
+    return EXIT_CODES["ok"]
+
+
 def _cmd_status(args: argparse.Namespace, out: _Output) -> int:
-    job = _with_job(args, lambda s, _: s.status())
+    job = _with_job(args, lambda s: s.status(), lambda s, job_id: s.jobs.retrieve(job_id))
     out.result(job, _job_view(job))
     return EXIT_CODES["ok"]
 
 
 def _cmd_events(args: argparse.Namespace, out: _Output) -> int:
-    def run(session: Any, _: str | None) -> list[Any]:
-        from .views import JobEvent
+    from .views import JobEvent
 
-        if not args.follow:
-            return [JobEvent.of(e) for e in session.jobs.events(session.state.job_id)]
+    def show(updates: Any) -> list[Any]:
         seen: list[Any] = []
-        for update in session.follow(timeout=args.timeout):
+        for update in updates:
             if isinstance(update, JobEvent):
                 seen.append(update)
                 if not out.as_json:
                     print(_event_line(update), flush=True)
         return seen
 
-    events = _with_job(args, run)
+    def own(session: Any) -> list[Any]:
+        if not args.follow:
+            return [JobEvent.of(e) for e in session.jobs.events(session.state.job_id)]
+        return show(session.follow(timeout=args.timeout))
+
+    def other(session: Any, job_id: str) -> list[Any]:
+        if not args.follow:
+            return [JobEvent.of(e) for e in session.jobs.events(job_id)]
+        return show(session.jobs.follow(job_id, timeout=args.timeout))
+
+    events = _with_job(args, own, other)
     if args.follow and not out.as_json:
         return EXIT_CODES["ok"]
     out.result(events, "\n".join(_event_line(e) for e in events))
@@ -327,9 +381,13 @@ def _event_line(event: Any) -> str:
     return f"{when}  {event.level:<5}  {event.message}"
 
 
-def _job_action(name: str) -> Callable[[argparse.Namespace, _Output], int]:
+def _job_action(name: str, jobs_name: str) -> Callable[[argparse.Namespace, _Output], int]:
     def command(args: argparse.Namespace, out: _Output) -> int:
-        job = _with_job(args, lambda s, _: getattr(s, name)())
+        job = _with_job(
+            args,
+            lambda s: getattr(s, name)(),
+            lambda s, job_id: getattr(s.jobs, jobs_name)(job_id),
+        )
         out.result(job, _job_view(job))
         return EXIT_CODES["ok"]
 
@@ -337,7 +395,9 @@ def _job_action(name: str) -> Callable[[argparse.Namespace, _Output], int]:
 
 
 def _cmd_checkpoints(args: argparse.Namespace, out: _Output) -> int:
-    checkpoints = _with_job(args, lambda s, _: s.checkpoints())
+    checkpoints = _with_job(
+        args, lambda s: s.checkpoints(), lambda s, job_id: s.jobs.checkpoints(job_id)
+    )
     rows = [
         f"step {c.step_number:>6}  {c.fine_tuned_model_checkpoint}"
         + (f"  train_loss={c.metrics.train_loss:.4f}" if c.metrics.train_loss is not None else "")
@@ -387,7 +447,9 @@ def _cmd_compare(args: argparse.Namespace, out: _Output) -> int:
         )
     session = _session(args)
     try:
-        comparison = session.compare(prompts, system=args.system, **_sampling(args))
+        comparison = session.compare(
+            prompts, system=args.system, base_model=args.base_model, **_sampling(args)
+        )
     finally:
         session.close()
     out.result(comparison, str(comparison))
@@ -403,6 +465,7 @@ def _cmd_eval(args: argparse.Namespace, out: _Output) -> int:
         report = session.evaluate(
             examples,
             _scorers(args.scorer),
+            base_model=args.base_model,
             concurrency=args.concurrency,
             **_sampling(args),
         )
@@ -435,7 +498,13 @@ def _scorers(specs: Sequence[str] | None) -> list[Any]:
 
 
 def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
-    folder = _with_job(args, lambda s, _: s.export(args.folder))
+    from .lifecycle import export_job
+
+    folder = _with_job(
+        args,
+        lambda s: s.export(args.folder),
+        lambda s, job_id: export_job(s.client, job_id, args.folder, policy=s.policy),
+    )
     files = sorted(p.name for p in Path(folder).iterdir())
     out.result(
         {"folder": str(folder), "files": files}, f"exported to {folder}: " + ", ".join(files)
@@ -476,7 +545,13 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
 def _cmd_quickstart(args: argparse.Namespace, out: _Output) -> int:
     from .quickstart import run_quickstart
 
-    result = run_quickstart(model=args.model, output_dir=Path(args.output), progress=not args.quiet)
+    # Under --json stdout holds the one JSON document: the table goes to stderr with the notes.
+    result = run_quickstart(
+        model=args.model,
+        output_dir=Path(args.output),
+        progress=not args.quiet,
+        stream=sys.stderr if args.json else None,
+    )
     out.result(result.to_dict(), None)
     return EXIT_CODES["ok"]
 
@@ -486,7 +561,18 @@ def _cmd_quickstart(args: argparse.Namespace, out: _Output) -> int:
 
 def _add_job_id(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "job_id", nargs="?", help="the job (default: the session's job from --state)"
+        "job_id",
+        nargs="?",
+        help="the job (default: the session's job from --state; another job is looked up, "
+        "not made the session's)",
+    )
+
+
+def _add_base_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-model",
+        help="the model to compare with (default: the base the job trained; on Azure, the base "
+        "model's deployment)",
     )
 
 
@@ -494,6 +580,13 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature (0: greedy)")
     parser.add_argument("--system", help="a system message to put first")
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -513,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--api-key-env",
         metavar="VAR",
-        help="read the API key from this environment variable (keys are never flags)",
+        help="read the API key from this environment variable (no command takes a backend's key "
+        "as a flag)",
     )
     parser.add_argument(
         "--state",
@@ -539,6 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default="gpt-4o-mini-2024-07-18",
         help="the base model, for token limits and cost ('none': no limit, no cost)",
+    )
+    p.add_argument(
+        "--as-of",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="compare the model's shutdown date with this day (default today)",
     )
     p.add_argument("--fix", metavar="OUT", help="write a safely fixed copy to OUT")
     p.add_argument("--system-prompt", help="with --fix: add this system prompt where missing")
@@ -576,18 +676,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="follow the job until it ends")
     p.add_argument("--timeout", type=float, help="with --follow: stop following after seconds")
 
+    p = add("attach", _cmd_attach, "make an existing job the session's job (saved in --state)")
+    p.add_argument("job_id", help="the job, e.g. ftjob-abc123")
     p = add("status", _cmd_status, "show the job's status")
     _add_job_id(p)
     p = add("events", _cmd_events, "show the job's events, oldest first")
     _add_job_id(p)
     p.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     p.add_argument("--timeout", type=float, help="with --follow: stop after seconds")
-    for name, method, text in (
-        ("cancel", "cancel", "cancel the job"),
-        ("pause", "pause", "pause the job"),
-        ("resume", "resume_job", "resume the paused job"),
+    for name, method, jobs_method, text in (
+        ("cancel", "cancel", "cancel", "cancel the job"),
+        ("pause", "pause", "pause", "pause the job"),
+        ("resume", "resume_job", "resume", "resume the paused job"),
     ):
-        _add_job_id(add(name, _job_action(method), text))
+        _add_job_id(add(name, _job_action(method, jobs_method), text))
     p = add("checkpoints", _cmd_checkpoints, "list the job's checkpoints, newest first")
     _add_job_id(p)
 
@@ -602,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare", _cmd_compare, "ask the base and the tuned model, side by side")
     p.add_argument("prompts", nargs="*", help="the prompts")
     p.add_argument("--prompts-file", help="more prompts, one per line")
+    _add_base_model(p)
     _add_sampling(p)
 
     p = add("eval", _cmd_eval, "score base and tuned model on held-out chat examples")
@@ -614,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exact, contains, regex:PATTERN or json (repeatable; default exact)",
     )
     p.add_argument("--concurrency", type=int, default=8, help="requests at once (default 8)")
+    _add_base_model(p)
     _add_sampling(p)
 
     p = add("export", _cmd_export, "download the job's files, results, events and checkpoints")

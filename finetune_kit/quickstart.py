@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ._watch import FollowOptions
 from .data.builders_template import TemplateBuilder
@@ -116,6 +116,7 @@ def run_quickstart(
     output_dir: str | os.PathLike[str] = "quickstart-output",
     progress: bool = True,
     max_tokens: int = 80,
+    stream: TextIO | None = None,
 ) -> QuickstartResult:
     """Run the whole workflow offline on the local backend and print the comparison.
 
@@ -125,6 +126,8 @@ def run_quickstart(
             comparison text.
         progress: Print steps and a progress bar on stderr.
         max_tokens: Longest answer in the comparison.
+        stream: Where the comparison table is printed (default: standard output). The CLI's
+            ``--json`` passes standard error, so that standard output holds the JSON alone.
 
     Returns:
         What was produced.
@@ -164,7 +167,7 @@ def run_quickstart(
             prompts, system=SYSTEM_PROMPT, temperature=0, max_tokens=max_tokens
         )
         _say("5/6 base and tuned model on elements the data does not have:", progress)
-        print(comparison, flush=True)
+        print(comparison, file=stream or sys.stdout, flush=True)
         (out / "comparison.txt").write_text(str(comparison) + "\n", encoding="utf-8")
 
         metrics = session.metrics()

@@ -28,21 +28,39 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     return code, json.loads(out)
 
 
+# Preflight compares the model's shutdown date with --as-of: a fixed day keeps these tests
+# independent of today's (gpt-4o-mini's OpenAI shutdown is 2027-01-14).
+BEFORE_SHUTDOWN = "2026-01-01"
+
+
 def test_preflight_exit_codes_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     good = write_jsonl(tmp_path / "good.jsonl", chat_examples(12))
-    code, report = run_json(capsys, "preflight", str(good), "--model", "gpt-4o-mini")
+    code, report = run_json(
+        capsys, "preflight", str(good), "--model", "gpt-4o-mini", "--as-of", BEFORE_SHUTDOWN
+    )
     assert code == EXIT_CODES["ok"]
     assert report["ok"] is True
+    assert report["as_of"] == BEFORE_SHUTDOWN
+
+    code, report = run_json(
+        capsys, "preflight", str(good), "--model", "gpt-4o-mini", "--as-of", "2027-02-01"
+    )
+    assert code == EXIT_CODES["data"]
+    assert "model_shut_down" in {issue["code"] for issue in report["issues"]}
+    with pytest.raises(SystemExit) as info:
+        main(["preflight", str(good), "--as-of", "soon"])
+    assert info.value.code == EXIT_CODES["usage"]
+    assert "'soon' is not a date: use YYYY-MM-DD" in capsys.readouterr().err
 
     rows: list[Any] = chat_examples(12)
     rows[4] = '{"messages": [{"role": "user", "content": "hi", "weight": 2}]}'
     bad = write_jsonl(tmp_path / "bad.jsonl", rows)
-    code, report = run_json(capsys, "preflight", str(bad))
+    code, report = run_json(capsys, "preflight", str(bad), "--as-of", BEFORE_SHUTDOWN)
     assert code == EXIT_CODES["data"]
     lines = {(issue["code"], issue["line"]) for issue in report["issues"]}
     assert ("example_missing_assistant_message", 5) in lines
 
-    code, out, _ = run(capsys, "preflight", str(bad))
+    code, out, _ = run(capsys, "preflight", str(bad), "--as-of", BEFORE_SHUTDOWN)
     assert code == EXIT_CODES["data"]
     assert "line 5" in out
 
@@ -55,7 +73,9 @@ def test_preflight_fix_writes_a_clean_copy(
     rows.append(rows[0])
     messy = write_jsonl(tmp_path / "messy.jsonl", rows)
     fixed = tmp_path / "fixed.jsonl"
-    code, _, err = run(capsys, "preflight", str(messy), "--fix", str(fixed))
+    code, _, err = run(
+        capsys, "preflight", str(messy), "--as-of", BEFORE_SHUTDOWN, "--fix", str(fixed)
+    )
     assert code == EXIT_CODES["ok"]  # blank lines and duplicates are warnings, not errors
     assert "change(s)" in err
     assert len(fixed.read_text().splitlines()) == 12

@@ -232,8 +232,37 @@ class LocalBackend:
                 reason = self._startup_failure(startup_error)
                 raise LocalBackendError(f"The local backend did not start: {reason}")
             time.sleep(0.01)
+        # uvicorn's flag says the socket listens; a request answered says the app serves.
+        problem = self._await_health(deadline)
+        if problem is not None:
+            self.stop()
+            raise LocalBackendError(
+                f"The local backend started but /health did not answer within "
+                f"{self.startup_timeout:g} s ({problem}); raise startup_timeout on a busy machine"
+            )
         logger.debug("local backend on %s (data in %s)", self.base_url, self.data_dir)
         return self
+
+    def _await_health(self, deadline: float) -> str | None:
+        """Poll ``/health`` until it answers 200; return why it did not by ``deadline``."""
+        import httpx
+
+        url = self.base_url.removesuffix("/v1") + "/health"
+        problem = "no answer"
+        # trust_env=False: a proxy from the environment must not stand between us and loopback.
+        with httpx.Client(trust_env=False, timeout=5.0) as http:
+            while True:
+                try:
+                    response = http.get(url)
+                    if response.status_code == 200:
+                        return None
+                    problem = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
+                alive = self._thread is not None and self._thread.is_alive()
+                if not alive or time.monotonic() > deadline:
+                    return problem
+                time.sleep(0.01)
 
     def _startup_failure(self, errors: list[BaseException]) -> str:
         if errors and not isinstance(errors[0], SystemExit):

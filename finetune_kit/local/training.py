@@ -4,10 +4,16 @@ r"""LoRA fine-tuning of a local base model: the training loop the worker process
 OpenAI does, attaches a LoRA adapter (transformers + peft) and trains it with its own compact
 loop, then saves the adapter. The loop is built for small CPUs:
 
-- no padding: each example runs at its own length, gradients accumulate over the batch;
+- a batch's examples are packed into one row (up to 2,048 tokens per forward pass, gradients
+  accumulating beyond it), so the matrix products run once over all their tokens, and a prefix
+  every example of the pack shares (a common system prompt, a DPO pair's prompt) runs once
+  (``training_objectives``);
+- attention stays within each example: examples of similar length attend in one batched
+  product padded to the longest, long or uneven ones one at a time (``packed_attention``);
 - the output layer (a 49k-word vocabulary for SmolLM2) runs only at trained positions, so
   system and user tokens cost a forward pass through the body and nothing more;
-- no gradient checkpointing, adapter dropout 0, every core used.
+- no gradient checkpointing, adapter dropout 0, and half the cores by default (``threads_for``:
+  the server shares the machine, and on 2 cores one thread trains as fast as two or faster).
 
 Supervised loss is the mean cross-entropy over the batch's trained tokens (assistant turns whose
 ``weight`` is not 0). DPO compares the adapter with the base model (adapter disabled), whose

@@ -21,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
@@ -331,6 +332,23 @@ class _SessionCore(Generic[ClientT]):
         # The local backend maps OpenAI names to its own models: OpenAI's token limits and
         # prices would be wrong there.
         return None if self.is_local else self.model
+
+    def _preflight(self, data: Any, validation: Any, options: dict[str, Any]) -> PreflightReport:
+        from .data.validation import preflight
+
+        options.setdefault("model", self._preflight_model())
+        report = preflight(data, validation=validation, **options)
+        if self.state.backend != "azure":
+            return report
+        # The model table's shutdown dates are OpenAI's; Azure retires models on its own
+        # schedule, so they must not refuse an upload there (the API's date is checked
+        # before training instead).
+        dropped = {"model_shut_down", "model_shutdown_soon"}
+        return dataclasses.replace(
+            report,
+            issues=tuple(i for i in report.issues if i.code not in dropped),
+            issue_counts={k: n for k, n in report.issue_counts.items() if k not in dropped},
+        )
 
     def _shutdown_options(self, model: str) -> dict[str, Any] | None:
         """How to check ``model``'s shutdown date here, or ``None`` when there is nothing to do.
@@ -698,10 +716,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The report.
         """
-        from .data.validation import preflight
-
-        options.setdefault("model", self._preflight_model())
-        return preflight(data, validation=validation, **options)
+        return self._preflight(data, validation, options)
 
     def upload(self, data: Any, *, validation: Any = None, force: bool = False) -> UploadedFile:
         """Preflight and upload training (and validation) data, once per content.
@@ -1077,10 +1092,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
 
     def preflight(self, data: Any, *, validation: Any = None, **options: Any) -> PreflightReport:
         """Check training data offline (no I/O, so not awaited); see the sync twin."""
-        from .data.validation import preflight
-
-        options.setdefault("model", self._preflight_model())
-        return preflight(data, validation=validation, **options)
+        return self._preflight(data, validation, options)
 
     async def upload(
         self, data: Any, *, validation: Any = None, force: bool = False

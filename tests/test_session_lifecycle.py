@@ -154,3 +154,19 @@ def test_openai_shutdown_dates_never_refuse_local_work(
         session.upload(data)
         # Today's date may be within OpenAI's warning window: no warning on local either.
         session.chat("hi", model="gpt-4o-mini", max_tokens=2)
+
+
+def test_openai_table_dates_never_refuse_azure_data() -> None:
+    later = dt.date(2027, 6, 1)  # after gpt-4o-mini's OpenAI shutdown (2027-01-14)
+    data = Dataset.from_dicts(chat_examples(12, topic="azure-after-shutdown"))
+    shutdown_codes = {"model_shut_down", "model_shutdown_soon"}
+    on_openai = FineTuneSession("openai", api_key="k", model="gpt-4o-mini", state_path=None)
+    assert "model_shut_down" in {i.code for i in on_openai.preflight(data, as_of=later).errors}
+    v1 = "http://127.0.0.1:9/openai/v1/"  # preflight is offline: nothing is called
+    for twin in (FineTuneSession, AsyncFineTuneSession):
+        on_azure = twin("azure", base_url=v1, api_key="k", model="gpt-4o-mini", state_path=None)
+        report = on_azure.preflight(data, as_of=later)
+        assert report.ok, report.summary()
+        assert shutdown_codes.isdisjoint(i.code for i in report.issues)
+        assert shutdown_codes.isdisjoint(report.issue_counts)
+        assert report.base_model == "gpt-4o-mini-2024-07-18"  # the model's limits still apply

@@ -311,7 +311,8 @@ class _JobManagerBase(Generic[_ClientT]):
         method = getattr(resource, name, None)
         if method is None:
             raise ConfigurationError(
-                f"this openai client has no fine_tuning.jobs.{name}; upgrade openai (>= 1.78)",
+                f"this client has no fine_tuning.jobs.{name}: pass an openai client "
+                "(finetune_kit needs openai >= 3.1, which has it)",
                 param=name,
             )
         return cast("Callable[..., Any]", method)
@@ -517,7 +518,7 @@ class JobManager(_JobManagerBase[openai.OpenAI]):
         return self.policy.call(self._client.fine_tuning.jobs.cancel, job_id)
 
     def pause(self, job_id: str) -> FineTuningJob:
-        """Pause the job (where the backend and the ``openai`` version support it).
+        """Pause the job (where the backend supports pausing it).
 
         Args:
             job_id: The job.
@@ -526,7 +527,7 @@ class JobManager(_JobManagerBase[openai.OpenAI]):
             The job (``paused``).
 
         Raises:
-            ConfigurationError: The installed ``openai`` has no ``jobs.pause``.
+            ConfigurationError: The client has no ``jobs.pause`` (not an ``openai`` client).
         """
         job: FineTuningJob = self.policy.call(
             self._require(self._client.fine_tuning.jobs, "pause"), job_id
@@ -543,7 +544,7 @@ class JobManager(_JobManagerBase[openai.OpenAI]):
             The job (usually ``queued``).
 
         Raises:
-            ConfigurationError: The installed ``openai`` has no ``jobs.resume``.
+            ConfigurationError: The client has no ``jobs.resume`` (not an ``openai`` client).
         """
         job: FineTuningJob = self.policy.call(
             self._require(self._client.fine_tuning.jobs, "resume"), job_id

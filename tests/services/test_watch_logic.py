@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -246,6 +248,18 @@ def test_resume_instructions_name_the_job() -> None:
     assert "wait('ftjob-xyz')" in text
     assert "finetune-kit events ftjob-xyz --follow" in text
     assert "finetune-kit cancel ftjob-xyz" in text
+
+
+def test_the_ctrl_c_text_in_the_docs_is_what_the_watcher_prints() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text(encoding="utf-8")
+    after = page[page.index("**Ctrl-C**") :]
+    shown = re.search(r"```text\n(.*?)\n```", after, re.DOTALL)
+    assert shown is not None, "docs/jobs.md lost its Ctrl-C sample"
+    job_id = re.search(r"Stopped following (\S+);", shown.group(1))
+    assert job_id is not None
+    assert shown.group(1) == resume_instructions(job_id.group(1)), (
+        "docs/jobs.md's Ctrl-C sample is stale: paste resume_instructions('ftjob-abc')"
+    )
 
 
 def test_slow_polling_does_not_starve_events() -> None:

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,13 +171,18 @@ class ModelCatalog:
         raise self._not_found(name)
 
     def delete(self, name: str) -> dict[str, Any]:
-        """Delete a fine-tuned model; return OpenAI's ``ModelDeleted``.
+        """Delete a fine-tuned model and its adapter files; return OpenAI's ``ModelDeleted``.
+
+        The files stay while a job that has not ended continues from the model; the job's
+        checkpoints (models of their own) stay either way.
 
         Raises:
             NotFoundError: No fine-tuned model has this name.
             InvalidRequestError: The name is a base model or a checkpoint.
         """
-        if self.store.models.delete_model(name):
+        record = self.store.models.get_model(name)
+        if record is not None and self.store.models.delete_model(name):
+            self._remove_adapter(name, Path(record.adapter_path))
             return {"id": name, "object": "model", "deleted": True}
         if self.store.models.get_checkpoint_by_model(name) is not None:
             raise InvalidRequestError(
@@ -191,6 +197,18 @@ class ModelCatalog:
             f"{name} is a base model and cannot be deleted; only fine-tuned models can.",
             param="model",
         )
+
+    def _remove_adapter(self, name: str, adapter: Path) -> None:
+        users = self.store.jobs.unfinished_from_adapter(str(adapter))
+        if users:
+            logger.info("kept the adapter of deleted model %s: %s train from it", name, users)
+            return
+        if not adapter.resolve().is_relative_to(self.store.data_dir.resolve()):
+            # Only what the server wrote is the server's to remove.
+            logger.warning("did not remove %s: it is outside the data folder", adapter)
+            return
+        shutil.rmtree(adapter, ignore_errors=True)
+        logger.debug("removed the adapter of deleted model %s (%s)", name, adapter)
 
     @staticmethod
     def _base(name: str) -> dict[str, Any]:

@@ -65,7 +65,9 @@ def _wait_for_step(client: openai.OpenAI, job_id: str, step: int, timeout: float
     pytest.fail(f"job {job_id} did not reach step {step}")
 
 
-def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: Path) -> None:
+def test_a_job_trains_and_reports_like_openai(
+    local_backend: LocalBackend, client: openai.OpenAI, tmp_path: Path
+) -> None:
     train = _upload(client, write_jsonl(tmp_path / "t.jsonl", chat_examples(12)))
     valid = _upload(client, write_jsonl(tmp_path / "v.jsonl", chat_examples(4, topic="metal")))
     job = client.fine_tuning.jobs.create(
@@ -151,12 +153,17 @@ def test_a_job_trains_and_reports_like_openai(client: openai.OpenAI, tmp_path: P
         assert answer.model == name
         assert answer.usage is not None
         assert answer.usage.completion_tokens == 4
+    adapter = local_backend.data_dir / "jobs" / job.id / "adapter"
+    assert adapter.is_dir()
     deleted = client.models.delete(done.fine_tuned_model)
     assert (deleted.id, deleted.deleted) == (done.fine_tuned_model, True)
+    assert not adapter.exists()  # deleted as on OpenAI: its files go too
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model=done.fine_tuned_model, messages=HELLO)
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve(done.fine_tuned_model)
+    kept = checkpoints[1].fine_tuned_model_checkpoint  # a model of its own, not deleted with it
+    assert client.chat.completions.create(model=kept, messages=HELLO, max_tokens=2).model == kept
     with pytest.raises(openai.BadRequestError):
         client.models.delete("tiny-random")
 
@@ -280,3 +287,25 @@ def test_dpo_and_continued_fine_tuning(client: openai.OpenAI, tmp_path: Path) ->
         model=dpo_done.fine_tuned_model, messages=HELLO, max_tokens=2
     )
     assert answer.choices[0].message.content is not None
+
+
+def test_deleting_a_model_a_job_trains_from_keeps_its_files_for_that_job(
+    slow_backend: LocalBackend, slow_client: openai.OpenAI, tmp_path: Path
+) -> None:
+    train = _upload(slow_client, write_jsonl(tmp_path / "t.jsonl", chat_examples(10)))
+    first = slow_client.fine_tuning.jobs.create(
+        model="tiny-random", training_file=train, hyperparameters={"n_epochs": 1}
+    )
+    base = wait_for_job(slow_client, first.id).fine_tuned_model
+    assert base is not None
+    adapter = slow_backend.data_dir / "jobs" / first.id / "adapter"
+    second = slow_client.fine_tuning.jobs.create(
+        model=base, training_file=train, hyperparameters={"n_epochs": 2}
+    )
+    assert slow_client.models.delete(base).deleted is True
+    assert adapter.is_dir()  # the second job has not ended: it still needs them
+    with pytest.raises(openai.BadRequestError):
+        slow_client.fine_tuning.jobs.create(model=base, training_file=train)
+    done = wait_for_job(slow_client, second.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model is not None

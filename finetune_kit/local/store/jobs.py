@@ -469,6 +469,14 @@ class JobStore:
                 conn.execute("UPDATE jobs SET held_by = NULL WHERE held_by = ?", (token,))
         return [row["id"] for row in rows]
 
+    def unfinished_from_adapter(self, adapter: str) -> builtins.list[str]:
+        """Return the ids of the jobs not yet ended that start from this adapter folder."""
+        rows = self._db.query(
+            "SELECT id FROM jobs WHERE init_adapter = ? AND status NOT IN (?, ?, ?) ORDER BY seq",
+            (adapter, *sorted(TERMINAL_STATUSES)),
+        )
+        return [row["id"] for row in rows]
+
     def held_by(self, token: str) -> builtins.list[str]:
         """Return the ids of the jobs a worker holds."""
         rows = self._db.query("SELECT id FROM jobs WHERE held_by = ?", (token,))

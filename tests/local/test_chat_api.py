@@ -15,6 +15,12 @@ from finetune_kit.local import LocalBackend
 HELLO = [{"role": "user", "content": "Hello there"}]
 
 
+def _strict_chunk(line: str) -> ChatCompletionChunk:
+    """One SSE ``data:`` line as openai's chunk type, validated strictly from the raw JSON."""
+    assert line.startswith("data: "), line
+    return ChatCompletionChunk.model_validate(json.loads(line.removeprefix("data: ")), strict=True)
+
+
 def test_completion_shape_and_usage(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=HELLO, max_tokens=4, n=3, seed=7
@@ -77,17 +83,19 @@ def test_streaming_matches_the_whole_answer(client: openai.OpenAI) -> None:
     whole = client.chat.completions.create(
         model="gpt-3.5-turbo", messages=HELLO, max_tokens=6, temperature=0
     )
-    stream = client.chat.completions.create(
+    with client.chat.completions.with_streaming_response.create(
         model="gpt-3.5-turbo",
         messages=HELLO,
         max_tokens=6,
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    for chunk in chunks:
-        ChatCompletionChunk.model_validate(chunk.model_dump())
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    # Our own JSON, each payload parsed strictly: a field of the wrong type or a missing one
+    # fails here, where the client's lenient parse would let it through.
+    chunks = [_strict_chunk(line) for line in lines[:-1]]
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content == whole.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -111,6 +119,8 @@ def test_raw_stream_is_server_sent_events(local_backend: LocalBackend) -> None:
     payloads = [json.loads(line[6:]) for line in lines[:-1]]
     assert {p["choices"][0]["index"] for p in payloads} == {0, 1}
     assert all("usage" not in p for p in payloads)
+    for line in lines[:-1]:
+        _strict_chunk(line)
 
 
 def test_unknown_model_is_a_404_model_not_found(client: openai.OpenAI) -> None:

@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 
 from .errors import ConfigurationError, JobTimeoutError
 from .metrics import point_from_event
-from .views import TERMINAL_STATUSES, JobEvent, JobUpdate, StatusChange
+from .views import KNOWN_STATUSES, TERMINAL_STATUSES, JobEvent, JobUpdate, StatusChange
 
 __all__ = [
     "Emit",
@@ -239,6 +239,7 @@ def follow_steps(
     status_interval = float(options.status_interval or options.max_interval)
     first_tick = True
     looked_last_tick = False
+    warned: set[str] = set()
 
     while True:
         progressed: bool | None = None  # None: this tick says nothing about progress
@@ -255,6 +256,15 @@ def follow_steps(
             if job.status != status:
                 yield Emit(StatusChange(job_id=job_id, status=job.status, previous=status))
                 logger.debug("job %s is %s", job_id, job.status)
+                if job.status not in KNOWN_STATUSES and job.status not in warned:
+                    # Without a progress bar nothing else would show it.
+                    warned.add(job.status)
+                    logger.warning(
+                        "job %s reports the status %r, which finetune_kit does not know; "
+                        "following goes on until it succeeds, fails or is cancelled",
+                        job_id,
+                        job.status,
+                    )
                 status = job.status
                 progressed = True
             if status in TERMINAL_STATUSES:

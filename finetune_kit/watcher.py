@@ -4,7 +4,8 @@
 :func:`finetune_kit._watch.follow_steps` decides (fetch a page of events, look at the job, sleep,
 report an update); every request goes through the retry policy, whose ``sleep`` and ``clock`` are
 also the ones used between polls (inject them in tests). A progress bar shows the step out of
-the total, the training loss and the time left.
+the total, the training loss and the time left (from the job's ``estimated_finish``, else from
+the pace of the steps made while following: :class:`StepRate`).
 
 Ctrl-C while following leaves the job running on the backend: the watcher prints the exact
 commands to follow it again, cancel it or pause it, then re-raises ``KeyboardInterrupt``.
@@ -16,7 +17,8 @@ import asyncio
 import logging
 import re
 import sys
-from collections.abc import AsyncGenerator, Generator
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, MutableMapping
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -41,17 +43,97 @@ logger = logging.getLogger("finetune_kit.jobs")
 _STEP_OF_TOTAL = re.compile(r"\bstep\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 
 
+class StepRate:
+    """The pace of training, measured on live steps only.
+
+    Following a job that already ran replays its history: dozens of steps arrive in the first
+    poll, which an average since following began would read as a burst of speed. So the rate
+    is measured from the last step of the first poll that brought any, to the latest step seen.
+
+    Args:
+        clock: Monotonic clock the steps are timed with.
+
+    Examples:
+        >>> now = [0.0]
+        >>> rate = StepRate(lambda: now[0])
+        >>> for step in range(1, 51):
+        ...     rate.observe(step)                # history, all in the first poll
+        >>> rate.polled()
+        >>> now[0] = 10.0
+        >>> rate.observe(55)
+        >>> rate.per_second()
+        0.5
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._base: tuple[int, float] | None = None
+        self._base_open = True
+        self._latest: tuple[int, float] | None = None
+
+    def observe(self, step: int) -> None:
+        """Record that ``step`` was seen now.
+
+        Args:
+            step: The step of a metric point.
+        """
+        if self._base_open:
+            self._base = (step, self._clock())
+        else:
+            self._latest = (step, self._clock())
+
+    def polled(self) -> None:
+        """Say that a poll ended: later steps are live."""
+        if self._base is not None:
+            self._base_open = False
+
+    def per_second(self) -> float | None:
+        """Steps per second since the base step, or ``None`` before two live observations."""
+        if self._base is None or self._latest is None:
+            return None
+        steps = self._latest[0] - self._base[0]
+        seconds = self._latest[1] - self._base[1]
+        return steps / seconds if steps > 0 and seconds > 0 else None
+
+
+class _StepBar(tqdm):  # type: ignore[type-arg]  # tqdm's stubs make it generic over iterables
+    """A tqdm bar whose rate (hence its time left) is given, not averaged since it started."""
+
+    live_rate: float | None = None
+
+    @property
+    def format_dict(self) -> MutableMapping[str, Any]:
+        values = super().format_dict
+        values["rate"] = self.live_rate
+        if self.live_rate is None:
+            # tqdm falls back on (n - initial) / elapsed: with initial = n that is 0, shown "?".
+            values["initial"] = values.get("n", 0)
+        return values
+
+
 class FollowProgress:
-    """A tqdm bar fed with follow updates: step of total, loss, ETA, and the status.
+    """A tqdm bar fed with follow updates: step of total, loss, time left, and the status.
+
+    The time left comes from the job's ``estimated_finish`` when the backend gives one, else
+    from the pace of the steps that happened while following (see :class:`StepRate`).
 
     Args:
         job_id: The job, shown in the bar's description.
         enabled: ``True``/``False``, or ``None`` to show it only on a terminal.
+        clock: Monotonic clock timing the steps (the retry policy's, in the watchers).
+        wall_clock: Unix time, to read ``estimated_finish`` against.
     """
 
-    def __init__(self, job_id: str, enabled: bool | None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        enabled: bool | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._job_id = job_id
-        self._bar: Any = tqdm(
+        self._bar: Any = _StepBar(
             total=None,
             desc=job_id,
             unit="step",
@@ -60,6 +142,33 @@ class FollowProgress:
             dynamic_ncols=True,
         )
         self._total_from_message: int | None = None
+        self._steps = StepRate(clock)
+        self._wall_clock = wall_clock
+        self._estimated_finish: float | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """Steps per second the time left is computed from (``None``: not known yet)."""
+        bar = self._bar
+        finish = self._estimated_finish
+        if finish is not None and bar.total:
+            left = finish - self._wall_clock()
+            if left > 0 and bar.total > bar.n:
+                return float(bar.total - bar.n) / left
+        return self._steps.per_second()
+
+    def job(self, job: Any) -> None:
+        """Take what the job itself says (its ``estimated_finish``, unix seconds).
+
+        Args:
+            job: The job as retrieved.
+        """
+        finish = getattr(job, "estimated_finish", None)
+        self._estimated_finish = float(finish) if isinstance(finish, (int, float)) else None
+
+    def polled(self) -> None:
+        """Say that one poll ended (the steps seen after it are live)."""
+        self._steps.polled()
 
     def update(self, update: JobUpdate) -> None:
         """Reflect one update in the bar.
@@ -81,6 +190,8 @@ class FollowProgress:
             if total and bar.total != total:
                 bar.total = total
             bar.n = update.step
+            self._steps.observe(update.step)
+            bar.live_rate = self.rate
             postfix = {}
             if update.train_loss is not None:
                 postfix["loss"] = f"{update.train_loss:.4f}"
@@ -145,7 +256,7 @@ class JobWatcher:
         """
         jobs = self._client.fine_tuning.jobs
         steps = follow_steps(job_id, self.options, clock=self.policy.clock, timeout=timeout)
-        bar = FollowProgress(job_id, self.progress)
+        bar = FollowProgress(job_id, self.progress, clock=self.policy.clock)
         result: Any = None
         try:
             while True:
@@ -161,7 +272,9 @@ class JobWatcher:
                     result = self.policy.call(jobs.list_events, job_id, **kwargs)
                 elif isinstance(action, FetchJob):
                     result = self.policy.call(jobs.retrieve, job_id)
+                    bar.job(result)
                 elif isinstance(action, Sleep):
+                    bar.polled()
                     self.policy.sleep(action.seconds)
                 elif isinstance(action, Emit):
                     bar.update(action.update)
@@ -213,7 +326,7 @@ class AsyncJobWatcher:
         """
         jobs = self._client.fine_tuning.jobs
         steps = follow_steps(job_id, self.options, clock=self.policy.clock, timeout=timeout)
-        bar = FollowProgress(job_id, self.progress)
+        bar = FollowProgress(job_id, self.progress, clock=self.policy.clock)
         result: Any = None
         try:
             while True:
@@ -230,7 +343,9 @@ class AsyncJobWatcher:
                     result = await self.policy.acall(jobs.list_events, job_id, **kwargs)
                 elif isinstance(action, FetchJob):
                     result = await self.policy.acall(jobs.retrieve, job_id)
+                    bar.job(result)
                 elif isinstance(action, Sleep):
+                    bar.polled()
                     await self.policy.asleep(action.seconds)
                 elif isinstance(action, Emit):
                     bar.update(action.update)

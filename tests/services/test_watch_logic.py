@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Generator
@@ -202,6 +203,31 @@ def test_unknown_and_paused_statuses_are_reported_not_fatal() -> None:
         "succeeded",
     ]
     assert [c.known for c in changes] == [True, True, False, True]
+
+
+def test_an_unknown_status_is_logged_once_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    timeline = [
+        (1.0, "status", "compacting_weights"),
+        (1.0, "event", message("Something new")),
+        (4.0, "status", "running"),
+        (4.0, "event", message("Back to work")),
+        (7.0, "status", "compacting_weights"),
+        (7.0, "event", message("Something new again")),
+        (9.0, "status", "pending"),
+        (9.0, "event", message("Pending")),
+        (12.0, "status", "succeeded"),
+        (12.0, "event", message("done")),
+    ]
+    with caplog.at_level(logging.WARNING, logger="finetune_kit.jobs"):
+        _, updates, _, _ = drive(
+            SimJob(timeline), FollowOptions(initial_interval=1, max_interval=2)
+        )
+    statuses = [u.status for u in updates if isinstance(u, StatusChange)]
+    assert statuses.count("compacting_weights") == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once per status, and never for a known one (pending)
+    assert "'compacting_weights'" in warnings[0].getMessage()
+    assert "ftjob-1" in warnings[0].getMessage()
 
 
 def test_status_is_looked_at_without_events_every_status_interval() -> None:

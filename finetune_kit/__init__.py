@@ -190,6 +190,9 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; the table below is
         JobManager as JobManager,
     )
     from .lifecycle import (
+        acheck_shutdown as acheck_shutdown,
+    )
+    from .lifecycle import (
         aexport_job as aexport_job,
     )
     from .lifecycle import (
@@ -331,6 +334,7 @@ _EXPORTS = {
     "WandbIntegration": "finetune_kit.job_options",
     "AsyncJobManager": "finetune_kit.jobs",
     "JobManager": "finetune_kit.jobs",
+    "acheck_shutdown": "finetune_kit.lifecycle",
     "aexport_job": "finetune_kit.lifecycle",
     "check_shutdown": "finetune_kit.lifecycle",
     "export_job": "finetune_kit.lifecycle",
@@ -453,6 +457,7 @@ __all__ = [
     "ValidJSON",
     "WandbIntegration",
     "__version__",
+    "acheck_shutdown",
     "aexport_job",
     "autofix",
     "available_builders",

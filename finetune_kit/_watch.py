@@ -9,8 +9,11 @@ Request budget. Each tick makes one request: normally one page of events (newest
 the job itself when its status may have changed (a ``message`` event arrived since the last look;
 ``metrics`` events never change the status) or when it has not been looked at for
 ``status_interval`` seconds. Older event pages are fetched only when a whole page was unseen.
-So following a job costs about ``duration / initial_interval`` ticks plus
-``events / events_page_size`` extra pages, plus one look at the start and one final drain.
+Two ticks make a second request: the first (the job and the history) and the one that sees the
+terminal status (the job, then the events written around it). One ``initial_interval`` later, a
+last page catches an event written just after the terminal status. So following a job costs
+exactly one request per tick (a tick more than there are sleeps), plus those two, plus the older
+pages: at most ``duration / initial_interval + events / events_page_size + 3`` requests.
 """
 
 from __future__ import annotations
@@ -206,6 +209,37 @@ def resume_instructions(job_id: str) -> str:
     )
 
 
+def _read_events(
+    tail: EventTail, options: FollowOptions, skip_history: bool
+) -> Generator[WatchAction, Any, tuple[int, bool]]:
+    """Read the new events (paging back while whole pages are new) and emit each one once.
+
+    Returns:
+        How many new events were emitted, and whether one of them was a ``message`` event.
+    """
+    after: str | None = None
+    while True:
+        page = yield FetchEvents(after=after, limit=options.events_page_size)
+        data = list(page.data)
+        whole_page_new = tail.absorb(data)
+        if skip_history or not (whole_page_new and getattr(page, "has_more", False)):
+            break
+        after = EventTail._id(data[-1])
+    new_events = tail.drain()
+    if skip_history:
+        return 0, False
+    message_seen = False
+    for raw in new_events:
+        event = JobEvent.of(raw)
+        yield Emit(event)
+        point = point_from_event(event)
+        if point is not None:
+            yield Emit(point)
+        if event.type != "metrics":
+            message_seen = True
+    return len(new_events), message_seen
+
+
 def follow_steps(
     job_id: str,
     options: FollowOptions,
@@ -273,36 +307,24 @@ def follow_steps(
         # history at once) and the final drain (events written around the terminal status).
         if not looked or first_tick or terminal_job is not None:
             skip_history = first_tick and not options.history
-            after: str | None = None
-            while True:
-                page = yield FetchEvents(after=after, limit=options.events_page_size)
-                data = list(page.data)
-                whole_page_new = tail.absorb(data)
-                if skip_history or not (whole_page_new and getattr(page, "has_more", False)):
-                    break
-                after = EventTail._id(data[-1])
-            new_events = tail.drain()
-            if skip_history:
-                new_events = []
-            message_seen = False
-            for raw in new_events:
-                event = JobEvent.of(raw)
-                yield Emit(event)
-                point = point_from_event(event)
-                if point is not None:
-                    yield Emit(point)
-                if event.type != "metrics":
-                    message_seen = True
+            new_events, message_seen = yield from _read_events(tail, options, skip_history)
             if message_seen:
                 look_now = True  # its status may have changed; metrics events never change it
             if progressed is None:
-                progressed = bool(new_events)
+                progressed = new_events > 0
             elif new_events:
                 progressed = True
+        if terminal_job is not None:
+            # A backend may write its last event just after the status changes; read once more,
+            # one interval later. A job already over when following began has written them all.
+            remaining = math.inf if timeout is None else timeout - (clock() - start)
+            settle = min(options.initial_interval, remaining)
+            if not first_tick and settle > 0:
+                yield Sleep(settle)
+                yield from _read_events(tail, options, skip_history=False)
+            return terminal_job
         first_tick = False
         looked_last_tick = looked
-        if terminal_job is not None:
-            return terminal_job
 
         if progressed is True:
             delay = options.initial_interval

@@ -36,6 +36,15 @@ class SimJob:
     now: float = 0.0
     status: str = "validating_files"
     events: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    looked_at: list[tuple[float, str]] = field(default_factory=list)  # (time, status seen)
+    slept: list[float] = field(default_factory=list)
+    older_pages: int = 0  # event pages asked with `after` (paging back)
+
+    @staticmethod
+    def all_event_ids(timeline: list[tuple[float, str, Any]]) -> list[str]:
+        """The ids the whole timeline's events get, oldest first (as ``advance`` numbers them)."""
+        count = sum(kind == "event" for _, kind, _ in timeline)
+        return [f"ev-{number:04d}" for number in range(1, count + 1)]
 
     def advance(self, now: float) -> None:
         self.now = now
@@ -50,6 +59,7 @@ class SimJob:
                 )
 
     def page(self, after: str | None, limit: int) -> SimpleNamespace:
+        self.older_pages += after is not None
         newest_first = list(reversed(self.events))
         start = 0
         if after is not None:
@@ -84,9 +94,11 @@ def drive(
                 result = sim.page(action.after, action.limit)
             elif isinstance(action, FetchJob):
                 requests.append("job")
+                sim.looked_at.append((clock.now, sim.status))
                 result = SimpleNamespace(id="ftjob-1", status=sim.status)
             elif isinstance(action, Sleep):
                 assert action.seconds >= 0
+                sim.slept.append(action.seconds)
                 clock.now += action.seconds
             else:
                 assert isinstance(action, Emit)
@@ -128,13 +140,16 @@ def training_timeline(steps: int = 40, step_seconds: float = 1.0) -> list[tuple[
 
 
 def test_every_event_once_in_time_order_with_metrics_and_statuses() -> None:
-    sim = SimJob(training_timeline())
+    timeline = training_timeline()
+    sim = SimJob(list(timeline))
     options = FollowOptions(initial_interval=2.0, max_interval=20.0, events_page_size=10)
     job, updates, requests, duration = drive(sim, options)
     assert job.status == "succeeded"
     events = [u for u in updates if isinstance(u, JobEvent)]
-    assert [e.id for e in events] == [e["id"] for e in sim.events]
-    assert len({e.id for e in events}) == len(events)
+    # Against the whole timeline, not what the simulation reached: the completion event is
+    # written 0.5 s after the terminal status.
+    assert [e.id for e in events] == SimJob.all_event_ids(timeline)
+    assert events[-1].message == "The job has successfully completed"
     points = [u for u in updates if isinstance(u, MetricPoint)]
     assert [p.step for p in points] == list(range(1, 41))
     # each metric point follows its own event
@@ -147,9 +162,74 @@ def test_every_event_once_in_time_order_with_metrics_and_statuses() -> None:
     assert [s.status for s in statuses] == ["validating_files", "queued", "running", "succeeded"]
     assert statuses[0].previous is None
     assert statuses[-1].terminal
-    # The budget: ticks of duration / interval plus extra pages, plus the first and last look.
-    budget = duration / options.initial_interval + len(sim.events) / options.events_page_size + 2
-    assert len(requests) <= budget, (len(requests), budget, requests)
+    assert_request_budget(sim, options, requests, duration)
+
+
+def assert_request_budget(
+    sim: SimJob, options: FollowOptions, requests: list[str], duration: float
+) -> None:
+    """Check the issue's budget, ``duration / interval + events / page``, and its exact slack.
+
+    The formula counts sleeps, and following makes one request per tick, one tick more than
+    there are sleeps (the fencepost). Two ticks make a second request: the first (it looks at
+    the job *and* reads the history) and the one that sees the terminal status (it looks, then
+    drains the events). Older pages come on top, each one after a page of wholly new events.
+    So the count is exactly ``sleeps + 3 + older pages``; each sleep is at least
+    ``initial_interval`` (no timeout clips one here) and there are at most ``events // page``
+    older pages, which bounds it by the formula plus 3, and no less: the formula's own +2 (first
+    look, last page) misses the fencepost tick (see the worst case below, where it is reached).
+    """
+    assert len(requests) == len(sim.slept) + 3 + sim.older_pages, requests
+    assert all(seconds >= options.initial_interval for seconds in sim.slept)
+    assert sim.older_pages <= len(sim.events) // options.events_page_size
+    budget = duration / options.initial_interval + len(sim.events) / options.events_page_size
+    assert len(requests) <= budget + 3, (len(requests), budget)
+
+
+def test_request_budget_worst_case_is_reached() -> None:
+    # A step on every tick from the start: the interval never backs off, so every sleep is
+    # exactly initial_interval and the bound is met with equality.
+    n = 20
+    timeline: list[tuple[float, str, Any]] = [(0.0, "status", "running")]
+    timeline += [(i + 0.5, "event", metrics(i + 1, n, 1.0)) for i in range(n)]
+    timeline += [
+        (n + 0.5, "event", message("New fine-tuned model created")),
+        (n + 0.5, "status", "succeeded"),
+        (n + 1.7, "event", message("The job has successfully completed")),
+    ]
+    sim = SimJob(list(timeline))
+    options = FollowOptions(
+        initial_interval=1.0, max_interval=8.0, status_interval=1000, events_page_size=100
+    )
+    _, updates, requests, duration = drive(sim, options)
+    assert [u.id for u in updates if isinstance(u, JobEvent)] == SimJob.all_event_ids(timeline)
+    assert_request_budget(sim, options, requests, duration)
+    assert len(requests) == duration / options.initial_interval + 3
+
+
+def test_an_event_written_just_after_the_terminal_status_is_emitted_once() -> None:
+    # The status turns terminal at 11.9 and the last event is written at 12.1; the watcher
+    # looks at the job at 12.0, between the two.
+    timeline: list[tuple[float, str, Any]] = [
+        (0.0, "event", message("Validating training file")),
+        (0.0, "status", "running"),
+    ]
+    timeline += [(1.0 + i, "event", metrics(i + 1, 10, 1.0)) for i in range(10)]
+    timeline += [
+        (11.0, "event", message("New fine-tuned model created")),
+        (11.9, "status", "succeeded"),
+        (12.1, "event", message("The job has successfully completed")),
+    ]
+    sim = SimJob(list(timeline))
+    options = FollowOptions(initial_interval=1.0, max_interval=8.0, events_page_size=5)
+    job, updates, requests, duration = drive(sim, options)
+    assert job.status == "succeeded"
+    terminal_look = next(at for at, status in sim.looked_at if status == "succeeded")
+    assert 11.9 <= terminal_look < 12.1  # the case this test is about
+    events = [u for u in updates if isinstance(u, JobEvent)]
+    assert [e.id for e in events] == SimJob.all_event_ids(timeline)
+    assert events[-1].message == "The job has successfully completed"
+    assert_request_budget(sim, options, requests, duration)
 
 
 def test_history_is_paged_back_when_the_whole_first_page_is_new() -> None:
@@ -299,3 +379,14 @@ def test_slow_polling_does_not_starve_events() -> None:
     assert job.status == "succeeded"
     assert [u.step for u in updates if isinstance(u, MetricPoint)] == [1, 2, 3, 4, 5]
     assert "job,job" not in ",".join(requests)
+
+
+def test_the_last_read_after_the_terminal_status_stays_within_the_timeout() -> None:
+    timeline: list[tuple[float, str, Any]] = [(0.0, "status", "running")]
+    timeline += [(i + 0.5, "event", metrics(i + 1, 9, 1.0)) for i in range(9)]
+    timeline += [(9.5, "event", message("done")), (9.5, "status", "succeeded")]
+    options = FollowOptions(initial_interval=1.0, max_interval=4.0)
+    job, _, requests, duration = drive(SimJob(list(timeline)), options, timeout=10.2)
+    assert job.status == "succeeded"
+    assert duration <= 10.2
+    assert requests[-1] == "events"

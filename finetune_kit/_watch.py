@@ -10,7 +10,7 @@ the job itself when its status may have changed (a ``message`` event arrived sin
 ``metrics`` events never change the status) or when it has not been looked at for
 ``status_interval`` seconds. Older event pages are fetched only when a whole page was unseen.
 Two ticks make a second request: the first (the job and the history) and the one that sees the
-terminal status (the job, then the events written around it). One ``initial_interval`` later, a
+terminal status (the job, then the events written around it). ``final_read_delay`` later, a
 last page catches an event written just after the terminal status. So following a job costs
 exactly one request per tick (a tick more than there are sleeps), plus those two, plus the older
 pages: at most ``duration / initial_interval + events / events_page_size + 3`` requests.
@@ -54,6 +54,8 @@ class FollowOptions:
         events_page_size: Events asked per page (``limit``).
         status_interval: Longest time without looking at the job itself (default: max_interval).
         history: Emit the events that happened before following started (else skip them).
+        final_read_delay: Seconds after the terminal status before one last page of events (a
+            backend may write its last event just after the status changes); 0: none.
 
     Examples:
         >>> FollowOptions(initial_interval=2, max_interval=30).status_interval
@@ -66,6 +68,7 @@ class FollowOptions:
     events_page_size: int = 50
     status_interval: float | None = None
     history: bool = True
+    final_read_delay: float = 1.0
 
     def __post_init__(self) -> None:
         if self.initial_interval <= 0 or self.max_interval < self.initial_interval:
@@ -85,6 +88,11 @@ class FollowOptions:
             object.__setattr__(self, "status_interval", float(self.max_interval))
         elif self.status_interval <= 0:
             raise ConfigurationError("status_interval must be positive", param="status_interval")
+        if self.final_read_delay < 0:
+            raise ConfigurationError(
+                f"final_read_delay must be >= 0, got {self.final_read_delay}",
+                param="final_read_delay",
+            )
 
 
 @dataclass(frozen=True)
@@ -316,9 +324,9 @@ def follow_steps(
                 progressed = True
         if terminal_job is not None:
             # A backend may write its last event just after the status changes; read once more,
-            # one interval later. A job already over when following began has written them all.
+            # a moment later. A job already over when following began has written them all.
             remaining = math.inf if timeout is None else timeout - (clock() - start)
-            settle = min(options.initial_interval, remaining)
+            settle = min(options.final_read_delay, remaining)
             if not first_tick and settle > 0:
                 yield Sleep(settle)
                 yield from _read_events(tail, options, skip_history=False)

@@ -142,7 +142,10 @@ def training_timeline(steps: int = 40, step_seconds: float = 1.0) -> list[tuple[
 def test_every_event_once_in_time_order_with_metrics_and_statuses() -> None:
     timeline = training_timeline()
     sim = SimJob(list(timeline))
-    options = FollowOptions(initial_interval=2.0, max_interval=20.0, events_page_size=10)
+    # The last read one whole interval after the terminal status, so every sleep is an interval.
+    options = FollowOptions(
+        initial_interval=2.0, max_interval=20.0, events_page_size=10, final_read_delay=2.0
+    )
     job, updates, requests, duration = drive(sim, options)
     assert job.status == "succeeded"
     events = [u for u in updates if isinstance(u, JobEvent)]

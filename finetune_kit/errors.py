@@ -13,7 +13,8 @@ FinetuneKitError
 │   ├── PreflightFailedError    preflight found errors; carries the report
 │   └── TrainingDataError       the local trainer cannot use a file (param, line, field)
 ├── BuilderError                a dataset builder is missing or misbehaves
-├── UploadError                 a file cannot be uploaded (size, purpose, processing)
+├── UploadError                 a file cannot be uploaded (missing, empty, too large, a part
+│                               failed, processing)
 ├── JobError                    a fine-tuning job did not end as hoped (job id)
 │   ├── JobFailedError          the job failed (code, message, param, offending line)
 │   ├── JobCancelledError       the job was cancelled

@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import openai
 
 from ._render import dataframe, format_float, html_table, shorten, text_table
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
+from ._urls import public_url
 from .errors import ConfigurationError
 from .evaluation import (
     EvalCase,
@@ -375,11 +375,7 @@ class _InferenceBase(Generic[ClientT]):
         return self._client
 
     def __repr__(self) -> str:
-        parts = urlsplit(str(self._client.base_url))
-        # Never show credentials that a URL might carry.
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        url = public_url(str(self._client.base_url))
         return f"{type(self).__name__}(base_url={url!r}, concurrency={self.concurrency})"
 
     @staticmethod

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import openai
 
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._urls import public_url
 from ._watch import FollowOptions
 from .backends import backend_kind, make_client
 from .errors import ConfigurationError, PreflightFailedError, SessionError
@@ -189,9 +190,9 @@ class _SessionCore(Generic[ClientT]):
         }
         if self.local_backend is not None:
             where["local_data_dir"] = str(self.local_backend.data_dir)
-            where["base_url"] = _public_url(str(client.base_url))
+            where["base_url"] = public_url(str(client.base_url))
         elif not self._owns_client:
-            where["base_url"] = _public_url(str(client.base_url))
+            where["base_url"] = public_url(str(client.base_url))
         elif kind == "azure":
             classic = isinstance(client, (openai.AzureOpenAI, openai.AsyncAzureOpenAI))
             if classic:
@@ -206,9 +207,9 @@ class _SessionCore(Generic[ClientT]):
                     azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
                 )
             else:
-                where["base_url"] = _public_url(str(client.base_url))
+                where["base_url"] = public_url(str(client.base_url))
         elif kind in ("local", "custom") or base_url is not None:
-            where["base_url"] = _public_url(str(client.base_url))
+            where["base_url"] = public_url(str(client.base_url))
         return where
 
     def _check_carries_on(
@@ -540,20 +541,9 @@ class _SessionCore(Generic[ClientT]):
         )
 
 
-def _public_url(url: str) -> str:
-    # A URL is saved in the state file: never with credentials, never with a query (Azure puts
-    # api-version there, some gateways put keys there).
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _url_key(url: str) -> str:
     """A URL as compared: no credentials, no query, no trailing slash (the client adds one)."""
-    return _public_url(url.strip()).rstrip("/")
+    return public_url(url.strip()).rstrip("/")
 
 
 def _local_dir(folder: str | os.PathLike[str] | None) -> str | None:

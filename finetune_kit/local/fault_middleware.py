@@ -8,7 +8,9 @@ what a client sees when a proxy or server dies mid-request.
 ``drop`` closes it before the application sees the request. ``drop-after`` lets the application
 handle the request in full (its effects are in the store), keeps every response message from
 the server, then closes the socket: the client gets no byte back although the file or job
-exists, the ambiguous case idempotent creates must survive.
+exists, the ambiguous case idempotent creates must survive. ``cut`` lets the application handle
+the request, sends the response's headers and its first bytes (never all of them), then closes
+the socket: the client has a status and headers, and its read of the body fails mid-way.
 
 Example:
     >>> from starlette.applications import Starlette
@@ -35,6 +37,8 @@ __all__ = ["FaultInjectionMiddleware", "is_exempt_path"]
 logger = logging.getLogger("finetune_kit.local.faults")
 
 _EXEMPT_PREFIXES = ("/_faults", "/health")
+CUT_AFTER_BYTES = 10
+"""How much of a response body a ``cut`` fault lets through (less when the body is shorter)."""
 
 
 def is_exempt_path(path: str) -> bool:
@@ -111,6 +115,9 @@ class FaultInjectionMiddleware:
         if decision.fault.kind == "drop-after":
             await self._handle_then_drop(scope, receive, send, record)
             return
+        if decision.fault.kind == "cut":
+            await self._handle_then_cut(scope, receive, send, record)
+            return
         status, body, headers = _error_response(decision)
         record.status = status
         logger.debug("injecting %s into %s %s", status, method, path)
@@ -148,6 +155,37 @@ class FaultInjectionMiddleware:
             record.status,
         )
         await _drop_connection(receive, send)
+
+    async def _handle_then_cut(
+        self, scope: Scope, receive: Receive, send: Send, record: RequestRecord
+    ) -> None:
+        """Run the request, send its headers and first body bytes, then drop the connection."""
+        budget = CUT_AFTER_BYTES
+        done = False
+
+        async def cut_short(message: Message) -> None:
+            nonlocal budget, done
+            if done:
+                return  # the connection is gone; the route's later messages go nowhere
+            if message["type"] == "http.response.start":
+                record.status = int(message["status"])
+                await send(message)
+                return
+            if message["type"] != "http.response.body":
+                return
+            body = message.get("body", b"")
+            last = not message.get("more_body", False)
+            # Never the whole body: of a last chunk, one byte at least is kept back.
+            keep = max(0, min(budget, len(body) - 1 if last else len(body)))
+            budget -= keep
+            if keep:
+                await send({"type": "http.response.body", "body": body[:keep], "more_body": True})
+            if last or budget == 0:
+                done = True
+                logger.debug("cutting the response to %s %s short", scope["method"], scope["path"])
+                await _drop_connection(receive, send)
+
+        await self.app(scope, receive, cut_short)
 
 
 def _retry_count(scope: Scope) -> int | None:

@@ -8,6 +8,8 @@ Off by default. When a backend runs with ``faults=True``, every request first me
 - drop the connection without sending a single byte back (the ``openai`` client raises
   ``APIConnectionError``), either before handling the request (``drop``) or after handling it
   (``drop-after``: the file or job exists, only the response is lost),
+- cut a response short (``cut``): its headers and first bytes arrive, then the connection closes
+  (a body read from the stream fails mid-way, as when a proxy dies during a download),
 - or wait a while before handling the request.
 
 Faults come from a script (a sequence consumed one request at a time: ``["429", "500", "ok"]``)
@@ -45,11 +47,11 @@ __all__ = [
     "RequestRecord",
 ]
 
-FaultKind = Literal["429", "500", "503", "drop", "drop-after", "delay", "ok"]
+FaultKind = Literal["429", "500", "503", "drop", "drop-after", "cut", "delay", "ok"]
 """What a fault does: an HTTP error, a dropped connection (before or after handling the
-request), a delay, or nothing (``ok``)."""
+request), a response cut short, a delay, or nothing (``ok``)."""
 
-_KINDS = ("429", "500", "503", "drop", "drop-after", "delay", "ok")
+_KINDS = ("429", "500", "503", "drop", "drop-after", "cut", "delay", "ok")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class Fault:
         kind: ``"429"``, ``"500"``, ``"503"``, ``"drop"`` (the connection closes before the
             request is handled), ``"drop-after"`` (the request is handled, its effects are
             stored, then the connection closes before any byte of the response is sent),
-            ``"delay"`` or ``"ok"``.
+            ``"cut"`` (the request is handled, the response's headers and first bytes are
+            sent, then the connection closes), ``"delay"`` or ``"ok"``.
         retry_after: Seconds sent in ``Retry-After`` / ``retry-after-ms`` (429; 503 when set);
             ``None`` uses the injector's default for a 429 and sends none for a 503.
         seconds: How long a ``delay`` waits before the request is handled normally.
@@ -81,7 +84,8 @@ class Fault:
         """Read a fault from a ``Fault`` or a string.
 
         Strings: ``"429"``, ``"429:<retry_after>"``, ``"500"``, ``"503"``,
-        ``"503:<retry_after>"``, ``"drop"``, ``"drop-after"``, ``"delay:<seconds>"``, ``"ok"``.
+        ``"503:<retry_after>"``, ``"drop"``, ``"drop-after"``, ``"cut"``, ``"delay:<seconds>"``,
+        ``"ok"``.
 
         Args:
             spec: The fault.
@@ -99,7 +103,7 @@ class Fault:
         if kind not in _KINDS:
             raise ConfigurationError(
                 f"Unknown fault {spec!r}; use one of 429, 429:<seconds>, 500, 503, drop, "
-                "drop-after, delay:<seconds>, ok.",
+                "drop-after, cut, delay:<seconds>, ok.",
                 param="faults",
             )
         try:

@@ -88,6 +88,41 @@ def test_drop_after_sends_not_one_byte(
     assert not [r for r in caplog.records if r.name.startswith("uvicorn") and r.levelno >= 30]
 
 
+def test_cut_sends_the_headers_and_a_few_bytes_of_the_body(
+    local_backend: LocalBackend,
+    client: openai.OpenAI,
+    local_faults: FaultInjector,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    content = b"".join(json.dumps(row).encode() + b"\n" for row in chat_examples(3))
+    uploaded = client.files.create(file=("cut.jsonl", content), purpose="fine-tune")
+    local_faults.script("GET", "/v1/files/{id}/content", ["cut", "cut"])
+    url = httpx.URL(local_backend.base_url)
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as sock:
+        request = (
+            f"GET /v1/files/{uploaded.id}/content HTTP/1.1\r\nHost: {url.host}\r\n"
+            f"Authorization: Bearer {local_backend.api_key}\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert f"content-length: {len(content)}".encode() in head.lower()
+    assert body == content[:10]  # the headers promised every byte; ten arrived
+    # Read from the stream, the SDK lets the transport's own error through (not wrapped).
+    with (
+        pytest.raises(Exception, match=r"complete message body") as info,
+        client.files.with_streaming_response.content(uploaded.id) as response,
+    ):
+        response.read()
+    assert not isinstance(info.value, openai.APIError)
+    log = local_faults.requests("GET", "/v1/files/{id}/content")
+    assert [(r.fault, r.status) for r in log] == [("cut", 200), ("cut", 200)]
+    assert not [r for r in caplog.records if r.name.startswith("uvicorn") and r.levelno >= 30]
+
+
 def test_drop_after_creates_the_job_and_loses_the_response(
     client: openai.OpenAI, local_faults: FaultInjector, chat_training_file: Path
 ) -> None:

@@ -4,14 +4,9 @@ the job's own error (JobFailedError) behind a raw transport error."""
 from __future__ import annotations
 
 import os
-import socket
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import openai
 import pytest
 
@@ -56,131 +51,43 @@ def failed_job(local_backend: LocalBackend, tmp_path_factory: pytest.TempPathFac
     return FailedJob(id=job.id, bad_line=path.read_text().splitlines()[4])
 
 
-class CuttingProxy:
-    """An HTTP proxy to the local backend that cuts file-content bodies short.
-
-    The backend's ``drop`` and ``drop-after`` faults close the connection before the first byte
-    of the response, which openai wraps as ``APIConnectionError``. A body cut *after* the
-    headers is read by the caller from the stream, and openai 3.x lets httpx2's own
-    ``RemoteProtocolError`` through: the branch this proxy exists to reach.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = httpx.Client(base_url=upstream.rstrip("/").removesuffix("/v1"))
-        self.cuts_left = 0
-        self.cut = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
-                skip = {"host", "content-length", "connection", "accept-encoding"}
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
-                answer = proxy.upstream.request(
-                    self.command, self.path, content=body, headers=headers
-                )
-                data = answer.content
-                cut = (
-                    self.command == "GET"
-                    and self.path.split("?")[0].endswith("/content")
-                    and proxy.take_cut()
-                )
-                self.send_response(answer.status_code)
-                for name, value in answer.headers.items():
-                    if name.lower() not in (
-                        "content-length",
-                        "transfer-encoding",
-                        "connection",
-                        "content-encoding",
-                    ):
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                if not cut:
-                    self.wfile.write(data)
-                    return
-                # The headers promised every byte; a few arrive, then the connection is gone.
-                self.wfile.write(data[:10])
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
-                self.close_connection = True
-
-            do_GET = do_POST = do_DELETE = _forward  # noqa: N815  # http.server's names
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def take_cut(self) -> bool:
-        if self.cuts_left == 0:
-            return False
-        self.cuts_left -= 1
-        self.cut += 1
-        return True
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.upstream.close()
-
-
-@pytest.fixture
-def proxy(local_backend: LocalBackend) -> Iterator[CuttingProxy]:
-    running = CuttingProxy(local_backend.base_url)
-    yield running
-    running.close()
-
-
-def proxied_client(local_backend: LocalBackend, proxy: CuttingProxy) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.base_url, api_key=local_backend.api_key, max_retries=0)
-
-
 def test_a_body_cut_short_is_retried_and_the_record_shown(
-    local_backend: LocalBackend, proxy: CuttingProxy, failed_job: FailedJob
+    client: openai.OpenAI, local_faults: FaultInjector, failed_job: FailedJob
 ) -> None:
-    proxy.cuts_left = 1
-    with proxied_client(local_backend, proxy) as client:
-        manager = JobManager(client, policy=quick_policy(), follow_options=FAST, progress=False)
-        with pytest.raises(JobFailedError) as info:
-            manager.wait(failed_job.id, timeout=60)
-    assert proxy.cut == 1
+    # A body cut after its headers is read from the stream: openai 3.x lets httpx2's own
+    # RemoteProtocolError through (not an APIConnectionError), the branch this file is about.
+    local_faults.script("GET", CONTENT_ROUTE, ["cut"])
+    manager = JobManager(client, policy=quick_policy(), follow_options=FAST, progress=False)
+    with pytest.raises(JobFailedError) as info:
+        manager.wait(failed_job.id, timeout=60)
+    assert [r.fault for r in local_faults.requests("GET", CONTENT_ROUTE)] == ["cut", None]
     assert info.value.line == 5
     assert info.value.record == failed_job.bad_line
 
 
 def test_a_body_cut_short_for_good_still_raises_job_failed(
-    local_backend: LocalBackend, proxy: CuttingProxy, failed_job: FailedJob
+    client: openai.OpenAI, local_faults: FaultInjector, failed_job: FailedJob
 ) -> None:
-    proxy.cuts_left = 1_000
-    with proxied_client(local_backend, proxy) as client:
-        manager = JobManager(client, policy=quick_policy(3), follow_options=FAST, progress=False)
-        with pytest.raises(JobFailedError) as info:
-            manager.wait(failed_job.id, timeout=60)
-    assert proxy.cut == 3  # every attempt of the policy was cut, then the record was given up
+    local_faults.script("GET", CONTENT_ROUTE, ["cut"] * 10)
+    manager = JobManager(client, policy=quick_policy(3), follow_options=FAST, progress=False)
+    with pytest.raises(JobFailedError) as info:
+        manager.wait(failed_job.id, timeout=60)
+    # every attempt of the policy was cut, then the record was given up
+    assert local_faults.count("GET", CONTENT_ROUTE) == 3
     assert info.value.line == 5
     assert info.value.record is None
     assert "line 5" in str(info.value)
 
 
 def test_async_wait_survives_a_body_cut_short_for_good(
-    local_backend: LocalBackend, proxy: CuttingProxy, failed_job: FailedJob
+    local_backend: LocalBackend, local_faults: FaultInjector, failed_job: FailedJob
 ) -> None:
     import asyncio
 
-    proxy.cuts_left = 1_000
+    local_faults.script("GET", CONTENT_ROUTE, ["cut"] * 10)
 
     async def scenario() -> JobFailedError:
-        async with openai.AsyncOpenAI(
-            base_url=proxy.base_url, api_key=local_backend.api_key, max_retries=0
-        ) as client:
+        async with local_backend.async_client() as client:
             manager = AsyncJobManager(
                 client, policy=quick_policy(2), follow_options=FAST, progress=False
             )
@@ -189,7 +96,7 @@ def test_async_wait_survives_a_body_cut_short_for_good(
             return info.value
 
     error = asyncio.run(scenario())
-    assert proxy.cut == 2
+    assert local_faults.count("GET", CONTENT_ROUTE) == 2
     assert error.line == 5
     assert error.record is None
 

@@ -10,22 +10,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from finetune_kit.cli import EXIT_CODES, main
+from tests.fixtures.cli import run, run_json
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:
     from finetune_kit.local import LocalBackend
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code, out, err = run(capsys, "--json", *argv)
-    assert out.strip(), err
-    return code, json.loads(out)
 
 
 # Preflight compares the model's shutdown date with --as-of: a fixed day keeps these tests

@@ -9,29 +9,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import openai
 import pytest
 
-from finetune_kit.cli import EXIT_CODES, main
+from finetune_kit.cli import EXIT_CODES
 from finetune_kit.state import SessionState
+from tests.fixtures.cli import run, run_json
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:
     from finetune_kit.local import LocalBackend
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code, out, err = run(capsys, "--json", *argv)
-    assert out.strip(), err
-    return code, json.loads(out)
 
 
 @pytest.fixture(scope="module")

@@ -13,28 +13,11 @@ import pytest
 from finetune_kit._retry import RetryPolicy
 from finetune_kit.azure_deploy import AzureDeployer, build_deployment_body
 from finetune_kit.errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.fake_arm import FakeArmServer
 
 FT_MODEL = "gpt-4.1-mini-2025-04-14.ft-0123456789abcdef0123456789abcdef"
 TOKEN = "arm-token-1"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the policy sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 @pytest.fixture

@@ -12,27 +12,12 @@ import pytest
 from finetune_kit._retry import RetryPolicy
 from finetune_kit.azure_deploy import AsyncAzureDeployer, AzureDeployer
 from finetune_kit.errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.fake_arm import FakeArmServer
 
 FT_MODEL = "gpt-35-turbo-0125.ft-fedcba9876543210fedcba9876543210"
 CHECKPOINT = "ftchkpt-0123456789abcdef0123456789abcdef"
 TOKEN = "arm-token-1"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 @pytest.fixture

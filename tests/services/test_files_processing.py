@@ -22,6 +22,7 @@ import pytest
 from finetune_kit._retry import RetryPolicy
 from finetune_kit.errors import UploadError
 from finetune_kit.files import AsyncFileUploader, FileUploader
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:
@@ -83,27 +84,9 @@ class AsyncRewritingTransport(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-class FakeClock:
-    """The policy's clock, moved on by its sleeps: the wait is measured without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(start=0.0)
 
 
 @pytest.fixture

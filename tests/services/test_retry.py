@@ -24,6 +24,7 @@ from finetune_kit._retry import (
     without_client_retries,
 )
 from finetune_kit.errors import ConfigurationError
+from tests.fixtures.clock import FakeClock
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/v1/fine_tuning/jobs?api-version=x")
 
@@ -37,24 +38,6 @@ def status_error(
     err = client._make_status_error_from_response(response)
     assert isinstance(err, openai.APIStatusError)
     return err
-
-
-class FakeClock:
-    """A clock that only moves when the policy sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 def failing_then(results: list[BaseException | str]) -> tuple[Callable[[], str], list[int]]:

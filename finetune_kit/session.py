@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import openai
 
@@ -339,10 +340,10 @@ class _SessionCore(Generic[ClientT]):
 
         options.setdefault("model", self._preflight_model())
         report = preflight(data, validation=validation, **options)
-        if self.state.backend != "azure":
+        if self._uses_openai_dates:
             return report
-        # The model table's shutdown dates are OpenAI's; Azure retires models on its own
-        # schedule, so they must not refuse an upload there (the API's date is checked
+        # The model table's shutdown dates are OpenAI's; another server retires models on its
+        # own schedule, so they must not refuse an upload there (the API's date is checked
         # before training instead).
         dropped = {"model_shut_down", "model_shutdown_soon"}
         return dataclasses.replace(
@@ -355,18 +356,30 @@ class _SessionCore(Generic[ClientT]):
         """How to check ``model``'s shutdown date here, or ``None`` when there is nothing to do.
 
         The local backend maps OpenAI names to its own models, so no OpenAI date applies there.
-        Azure OpenAI retires models on its own schedule: only the API's date counts there (the
-        model table's dates are OpenAI's). Each model is checked once per session, so a chat
+        Elsewhere the API's date is read; the model table's (OpenAI's) only on OpenAI itself
+        (see ``_uses_openai_dates``). Each model is checked once per session, so a chat
         loop does not pay a models request per call.
         """
         if self.is_local or model in self._shutdown_checked:
             return None
         self._shutdown_checked.add(model)
-        return {
-            "client": self.client,
-            "use_table": self.state.backend != "azure",
-            "policy": self.policy,
-        }
+        return {"client": self.client, "use_table": self._uses_openai_dates, "policy": self.policy}
+
+    @property
+    def _uses_openai_dates(self) -> bool:
+        """Whether the model table's shutdown dates, which are OpenAI's, apply to this backend.
+
+        On Azure, the local backend or any other server speaking the API, a model retires on
+        that server's schedule (a vLLM server keeps serving "gpt-4o-mini" as long as it likes):
+        only the API's ``shutdown_date`` tells, so the code that only changed its base URL
+        keeps working after OpenAI's dates.
+        """
+        if self.state.backend == "openai":
+            return True
+        return (
+            self.state.backend == "custom"
+            and urlsplit(self.state.base_url or "").hostname == "api.openai.com"
+        )
 
     def _record_upload(self, training: UploadedFile, validation: UploadedFile | None) -> None:
         self.state.training_file_id = training.id

@@ -170,3 +170,27 @@ def test_openai_table_dates_never_refuse_azure_data() -> None:
         assert shutdown_codes.isdisjoint(i.code for i in report.issues)
         assert shutdown_codes.isdisjoint(report.issue_counts)
         assert report.base_model == "gpt-4o-mini-2024-07-18"  # the model's limits still apply
+
+
+def test_any_other_server_uses_the_apis_dates_not_openais_table(server: FakeModelsServer) -> None:
+    # A server speaking the API by URL (vLLM, a gateway, the local backend by address) keeps
+    # its models on its own schedule: OpenAI's past date for this snapshot must not warn.
+    session = FineTuneSession(server.url + "/v1", api_key="k", state_path=None, policy=QUICK)
+    assert session.chat("hi", model="gpt-4.1-nano-2025-04-14").text == "fine"
+    assert server.lookups("gpt-4.1-nano-2025-04-14") == 1
+
+
+def test_openai_table_dates_apply_only_to_openai_itself() -> None:
+    later = dt.date(2027, 6, 1)  # after gpt-4o-mini's OpenAI shutdown (2027-01-14)
+    data = Dataset.from_dicts(chat_examples(12, topic="custom-after-shutdown"))
+    shutdown_codes = {"model_shut_down", "model_shutdown_soon"}
+    # Preflight is offline: none of these addresses is called.
+    for url, applies in [
+        ("https://api.openai.com/v1", True),
+        ("http://127.0.0.1:9/v1", False),
+        ("https://llm.example.internal/v1", False),
+    ]:
+        session = FineTuneSession(url, api_key="k", model="gpt-4o-mini", state_path=None)
+        report = session.preflight(data, as_of=later)
+        assert bool(shutdown_codes & {i.code for i in report.issues}) is applies, url
+        assert report.base_model == "gpt-4o-mini-2024-07-18"  # the model's limits still apply

@@ -21,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -141,7 +142,13 @@ class _SessionCore(Generic[ClientT]):
             )
         where = self._where(kind, client, base_url, azure_endpoint, api_version)
         if saved is not None and self.local_backend is None:
-            self._check_carries_on(saved, where, model)
+            try:
+                self._check_carries_on(saved, where, model)
+            except SessionError:
+                # An async client has opened nothing yet, and cannot be closed here unawaited.
+                if self._owns_client and isinstance(client, openai.OpenAI):
+                    client.close()
+                raise
         for name, value in where.items():
             setattr(state, name, value)
         if model is not None:
@@ -362,7 +369,6 @@ class _SessionCore(Generic[ClientT]):
         """
         if self.is_local or model in self._shutdown_checked:
             return None
-        self._shutdown_checked.add(model)
         return {"client": self.client, "use_table": self._uses_openai_dates, "policy": self.policy}
 
     @property
@@ -465,6 +471,25 @@ class _SessionCore(Generic[ClientT]):
             self.state.job_key = uuid.uuid4().hex
             self.save()
         return training
+
+    @contextlib.contextmanager
+    def _previous_job_kept_on_refusal(self) -> Iterator[None]:
+        """Put the previous job back when a new one is refused for certain.
+
+        ``_prepare_new_job`` forgets the previous job and saves the new key before the create
+        (a crash in between must find the job by its key). When the create is refused before
+        any request (a parameter out of range) or by a 4xx answer, no job exists: the previous
+        one, its tuned model and checkpoints, stay the session's. After an ambiguous failure
+        (the connection lost after the retries) the job may exist, so the new key is kept.
+        """
+        snapshot = self.state.model_copy(deep=True)
+        try:
+            yield
+        except _REFUSALS:
+            for name in type(snapshot).model_fields:
+                setattr(self.state, name, getattr(snapshot, name))
+            self.save()
+            raise
 
     def _record_created(self, job: FineTuningJob, method: Any) -> None:
         if isinstance(method, str):
@@ -569,14 +594,31 @@ def _local_dir(folder: str | os.PathLike[str] | None) -> str | None:
     return str(Path(folder).expanduser().resolve())
 
 
+_REFUSALS = (
+    ConfigurationError,
+    openai.BadRequestError,
+    openai.AuthenticationError,
+    openai.PermissionDeniedError,
+    openai.NotFoundError,
+    openai.UnprocessableEntityError,
+)
+"""Errors after which no job was created for certain (ambiguous failures are not here)."""
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
 def _identity(fields: Mapping[str, Any]) -> tuple[str, str | None]:
     """The field that says where a session's data lives, and its value as compared."""
     if fields.get("backend") == "local" and fields.get("local_data_dir"):
         return "local_data_dir", _local_dir(fields["local_data_dir"])
-    if fields.get("backend") == "azure" and not fields.get("base_url"):
-        endpoint = fields.get("azure_endpoint")
-        return "azure_endpoint", _url_key(endpoint) if endpoint else None
+    if fields.get("backend") == "azure":
+        # One Azure resource, whether reached by its classic endpoint, its v1 base URL or a
+        # client passed in (whose base URL adds /openai/...): its host names it.
+        url = fields.get("base_url") or fields.get("azure_endpoint")
+        return "Azure resource", urlsplit(url).hostname if url else None
     base_url = fields.get("base_url")
+    if fields.get("backend") == "openai" and not base_url:
+        base_url = OPENAI_BASE_URL  # a client the session made saves no URL for OpenAI
     return "base_url", _url_key(base_url) if base_url else None
 
 
@@ -694,6 +736,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         options = self._shutdown_options(model)
         if options is not None:
             check_shutdown(model, **options)
+            # Only once it ran: a warning turned into an error must not skip the next check.
+            self._shutdown_checked.add(model)
 
     def __enter__(self) -> FineTuneSession:
         return self
@@ -794,23 +838,24 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             job = current
             self._record_job(job)
         else:
-            training = self._prepare_new_job(restart or current is not None)
-            self._check_shutdown(self.model)
-            chosen, params = self._method(
-                method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
-            )
-            job = self.jobs.create(
-                model=self.model,
-                training_file=training,
-                validation_file=self.state.validation_file_id,
-                method=chosen,
-                hyperparameters=params,
-                suffix=suffix,
-                seed=seed,
-                metadata=metadata,
-                wandb=wandb,
-                idempotency_key=self.state.job_key,
-            )
+            with self._previous_job_kept_on_refusal():
+                training = self._prepare_new_job(restart or current is not None)
+                self._check_shutdown(self.model)
+                chosen, params = self._method(
+                    method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
+                )
+                job = self.jobs.create(
+                    model=self.model,
+                    training_file=training,
+                    validation_file=self.state.validation_file_id,
+                    method=chosen,
+                    hyperparameters=params,
+                    suffix=suffix,
+                    seed=seed,
+                    metadata=metadata,
+                    wandb=wandb,
+                    idempotency_key=self.state.job_key,
+                )
             self._record_created(job, chosen)
         if follow and job.status not in TERMINAL_STATUSES:
             return self.wait(timeout=timeout, on_update=on_update)
@@ -1081,6 +1126,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         options = self._shutdown_options(model)
         if options is not None:
             await acheck_shutdown(model, **options)
+            self._shutdown_checked.add(model)
 
     async def __aenter__(self) -> AsyncFineTuneSession:
         return self
@@ -1139,23 +1185,24 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
             job = current
             self._record_job(job)
         else:
-            training = self._prepare_new_job(restart or current is not None)
-            await self._check_shutdown(self.model)
-            chosen, params = self._method(
-                method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
-            )
-            job = await self.jobs.create(
-                model=self.model,
-                training_file=training,
-                validation_file=self.state.validation_file_id,
-                method=chosen,
-                hyperparameters=params,
-                suffix=suffix,
-                seed=seed,
-                metadata=metadata,
-                wandb=wandb,
-                idempotency_key=self.state.job_key,
-            )
+            with self._previous_job_kept_on_refusal():
+                training = self._prepare_new_job(restart or current is not None)
+                await self._check_shutdown(self.model)
+                chosen, params = self._method(
+                    method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
+                )
+                job = await self.jobs.create(
+                    model=self.model,
+                    training_file=training,
+                    validation_file=self.state.validation_file_id,
+                    method=chosen,
+                    hyperparameters=params,
+                    suffix=suffix,
+                    seed=seed,
+                    metadata=metadata,
+                    wandb=wandb,
+                    idempotency_key=self.state.job_key,
+                )
             self._record_created(job, chosen)
         if follow and job.status not in TERMINAL_STATUSES:
             return await self.wait(timeout=timeout, on_update=on_update)

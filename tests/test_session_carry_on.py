@@ -10,7 +10,7 @@ import pytest
 
 from finetune_kit._watch import FollowOptions
 from finetune_kit.data.dataset import Dataset
-from finetune_kit.errors import SessionError
+from finetune_kit.errors import ConfigurationError, SessionError
 from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
 from finetune_kit.state import SessionState
@@ -131,3 +131,62 @@ def test_async_constructor_carries_on_too(local_backend: LocalBackend, tmp_path:
     with local_backend.client() as client:
         same_key = client.fine_tuning.jobs.list(metadata={IDEMPOTENCY_METADATA_KEY: key})
         assert [j.id for j in same_key] == [created]
+
+
+def test_a_client_passed_in_carries_on_the_session_built_by_name(tmp_path: Path) -> None:
+    import openai
+
+    path = tmp_path / "run.json"
+    # Nothing is called: the constructor only reads and compares the state file.
+    first = FineTuneSession("openai", api_key="k", model="gpt-4o-mini", state_path=path)
+    first.state.job_id = "ftjob-by-name"
+    first.save()
+    first.close()
+    with openai.OpenAI(api_key="k") as client:
+        again = FineTuneSession(client, model="gpt-4o-mini", state_path=path)
+        assert again.state.job_id == "ftjob-by-name"
+    azure = tmp_path / "azure.json"
+    SessionState(
+        backend="azure",
+        azure_endpoint="https://res.openai.azure.com",
+        azure_api_version="2025-04-01-preview",
+        base_model="gpt-4o-mini",
+        job_id="ftjob-azure",
+    ).save(azure)
+    with openai.AzureOpenAI(
+        api_key="k", azure_endpoint="https://res.openai.azure.com", api_version="2025-04-01-preview"
+    ) as client:
+        assert FineTuneSession(client, state_path=azure).state.job_id == "ftjob-azure"
+    with (
+        openai.AzureOpenAI(
+            api_key="k", azure_endpoint="https://other.openai.azure.com", api_version="2025-04-01"
+        ) as client,
+        pytest.raises(SessionError, match="Azure resource"),
+    ):
+        FineTuneSession(client, state_path=azure)
+
+
+def test_a_refused_new_job_keeps_the_previous_one(
+    local_backend: LocalBackend, tmp_path: Path
+) -> None:
+    import openai
+
+    with local_backend.client() as client:
+        session = FineTuneSession(
+            client, model="gpt-4o-mini", state_path=tmp_path / "s.json", follow_options=FAST
+        )
+        session.upload(Dataset.from_dicts(chat_examples(12, topic="kept-a")))
+        first = session.train()
+        assert first.status == "succeeded"
+        tuned = session.state.fine_tuned_model
+        session.upload(Dataset.from_dicts(chat_examples(12, topic="kept-b")))
+        # Refused before any request, then by the server's 400: no job exists either time.
+        with pytest.raises(ConfigurationError, match="seed"):
+            session.train(seed=-1)
+        with pytest.raises(openai.BadRequestError):
+            session.train(learning_rate_multiplier=500)
+        for state in (session.state, SessionState.load(tmp_path / "s.json")):
+            assert (state.job_id, state.fine_tuned_model) == (first.id, tuned)
+        assert session.chat("hi", max_tokens=2).model == tuned
+        assert [j.id for j in client.fine_tuning.jobs.list() if j.id == first.id] == [first.id]
+        session.close()

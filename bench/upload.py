@@ -135,6 +135,39 @@ def run_child(mode: str, base_url: str, path: Path, multipart: bool) -> dict[str
     return figures
 
 
+def measure(
+    args: argparse.Namespace, path: Path, store: Path, size_mb: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Every round's uploads, each side in a child process, against one local backend."""
+    from finetune_kit.local import LocalBackend
+
+    runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "finetune_kit": []}
+    with (
+        LocalBackend(store / "backend", default_model="tiny-random") as backend,
+        backend.client() as client,
+    ):
+        for round_number in range(args.rounds):
+            # Alternate which goes first, so neither always follows the other.
+            order = ("sdk", "finetune_kit") if round_number % 2 == 0 else ("finetune_kit", "sdk")
+            for mode in order:
+                result = run_child(mode, backend.base_url, path, args.multipart)
+                # Retried: the server may have closed the pooled connection while the child ran.
+                client.with_options(max_retries=3).files.delete(result["file_id"])
+                # Where the store is on disk (no /dev/shm), its pages reach the disk before the
+                # next run, so no run pays for the writeback of the one before.
+                os.sync()
+                time.sleep(args.settle)
+                runs[mode].append(result)
+                rate = size_mb / result["seconds"]
+                peak = result["peak_kb"] / 1024
+                print(
+                    f"round {round_number + 1} {mode:13s} {result['seconds']:6.2f} s "
+                    f"{rate:6.1f} MB/s  client cpu {result['cpu_s']:5.2f} s  peak {peak:6.1f} MB",
+                    flush=True,
+                )
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=300, help="file size in MB")
@@ -155,8 +188,6 @@ def main() -> None:
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from finetune_kit.local import LocalBackend
-
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     path = make_file(args.path or work / "bench.jsonl", args.mb)
     # The backend keeps what it receives in RAM where it can, its store and the temporary file
@@ -166,30 +197,12 @@ def main() -> None:
     store = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=shm if shm.is_dir() else None))
     tempfile.tempdir = str(store)
     size_mb = path.stat().st_size / 1024 / 1024
-    runs: dict[str, list[dict[str, Any]]] = {"sdk": [], "finetune_kit": []}
-    with (
-        LocalBackend(store / "backend", default_model="tiny-random") as backend,
-        backend.client() as client,
-    ):
-        for round_number in range(args.rounds):
-            # Alternate which goes first, so neither always follows the other.
-            order = ("sdk", "finetune_kit") if round_number % 2 == 0 else ("finetune_kit", "sdk")
-            for mode in order:
-                result = run_child(mode, backend.base_url, path, args.multipart)
-                # Retried: the server may have closed the pooled connection while the child ran.
-                client.with_options(max_retries=3).files.delete(result["file_id"])
-                # Let the server's 600 MB of written pages reach the disk before the next run,
-                # so no run pays for the writeback of the one before.
-                os.sync()
-                time.sleep(args.settle)
-                runs[mode].append(result)
-                rate = size_mb / result["seconds"]
-                peak = result["peak_kb"] / 1024
-                print(
-                    f"round {round_number + 1} {mode:13s} {result['seconds']:6.2f} s "
-                    f"{rate:6.1f} MB/s  client cpu {result['cpu_s']:5.2f} s  peak {peak:6.1f} MB",
-                    flush=True,
-                )
+    try:
+        runs = measure(args, path, store, size_mb)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+        if args.path is None:
+            shutil.rmtree(work, ignore_errors=True)
 
     def summary(mode: str) -> dict[str, float]:
         seconds = [r["seconds"] for r in runs[mode]]
@@ -237,9 +250,6 @@ def main() -> None:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    if args.path is None:
-        path.unlink()
-    shutil.rmtree(store, ignore_errors=True)
     met = figures["throughput_ratio"] >= 0.90 and figures["peak_memory_delta_mb"] <= 20
     sys.exit(0 if met else 1)
 

@@ -149,8 +149,9 @@ def _http_error_classes() -> _HttpErrorClasses:
     openai 3.x sends through ``httpx2`` and openai < 3 through ``httpx``; the Azure management
     calls use ``httpx``. A streamed body (``with_streaming_response``) is read after openai has
     returned the response, so a connection lost mid-body reaches the caller as the HTTP
-    package's own exception, not an ``openai`` one. Both packages are looked up by name, so
-    neither is required and neither's types appear in a signature.
+    package's own exception, not an ``openai`` one. ``httpx`` is a dependency of finetune_kit;
+    ``httpx2`` comes with openai 3.x and is looked up by name, so the library runs whichever
+    openai it meets and no HTTP package's types appear in a signature.
     """
     found: dict[str, list[type[BaseException]]] = {
         "timeouts": [],
@@ -174,7 +175,7 @@ _HTTP_ERRORS = _http_error_classes()
 
 HTTP_ERRORS: tuple[type[BaseException], ...] = _HTTP_ERRORS.every
 """The base error class of each installed HTTP package (``httpx``, ``httpx2``), for callers that
-must survive any HTTP failure, such as a best-effort download; empty when neither is installed."""
+must survive any HTTP failure, such as a best-effort download."""
 
 
 def _error_code(exc: openai.APIError) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["public_url"]
+__all__ = ["comparable_url", "public_url"]
 
 
 def public_url(url: str) -> str:
@@ -38,3 +38,13 @@ def public_url(url: str) -> str:
         port = None
     netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def comparable_url(url: str) -> str:
+    """A URL as two of them are compared: :func:`public_url`, without the trailing slash.
+
+    Examples:
+        >>> comparable_url(" https://host/v1/ ") == comparable_url("https://host/v1")
+        True
+    """
+    return public_url(url.strip()).rstrip("/")

@@ -131,8 +131,8 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
 
 def _same_backend(backend: str, state: Any) -> bool:
     """Whether ``--backend`` names the state's backend: its kind, or its URL."""
+    from ._urls import comparable_url
     from .backends import backend_kind
-    from .session import _url_key
 
     if backend == state.backend:
         return True
@@ -140,7 +140,7 @@ def _same_backend(backend: str, state: Any) -> bool:
     return bool(
         backend_kind(backend) == "custom"
         and state.base_url
-        and _url_key(backend) == _url_key(state.base_url)
+        and comparable_url(backend) == comparable_url(state.base_url)
     )
 
 

@@ -68,13 +68,17 @@ def _parse_shutdown_date(remote: Any, model: str) -> dt.date | None:
         return None
 
 
+def _lookup_failed(model: str, exc: Exception) -> None:
+    # A lifecycle check must never stop the work it guards: fall back to the table.
+    logger.debug("models.retrieve(%s) failed, using the model table only: %s", model, exc)
+
+
 def _api_shutdown_date(client: Any, model: str, policy: RetryPolicy) -> dt.date | None:
     """``Model.shutdown_date`` from the API, or ``None`` when it gives none or cannot say."""
     try:
         remote = policy.call(lambda: without_client_retries(client).models.retrieve(model))
     except Exception as exc:
-        # A lifecycle check must never stop the work it guards: fall back to the table.
-        logger.debug("models.retrieve(%s) failed, using the model table only: %s", model, exc)
+        _lookup_failed(model, exc)
         return None
     return _parse_shutdown_date(remote, model)
 
@@ -84,7 +88,7 @@ async def _aapi_shutdown_date(client: Any, model: str, policy: RetryPolicy) -> d
     try:
         remote = await policy.acall(without_client_retries(client).models.retrieve, model)
     except Exception as exc:
-        logger.debug("models.retrieve(%s) failed, using the model table only: %s", model, exc)
+        _lookup_failed(model, exc)
         return None
     return _parse_shutdown_date(remote, model)
 
@@ -162,7 +166,25 @@ async def acheck_shutdown(
     today: dt.date | None = None,
     within_days: int = SHUTDOWN_WARNING_DAYS,
 ) -> dt.date | None:
-    """The async twin of :func:`check_shutdown` (``client`` an ``openai.AsyncOpenAI``)."""
+    """Warn when ``model``'s base snapshot shuts down soon: :func:`check_shutdown`, awaited.
+
+    Args:
+        model: A base model, a fine-tuned model (``ft:...``) or a checkpoint name.
+        client: An ``openai.AsyncOpenAI`` client; when given, the API's ``shutdown_date`` is
+            read too and the earlier date wins. A failed lookup is logged at DEBUG and ignored.
+        use_table: Consult finetune_kit's model table (OpenAI's dates).
+        policy: The retry policy for the API call.
+        today: The date to compare with (default: today, UTC).
+        within_days: How far ahead to warn.
+
+    Returns:
+        The shutdown date, or ``None`` when none is known.
+
+    Examples:
+        >>> import asyncio, datetime as dt
+        >>> asyncio.run(acheck_shutdown("my-own-model", today=dt.date(2026, 12, 1))) is None
+        True
+    """
     dates = [_table_date(model, use_table)]
     if client is not None:
         dates.append(await _aapi_shutdown_date(client, model, policy or DEFAULT_RETRY_POLICY))

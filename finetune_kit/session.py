@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import openai
 
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._urls import public_url
+from ._urls import comparable_url, public_url
 from ._watch import FollowOptions
 from .backends import backend_kind, make_client
 from .errors import ConfigurationError, PreflightFailedError, SessionError
@@ -579,11 +579,6 @@ class _SessionCore(Generic[ClientT]):
         )
 
 
-def _url_key(url: str) -> str:
-    """A URL as compared: no credentials, no query, no trailing slash (the client adds one)."""
-    return public_url(url.strip()).rstrip("/")
-
-
 def _local_dir(folder: str | os.PathLike[str] | None) -> str | None:
     if folder is None:
         try:
@@ -619,7 +614,7 @@ def _identity(fields: Mapping[str, Any]) -> tuple[str, str | None]:
     base_url = fields.get("base_url")
     if fields.get("backend") == "openai" and not base_url:
         base_url = OPENAI_BASE_URL  # a client the session made saves no URL for OpenAI
-    return "base_url", _url_key(base_url) if base_url else None
+    return "base_url", comparable_url(base_url) if base_url else None
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -35,10 +35,9 @@ def _jobs_with_key(client: openai.OpenAI, key: str) -> list[str]:
 
 
 def test_whole_workflow_saves_state_without_secrets(
-    local_backend: LocalBackend, tmp_path: Path
+    client: openai.OpenAI, local_backend: LocalBackend, tmp_path: Path
 ) -> None:
     state_path = tmp_path / "run.json"
-    client = local_backend.client()
     session = FineTuneSession(
         client, model="gpt-4o-mini", state_path=state_path, follow_options=FAST
     )
@@ -97,10 +96,9 @@ def test_checkpoint_chat_by_step_and_unknown_step(
 
 
 def test_resume_carries_on_without_duplicate_upload_or_job(
-    local_backend: LocalBackend, tmp_path: Path
+    client: openai.OpenAI, local_backend: LocalBackend, tmp_path: Path
 ) -> None:
     state_path = tmp_path / "run.json"
-    client = local_backend.client()
     first = FineTuneSession(client, model="gpt-4o-mini", state_path=state_path, follow_options=FAST)
     uploaded = first.upload(_dataset(topic="resume"))
     created = first.train(follow=False)
@@ -120,11 +118,10 @@ def test_resume_carries_on_without_duplicate_upload_or_job(
 
 
 def test_train_after_a_crash_between_create_and_save_finds_the_job(
-    local_backend: LocalBackend, tmp_path: Path
+    client: openai.OpenAI, local_backend: LocalBackend, tmp_path: Path
 ) -> None:
     # The key is saved before the create: a state file that has the key but not the job id
     # (the process died in between) must lead to the existing job, not a second one.
-    client = local_backend.client()
     state_path = tmp_path / "run.json"
     session = FineTuneSession(
         client, model="gpt-4o-mini", state_path=state_path, follow_options=FAST
@@ -172,9 +169,8 @@ def test_failed_job_names_the_line_and_a_new_train_starts_a_new_job(
 
 
 def test_attach_adopts_a_job_started_elsewhere(
-    local_backend: LocalBackend, tmp_path: Path, chat_training_file: Path
+    client: openai.OpenAI, local_backend: LocalBackend, tmp_path: Path, chat_training_file: Path
 ) -> None:
-    client = local_backend.client()
     with chat_training_file.open("rb") as handle:
         file = client.files.create(file=handle, purpose="fine-tune")
     job = client.fine_tuning.jobs.create(training_file=file.id, model="gpt-4o-mini")
@@ -278,9 +274,8 @@ def test_the_key_is_never_saved_or_shown(tmp_path: Path) -> None:
 
 
 def test_attach_replaces_what_belonged_to_the_previous_job(
-    local_backend: LocalBackend, tmp_path: Path
+    client: openai.OpenAI, local_backend: LocalBackend, tmp_path: Path
 ) -> None:
-    client = local_backend.client()
     path = tmp_path / "s.json"
     session = FineTuneSession(client, model="gpt-4o-mini", state_path=path, follow_options=FAST)
     session.upload(_dataset(topic="attach-first"))
@@ -305,9 +300,11 @@ def test_attach_replaces_what_belonged_to_the_previous_job(
 
 
 def test_new_data_gets_a_new_job_and_unchanged_data_keeps_the_old_one(
-    local_backend: LocalBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    client: openai.OpenAI,
+    local_backend: LocalBackend,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = local_backend.client()
     path = tmp_path / "s.json"
     session = FineTuneSession(client, model="gpt-4o-mini", state_path=path, follow_options=FAST)
     session.upload(_dataset(topic="old-data"))

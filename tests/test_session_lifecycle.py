@@ -139,7 +139,8 @@ def test_openai_shutdown_dates_never_refuse_local_work(
     local_backend: LocalBackend, tmp_path: Path
 ) -> None:
     # After gpt-4o-mini's OpenAI shutdown (2027-01-14) the local backend, which maps the name
-    # to its own model, must go on preflighting, training and answering.
+    # to its own model, must go on preflighting, uploading and answering (train() checks the
+    # same way: no lookup, no table date, on local).
     later = dt.date(2027, 6, 1)
     data = Dataset.from_dicts(chat_examples(12, topic="after-shutdown"))
     openai_view = preflight(data, model="gpt-4o-mini", as_of=later)

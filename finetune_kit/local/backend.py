@@ -250,17 +250,21 @@ class LocalBackend:
         url = self.base_url.removesuffix("/v1") + "/health"
         problem = "no answer"
         # trust_env=False: a proxy from the environment must not stand between us and loopback.
-        with httpx.Client(trust_env=False, timeout=5.0) as http:
+        with httpx.Client(trust_env=False) as http:
             while True:
                 try:
-                    response = http.get(url)
+                    # Never waiting past the deadline for one answer.
+                    response = http.get(
+                        url, timeout=max(0.1, min(5.0, deadline - time.monotonic()))
+                    )
                     if response.status_code == 200:
                         return None
                     problem = f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:
                     problem = f"{type(exc).__name__}: {exc}"
-                alive = self._thread is not None and self._thread.is_alive()
-                if not alive or time.monotonic() > deadline:
+                if self._thread is None or not self._thread.is_alive():
+                    return f"{problem}; the server thread has stopped"
+                if time.monotonic() > deadline:
                     return problem
                 time.sleep(0.01)
 

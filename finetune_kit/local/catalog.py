@@ -173,8 +173,9 @@ class ModelCatalog:
     def delete(self, name: str) -> dict[str, Any]:
         """Delete a fine-tuned model and its adapter files; return OpenAI's ``ModelDeleted``.
 
-        The files stay while a job that has not ended continues from the model; the job's
-        checkpoints (models of their own) stay either way.
+        When a job that has not ended continues from the model, the files are left on disk (that
+        job needs them, and nothing removes them afterwards: delete the folder by hand once it
+        ended); the job's checkpoints (models of their own) stay either way.
 
         Raises:
             NotFoundError: No fine-tuned model has this name.

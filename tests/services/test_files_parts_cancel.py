@@ -76,7 +76,7 @@ def test_async_siblings_stop_before_the_upload_is_cancelled(
     assert "exception was never retrieved" not in caplog.text
 
 
-def test_sync_siblings_stop_before_the_upload_is_cancelled(
+def test_sync_siblings_finish_and_none_starts_before_the_upload_is_cancelled(
     client: openai.OpenAI, big_file: Path, local_faults: FaultInjector
 ) -> None:
     one_part_fails_for_good(local_faults)

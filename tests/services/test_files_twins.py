@@ -102,7 +102,7 @@ def outcome(uploaded: UploadedFile) -> tuple[Any, ...]:
 def requests_of(faults: FaultInjector) -> list[tuple[Any, ...]]:
     seen = [(r.method, _ID.sub("<id>", r.path), r.fault, r.status) for r in faults.requests()]
     # Parts go out in parallel: their order is the scheduler's, not a decision.
-    return sorted(seen, key=lambda r: (r[1].endswith("/parts"), repr(r))) if seen else seen
+    return sorted(seen, key=lambda r: (r[1].endswith("/parts"), repr(r)))
 
 
 def arm(faults: FaultInjector, step: Step) -> None:

@@ -22,7 +22,6 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import uuid
@@ -346,18 +345,11 @@ class _SessionCore(Generic[ClientT]):
         from .data.validation import preflight
 
         options.setdefault("model", self._preflight_model())
-        report = preflight(data, validation=validation, **options)
-        if self._uses_openai_dates:
-            return report
         # The model table's shutdown dates are OpenAI's; another server retires models on its
         # own schedule, so they must not refuse an upload there (the API's date is checked
         # before training instead).
-        dropped = {"model_shut_down", "model_shutdown_soon"}
-        return dataclasses.replace(
-            report,
-            issues=tuple(i for i in report.issues if i.code not in dropped),
-            issue_counts={k: n for k, n in report.issue_counts.items() if k not in dropped},
-        )
+        options.setdefault("shutdown_dates", self._uses_openai_dates)
+        return preflight(data, validation=validation, **options)
 
     def _shutdown_options(self, model: str) -> dict[str, Any] | None:
         """How to check ``model``'s shutdown date here, or ``None`` when there is nothing to do.

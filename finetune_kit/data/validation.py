@@ -342,7 +342,7 @@ def _model_issues(
     info: ModelInfo | None,
     method: TrainingMethod,
     kind: ExampleKind,
-    as_of: date,
+    as_of: date | None,
 ) -> list[Issue]:
     issues: list[Issue] = []
     if model is None:
@@ -380,7 +380,7 @@ def _model_issues(
                 fix=_FORMAT_FIX[info.data_format],
             )
         )
-    if info.shutdown_date is not None:
+    if info.shutdown_date is not None and as_of is not None:
         of = f" as of {info.shutdown_as_of.isoformat()}" if info.shutdown_as_of else ""
         confidence = _DATE_CONFIDENCE.get(info.shutdown_confidence or "official", "").format(of=of)
         if as_of >= info.shutdown_date:
@@ -546,6 +546,7 @@ def preflight(
     workers: int | None = None,
     max_issues_per_code: int = 1000,
     as_of: date | None = None,
+    shutdown_dates: bool = True,
 ) -> PreflightReport:
     """Check training data offline and report every problem, the tokens and the cost.
 
@@ -567,6 +568,9 @@ def preflight(
             more and none below; ``1`` scans in-process.
         max_issues_per_code: Issues of one code kept per file (all are counted).
         as_of: The day to compare shutdown dates with; today by default.
+        shutdown_dates: Report the model table's shutdown dates, which are OpenAI's. Turn it
+            off for a backend that retires models on its own schedule (Azure, any other
+            server speaking the API): the model's limits and prices still apply.
 
     Returns:
         The report. Bad data never raises: it is reported.
@@ -618,7 +622,7 @@ def preflight(
     for file, stats in files:
         _file_issues(stats, file, min_examples, max_issues_per_code)
 
-    issues = _model_issues(model, info, checked, kind, today)
+    issues = _model_issues(model, info, checked, kind, today if shutdown_dates else None)
     if checked == "reinforcement" and validation is None:
         issues.append(
             make_issue(

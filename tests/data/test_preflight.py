@@ -135,6 +135,11 @@ def test_shutdown_dates() -> None:
     assert "model_shutdown_soon" in {i.code for i in soon.warnings}
     gone = preflight(data, as_of=date(2027, 1, 14))
     assert [i.code for i in gone.errors] == ["model_shut_down"]
+    # A backend with its own schedule: the dates are not OpenAI's to apply, the limits are.
+    own = preflight(data, as_of=date(2027, 1, 14), shutdown_dates=False)
+    assert own.ok
+    assert not {"model_shut_down", "model_shutdown_soon"} & set(own.issue_counts)
+    assert (own.base_model, own.cost) == (gone.base_model, gone.cost)
     far = preflight(data, as_of=date(2026, 1, 1))
     assert not {"model_shut_down", "model_shutdown_soon"} & {i.code for i in far.issues}
     # The message dates the shutdown date by its own source, not by the rest of the table.

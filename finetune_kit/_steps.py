@@ -26,12 +26,20 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["arun_steps", "run_steps"]
+__all__ = ["Sleep", "arun_steps", "run_steps"]
 
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """The action every poller shares: wait, on the policy's sleep, before looking again."""
+
+    seconds: float
 
 
 def run_steps(steps: Generator[A, Any, R], act: Callable[[A], Any]) -> R:

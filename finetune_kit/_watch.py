@@ -24,9 +24,10 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from ._steps import Sleep
 from .errors import ConfigurationError, JobTimeoutError
 from .metrics import point_from_event
-from .views import KNOWN_STATUSES, TERMINAL_STATUSES, JobEvent, JobUpdate, StatusChange
+from .views import TERMINAL_STATUSES, JobEvent, JobUpdate, StatusChange
 
 __all__ = [
     "Emit",
@@ -106,13 +107,6 @@ class FetchEvents:
 @dataclass(frozen=True)
 class FetchJob:
     """Retrieve the job."""
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait before the next tick."""
-
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -296,9 +290,10 @@ def follow_steps(
             last_look = clock()
             look_now = False
             if job.status != status:
-                yield Emit(StatusChange(job_id=job_id, status=job.status, previous=status))
+                change = StatusChange(job_id=job_id, status=job.status, previous=status)
+                yield Emit(change)
                 logger.debug("job %s is %s", job_id, job.status)
-                if job.status not in KNOWN_STATUSES and job.status not in warned:
+                if not change.known and job.status not in warned:
                     # Without a progress bar nothing else would show it.
                     warned.add(job.status)
                     logger.warning(

@@ -54,7 +54,7 @@ from ._retry import (
     iter_items,
     without_client_retries,
 )
-from ._steps import arun_steps, run_steps
+from ._steps import Sleep, arun_steps, run_steps
 from ._upload_parts import (
     FILE_SIZE_LIMIT,
     PART_SIZE_LIMIT,
@@ -169,14 +169,7 @@ class _SendParts:
     plan: _Plan
 
 
-@dataclass(frozen=True)
-class _Sleep:
-    """Wait before looking at the file again."""
-
-    seconds: float
-
-
-_UploadAction = _Local | _Retrieve | _List | _SendWhole | _SendParts | _Sleep
+_UploadAction = _Local | _Retrieve | _List | _SendWhole | _SendParts | Sleep
 _UploadSteps = Generator[_UploadAction, Any, Any]
 
 
@@ -583,7 +576,7 @@ class _UploaderBase(Generic[_ClientT]):
             if self.policy.clock() - start >= self.processing_timeout:
                 raise self._processing_timeout_error(file, status)
             logger.debug("file %s is %s; checking again in %.1f s", file.id, status, delay)
-            yield _Sleep(delay)
+            yield Sleep(delay)
             delay = min(delay * 2, _PROCESSING_MAX_DELAY)
             file = yield _Retrieve(file.id)
         return file
@@ -670,7 +663,7 @@ class FileUploader(_UploaderBase[openai.OpenAI]):
             return self.policy.call(self._client.files.retrieve, action.file_id)
         if isinstance(action, _List):
             return self._listing(action.purpose)
-        if isinstance(action, _Sleep):
+        if isinstance(action, Sleep):
             self.policy.sleep(action.seconds)
             return None
         plan = action.plan
@@ -791,7 +784,7 @@ class AsyncFileUploader(_UploaderBase[openai.AsyncOpenAI]):
             return await self.policy.acall(self._client.files.retrieve, action.file_id)
         if isinstance(action, _List):
             return await self._listing(action.purpose)
-        if isinstance(action, _Sleep):
+        if isinstance(action, Sleep):
             await self.policy.asleep(action.seconds)
             return None
         plan = action.plan

@@ -348,26 +348,23 @@ def _cmd_status(args: argparse.Namespace, out: _Output) -> int:
 def _cmd_events(args: argparse.Namespace, out: _Output) -> int:
     from .views import JobEvent
 
-    def show(updates: Any) -> list[Any]:
+    def read(session: Any, job_id: str, follow: Callable[[], Any]) -> list[Any]:
+        if not args.follow:
+            return [JobEvent.of(e) for e in session.jobs.events(job_id)]
         seen: list[Any] = []
-        for update in updates:
+        for update in follow():
             if isinstance(update, JobEvent):
                 seen.append(update)
                 if not out.as_json:
                     print(_event_line(update), flush=True)
         return seen
 
-    def own(session: Any) -> list[Any]:
-        if not args.follow:
-            return [JobEvent.of(e) for e in session.jobs.events(session.state.job_id)]
-        return show(session.follow(timeout=args.timeout))
-
-    def other(session: Any, job_id: str) -> list[Any]:
-        if not args.follow:
-            return [JobEvent.of(e) for e in session.jobs.events(job_id)]
-        return show(session.jobs.follow(job_id, timeout=args.timeout))
-
-    events = _with_job(args, own, other)
+    events = _with_job(
+        args,
+        # The session's own job is followed through the session, which records its status.
+        lambda s: read(s, s.state.job_id, lambda: s.follow(timeout=args.timeout)),
+        lambda s, job_id: read(s, job_id, lambda: s.jobs.follow(job_id, timeout=args.timeout)),
+    )
     if args.follow and not out.as_json:
         return EXIT_CODES["ok"]
     out.result(events, "\n".join(_event_line(e) for e in events))

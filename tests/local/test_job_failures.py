@@ -16,6 +16,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import openai
 from openai.types.fine_tuning import FineTuningJobEvent
@@ -28,6 +29,17 @@ def _last_event(client: openai.OpenAI, job_id: str) -> FineTuningJobEvent:
     return client.fine_tuning.jobs.list_events(job_id, limit=1).data[0]
 
 
+def two_jobs(client: openai.OpenAI, path: Path, hyperparameters: dict[str, Any]) -> list[Any]:
+    """Two jobs on one uploaded copy of ``path``, created in order."""
+    file_id = client.files.create(file=path, purpose="fine-tune").id
+    return [
+        client.fine_tuning.jobs.create(
+            model="tiny-random", training_file=file_id, hyperparameters=hyperparameters
+        )
+        for _ in range(2)
+    ]
+
+
 def test_a_stored_job_the_engine_refuses_fails_and_the_worker_trains_the_next(
     tmp_path: Path,
 ) -> None:
@@ -37,15 +49,7 @@ def test_a_stored_job_the_engine_refuses_fails_and_the_worker_trains_the_next(
         LocalBackend(data_dir, default_model="tiny-random", max_concurrent_jobs=0) as first,
         first.client() as client,
     ):
-        file_id = client.files.create(file=path, purpose="fine-tune").id
-        bad, good = (
-            client.fine_tuning.jobs.create(
-                model="tiny-random",
-                training_file=file_id,
-                hyperparameters={"n_epochs": 1, "learning_rate_multiplier": 1},
-            )
-            for _ in range(2)
-        )
+        bad, good = two_jobs(client, path, {"n_epochs": 1, "learning_rate_multiplier": 1})
         for job in (bad, good):
             wait_for_job(client, job.id, statuses={"queued"})
     # The server now refuses 500 with a 400; an older one stored it, and its worker died on it.
@@ -81,15 +85,7 @@ def test_a_job_that_fails_after_training_fails_and_the_worker_trains_the_next(
     with LocalBackend(data_dir, default_model="tiny-random", training_step_delay=0.2) as backend:
         workers = backend.worker_pids
         with backend.client() as client:
-            file_id = client.files.create(file=path, purpose="fine-tune").id
-            first, second = (
-                client.fine_tuning.jobs.create(
-                    model="tiny-random",
-                    training_file=file_id,
-                    hyperparameters={"n_epochs": 1, "batch_size": 5},
-                )
-                for _ in range(2)
-            )
+            first, second = two_jobs(client, path, {"n_epochs": 1, "batch_size": 5})
             # The result file goes through data/tmp: a file in its place fails the first job's
             # last stage, after training, where an exception used to end the worker. Only once
             # the job runs: a worker opening the store then would die for another reason.

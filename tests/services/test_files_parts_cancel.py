@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
@@ -33,6 +33,19 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
+def in_parts(cls: type[FileUploader] | type[AsyncFileUploader], client: Any) -> Any:
+    """An uploader sending every file in parts, one attempt per part, nothing cached."""
+    return cls(
+        client,
+        policy=RetryPolicy(max_attempts=1),
+        progress=False,
+        multipart_threshold=8 * 1024,
+        part_size=PART_SIZE,
+        max_workers=WORKERS,
+        cache=False,
+    )
+
+
 def one_part_fails_for_good(faults: FaultInjector) -> None:
     # No retries (one attempt per part): the first part sent fails for good at once, while
     # the parts sent beside it are still held by the server.
@@ -49,15 +62,7 @@ def test_async_siblings_stop_before_the_upload_is_cancelled(
 
     async def scenario() -> tuple[UploadError, int, int]:
         async with local_backend.async_client() as client:
-            uploader = AsyncFileUploader(
-                client,
-                policy=RetryPolicy(max_attempts=1),
-                progress=False,
-                multipart_threshold=8 * 1024,
-                part_size=PART_SIZE,
-                max_workers=WORKERS,
-                cache=False,
-            )
+            uploader = in_parts(AsyncFileUploader, client)
             with pytest.raises(UploadError) as info:
                 await uploader.upload(big_file, preflight=False)
             at_error = local_faults.count("POST", PARTS)
@@ -80,15 +85,7 @@ def test_sync_siblings_finish_and_none_starts_before_the_upload_is_cancelled(
     client: openai.OpenAI, big_file: Path, local_faults: FaultInjector
 ) -> None:
     one_part_fails_for_good(local_faults)
-    uploader = FileUploader(
-        client,
-        policy=RetryPolicy(max_attempts=1),
-        progress=False,
-        multipart_threshold=8 * 1024,
-        part_size=PART_SIZE,
-        max_workers=WORKERS,
-        cache=False,
-    )
+    uploader = in_parts(FileUploader, client)
     with pytest.raises(UploadError, match="the upload was cancelled"):
         uploader.upload(big_file, preflight=False)
     cancels = local_faults.requests("POST", CANCEL)

@@ -124,3 +124,41 @@ def test_declared_size_over_the_limit_is_refused(tmp_path: Path) -> None:
             _create(b.client(), 101)
         assert info.value.param == "bytes"
         assert "100" in info.value.message
+
+
+def test_completing_one_upload_in_parallel_makes_one_file(client: openai.OpenAI) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Parts big enough that assembling them takes a while: the calls overlap inside it.
+    first, second = b"a" * (12 * 1024 * 1024), b"b" * (12 * 1024 * 1024)
+    name = f"parallel-{time.time_ns()}.jsonl"
+    upload = _create(client, len(first) + len(second), name)
+    part_ids = [
+        client.uploads.parts.create(upload.id, data=first).id,
+        client.uploads.parts.create(upload.id, data=second).id,
+    ]
+    start = threading.Barrier(3)
+
+    def complete() -> Upload:
+        start.wait()
+        return client.uploads.complete(upload.id, part_ids=part_ids)
+
+    with ThreadPoolExecutor(3) as pool:
+        answers = [f.result() for f in [pool.submit(complete) for _ in range(3)]]
+    assert {a.status for a in answers} == {"completed"}
+    file_ids = {a.file.id for a in answers if a.file is not None}
+    assert len(file_ids) == 1, file_ids
+    stored = [f for f in client.files.list(purpose="fine-tune", limit=10_000) if f.filename == name]
+    assert [f.id for f in stored] == list(file_ids)
+    assert client.files.content(stored[0].id).read() == first + second
+    # A retry of the same request answers the same upload and file.
+    again = client.uploads.complete(upload.id, part_ids=part_ids)
+    assert again.file is not None
+    assert again.file.id in file_ids
+    # A later call with other parts is not the same request: it is refused, naming the status.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.uploads.complete(upload.id, part_ids=part_ids[::-1])
+    assert info.value.code == "invalid_upload_status"
+    assert "completed" in info.value.message
+    assert info.value.param == "part_ids"

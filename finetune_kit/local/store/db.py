@@ -52,7 +52,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     mime_type TEXT NOT NULL,
     status TEXT NOT NULL,
     file_id TEXT,
-    file_expires_after INTEGER
+    file_expires_after INTEGER,
+    part_ids TEXT,
+    md5 TEXT
 );
 CREATE TABLE IF NOT EXISTS upload_parts (
     id TEXT PRIMARY KEY,
@@ -128,6 +130,14 @@ CREATE TABLE IF NOT EXISTS models (
 );
 """
 
+# Columns added after a table was first shipped: a database written before them gets them on
+# open. Adding a nullable column is invisible to older code (it names the columns it uses), so
+# the schema version stays and an older finetune_kit still opens the file.
+_ADDED_COLUMNS = (
+    ("uploads", "part_ids", "TEXT"),
+    ("uploads", "md5", "TEXT"),
+)
+
 
 class Database:
     """One SQLite file shared by threads and processes.
@@ -167,6 +177,16 @@ class Database:
         # executescript runs outside our explicit transactions; CREATE ... IF NOT EXISTS makes
         # it safe when two processes open a fresh database at the same time.
         conn.executescript(_SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column in present:
+                continue
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:
+                # Another process opening the same file added it first.
+                if "duplicate column" not in str(exc):
+                    raise
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def connection(self) -> sqlite3.Connection:

@@ -22,8 +22,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,6 +154,8 @@ class UploadStore:
         self.files = files
         self.parts_dir = data_dir / "uploads"
         self.parts_dir.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def create(
         self,
@@ -271,7 +275,12 @@ class UploadStore:
     def complete(
         self, upload_id: str, part_ids: Sequence[str], md5: str | None = None
     ) -> tuple[UploadRecord, FileRecord]:
-        """Assemble the parts, in the given order, into a new file.
+        """Assemble the parts, in the given order, into a new file; once, however often called.
+
+        Completion is atomic: calls that overlap, or come after it, never make a second file.
+        A later call with the same ``part_ids`` (and an ``md5`` that matches, when given) is a
+        retry of the same request and answers the same completed upload and file; a call with
+        other parts is refused, naming the upload's status.
 
         Args:
             upload_id: The upload.
@@ -279,13 +288,69 @@ class UploadStore:
             md5: The expected MD5 hex digest of the whole file, checked when given.
 
         Returns:
-            ``(completed upload, new file)``.
+            ``(completed upload, its file)``.
 
         Raises:
             InvalidRequestError: A part is unknown or repeated, the size differs from the declared
-                one, or the MD5 does not match.
+                one, the MD5 does not match, or the upload is no longer pending.
         """
-        upload = self._pending(upload_id, "complete")
+        # One completion of an upload at a time in this server (one server per data folder):
+        # the second call waits for the first and then finds the upload completed.
+        with self._lock_for(upload_id):
+            done = self._already_completed(upload_id, part_ids, md5)
+            if done is not None:
+                return done
+            return self._assemble(self._pending(upload_id, "complete"), part_ids, md5)
+
+    def _lock_for(self, upload_id: str) -> threading.Lock:
+        with self._locks_lock:
+            lock = self._locks.get(upload_id)
+            if lock is None:
+                # A few bytes per upload ever completed in this process's life; never pruned,
+                # since a lock dropped while a thread waits on it would admit a second caller.
+                lock = self._locks[upload_id] = threading.Lock()
+            return lock
+
+    def _already_completed(
+        self, upload_id: str, part_ids: Sequence[str], md5: str | None
+    ) -> tuple[UploadRecord, FileRecord] | None:
+        """The earlier completion, when this call repeats it; an error when it differs."""
+        row = self._db.query_one(
+            "SELECT part_ids, md5 FROM uploads WHERE id = ? AND status = 'completed'",
+            (upload_id,),
+        )
+        if row is None:
+            return None
+        upload = self.get(upload_id)
+        assert upload is not None
+        assert upload.file_id is not None
+        same_parts = row["part_ids"] is not None and json.loads(row["part_ids"]) == list(part_ids)
+        if not same_parts:
+            raise InvalidRequestError(
+                f"Cannot complete upload {upload_id}: its status is 'completed' (file "
+                f"{upload.file_id}) with other part_ids; create a new upload to send another "
+                "file.",
+                param="part_ids",
+                code="invalid_upload_status",
+            )
+        if md5 is not None and row["md5"] is not None and md5.lower() != row["md5"]:
+            raise InvalidRequestError(
+                f"The MD5 of upload {upload_id}'s file is {row['md5']}, not {md5}.",
+                param="md5",
+            )
+        file = self.files.get(upload.file_id)
+        if file is None:
+            raise InvalidRequestError(
+                f"Upload {upload_id} was completed as file {upload.file_id}, which has since "
+                "been deleted or has expired; create a new upload.",
+                param="upload_id",
+                code="invalid_upload_status",
+            )
+        return upload, file
+
+    def _assemble(
+        self, upload: UploadRecord, part_ids: Sequence[str], md5: str | None
+    ) -> tuple[UploadRecord, FileRecord]:
         if not part_ids:
             raise InvalidRequestError("part_ids must list at least one part.", param="part_ids")
         if len(set(part_ids)) != len(part_ids):
@@ -331,20 +396,33 @@ class UploadStore:
                 if upload.file_expires_after is not None
                 else None
             )
-            file = self.files.adopt(
-                tmp,
-                size=total,
-                sha256=sha.hexdigest(),
-                filename=upload.filename,
-                purpose=upload.purpose,
-                expires_at=expires_at,
-            )
+            # The file and the upload's new status are written together, and only while the
+            # upload is still pending: a cancel that came in meanwhile wins, and no file stays.
+            with self._db.transaction() as conn:
+                file = self.files.adopt(
+                    tmp,
+                    size=total,
+                    sha256=sha.hexdigest(),
+                    filename=upload.filename,
+                    purpose=upload.purpose,
+                    expires_at=expires_at,
+                )
+                moved = conn.execute(
+                    "UPDATE uploads SET status = 'completed', file_id = ?, part_ids = ?, md5 = ? "
+                    "WHERE id = ? AND status = 'pending'",
+                    (file.id, json.dumps(list(part_ids)), md5_digest.hexdigest(), upload.id),
+                ).rowcount
+                if not moved:
+                    self.files.path(file.id).unlink(missing_ok=True)
+                    now = self.get(upload.id)
+                    raise InvalidRequestError(
+                        f"Cannot complete upload {upload.id}: its status became "
+                        f"{now.status if now else 'deleted'!r} while its parts were assembled.",
+                        param="upload_id",
+                        code="invalid_upload_status",
+                    )
         finally:
             tmp.unlink(missing_ok=True)
-        self._db.execute(
-            "UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?",
-            (file.id, upload.id),
-        )
         self._drop_parts(upload.id)
         completed = self.get(upload.id)
         assert completed is not None
@@ -352,9 +430,15 @@ class UploadStore:
 
     def cancel(self, upload_id: str) -> UploadRecord:
         """Cancel a pending upload and drop its parts."""
-        upload = self._pending(upload_id, "cancel")
-        self._db.execute("UPDATE uploads SET status = 'cancelled' WHERE id = ?", (upload.id,))
-        self._drop_parts(upload.id)
+        # Under the completion lock, so a cancel never turns a completed upload into a
+        # cancelled one (its file would stay, orphaned from the upload that made it).
+        with self._lock_for(upload_id):
+            upload = self._pending(upload_id, "cancel")
+            self._db.execute(
+                "UPDATE uploads SET status = 'cancelled' WHERE id = ? AND status = 'pending'",
+                (upload.id,),
+            )
+            self._drop_parts(upload.id)
         cancelled = self.get(upload.id)
         assert cancelled is not None
         return cancelled

@@ -102,7 +102,23 @@ class FaultInjectionMiddleware:
         record = RequestRecord(method=method, path=path, retry_count=_retry_count(scope))
         decision = self.injector.decide(method, path)
         record.fault = decision.fault.kind if decision.fault is not None else None
+        record.delay = decision.delay
         self.injector.record(record)
+        try:
+            await self._apply(decision, scope, receive, send, record)
+        finally:
+            record.finished_at = time.time()
+
+    async def _apply(
+        self,
+        decision: FaultDecision,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        record: RequestRecord,
+    ) -> None:
+        """Wait the decided delay, then handle the request normally or inject its fault."""
+        method, path = scope["method"], scope["path"]
         if decision.delay > 0:
             await asyncio.sleep(decision.delay)
         if decision.fault is None:

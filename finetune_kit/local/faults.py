@@ -151,6 +151,11 @@ class RequestRecord:
             connection was dropped before the request was handled.
         started_at: Unix time the request arrived.
         retry_count: The client's ``x-stainless-retry-count`` header, when sent.
+        delay: Seconds of injected latency the request waited (latency rules plus a ``delay``
+            fault), so a test checks the server's record instead of timing the client.
+        finished_at: Unix time the server was done with the request (its response sent, or the
+            connection dropped); ``None`` while it runs. With ``started_at`` it gives the
+            requests really in flight at once.
     """
 
     method: str
@@ -159,6 +164,8 @@ class RequestRecord:
     status: int | None = None
     started_at: float = field(default_factory=time.time)
     retry_count: int | None = None
+    delay: float = 0.0
+    finished_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as JSON-ready data."""

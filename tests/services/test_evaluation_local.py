@@ -27,6 +27,7 @@ from tests.fixtures.local_backend import chat_examples
 
 if TYPE_CHECKING:
     from finetune_kit.local import FaultInjector, LocalBackend
+    from finetune_kit.local.faults import RequestRecord
 
 BASE = "tiny-random"
 CHAT = "/v1/chat/completions"
@@ -132,9 +133,12 @@ def test_model_as_judge_on_the_local_model(
             assert 0.0 <= strict_score <= 1.0
 
 
-def max_overlap(starts: list[float], duration: float) -> int:
-    """Most intervals [start, start + duration] open at once."""
-    events = sorted([(s, 1) for s in starts] + [(s + duration, -1) for s in starts])
+def peak_in_flight(records: list[RequestRecord]) -> int:
+    """Most requests the server was handling at once, from its own arrival and finish times."""
+    assert all(r.finished_at is not None for r in records)
+    # At equal times an end counts before a start: a request that arrived as another was
+    # answered did not overlap it.
+    events = sorted([(r.started_at, 1) for r in records] + [(r.finished_at, -1) for r in records])
     open_now = peak = 0
     for _, step in events:
         open_now += step
@@ -142,21 +146,19 @@ def max_overlap(starts: list[float], duration: float) -> int:
     return peak
 
 
+# Keeps each request in the server long enough for the client to fill its concurrency bound.
 LATENCY = 0.3
 
 
 def test_concurrency_bound_is_respected(
     inference: InferenceClient, local_faults: FaultInjector
 ) -> None:
-    # Every request spends at least LATENCY seconds in the server after it arrives, so
-    # intervals [arrival, arrival + LATENCY] lie inside the real ones: their overlap can only
-    # under-count the requests really in flight.
     local_faults.latency("POST", CHAT, LATENCY)
     report = inference.evaluate(BASE, held_out(12), "contains", concurrency=3, **GREEDY)
     assert len(report) == 12
-    starts = [r.started_at for r in local_faults.requests("POST", CHAT)]
-    assert len(starts) == 12
-    assert max_overlap(starts, LATENCY) == 3
+    records = local_faults.requests("POST", CHAT)
+    assert len(records) == 12
+    assert peak_in_flight(records) == 3
 
 
 def test_async_concurrency_bound_is_respected(
@@ -171,8 +173,7 @@ def test_async_concurrency_bound_is_respected(
 
     report = asyncio.run(run())
     assert len(report) == 12
-    starts = [r.started_at for r in local_faults.requests("POST", CHAT)]
-    assert max_overlap(starts, LATENCY) == 3
+    assert peak_in_flight(local_faults.requests("POST", CHAT)) == 3
 
 
 def test_429_and_500_faults_lose_nothing_and_keep_the_order(

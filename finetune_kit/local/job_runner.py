@@ -214,6 +214,10 @@ class JobRunner:
     def run(self, job: JobRecord) -> None:
         """Train one claimed (``running``) job to its end, pause, cancellation or failure."""
         store = self.store
+        if job.damaged:
+            logger.warning("job %s: its stored record is damaged (%s)", job.id, job.damaged)
+            self._fail(job, "server_error", job.damage_message(str(store.db.path)))
+            return
         if job.crashes >= MAX_CRASHES:
             self._fail(
                 job,

@@ -70,32 +70,44 @@ class FileValidator:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            for job_id in self._store.jobs.ids_in_status("validating_files"):
-                if self._stopping.is_set():
-                    return
+            try:
+                self._scan()
+            except Exception:
+                # The thread is the only way a job leaves validating_files: whatever one scan
+                # meets (a busy database, a damaged row), the next scan must still happen.
+                logger.exception("scanning the jobs in validating_files failed")
+            self._wake.wait(self._poll_interval)
+
+    def _scan(self) -> None:
+        for job_id in self._store.jobs.ids_in_status("validating_files"):
+            if self._stopping.is_set():
+                return
+            try:
                 job = self._store.jobs.get(job_id)
                 if job is None or job.status != "validating_files":
                     continue
-                try:
-                    self.validate(job)
-                except Exception:
-                    logger.exception("validating the files of %s failed", job_id)
-                    self._store.jobs.transition(
-                        job_id,
-                        "failed",
-                        expect=("validating_files",),
-                        error={
-                            "code": "server_error",
-                            "message": "The server failed while validating the files; see "
-                            "the server log.",
-                            "param": None,
-                        },
-                    )
-            self._wake.wait(self._poll_interval)
+                self.validate(job)
+            except Exception:
+                logger.exception("validating the files of %s failed", job_id)
+                self._store.jobs.transition(
+                    job_id,
+                    "failed",
+                    expect=("validating_files",),
+                    error={
+                        "code": "server_error",
+                        "message": "The server failed while validating the files; see "
+                        "the server log.",
+                        "param": None,
+                    },
+                )
 
     def validate(self, job: JobRecord) -> None:
         """Check one job's files and move it to ``queued`` or ``failed``."""
         store = self._store
+        if job.damaged:
+            logger.warning("job %s: its stored record is damaged (%s)", job.id, job.damaged)
+            self._fail(job.id, job.damage_message(str(store.db.path)))
+            return
         store.events.add(job.id, "validating", f"Validating training file: {job.training_file}")
         if job.validation_file:
             store.events.add(
@@ -137,3 +149,11 @@ class FileValidator:
             store.events.add(job.id, "validated", "Files validated, moving job to queued state")
             if self._on_queued is not None:
                 self._on_queued()
+
+    def _fail(self, job_id: str, message: str, *, code: str = "server_error") -> None:
+        """Fail a job still in ``validating_files`` and write its one ``error`` event."""
+        store = self._store
+        error = {"code": code, "message": message, "param": None}
+        with store.db.transaction():
+            if store.jobs.transition(job_id, "failed", expect=("validating_files",), error=error):
+                store.events.add(job_id, "failed", message, level="error")

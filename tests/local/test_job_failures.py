@@ -146,3 +146,72 @@ def test_workers_that_keep_dying_are_retried_and_the_queue_is_told_why(tmp_path:
         assert done.status == "succeeded", done.error
         messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
         assert messages.count(warning.message) == 1
+
+
+def _damage(data_dir: Path, job_id: str, column: str, status: str | None = None) -> None:
+    """Write text that is not JSON into one JSON column of one job, as a bad disk might."""
+    with closing(sqlite3.connect(data_dir / "local.sqlite3")) as db, db:
+        db.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", ('{"type": "superv', job_id))
+        if status is not None:
+            db.execute("UPDATE jobs SET status = ? WHERE id = ?", (status, job_id))
+
+
+def test_a_queued_job_with_a_damaged_row_fails_alone(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with (
+        LocalBackend(data_dir, default_model="tiny-random", max_concurrent_jobs=0) as first,
+        first.client() as client,
+    ):
+        bad, good = two_jobs(client, path, {"n_epochs": 1})
+        for job in (bad, good):
+            wait_for_job(client, job.id, statuses={"queued"})
+    _damage(data_dir, bad.id, "method")
+
+    with LocalBackend(data_dir, default_model="tiny-random") as second:
+        workers = second.worker_pids
+        with second.client() as client:
+            listed = client.fine_tuning.jobs.list(limit=10)
+            assert {j.id for j in listed.data} == {bad.id, good.id}
+            failed = wait_for_job(client, bad.id, timeout=120)
+            assert failed.status == "failed"
+            assert failed.error is not None
+            assert failed.error.code == "server_error"
+            assert "damaged" in failed.error.message
+            assert "method" in failed.error.message
+            last = _last_event(client, bad.id)
+            assert (last.level, last.message) == ("error", failed.error.message)
+            done = wait_for_job(client, good.id, timeout=120)
+            assert done.status == "succeeded", done.error
+        assert second.worker_pids == workers  # the worker lived on
+
+
+def test_a_validating_job_with_a_damaged_row_leaves_the_validator_running(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with (
+        LocalBackend(data_dir, default_model="tiny-random", max_concurrent_jobs=0) as first,
+        first.client() as client,
+    ):
+        file_id = client.files.create(file=path, purpose="fine-tune").id
+        bad = client.fine_tuning.jobs.create(model="tiny-random", training_file=file_id)
+        wait_for_job(client, bad.id, statuses={"queued"})
+    # Back in validating_files, as if the server had stopped while checking its files.
+    _damage(data_dir, bad.id, "metadata", status="validating_files")
+
+    with (
+        LocalBackend(data_dir, default_model="tiny-random", max_concurrent_jobs=0) as second,
+        second.client() as client,
+    ):
+        failed = wait_for_job(client, bad.id, timeout=120)
+        assert failed.status == "failed"
+        assert failed.error is not None
+        assert failed.error.code == "server_error"
+        assert "metadata" in failed.error.message
+        last = _last_event(client, bad.id)
+        assert (last.level, last.message) == ("error", failed.error.message)
+        # The validator thread lived on: the next job's files are checked.
+        later = client.fine_tuning.jobs.create(model="tiny-random", training_file=file_id)
+        assert wait_for_job(client, later.id, statuses={"queued"}, timeout=60).status == "queued"

@@ -57,6 +57,41 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# What each JSON column must hold; a damaged column reads as empty (``{}`` for the method).
+_JSON_SHAPES: dict[str, tuple[type, ...]] = {
+    "method": (dict,),
+    "resolved_hyperparameters": (dict, type(None)),
+    "metadata": (dict, type(None)),
+    "integrations": (list, type(None)),
+    "error": (dict, type(None)),
+    "result_files": (list, type(None)),
+}
+
+
+def _json_columns(row: sqlite3.Row) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Decode a row's JSON columns; a damaged one reads as empty and is named, never raised.
+
+    One unreadable row (a torn write, an edit by hand) must not take down every listing, the
+    worker's claim and the validator with it: the job reads, and the worker or validator fails
+    that job alone, naming the column.
+    """
+    values: dict[str, Any] = {}
+    damaged: list[str] = []
+    for column, kinds in _JSON_SHAPES.items():
+        try:
+            value = _loads(row[column])
+            usable = isinstance(value, kinds)
+        except (ValueError, RecursionError):
+            usable = False
+        if usable and column == "method":
+            usable = isinstance(value.get("type"), str)
+        if not usable:
+            value = {} if column == "method" else None
+            damaged.append(column)
+        values[column] = value
+    return values, tuple(damaged)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What a new job is made of (validated by the route before it gets here).
@@ -124,11 +159,21 @@ class JobRecord:
     resume_step: int | None
     step: int | None
     total_steps: int | None
+    damaged: tuple[str, ...] = ()
+    """JSON columns that could not be read (they read as empty); such a job cannot run."""
 
     @property
     def method_type(self) -> str:
-        """``supervised`` or ``dpo``."""
-        return str(self.method["type"])
+        """``supervised`` or ``dpo`` (``unknown`` when the stored method is damaged)."""
+        return str(self.method.get("type", "unknown"))
+
+    def damage_message(self, where: str) -> str:
+        """Why a damaged job cannot run, naming its unreadable columns and the database."""
+        columns = ", ".join(self.damaged)
+        return (
+            f"The local backend's record of this job is damaged ({columns} in the jobs table of "
+            f"{where} cannot be read as JSON), so it cannot run; create a new job."
+        )
 
     @property
     def model_name(self) -> str:
@@ -182,12 +227,13 @@ class JobRecord:
             "estimated_finish": self.estimated_finish if self.status == "running" else None,
             "integrations": self.integrations,
             "metadata": self.metadata,
-            "method": method,
+            "method": None if "method" in self.damaged else method,
             "user_provided_suffix": self.suffix,
         }
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
+    decoded, damaged = _json_columns(row)
     return JobRecord(
         seq=row["seq"],
         id=row["id"],
@@ -198,20 +244,20 @@ def _record(row: sqlite3.Row) -> JobRecord:
         init_adapter=row["init_adapter"],
         training_file=row["training_file"],
         validation_file=row["validation_file"],
-        method=_loads(row["method"]),
-        resolved_hyperparameters=_loads(row["resolved_hyperparameters"]),
+        method=decoded["method"],
+        resolved_hyperparameters=decoded["resolved_hyperparameters"],
         suffix=row["suffix"],
         seed=row["seed"],
-        metadata=_loads(row["metadata"]),
-        integrations=_loads(row["integrations"]),
+        metadata=decoded["metadata"],
+        integrations=decoded["integrations"],
         model_token=row["model_token"],
         status=row["status"],
-        error=_loads(row["error"]),
+        error=decoded["error"],
         fine_tuned_model=row["fine_tuned_model"],
         finished_at=row["finished_at"],
         estimated_finish=row["estimated_finish"],
         trained_tokens=row["trained_tokens"],
-        result_files=_loads(row["result_files"]) or [],
+        result_files=decoded["result_files"] or [],
         held_by=row["held_by"],
         attempts=row["attempts"],
         crashes=row["crashes"],
@@ -219,6 +265,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         resume_step=row["resume_step"],
         step=row["step"],
         total_steps=row["total_steps"],
+        damaged=damaged,
     )
 
 

@@ -162,16 +162,22 @@ def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
     from .data.fixes import autofix
     from .data.validation import preflight
 
+    data: Any = Path(args.file)
+    if args.fix:
+        # The fixed rows are written as they are (a row autofix cannot fix must not stop the
+        # others from being written), and the report is of them, named by the lines of the file.
+        data = autofix(data, system_prompt=args.system_prompt)
+        data.to_jsonl(args.fix)
+        out.note(
+            f"wrote {args.fix} ({len(data.changes)} change(s)); the report is of the fixed "
+            f"data, its line numbers those of {args.file}"
+        )
     report = preflight(
-        Path(args.file),
+        data,
         validation=Path(args.validation) if args.validation else None,
         model=None if args.model == "none" else args.model,
         as_of=args.as_of,
     )
-    if args.fix:
-        fixed = autofix(Path(args.file), system_prompt=args.system_prompt)
-        fixed.dataset.to_jsonl(args.fix)
-        out.note(f"wrote {args.fix} ({len(fixed.changes)} change(s))")
     out.result(report.to_dict(), report.summary())
     return EXIT_CODES["ok"] if report.ok else EXIT_CODES["data"]
 

@@ -4,7 +4,12 @@ Only fixes that cannot change what a model learns are made: trimming whitespace 
 message text, dropping blank lines, removing a byte-order mark and CRLF endings (the rows are
 written afresh), adding a system prompt to examples that have none (only when asked), and
 dropping exact duplicates. Lines that cannot be read (invalid UTF-8 or JSON, or not an
-object) are never guessed at: they are left out and listed, to be fixed by hand.
+object) are never guessed at: they are left out, counted among the changes and listed, to be
+fixed by hand.
+
+Every row keeps the line number it had in the input (``FixResult.lines``): ``result.dataset``
+and ``preflight(result)`` name the line of the user's file, not the row's position after the
+dropped lines.
 
 Example:
     >>> from finetune_kit.data.fixes import autofix
@@ -38,6 +43,7 @@ FixAction = Literal[
     "normalize_line_endings",
     "add_system_prompt",
     "drop_duplicate",
+    "drop_unreadable_line",
 ]
 
 
@@ -88,8 +94,10 @@ class FixResult:
 
     Attributes:
         rows: The fixed examples, as JSON objects, in input order.
-        changes: Every change made, in line order.
+        changes: Every change made, in line order (unreadable lines left out included).
         unreadable: Lines left out because they could not be read.
+        lines: The input line (or position) of each row, so problems found in the fixed
+            data name the line of the original file.
 
     Example:
         >>> result = autofix([{"messages": [{"role": "user", "content": "Hi  "}]}] * 2)
@@ -100,6 +108,7 @@ class FixResult:
     rows: tuple[dict[str, Any], ...]
     changes: tuple[Change, ...]
     unreadable: tuple[Unreadable, ...] = ()
+    lines: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -113,16 +122,22 @@ class FixResult:
 
         Raises:
             ExampleValidationError: A row still breaks the schema (autofix fixes only what
-                is safe; run preflight on the result to see what is left).
+                is safe; run preflight on the result to see what is left). It names the
+                row's line in the input.
         """
         # Imported on use: records and pydantic are not needed to fix a file.
         from .dataset import Dataset
 
-        return Dataset.from_dicts(self.rows)
+        return Dataset._parse(self.iter_numbered(), None)
 
     def iter_dicts(self) -> Iterator[dict[str, Any]]:
         """Yield the rows (so a ``FixResult`` can be passed to ``preflight`` directly)."""
         return iter(self.rows)
+
+    def iter_numbered(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield ``(input line, row)`` pairs; ``preflight`` reports these line numbers."""
+        lines = self.lines if len(self.lines) == len(self.rows) else range(1, len(self.rows) + 1)
+        return zip(lines, self.rows, strict=True)
 
     def to_jsonl(self, dest: Any) -> int:
         """Write the rows as JSONL (atomically for a path); return how many were written."""
@@ -156,6 +171,18 @@ def _lines(source: Any) -> Iterator[JsonlLine]:
         to_dict = getattr(row, "to_dict", None)
         value = to_dict() if callable(to_dict) else copy.deepcopy(row)
         yield JsonlLine(number, 0, None, value=value)
+
+
+_PROBLEM_WORDS = {
+    "invalid_utf8": "invalid UTF-8",
+    "invalid_json": "invalid JSON",
+    "data_type": "not a JSON object",
+}
+
+
+def _left_out(lost: Unreadable) -> str:
+    what = _PROBLEM_WORDS.get(lost.problem, lost.problem)
+    return f"left out, {what} ({lost.detail}): fix the line by hand"
 
 
 def _strip_content(content: Any, field: str, changes: list[tuple[str, str]]) -> Any:
@@ -247,6 +274,7 @@ def autofix(
         ConfigurationError: ``source`` is a str holding JSONL text rather than a path.
     """
     rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
     changes: list[Change] = []
     unreadable: list[Unreadable] = []
     seen: dict[bytes, int] = {}
@@ -262,12 +290,17 @@ def autofix(
         if line.problem == "blank_line":
             changes.append(Change(number, "drop_blank_line", None, "dropped a blank line"))
             continue
-        if line.problem is not None:
-            unreadable.append(Unreadable(number, line.problem, line.detail or line.problem))
-            continue
         row = line.value
-        if not isinstance(row, dict):
-            unreadable.append(Unreadable(number, "data_type", "the line is not a JSON object"))
+        if line.problem is not None or not isinstance(row, dict):
+            lost = (
+                Unreadable(number, line.problem, line.detail or line.problem)
+                if line.problem is not None
+                else Unreadable(number, "data_type", "the line is not a JSON object")
+            )
+            unreadable.append(lost)
+            # Counted as a change: the fixed file has one example fewer, which a count of
+            # the other changes alone would hide.
+            changes.append(Change(number, "drop_unreadable_line", None, _left_out(lost)))
             continue
         if system_prompt is not None:
             where = _add_system(row, system_prompt, system_role)
@@ -288,6 +321,7 @@ def autofix(
                 changes.append(Change(number, "drop_duplicate", None, f"same as line {first}"))
                 continue
         rows.append(row)
+        numbers.append(number)
     if crlf_lines:
         changes.append(
             Change(
@@ -298,4 +332,4 @@ def autofix(
             )
         )
     changes.sort(key=lambda change: (change.line is not None, change.line or 0))
-    return FixResult(tuple(rows), tuple(changes), tuple(unreadable))
+    return FixResult(tuple(rows), tuple(changes), tuple(unreadable), tuple(numbers))

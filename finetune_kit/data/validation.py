@@ -159,6 +159,7 @@ class _Source:
                 f"{param} is a single example; pass a list of examples", param=param
             )
         method = getattr(source, "method", None)
+        iter_numbered = getattr(source, "iter_numbered", None)
         iter_dicts = getattr(source, "iter_dicts", None)
         rows: Iterable[Any] = iter_dicts() if callable(iter_dicts) else source
         if not isinstance(rows, Iterable):
@@ -167,7 +168,12 @@ class _Source:
                 f"examples, not {type(source).__name__}",
                 param=param,
             )
-        values = enumerate((_as_value(row) for row in rows), start=1)
+        values: Iterator[tuple[int, Any]]
+        if callable(iter_numbered):
+            # Rows that remember their line in a file (autofix's) are reported by that line.
+            values = ((number, _as_value(row)) for number, row in iter_numbered())
+        else:
+            values = enumerate((_as_value(row) for row in rows), start=1)
         first_row = next(values, None)
         chained = itertools.chain([first_row], values) if first_row is not None else iter(())
         return cls(

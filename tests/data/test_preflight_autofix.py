@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from finetune_kit.cli import EXIT_CODES
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.data.fixes import autofix
 from finetune_kit.data.validation import preflight
-from finetune_kit.errors import ConfigurationError
+from finetune_kit.errors import ConfigurationError, ExampleValidationError
+from tests.fixtures.cli import run
 
 
 def chat(user: str, answer: str) -> dict[str, Any]:
@@ -40,8 +42,10 @@ def test_fixes_a_messy_file_and_lists_each_change() -> None:
         (1, "strip_whitespace", "messages[1].content"),
         (2, "drop_blank_line", None),
         (4, "drop_duplicate", None),
+        (5, "drop_unreadable_line", None),
+        (6, "drop_unreadable_line", None),
     ]
-    assert result.changes[-1].detail == "same as line 1"
+    assert result.changes[5].detail == "same as line 1"
     assert [(u.line, u.problem) for u in result.unreadable] == [
         (5, "invalid_json"),
         (6, "data_type"),
@@ -109,3 +113,65 @@ def test_the_result_is_a_dataset_and_writes_jsonl(tmp_path: Path) -> None:
 def test_jsonl_text_is_not_mistaken_for_a_path() -> None:
     with pytest.raises(ConfigurationError, match="encode"):
         autofix('{"messages": []}\n')
+
+
+def _weight_on_user_file(tmp_path: Path) -> Path:
+    """Line 3 blank, line 5 a user turn with a weight, line 7 not JSON: 12 examples in all."""
+    lines = [json.dumps(chat(f"Q{i}", f"A{i}")) for i in range(12)]
+    lines.insert(2, "")
+    bad = chat("Q weighted", "A")
+    bad["messages"][0]["weight"] = 1
+    lines.insert(4, json.dumps(bad))
+    lines.insert(6, "{broken")
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fixed_data_keeps_the_original_line_numbers(tmp_path: Path) -> None:
+    path = _weight_on_user_file(tmp_path)
+    before = preflight(path, model=None)
+    assert ("weight_on_non_assistant", 5) in {(i.code, i.line) for i in before.errors}
+
+    result = autofix(path)
+    assert result.lines[:5] == (1, 2, 4, 5, 6)
+    # The row that still breaks the schema is named by its line in the user's file, not by
+    # its position among the rows left after the blank line was dropped.
+    with pytest.raises(ExampleValidationError) as info:
+        _ = result.dataset
+    assert info.value.line == 5
+    assert "line 5" in str(info.value)
+    after = preflight(result, model=None)
+    assert {(i.code, i.line, i.field) for i in after.errors} == {
+        ("weight_on_non_assistant", 5, "messages[0].weight")
+    }
+
+
+def test_lines_dropped_as_unreadable_are_counted_among_the_changes(tmp_path: Path) -> None:
+    result = autofix(_weight_on_user_file(tmp_path))
+    assert [(c.line, c.action) for c in result.changes] == [
+        (3, "drop_blank_line"),
+        (7, "drop_unreadable_line"),
+    ]
+    assert "invalid JSON" in result.changes[1].detail
+    assert [(u.line, u.problem) for u in result.unreadable] == [(7, "invalid_json")]
+
+
+def test_cli_fix_writes_the_file_and_reports_the_fixed_data(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _weight_on_user_file(tmp_path)
+    fixed = tmp_path / "fixed.jsonl"
+    code, out, err = run(capsys, "--json", "preflight", str(path), "--fix", str(fixed))
+    # The weight on a user turn is not a safe fix: the report of the fixed data still has it,
+    # at the line of the user's file, and the fixed file is written all the same.
+    assert code == EXIT_CODES["data"], err
+    report = json.loads(out)
+    assert [(i["code"], i["line"]) for i in report["issues"] if i["severity"] == "error"] == [
+        ("weight_on_non_assistant", 5)
+    ]
+    assert report["training"]["n_examples"] == 13
+    assert report["training"]["n_blank_lines"] == 0
+    assert len(fixed.read_text().splitlines()) == 13
+    assert "2 change(s)" in err
+    assert str(path) in err

@@ -87,18 +87,13 @@ class FileValidator:
                 if job is None or job.status != "validating_files":
                     continue
                 self.validate(job)
-            except Exception:
+            except Exception as exc:
                 logger.exception("validating the files of %s failed", job_id)
-                self._store.jobs.transition(
+                self._fail(
                     job_id,
-                    "failed",
-                    expect=("validating_files",),
-                    error={
-                        "code": "server_error",
-                        "message": "The server failed while validating the files; see "
-                        "the server log.",
-                        "param": None,
-                    },
+                    f"The server failed while validating the files ({type(exc).__name__}: "
+                    f"{exc}); the traceback is in the server log. Upload the file again and "
+                    "create a new job.",
                 )
 
     def validate(self, job: JobRecord) -> None:
@@ -142,18 +137,20 @@ class FileValidator:
             error = problem.to_error() if problem is not None else None
         if error is not None:
             logger.debug("job %s: files refused: %s", job.id, error["message"])
-            if store.jobs.transition(job.id, "failed", expect=("validating_files",), error=error):
-                store.events.add(job.id, "failed", error["message"], level="error")
+            self._fail(job.id, error["message"], code=error["code"], param=error["param"])
             return
         if store.jobs.transition(job.id, "queued", expect=("validating_files",)):
             store.events.add(job.id, "validated", "Files validated, moving job to queued state")
             if self._on_queued is not None:
                 self._on_queued()
 
-    def _fail(self, job_id: str, message: str, *, code: str = "server_error") -> None:
+    def _fail(
+        self, job_id: str, message: str, *, code: str = "server_error", param: str | None = None
+    ) -> None:
         """Fail a job still in ``validating_files`` and write its one ``error`` event."""
         store = self._store
-        error = {"code": code, "message": message, "param": None}
+        error = {"code": code, "message": message, "param": param}
+        # One transaction: a job seen failed always has its error event.
         with store.db.transaction():
             if store.jobs.transition(job_id, "failed", expect=("validating_files",), error=error):
                 store.events.add(job_id, "failed", message, level="error")

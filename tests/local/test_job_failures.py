@@ -215,3 +215,29 @@ def test_a_validating_job_with_a_damaged_row_leaves_the_validator_running(
         # The validator thread lived on: the next job's files are checked.
         later = client.fine_tuning.jobs.create(model="tiny-random", training_file=file_id)
         assert wait_for_job(client, later.id, statuses={"queued"}, timeout=60).status == "queued"
+
+
+def test_a_crash_in_the_file_validator_fails_the_job_with_an_error_event(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with (
+        LocalBackend(data_dir, default_model="tiny-random", max_concurrent_jobs=0) as backend,
+        backend.client() as client,
+    ):
+        file_id = client.files.create(file=path, purpose="fine-tune").id
+        # The row stays, the contents go: reading them raises inside the validator.
+        (data_dir / "files" / file_id).unlink()
+        job = client.fine_tuning.jobs.create(model="tiny-random", training_file=file_id)
+        failed = wait_for_job(client, job.id, timeout=60)
+        assert failed.status == "failed"
+        assert failed.error is not None
+        assert failed.error.code == "server_error"
+        assert "FileNotFoundError" in failed.error.message
+        errors = [
+            e
+            for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data
+            if e.level == "error"
+        ]
+        assert [e.message for e in errors] == [failed.error.message]

@@ -71,6 +71,7 @@ class ModelInfo:
         shutdown_confidence: How far the shutdown date can be trusted.
         shutdown_as_of: The date of the shutdown date's source, which can be newer than the
             rest of the entry.
+        shutdown_source: Where the shutdown date comes from (each date keeps its own source).
         source: Where the facts come from.
         as_of: The day the facts were read (for the shutdown date, see ``shutdown_as_of``).
         notes: Anything else a user should know.
@@ -101,6 +102,7 @@ class ModelInfo:
     shutdown_date: date | None = None
     shutdown_confidence: Confidence | None = None
     shutdown_as_of: date | None = None
+    shutdown_source: str | None = None
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -113,13 +115,34 @@ class ModelInfo:
 
 _SHUTDOWN_2027 = date(2027, 1, 14)
 _SHUTDOWN_2026 = date(2026, 10, 23)
-# The sources of the shutdown dates (reference §0): the 2026-10-23 date is from a summary of
-# the deprecations page dated 2026-10-15; the 2027-01-14 one from undated pages, read with the
-# rest of the reference.
-_SHUTDOWN_2027_AS_OF = _AS_OF
+# The shutdown dates, each checked again against OpenAI's deprecations page
+# (developers.openai.com/api/docs/deprecations), whose own text could only be read in copies.
+# The 2027-01-14 shutdowns were announced there on 2026-10-14.
+_DEPRECATIONS = "developers.openai.com/api/docs/deprecations"
+_SHUTDOWN_2027_AS_OF = date(2026, 10, 27)
+_SHUTDOWN_2027_SOURCE = (
+    f"{_DEPRECATIONS}, the notice of 2026-10-14 (the gpt-4o, gpt-4o-mini, gpt-4.1 and "
+    "gpt-4.1-mini snapshots, gpt-4o-2024-11-20 among them, and every fine-tune built on them), "
+    "as copied by dev.to/max_bob (checked against GET /v1/models' shutdown_date on 2026-10-27) "
+    "and dev.to/importstatic (the page as of 2026-10-15); codersera.com agrees"
+)
 _SHUTDOWN_2026_AS_OF = date(2026, 10, 15)
+_SHUTDOWN_2026_SOURCE = (
+    f"{_DEPRECATIONS} as of 2026-10-15, as summarised by dev.to/importstatic (o4-mini, "
+    "gpt-4.1-nano and their snapshots); aihola.com agrees for gpt-4.1-nano"
+)
+_SHUTDOWN_2026_OFFICIAL_AS_OF = date(2026, 4, 23)
+_SHUTDOWN_2026_OFFICIAL_SOURCE = (
+    f"{_DEPRECATIONS}, the notice '2026-04-22: Legacy GPT model snapshots' (gpt-3.5-turbo-0125 "
+    "and gpt-4-0613 with their aliases), read verbatim in the page's change history "
+    "(spybara.com, 2026-04-22 to 2026-04-23)"
+)
+_SHUTDOWN_LEGACY_SOURCE = (
+    f"{_REFERENCE} §11 (the legacy gpt-3.5-turbo row, [3p]); the copies of {_DEPRECATIONS} "
+    "checked name only gpt-3.5-turbo-0125 of the gpt-3.5-turbo snapshots, so not re-checked"
+)
 _SRC_LIMITS = f"{_REFERENCE} §7.8 (Azure fine-tune-models table, OpenAI guide)"
-_SRC_PRICES = f"{_REFERENCE} §11 (prices), §0 (shutdown dates)"
+_SRC_PRICES = f"{_REFERENCE} §11 (prices; each shutdown date has its own source)"
 _SRC = f"{_SRC_LIMITS}; {_SRC_PRICES}"
 
 MODEL_TABLE: tuple[ModelInfo, ...] = (
@@ -138,6 +161,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
         shutdown_as_of=_SHUTDOWN_2027_AS_OF,
+        shutdown_source=_SHUTDOWN_2027_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -158,6 +182,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
         shutdown_as_of=_SHUTDOWN_2027_AS_OF,
+        shutdown_source=_SHUTDOWN_2027_SOURCE,
         source=f"{_SRC}; {_REFERENCE} §7.4 (vision)",
         as_of=_AS_OF,
         notes=("The vision fine-tuning model on OpenAI: at most 10 images per example there.",),
@@ -178,6 +203,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
         shutdown_as_of=_SHUTDOWN_2027_AS_OF,
+        shutdown_source=_SHUTDOWN_2027_SOURCE,
         source=f"{_SRC}; {_REFERENCE} §7.4, §10.2 (vision on Azure only)",
         as_of=_AS_OF,
         notes=("Vision fine-tuning only on Azure OpenAI (up to 64 images per example).",),
@@ -197,6 +223,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         shutdown_date=_SHUTDOWN_2027,
         shutdown_confidence="3p",
         shutdown_as_of=_SHUTDOWN_2027_AS_OF,
+        shutdown_source=_SHUTDOWN_2027_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -215,6 +242,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
         shutdown_as_of=_SHUTDOWN_2026_AS_OF,
+        shutdown_source=_SHUTDOWN_2026_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -233,6 +261,7 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         shutdown_date=_SHUTDOWN_2026,
         shutdown_confidence="3p",
         shutdown_as_of=_SHUTDOWN_2026_AS_OF,
+        shutdown_source=_SHUTDOWN_2026_SOURCE,
         source=f"{_SRC}; help.openai.com article 11323177 (RFT billing)",
         as_of=_AS_OF,
         notes=(
@@ -262,8 +291,9 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         output_price_per_1m=6.00,
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
-        shutdown_confidence="3p",
-        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
+        shutdown_confidence="official",
+        shutdown_as_of=_SHUTDOWN_2026_OFFICIAL_AS_OF,
+        shutdown_source=_SHUTDOWN_2026_OFFICIAL_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -279,8 +309,9 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         output_price_per_1m=6.00,
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
-        shutdown_confidence="3p",
+        shutdown_confidence="recall",
         shutdown_as_of=_SHUTDOWN_2026_AS_OF,
+        shutdown_source=_SHUTDOWN_LEGACY_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -296,8 +327,9 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         output_price_per_1m=6.00,
         inference_price_confidence="recall",
         shutdown_date=_SHUTDOWN_2026,
-        shutdown_confidence="3p",
+        shutdown_confidence="recall",
         shutdown_as_of=_SHUTDOWN_2026_AS_OF,
+        shutdown_source=_SHUTDOWN_LEGACY_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
     ),
@@ -308,8 +340,9 @@ MODEL_TABLE: tuple[ModelInfo, ...] = (
         max_example_tokens=8_192,
         methods=("supervised",),
         shutdown_date=_SHUTDOWN_2026,
-        shutdown_confidence="3p",
-        shutdown_as_of=_SHUTDOWN_2026_AS_OF,
+        shutdown_confidence="official",
+        shutdown_as_of=_SHUTDOWN_2026_OFFICIAL_AS_OF,
+        shutdown_source=_SHUTDOWN_2026_OFFICIAL_SOURCE,
         source=_SRC,
         as_of=_AS_OF,
         notes=("Limited access; token limit from memory of older docs [recall]; no price.",),

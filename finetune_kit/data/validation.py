@@ -82,8 +82,8 @@ Method = Literal["supervised", "dpo", "reinforcement"]
 # How a shutdown date that is not from an official page is qualified in messages (see the
 # model table's confidence levels), with the date of its source.
 _DATE_CONFIDENCE = {
-    "3p": " (date from third-party pages{of}, not yet confirmed by OpenAI)",
-    "recall": " (an earlier official date{of}, not re-checked)",
+    "3p": " (date from third-party pages{of}, not read on OpenAI's own page)",
+    "recall": " (a date from an earlier source{of}, not re-checked)",
 }
 _FORMAT_WORDS: dict[str, str] = {
     "chat": 'chat ({"messages": [...]})',

@@ -71,10 +71,6 @@ def test_limits_prices_and_dates_from_the_reference() -> None:
     assert mini.training_price_per_1m == 3.0
     assert mini.shutdown_date == date(2027, 1, 14)
     assert nano.shutdown_date == date(2026, 10, 23)
-    # Each date as of its source (reference §0): a summary of the deprecations page of
-    # 2026-10-15 for 2026-10-23, undated pages read with the reference for 2027-01-14.
-    assert (nano.shutdown_as_of, o4.shutdown_as_of) == (date(2026, 10, 15), date(2026, 10, 15))
-    assert mini.shutdown_as_of == mini.as_of == date(2026, 8, 21)
     assert o4.methods == ("reinforcement",)
     assert o4.training_price_per_1m is None
     assert o4.training_price_per_hour == 100.0
@@ -101,3 +97,67 @@ def test_every_entry_is_sourced_and_consistent() -> None:
             assert info.shutdown_as_of is not None
             assert info.shutdown_as_of < info.shutdown_date
         assert get_model_info(info.name) is info
+
+
+# OpenAI's shutdown dates, each checked again against the deprecations page (issue 10, item 21)
+# with its confidence and the date of its source. The 2027-01-14 shutdowns were announced on
+# 2026-10-14, so no source of that date can be older.
+ANNOUNCED_2027 = date(2026, 10, 14)
+SHUTDOWNS = {
+    "gpt-4o-2024-08-06": (date(2027, 1, 14), "3p", date(2026, 10, 27)),
+    "gpt-4o-mini-2024-07-18": (date(2027, 1, 14), "3p", date(2026, 10, 27)),
+    "gpt-4.1-2025-04-14": (date(2027, 1, 14), "3p", date(2026, 10, 27)),
+    "gpt-4.1-mini-2025-04-14": (date(2027, 1, 14), "3p", date(2026, 10, 27)),
+    "gpt-4.1-nano-2025-04-14": (date(2026, 10, 23), "3p", date(2026, 10, 15)),
+    "o4-mini-2025-04-16": (date(2026, 10, 23), "3p", date(2026, 10, 15)),
+    "gpt-3.5-turbo-0125": (date(2026, 10, 23), "official", date(2026, 4, 23)),
+    "gpt-4-0613": (date(2026, 10, 23), "official", date(2026, 4, 23)),
+    "gpt-3.5-turbo-1106": (date(2026, 10, 23), "recall", date(2026, 10, 15)),
+    "gpt-3.5-turbo-0613": (date(2026, 10, 23), "recall", date(2026, 10, 15)),
+}
+
+
+def test_each_shutdown_date_keeps_its_source_and_as_of() -> None:
+    dated = {info.name: info for info in MODEL_TABLE if info.shutdown_date is not None}
+    assert set(dated) == set(SHUTDOWNS)
+    for name, (day, confidence, as_of) in SHUTDOWNS.items():
+        info = dated[name]
+        assert (info.shutdown_date, info.shutdown_confidence, info.shutdown_as_of) == (
+            day,
+            confidence,
+            as_of,
+        ), name
+        assert info.shutdown_source, name
+        assert info.shutdown_source != info.source, name
+        if day == date(2027, 1, 14):
+            assert info.shutdown_as_of is not None
+            assert info.shutdown_as_of >= ANNOUNCED_2027, name
+    for info in MODEL_TABLE:
+        if info.shutdown_date is None:
+            assert (info.shutdown_confidence, info.shutdown_as_of, info.shutdown_source) == (
+                None,
+                None,
+                None,
+            ), info.name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gpt-4o-2024-11-20",  # not in the table: read as its family, which shuts down the same day
+        "gpt-4o",
+        "ft:gpt-4o-mini-2024-07-18:acme:x:abc123",
+        f"gpt-4.1-mini-2025-04-14.ft-{HEX32}",
+    ],
+)
+def test_fine_tunes_and_other_snapshots_share_their_base_models_date(name: str) -> None:
+    info = get_model_info(name)
+    assert info is not None
+    assert info.shutdown_date == date(2027, 1, 14)
+
+
+@pytest.mark.parametrize("name", ["o4-mini", "gpt-4.1-nano", "ft:gpt-4.1-nano-2025-04-14:o:x:y"])
+def test_the_2026_retirements(name: str) -> None:
+    info = get_model_info(name)
+    assert info is not None
+    assert info.shutdown_date == date(2026, 10, 23)

@@ -83,9 +83,13 @@ def test_the_docs_model_table_has_the_codes_limits_prices_and_dates() -> None:
         else:
             assert tuple(money(p) for p in prices.split(" / ")) == expected_prices, where
         assert confidence == info.inference_price_confidence, where
-        day, confidence = tagged(shutdown)
+        # A shutdown date is shown with its confidence and the date of its own source.
+        match = re.fullmatch(r"(\S+)(?: \[(official|3p|recall), as of (\S+)\])?", shutdown)
+        assert match, where
+        day, confidence, as_of = match.groups()
         assert day == (info.shutdown_date.isoformat() if info.shutdown_date else "-"), where
         assert confidence == info.shutdown_confidence, where
+        assert as_of == (info.shutdown_as_of.isoformat() if info.shutdown_as_of else None), where
 
 
 def test_token_rules_are_documented_with_their_numbers() -> None:

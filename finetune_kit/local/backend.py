@@ -17,7 +17,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,9 @@ class LocalBackend:
         default_max_tokens: Chat completion length when a request sets none.
         startup_timeout: Seconds to wait for the server to answer ``/health``.
         log_level: Level of uvicorn's and the backend's loggers.
+        model_dirs: Folders inside which clients may name a base model by its absolute path,
+            besides the data folder's ``models/``; ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_MODEL_DIRS``.
 
     Example:
         >>> backend = LocalBackend(default_model="tiny-random", faults=True)
@@ -82,6 +85,7 @@ class LocalBackend:
         default_max_tokens: int = 512,
         startup_timeout: float = 60.0,
         log_level: str = "warning",
+        model_dirs: Sequence[str | os.PathLike[str]] | None = None,
     ) -> None:
         self._temp_dir: str | None = None
         if data_dir is None:
@@ -99,6 +103,7 @@ class LocalBackend:
             training_step_delay=training_step_delay,
             default_max_tokens=default_max_tokens,
             log_level=log_level,
+            model_dirs=tuple(Path(d) for d in model_dirs) if model_dirs is not None else None,
         )
         self.host = host
         self.port = port

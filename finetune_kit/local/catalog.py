@@ -104,7 +104,7 @@ class ModelCatalog:
                 )
             return TrainingBase(name, target.base_model, target.adapter_path)
         try:
-            base = self.registry.resolve(name)
+            base = self.registry.resolve_request(name)
         except ConfigurationError as exc:
             raise InvalidRequestError(
                 f"Model {name} is not available for fine-tuning or does not exist: {exc}",
@@ -133,7 +133,7 @@ class ModelCatalog:
             return target
         if not name.startswith("ft:"):
             try:
-                base = self.registry.resolve(name)
+                base = self.registry.resolve_request(name)
             except ConfigurationError:
                 pass
             else:
@@ -163,7 +163,7 @@ class ModelCatalog:
             return checkpoint.to_model_api()
         if not name.startswith("ft:"):
             try:
-                self.registry.resolve(name)
+                self.registry.resolve_request(name)
             except ConfigurationError:
                 pass
             else:
@@ -191,7 +191,7 @@ class ModelCatalog:
                 param="model",
             )
         try:
-            self.registry.resolve(name)
+            self.registry.resolve_request(name)
         except ConfigurationError:
             raise self._not_found(name) from None
         raise InvalidRequestError(

@@ -59,6 +59,7 @@ class ServerContext:
             cache_dir=settings.model_cache_dir,
             default_model=settings.default_model,
             aliases=settings.aliases,
+            model_dirs=settings.allowed_model_dirs,
         )
 
     @property

@@ -62,6 +62,9 @@ __all__ = ["ChatChoice", "ChatDelta", "ChatResult", "ChatStream", "Generator", "
 
 logger = logging.getLogger("finetune_kit.local.generation")
 
+# 2**56 * 131 + 127 (the largest per-choice seed) stays below 2**64, the most torch accepts.
+_SEED_SPAN = 2**56
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -267,7 +270,8 @@ class Generator:
             temperature: 0 to 2; 0 is greedy; ``None`` means 1.
             top_p: Nucleus sampling mass in (0, 1]; ``None`` means 1.
             stop: Up to four strings that end a choice.
-            seed: Makes sampling reproducible.
+            seed: Makes sampling reproducible; any integer (seeds equal modulo ``2**56`` sample
+                alike).
             n: Number of choices.
 
         Returns:
@@ -438,7 +442,11 @@ class Generator:
             limit = max_tokens
         if seed is None:
             seed = int.from_bytes(os.urandom(6), "big")
-        return DecodeParams(limit, temperature, top_p, stops, int(seed), n)
+        elif isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigurationError(f"seed is {seed!r}; use an integer", param="seed")
+        # Each choice's generator is seeded with seed * 131 + index, which torch takes only within
+        # 64 bits: any integer is folded into 56 bits first (seeds below 2**56 are unchanged).
+        return DecodeParams(limit, temperature, top_p, stops, seed % _SEED_SPAN, n)
 
     # -- the decoding thread -----------------------------------------------------------------
 

@@ -41,7 +41,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,7 @@ class ModelRegistry:
             or ``smollm2-135m-instruct``. A built-in name or a path.
         aliases: Extra aliases (name -> built-in name, path or another alias); they override the
             environment's and the built-in ones.
+        model_dirs: Folders inside which ``resolve_request`` accepts a path sent by a client.
 
     Example:
         >>> registry = ModelRegistry(default_model="tiny-random", aliases={"mine": "tiny-random"})
@@ -172,8 +173,13 @@ class ModelRegistry:
         cache_dir: str | os.PathLike[str] | None = None,
         default_model: str | None = None,
         aliases: Mapping[str, str] | None = None,
+        model_dirs: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        # Lexically normalised, not resolved: a symlink the operator put in a folder is theirs.
+        self.model_dirs = tuple(
+            Path(os.path.normpath(os.path.abspath(os.path.expanduser(d)))) for d in model_dirs
+        )
         chosen = default_model or os.environ.get("FINETUNE_KIT_LOCAL_MODEL") or DEFAULT_BASE_MODEL
         self._aliases: dict[str, str] = dict.fromkeys(OPENAI_MODEL_NAMES, chosen)
         self._aliases.update(_aliases_from_env())
@@ -215,6 +221,68 @@ class ModelRegistry:
         """Describe the base model a name stands for (see ``resolve``)."""
         return self._source(name, seen=())
 
+    def resolve_request(self, name: str) -> str:
+        """Return the canonical base model a name sent by a client stands for.
+
+        Built-in names and aliases resolve as ``resolve`` resolves them; a path only when it is
+        the canonical name of a model the server was configured with (the default model or an
+        alias's target: the name a job reports) or an absolute path inside one of
+        ``model_dirs``. Any other path fails with the same message whether or not it exists,
+        so a client cannot probe the server's disk.
+
+        Args:
+            name: The ``model`` of a request.
+
+        Returns:
+            A built-in name, or the absolute path of a folder or GGUF file.
+
+        Raises:
+            ConfigurationError: The name stands for no model a client may use.
+
+        Example:
+            >>> registry = ModelRegistry(default_model="tiny-random")
+            >>> registry.resolve_request("gpt-4o-mini")
+            'tiny-random'
+            >>> try:
+            ...     registry.resolve_request("/etc")
+            ... except ConfigurationError as exc:
+            ...     print(exc.param)
+            model
+        """
+        key = name.strip()
+        if key in (TINY_MODEL_NAME, DEFAULT_BASE_MODEL) or self._alias_target(key) is not None:
+            return self.resolve(key)
+        if "\x00" not in key and os.path.isabs(key):
+            # Lexical: ".." cannot climb out of an allowed folder.
+            normal = os.path.normpath(key)
+            if normal in self._configured_paths():
+                return normal
+            if any(Path(normal).is_relative_to(folder) for folder in self.model_dirs):
+                return self._path_source(normal).name
+        raise ConfigurationError(
+            f"unknown model {key!r}. {self._choices()}; or the absolute path of a model folder or "
+            ".gguf file inside a folder this server allows (the data folder's models/, or "
+            "LocalBackend(model_dirs=...) / $FINETUNE_KIT_LOCAL_MODEL_DIRS)",
+            param="model",
+        )
+
+    def _configured_paths(self) -> set[str]:
+        paths = set()
+        for target in (self.default_model, *self._aliases.values()):
+            try:
+                canonical = self.resolve(target)
+            except ConfigurationError:
+                continue  # an alias to a missing model fails when used, not here
+            if os.path.isabs(canonical):
+                paths.add(canonical)
+        return paths
+
+    def _choices(self) -> str:
+        return (
+            f"Available base models: {', '.join(self.base_models())}; aliases: "
+            f"{', '.join(sorted(self._aliases))} (and their dated snapshots)"
+        )
+
     def _source(self, name: str, seen: tuple[str, ...]) -> ModelSource:
         key = name.strip()
         if key in seen:
@@ -246,17 +314,23 @@ class ModelRegistry:
 
     def _path_source(self, key: str) -> ModelSource:
         looks_like_path = os.sep in key or key.startswith((".", "~")) or key.endswith(".gguf")
-        path = Path(key).expanduser()
-        if path.is_dir() and (path / "config.json").is_file():
-            resolved = path.resolve()
-            return ModelSource(str(resolved), "hf", resolved)
-        if path.is_file() and path.suffix == ".gguf":
-            resolved = path.resolve()
-            return ModelSource(str(resolved), "gguf", resolved)
+        try:
+            path = Path(key).expanduser()
+            if path.is_dir() and (path / "config.json").is_file():
+                resolved = path.resolve()
+                return ModelSource(str(resolved), "hf", resolved)
+            if path.is_file() and path.suffix == ".gguf":
+                resolved = path.resolve()
+                return ModelSource(str(resolved), "gguf", resolved)
+            exists = path.exists()
+        except (RuntimeError, OSError, ValueError):
+            # "~nobody" (no such user), a name too long for the file system, a NUL byte: none
+            # can be a model on disk.
+            exists = False
         if looks_like_path:
             problem = (
                 "does not exist"
-                if not path.exists()
+                if not exists
                 else "is neither a model folder with config.json nor a .gguf file"
             )
             raise ConfigurationError(
@@ -264,9 +338,8 @@ class ModelRegistry:
                 param="model",
             )
         raise ConfigurationError(
-            f"unknown model {key!r}. Available base models: {', '.join(self.base_models())}; "
-            f"aliases: {', '.join(sorted(self._aliases))} (and their dated snapshots); "
-            "or a path to a Hugging Face model folder or a .gguf file",
+            f"unknown model {key!r}. {self._choices()}; or a path to a Hugging Face model folder "
+            "or a .gguf file",
             param="model",
         )
 

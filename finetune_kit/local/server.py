@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .app import LocalApp
@@ -48,6 +48,7 @@ def serve(
     limits: RequestLimits | None = None,
     model_cache_dir: str | os.PathLike[str] | None = None,
     log_level: str = "info",
+    model_dirs: Sequence[str | os.PathLike[str]] | None = None,
 ) -> None:
     """Run the local backend until interrupted (Ctrl-C); blocks.
 
@@ -68,6 +69,9 @@ def serve(
         limits: Request size limits (default: OpenAI's).
         model_cache_dir: Where converted base models are cached.
         log_level: ``debug``, ``info``, ``warning``...
+        model_dirs: Folders inside which clients may name a base model by its absolute path,
+            besides the data folder's ``models/``; ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_MODEL_DIRS``.
 
     Example:
         ``finetune-kit local serve --port 8000`` runs ``serve(port=8000)``; then::
@@ -86,6 +90,7 @@ def serve(
         limits=limits or RequestLimits(),
         model_cache_dir=Path(model_cache_dir) if model_cache_dir is not None else None,
         log_level=log_level,
+        model_dirs=tuple(Path(d) for d in model_dirs) if model_dirs is not None else None,
     )
     logging.getLogger("finetune_kit.local").setLevel(log_level.upper())
     app = LocalApp(settings)

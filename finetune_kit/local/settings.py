@@ -10,14 +10,18 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RequestLimits", "ServerSettings"]
+__all__ = ["MODEL_DIRS_ENV", "RequestLimits", "ServerSettings"]
 
 _MB = 1024 * 1024
+
+MODEL_DIRS_ENV = "FINETUNE_KIT_LOCAL_MODEL_DIRS"
+"""Folders (separated by ``os.pathsep``) inside which clients may name base models by path."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,10 @@ class ServerSettings:
         default_max_tokens: Tokens a chat completion may generate when the request sets no
             ``max_tokens`` / ``max_completion_tokens``.
         log_level: Level of the ``finetune_kit.local`` loggers and uvicorn's.
+        model_dirs: Folders inside which a client may name a base model by its absolute path,
+            besides the data folder's ``models/`` (always allowed); ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_MODEL_DIRS`` (folders separated by ``os.pathsep``). Any other
+            path is refused like an unknown name, so a client cannot probe the disk.
 
     Example:
         >>> ServerSettings(data_dir=Path("data"), default_model="tiny-random").default_model
@@ -83,6 +91,7 @@ class ServerSettings:
     training_step_delay: float = 0.0
     default_max_tokens: int = 512
     log_level: str = "warning"
+    model_dirs: Sequence[Path] | None = None
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
@@ -91,6 +100,16 @@ class ServerSettings:
             f"default_model={self.default_model!r}, aliases={dict(self.aliases or {})!r}, "
             f"max_concurrent_jobs={self.max_concurrent_jobs}, faults={self.faults})"
         )
+
+    @property
+    def allowed_model_dirs(self) -> tuple[Path, ...]:
+        """Folders a client may name a base model in by path (see ``model_dirs``)."""
+        if self.model_dirs is not None:
+            extra = [Path(d) for d in self.model_dirs]
+        else:
+            raw = os.environ.get(MODEL_DIRS_ENV, "")
+            extra = [Path(d).expanduser() for d in raw.split(os.pathsep) if d.strip()]
+        return (self.data_dir / "models", *extra)
 
     @property
     def db_path(self) -> Path:

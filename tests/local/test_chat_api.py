@@ -188,3 +188,20 @@ def test_async_client_chats(async_client: openai.AsyncOpenAI) -> None:
     # Sampled answers may end on their own before max_tokens; each says which it was.
     for tokens, finish_reason in asyncio.run(run()):
         assert (tokens, finish_reason) == (3, "length") or (finish_reason == "stop" and tokens < 3)
+
+
+def test_any_64_bit_seed_samples_and_a_larger_one_is_a_400(client: openai.OpenAI) -> None:
+    def answer(seed: int) -> str | None:
+        result = client.chat.completions.create(
+            model="tiny-random", messages=HELLO, max_tokens=4, seed=seed, temperature=1.5
+        )
+        return result.choices[0].message.content
+
+    # OpenAI's seed is a signed 64-bit integer; the sampler once overflowed beyond about 7e16.
+    for seed in (7 * 10**16, 2**63 - 1, -(2**63)):
+        assert answer(seed) == answer(seed)
+    for seed in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(openai.BadRequestError) as info:
+            answer(seed)
+        assert info.value.param == "seed"
+        assert "922337203685477580" in info.value.message  # the bound it is past

@@ -174,3 +174,33 @@ def test_serve_runs_in_the_foreground_until_interrupted(tmp_path: Path) -> None:
     # The stopped server let go of its data folder.
     with LocalBackend(tmp_path, default_model="tiny-random", max_concurrent_jobs=0):
         pass
+
+
+_JSON_ROUTES = (
+    "/chat/completions",
+    "/fine_tuning/jobs",
+    "/uploads",
+    "/uploads/upload_abc/complete",
+)
+
+
+@pytest.mark.parametrize("route", _JSON_ROUTES)
+def test_deeply_nested_json_is_a_400_naming_the_parameter(
+    local_backend: LocalBackend, route: str
+) -> None:
+    deep = "[" * 2000 + "]" * 2000  # past the JSON decoder's recursion limit
+    fair = '{"a":' * 100 + "1" + "}" * 100  # decodes, but nests past the server's limit
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=local_backend.base_url, headers=headers) as http:
+        for body, param in (
+            (deep, None),
+            ('{"metadata": ' + deep + "}", "metadata"),
+            ('{"metadata": {"k": "v"}, "tools": [{"a": ' + deep + "}]}", "tools"),
+            ('{"metadata": ' + fair + "}", "metadata"),
+        ):
+            response = http.post(route, content=body)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["param"] == param
+            assert "nest" in error["message"]
+            assert "64" in error["message"]

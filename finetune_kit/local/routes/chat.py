@@ -174,7 +174,8 @@ class ChatCompletionBody(StrictInput):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
-    seed: int | None = None
+    # OpenAI's range: a signed 64-bit integer.
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
     stream: bool | None = None
     stream_options: _StreamOptions | None = None
     # Accepted and ignored: they do not change what a client can parse.

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from ..api_errors import InvalidRequestError
 from ..context import ServerContext
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "StrictInput",
     "context",
     "list_page",
@@ -91,11 +93,79 @@ def validate_input(model: type[ModelT], data: Any) -> ModelT:
         raise InvalidRequestError(message, param=param) from exc
 
 
+MAX_JSON_DEPTH = 64
+"""How deeply a JSON request body may nest (the body object itself is level 1).
+
+Beyond about 1,000 levels the decoder raises ``RecursionError``; well before that, code that
+walks the value recursively (rendering tools into a prompt) could. No OpenAI request needs
+more than a few levels; tool schemas a dozen or two.
+"""
+
+# A JSON string (escapes included) or a bracket: enough to follow the nesting of a body that
+# json.loads gave up on, to name the parameter it happened under.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep_param(text: str) -> str | None:
+    """Return the top-level key under which ``text`` nests past ``MAX_JSON_DEPTH``."""
+    depth = 0
+    in_object = text.lstrip().startswith("{")
+    key: str | None = None
+    last_string: str | None = None
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            if depth == 1:
+                key = last_string  # in an object, the key just before ':'
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return key
+        elif token in "]}":
+            depth -= 1
+        elif depth == 1 and in_object:
+            try:
+                last_string = json.loads(token)
+            except ValueError:
+                last_string = None
+    return None
+
+
+def _nesting_param(data: Any) -> tuple[bool, str | None]:
+    """Return whether decoded JSON nests past ``MAX_JSON_DEPTH``, and under which top-level key."""
+    # An explicit stack: a recursive walk is what this check protects the server from.
+    stack: list[tuple[Any, int, str | None]] = [(data, 1, None)]
+    while stack:
+        value, depth, key = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True, key
+        for name, child in children:
+            if isinstance(child, (dict, list)):
+                top = name if depth == 1 and isinstance(name, str) else key
+                stack.append((child, depth + 1, top))
+    return False, None
+
+
+def _too_deep(param: str | None) -> InvalidRequestError:
+    where = f"'{param}'" if param else "The request body"
+    return InvalidRequestError(
+        f"{where} nests objects and arrays more than {MAX_JSON_DEPTH} levels deep; this "
+        "server reads at most that many: flatten the value.",
+        param=param,
+    )
+
+
 async def read_json(request: Request, model: type[ModelT]) -> ModelT:
     """Read and validate a JSON request body.
 
     Raises:
-        InvalidRequestError: The body is not a JSON object, or does not match ``model``.
+        InvalidRequestError: The body is not a JSON object, nests deeper than
+            ``MAX_JSON_DEPTH``, or does not match ``model``.
     """
     raw = await request.body()
     try:
@@ -105,6 +175,11 @@ async def read_json(request: Request, model: type[ModelT]) -> ModelT:
             "We could not parse the JSON body of your request. Send a JSON object with "
             "Content-Type: application/json."
         ) from exc
+    except RecursionError as exc:
+        raise _too_deep(_too_deep_param(raw.decode("utf-8", "replace"))) from exc
+    deep, param = _nesting_param(data)
+    if deep:
+        raise _too_deep(param)
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     return validate_input(model, data)

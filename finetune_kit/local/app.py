@@ -1,7 +1,8 @@
 """The local backend's ASGI application: routes, errors in OpenAI's shape, middleware.
 
 The stack, outside in: fault injection (when enabled; it needs the server's raw ``send``),
-then the FastAPI app with API-key checks and body limits around the routers.
+API-key checks, body limits, the guard that keeps a connection usable after a 500, then the
+FastAPI app and its routers.
 
 Example:
     >>> import tempfile, pathlib
@@ -31,7 +32,7 @@ from .api_errors import ApiError, error_body
 from .context import ServerContext
 from .fault_middleware import FaultInjectionMiddleware
 from .faults import FaultInjector
-from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, KeepAliveGuard
 from .routes import chat, faults_admin, files, health, jobs, models, uploads
 from .routes.common import _param
 from .settings import ServerSettings
@@ -127,7 +128,7 @@ class LocalApp:
         self.faults = faults
         self.context = ServerContext(settings, faults)
         self.fastapi = build_fastapi(self.context)
-        stack: ASGIApp = BodyLimitMiddleware(self.fastapi, settings.limits)
+        stack: ASGIApp = BodyLimitMiddleware(KeepAliveGuard(self.fastapi), settings.limits)
         if settings.api_key:
             stack = ApiKeyMiddleware(stack, settings.api_key)
         if faults is not None:

@@ -1,6 +1,6 @@
-"""ASGI middleware of the local backend: API-key checks and request size limits.
+"""ASGI middleware of the local backend: API-key checks, request size limits, error guard.
 
-Both answer in OpenAI's error shape. The API key is compared in constant time and never
+They answer in OpenAI's error shape. The API key is compared in constant time and never
 logged or repeated in an error.
 
 Example:
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .api_errors import ApiError, PayloadTooLargeError, UnauthorizedError
 from .settings import RequestLimits
 
-__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "send_api_error"]
+__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "KeepAliveGuard", "send_api_error"]
 
 # Room for multipart boundaries and headers around a file of the maximum size.
 _MULTIPART_OVERHEAD = 1024 * 1024
@@ -146,3 +146,40 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class KeepAliveGuard:
+    """Keeps a keep-alive connection usable after a 500 for an unexpected exception.
+
+    Starlette's outermost middleware answers an unexpected exception with the app's 500 handler,
+    then raises it again for the server to log. uvicorn, seeing an exception after a response,
+    closes the connection without ``Connection: close``: the client's next request on it is
+    reset. Once a whole response has gone out, the exception (already logged by the handler) is
+    dropped here, and the connection carries on. One raised before the response ended still
+    reaches the server, which closes the connection: the client sees the answer cut short.
+
+    Args:
+        app: The application.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; drop an exception raised after the response was complete."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def watching_send(message: Message) -> None:
+            nonlocal complete
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception:
+            if not complete:
+                raise

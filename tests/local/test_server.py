@@ -204,3 +204,30 @@ def test_deeply_nested_json_is_a_400_naming_the_parameter(
             assert error["param"] == param
             assert "nest" in error["message"]
             assert "64" in error["message"]
+
+
+def test_a_500_leaves_the_keep_alive_connection_usable(tmp_path: Path) -> None:
+    def broken() -> None:
+        raise RuntimeError("a bug in a route")
+
+    with LocalBackend(tmp_path, default_model="tiny-random", max_concurrent_jobs=0) as backend:
+        # A route with a bug, added to the real application: every 500 the server answers for
+        # an unexpected exception takes this path.
+        assert backend._app is not None
+        backend._app.fastapi.add_api_route("/v1/broken", broken, methods=["GET"])
+        # One connection at most: every request must travel on the first one.
+        with httpx.Client(
+            base_url=backend.base_url, limits=httpx.Limits(max_connections=1)
+        ) as http:
+            ports = set()
+            for _ in range(10):
+                for path, status in (("/broken", 500), ("/models", 200)):
+                    response = http.get(path)
+                    assert response.status_code == status
+                    assert response.headers.get("connection") != "close"
+                    stream = response.extensions["network_stream"]
+                    ports.add(stream.get_extra_info("client_addr")[1])
+            failed = http.get("/broken").json()["error"]
+    assert len(ports) == 1, "the server closed the connection after a 500"
+    assert failed["type"] == "server_error"
+    assert "RuntimeError" in failed["message"]

@@ -17,7 +17,9 @@
 3. **No extra pass over a new file.** Hashing a file before sending it would cost a full read
    of it; when nothing on the backend can match (no remote file of that size and purpose), the
    file is hashed *while* it is sent instead, under a unique name (``train.u5c0ffee1234.jsonl``),
-   and remembered in the cache.
+   and remembered in the cache. The cache names the backend by its base URL, or by
+   ``backend_id`` when the URL is not stable (a session on the local backend passes its data
+   folder: the in-process server listens on a new port each run).
 4. **Large files in parts.** Above ``multipart_threshold`` (512 MB, the Files API's limit) the
    Uploads API is used: parts of up to 64 MB sent in parallel, each retried on its own, the whole
    checked by md5 on completion. Parts are streamed from disk, so memory stays small.
@@ -189,6 +191,7 @@ class _UploaderBase(Generic[_ClientT]):
         prehash: bool | None = None,
         wait_for_processing: bool = True,
         processing_timeout: float = 1800.0,
+        backend_id: str | None = None,
     ) -> None:
         if multipart_threshold <= 0:
             raise ConfigurationError(
@@ -215,6 +218,10 @@ class _UploaderBase(Generic[_ClientT]):
         self.processing_timeout = processing_timeout
         # Shown in the repr and part of every cache key (saved on disk): never with a secret.
         self._base_url = public_url(str(getattr(self._client, "base_url", "")))
+        # What names the backend in the cache. A URL can change while the backend stays the
+        # same (the local backend started in-process listens on a new port each run): then a
+        # stable name keeps a rerun from uploading the same content again.
+        self.backend_id = public_url(backend_id) if backend_id is not None else self._base_url
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._base_url!r}, cache={self.cache!r})"
@@ -365,7 +372,21 @@ class _UploaderBase(Generic[_ClientT]):
     def _cache_key(self, plan: _Plan) -> str | None:
         if plan.sha256 is None:
             return None
-        return UploadCache.key(self._base_url, plan.purpose, plan.sha256)
+        return UploadCache.key(self.backend_id, plan.purpose, plan.sha256)
+
+    def remember(self, file_id: str, sha256: str, *, purpose: str = "fine-tune") -> None:
+        """Say that a remote file holds the content with this sha256 (a hint, checked on use).
+
+        A session calls it with the file its state names, so a rerun reuses that file even when
+        the cache is gone. Before reusing it, the uploader checks with ``files.retrieve`` that it
+        still exists with the content's size and purpose.
+
+        Args:
+            file_id: The remote file.
+            sha256: The sha256 of its content.
+            purpose: Its purpose.
+        """
+        self.cache.put(UploadCache.key(self.backend_id, check_purpose(purpose), sha256), file_id)
 
     def _finish(self, file: FileObject, plan: _Plan, *, reused: bool) -> UploadedFile:
         key = self._cache_key(plan)
@@ -600,6 +621,10 @@ class FileUploader(_UploaderBase[openai.OpenAI]):
             always (a later run finds it by name even without the cache), ``False`` never.
         wait_for_processing: Wait until the backend reports the file ``processed``.
         processing_timeout: Give up waiting after this many seconds.
+        backend_id: A stable name for the backend in the cache (default: the client's base
+            URL). Pass one when the URL changes between runs while the backend stays the same,
+            such as the local backend started in-process on a new port each time (a session
+            passes its data folder).
 
     Examples:
         >>> uploader = FileUploader(client)                       # doctest: +SKIP

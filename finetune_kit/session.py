@@ -168,6 +168,32 @@ class _SessionCore(Generic[ClientT]):
     def _make_parts(self) -> None:
         raise NotImplementedError  # each twin builds its sync or async parts
 
+    def _upload_backend_id(self) -> str | None:
+        """What names the backend in the upload cache when its URL is not stable.
+
+        The local backend started in-process listens on a new port each run; its data folder
+        is what stays, so a rerun in a new process finds the file it uploaded.
+        """
+        if self.state.backend == "local" and self.state.local_data_dir:
+            folder = _local_dir(self.state.local_data_dir)
+            return Path(folder).as_uri() if folder is not None else None
+        return None
+
+    def _remember_uploads(self, uploader: FileUploader | AsyncFileUploader) -> None:
+        """Tell the uploader which files the state names, so a rerun reuses them.
+
+        The upload cache may be gone (cleaned, another user, another machine): the state's
+        sha256 and file id are enough. The uploader checks the file still exists before
+        reusing it.
+        """
+        state = self.state
+        for sha256, file_id in (
+            (state.dataset_sha256, state.training_file_id),
+            (state.validation_sha256, state.validation_file_id),
+        ):
+            if sha256 and file_id:
+                uploader.remember(file_id, sha256)
+
     # ------------------------------------------------------------------ construction helpers
 
     def _check_client_kind(self, client: Any) -> None:
@@ -678,7 +704,13 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
     """
 
     def _make_parts(self) -> None:
-        self.files = FileUploader(self.client, policy=self.policy, progress=self.progress)
+        self.files = FileUploader(
+            self.client,
+            policy=self.policy,
+            progress=self.progress,
+            backend_id=self._upload_backend_id(),
+        )
+        self._remember_uploads(self.files)
         self.jobs = JobManager(
             self.client,
             policy=self.policy,
@@ -1083,7 +1115,13 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     _async = True
 
     def _make_parts(self) -> None:
-        self.files = AsyncFileUploader(self.client, policy=self.policy, progress=self.progress)
+        self.files = AsyncFileUploader(
+            self.client,
+            policy=self.policy,
+            progress=self.progress,
+            backend_id=self._upload_backend_id(),
+        )
+        self._remember_uploads(self.files)
         self.jobs = AsyncJobManager(
             self.client,
             policy=self.policy,

@@ -548,6 +548,15 @@ RULES: dict[str, Rule] = _rules(
     ),
     # --- the model ---
     Rule(
+        "no_model",
+        "info",
+        "model",
+        "no model was given: the data is checked alone, without a model's token limit, image "
+        "limit, methods, format, shutdown date or price",
+        "pass the base model you will fine-tune (model=... in Python, --model on the command "
+        "line) to check those too",
+    ),
+    Rule(
         "unknown_model",
         "warning",
         "model",

@@ -52,7 +52,9 @@ __all__ = [
 
 logger = logging.getLogger("finetune_kit.data.preflight")
 
-DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+DEFAULT_MODEL: str | None = None
+"""No model by default: every fine-tunable OpenAI model has a shutdown date, and a default one
+would fail the data, after that date, for a model the user never chose."""
 FILES_API_LIMIT_BYTES = 512 * 1024 * 1024
 """The largest file ``/files`` takes in one request."""
 UPLOADS_API_LIMIT_BYTES = 8 * 1024 * 1024 * 1024
@@ -92,8 +94,7 @@ _FORMAT_WORDS: dict[str, str] = {
 _FORMAT_FIX: dict[str, str] = {
     "chat": 'write each example as {"messages": [...]} with the user and assistant turns, or '
     "pick a legacy completions model (davinci-002, babbage-002)",
-    "completion": 'write each example as {"prompt": ..., "completion": ...}, or pick a chat '
-    f"model such as {DEFAULT_MODEL}",
+    "completion": 'write each example as {"prompt": ..., "completion": ...}, or pick a chat model',
 }
 
 
@@ -349,9 +350,20 @@ def _model_issues(
     method: TrainingMethod,
     kind: ExampleKind,
     as_of: date | None,
+    encoding: str,
 ) -> list[Issue]:
     issues: list[Issue] = []
     if model is None:
+        issues.append(
+            make_issue(
+                "no_model",
+                None,
+                None,
+                f"no model given: the data is checked alone, its tokens counted with {encoding}, "
+                "without a model's token limit, image limit, methods, format, shutdown date or "
+                "price",
+            )
+        )
         return issues
     if info is None:
         issues.append(
@@ -544,7 +556,7 @@ def _sort_key(issue: Issue) -> tuple[int, int, int]:
 def preflight(
     source: Any,
     *,
-    model: str | None = DEFAULT_MODEL,
+    model: str | None = None,
     validation: Any = None,
     method: Method | None = None,
     n_epochs: int | None = None,
@@ -561,8 +573,9 @@ def preflight(
             a ``Dataset``, or an iterable of records or dicts (reported by position).
         model: The base model (any name the model table accepts: snapshot, alias, ``ft:``,
             Azure). It sets the encoding, the token limit, image limits, supported methods,
-            shutdown checks and the price. ``None`` checks the data alone: no model limits
-            and no cost (the local backend validates uploads this way).
+            shutdown checks and the price. ``None`` (the default) checks the data alone, with
+            ``o200k_base``: no model limits, no shutdown date and no cost, which the report
+            says in a ``no_model`` note (the local backend validates uploads this way).
         validation: The validation data, in any form ``source`` accepts.
         method: ``"supervised"``, ``"dpo"`` or ``"reinforcement"``; ``None`` detects it from
             the first example (DPO by its keys; reinforcement for an RFT-only model, or for
@@ -628,7 +641,7 @@ def preflight(
     for file, stats in files:
         _file_issues(stats, file, min_examples, max_issues_per_code)
 
-    issues = _model_issues(model, info, checked, kind, today if shutdown_dates else None)
+    issues = _model_issues(model, info, checked, kind, today if shutdown_dates else None, encoding)
     if checked == "reinforcement" and validation is None:
         issues.append(
             make_issue(

@@ -37,6 +37,7 @@ TESTED_ELSEWHERE = {
     "validation_file_required": "test_preflight.py::test_method_detection_and_model_methods",
     "cost_not_estimated": "test_preflight.py::test_method_detection_and_model_methods",
     "unknown_model": "test_preflight.py::test_unknown_model_falls_back_to_o200k_with_a_warning",
+    "no_model": "test_preflight.py::test_no_model_by_default_checks_the_data_alone_and_says_so",
     "model_shut_down": "test_preflight.py::test_shutdown_dates",
     "model_shutdown_soon": "test_preflight.py::test_shutdown_dates",
 }

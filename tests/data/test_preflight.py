@@ -25,6 +25,8 @@ from finetune_kit.data.validation import auto_epochs, preflight
 from finetune_kit.errors import ConfigurationError, PreflightFailedError
 
 AS_OF = date(2026, 1, 1)
+# preflight has no default model: the tests of model checks name theirs.
+MINI = "gpt-4o-mini-2024-07-18"
 
 
 def chat(i: int, answer: str | None = None) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def jsonl(rows: list[Any]) -> bytes:
 
 def test_a_good_file_is_ready_with_counts_tokens_epochs_and_cost() -> None:
     rows = [chat(i) for i in range(1, 41)]
-    report = preflight(jsonl(rows), as_of=AS_OF)
+    report = preflight(jsonl(rows), model=MINI, as_of=AS_OF)
     assert report.ok, report.issues
     assert report.n_examples == 40
     assert report.training.kinds == {"chat": 40}
@@ -67,7 +69,7 @@ def test_a_good_file_is_ready_with_counts_tokens_epochs_and_cost() -> None:
 
 
 def test_given_epochs_and_an_official_price_give_a_narrower_range() -> None:
-    report = preflight(jsonl([chat(i) for i in range(1, 60)]), n_epochs=2, as_of=AS_OF)
+    report = preflight(jsonl([chat(i) for i in range(1, 60)]), model=MINI, n_epochs=2, as_of=AS_OF)
     assert report.cost is not None
     assert (report.epochs, report.cost.epochs_low, report.cost.epochs_high) == (2, 2, 2)
     assert report.cost.low_usd == pytest.approx(report.cost.expected_usd * 0.9)  # a [3p] price
@@ -117,7 +119,7 @@ def test_model_none_checks_the_data_alone() -> None:
     assert report.cost is None
     assert report.encoding == "o200k_base"
     assert report.base_model is None
-    assert not [i for i in report.issues if RULES[i.code].scope == "model"]
+    assert [i.code for i in report.issues if RULES[i.code].scope == "model"] == ["no_model"]
     assert report.training.n_too_long == 0
 
 
@@ -131,16 +133,16 @@ def test_unknown_model_falls_back_to_o200k_with_a_warning() -> None:
 
 def test_shutdown_dates() -> None:
     data = jsonl([chat(i) for i in range(1, 12)])
-    soon = preflight(data, as_of=date(2026, 11, 21))
+    soon = preflight(data, model=MINI, as_of=date(2026, 11, 21))
     assert "model_shutdown_soon" in {i.code for i in soon.warnings}
-    gone = preflight(data, as_of=date(2027, 1, 14))
+    gone = preflight(data, model=MINI, as_of=date(2027, 1, 14))
     assert [i.code for i in gone.errors] == ["model_shut_down"]
     # A backend with its own schedule: the dates are not OpenAI's to apply, the limits are.
-    own = preflight(data, as_of=date(2027, 1, 14), shutdown_dates=False)
+    own = preflight(data, model=MINI, as_of=date(2027, 1, 14), shutdown_dates=False)
     assert own.ok
     assert not {"model_shut_down", "model_shutdown_soon"} & set(own.issue_counts)
     assert (own.base_model, own.cost) == (gone.base_model, gone.cost)
-    far = preflight(data, as_of=date(2026, 1, 1))
+    far = preflight(data, model=MINI, as_of=date(2026, 1, 1))
     assert not {"model_shut_down", "model_shutdown_soon"} & {i.code for i in far.issues}
     # The message dates the shutdown date by its own source, not by the rest of the table.
     nano = get_model_info("gpt-4.1-nano")
@@ -158,18 +160,18 @@ def test_method_detection_and_model_methods() -> None:
         "preferred_output": [{"role": "assistant", "content": "Hello!"}],
         "non_preferred_output": [{"role": "assistant", "content": "Go away."}],
     }
-    dpo = preflight(jsonl([pair] * 3), as_of=AS_OF)
+    dpo = preflight(jsonl([pair] * 3), model=MINI, as_of=AS_OF)
     assert (dpo.method, dpo.kind) == ("dpo", "preference")
     assert dpo.training.kinds == {"preference": 3}
     rft_row = {"messages": [{"role": "user", "content": "2+2?"}], "reference_answer": "4"}
-    rft = preflight(jsonl([rft_row] * 3), as_of=AS_OF)
+    rft = preflight(jsonl([rft_row] * 3), model=MINI, as_of=AS_OF)
     assert rft.method == "reinforcement"
     assert {"method_not_supported", "validation_file_required"} <= {i.code for i in rft.issues}
     o4 = preflight(jsonl([rft_row] * 3), model="o4-mini", validation=jsonl([rft_row]), as_of=AS_OF)
     assert o4.method == "reinforcement"
     assert o4.cost is None
     assert "cost_not_estimated" in {i.code for i in o4.infos}
-    forced = preflight(jsonl([chat(1)] * 3), method="dpo", as_of=AS_OF)
+    forced = preflight(jsonl([chat(1)] * 3), model=MINI, method="dpo", as_of=AS_OF)
     assert "wrong_example_format" in {i.code for i in forced.errors}
 
 
@@ -408,3 +410,24 @@ def test_an_example_may_end_on_the_assistants_tool_call() -> None:
     assert not [i for i in report.issues if i.code == "unanswered_tool_call"]
     report = preflight([moving_on] * 10, model=None)
     assert [i.line for i in report.errors if i.code == "unanswered_tool_call"] == list(range(1, 11))
+
+
+def test_no_model_by_default_checks_the_data_alone_and_says_so() -> None:
+    data = jsonl([chat(i) for i in range(1, 12)])
+    # Long after every OpenAI shutdown in the table: a default model with a shutdown date would
+    # fail the data for a model the user never chose.
+    report = preflight(data, as_of=date(2030, 1, 1))
+    assert report.ok, report.errors
+    assert (report.model, report.base_model, report.cost) == (None, None, None)
+    assert not {"model_shut_down", "model_shutdown_soon"} & set(report.issue_counts)
+    (note,) = [i for i in report.issues if i.code == "no_model"]
+    assert note.severity == "info"
+    assert "no model" in note.message
+    assert "o200k_base" in note.message
+    assert "model=" in (note.fix or "")
+    assert "no_model" in report.summary()
+    assert Dataset.from_dicts([chat(i) for i in range(1, 12)]).preflight().model is None
+    # A model given is checked as before, and the note is not there.
+    named = preflight(data, model="gpt-4o-mini", as_of=date(2030, 1, 1))
+    assert "model_shut_down" in {i.code for i in named.errors}
+    assert "no_model" not in named.issue_counts

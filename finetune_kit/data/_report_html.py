@@ -6,6 +6,7 @@ training file can hold ``<script>`` as easily as any other text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,16 @@ __all__ = ["render_html", "render_text"]
 _HTML_ISSUE_ROWS = 200
 _TEXT_ISSUES = 10
 _SEVERITY_COLOURS = {"error": "#b00020", "warning": "#9a6700", "info": "#0b5cad"}
+_SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
+
+
+def _worst_first(issues: Sequence[Issue]) -> list[Issue]:
+    """Errors, then warnings, then notes, each in file and line order.
+
+    A summary shows only its first issues: in line order, warnings on early lines pushed the
+    errors (what blocks an upload) out of sight.
+    """
+    return sorted(issues, key=lambda issue: _SEVERITY_RANK.get(issue.severity, 3))
 
 
 def _e(value: object) -> str:
@@ -98,7 +109,7 @@ def render_html(report: PreflightReport) -> str:
         f"<h5>{_e(summary.file)}</h5><table>{_file_rows(summary)}</table>{_stats_table(summary)}"
         for summary in files
     )
-    shown = report.issues[:_HTML_ISSUE_ROWS]
+    shown = _worst_first(report.issues)[:_HTML_ISSUE_ROWS]
     rows = "".join(_issue_row(issue) for issue in shown)
     hidden = sum(report.issue_counts.values()) - len(shown)
     more = (
@@ -131,7 +142,7 @@ def render_text(report: PreflightReport) -> str:
         lines.append(line)
     if report.epochs:
         lines.append(f"epochs: {report.epochs}" + (f"; cost {report.cost}" if report.cost else ""))
-    for issue in report.issues[:_TEXT_ISSUES]:
+    for issue in _worst_first(report.issues)[:_TEXT_ISSUES]:
         lines.append(f"  {issue}")
     hidden = sum(report.issue_counts.values()) - min(len(report.issues), _TEXT_ISSUES)
     if hidden > 0:

@@ -431,3 +431,21 @@ def test_no_model_by_default_checks_the_data_alone_and_says_so() -> None:
     named = preflight(data, model="gpt-4o-mini", as_of=date(2030, 1, 1))
     assert "model_shut_down" in {i.code for i in named.errors}
     assert "no_model" not in named.issue_counts
+
+
+def test_summaries_list_errors_before_warnings() -> None:
+    rows: list[Any] = [chat(i) for i in range(1, 12)]
+    rows[1] = rows[0]  # a warning at line 2: a duplicate
+    rows[8] = {"messages": [{"role": "user", "content": "Hi", "weight": 1}]}  # errors at line 9
+    report = preflight(jsonl(rows), model=None)
+    severities = [i.severity for i in report.issues]
+    assert severities.index("warning") < severities.index("error")  # issues: in line order
+    text = report.summary().splitlines()
+    shown = [line.split()[0] for line in text if line.startswith("  ") and "..." not in line]
+    assert shown == sorted(shown, key=["error", "warning", "info"].index), text
+    assert shown[0] == "error"
+    html = report._repr_html_()
+    cells = html.split("<th>fix</th></tr>", 1)[1]
+    first_warning = cells.index(">warning<")
+    assert cells.index(">error<") < first_warning
+    assert ">info<" not in cells[:first_warning]

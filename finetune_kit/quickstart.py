@@ -38,6 +38,7 @@ __all__ = [
     "QuickstartResult",
     "limerick_dataset",
     "run_quickstart",
+    "write_limericks_csv",
 ]
 
 SYSTEM_PROMPT = (
@@ -87,6 +88,29 @@ class QuickstartResult:
             "output_dir": str(self.output_dir),
             "seconds": round(self.seconds, 1),
         }
+
+
+def write_limericks_csv(path: str | os.PathLike[str] = _DATA_FILE) -> Path:
+    """Write the project's limericks (CSV, columns ``element`` and ``limerick``) to ``path``.
+
+    The README's example builds its dataset from this file, so it runs from an empty folder.
+
+    Args:
+        path: Where to write the CSV (default ``element_limericks.csv`` in the current folder).
+
+    Returns:
+        The path written.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> path = write_limericks_csv(pathlib.Path(tempfile.mkdtemp()) / "limericks.csv")
+        >>> path.read_text(encoding="utf-8").splitlines()[0]
+        'element,limerick'
+    """
+    target = Path(path)
+    source = resources.files("finetune_kit") / "_quickstart" / _DATA_FILE
+    target.write_bytes(source.read_bytes())
+    return target
 
 
 def limerick_dataset() -> Dataset[ChatExample]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import runpy
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +53,10 @@ def test_readme_example_runs_as_written_and_matches_the_home_page(
     assert readme[0] == home[0]
     assert len(readme[0].splitlines()) <= 20
     monkeypatch.setenv("FINETUNE_KIT_LOCAL_MODEL", "tiny-random")
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(ROOT / "finetune_kit" / "_quickstart" / "element_limericks.csv", tmp_path)
+    # As a new user runs it: from an empty folder, with nothing but the package installed.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
     script = tmp_path / "readme_example.py"
     script.write_text(readme[0], encoding="utf-8")
     runpy.run_path(str(script), run_name="__main__")

@@ -37,6 +37,15 @@ logger = logging.getLogger("finetune_kit.local.server")
 _PLACEHOLDER_KEY = "local"  # the openai client insists on some key; the server ignores it
 
 
+def _degraded(response: Any) -> bool:
+    """Whether a ``/health`` answer is the server's own ``degraded`` report."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("status") == "degraded"
+
+
 class LocalBackend:
     """Runs the local backend in this process, on a free port, until stopped.
 
@@ -263,6 +272,14 @@ class LocalBackend:
                         url, timeout=max(0.1, min(5.0, deadline - time.monotonic()))
                     )
                     if response.status_code == 200:
+                        return None
+                    if response.status_code == 503 and _degraded(response):
+                        # It serves: the workers or the validator are what fails, and /health
+                        # says which; the server is up for the routes that do not need them.
+                        logger.warning(
+                            "the local backend started degraded: %s",
+                            "; ".join(response.json().get("problems") or []),
+                        )
                         return None
                     problem = f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalBackendError
 from .catalog import ModelCatalog
@@ -27,7 +27,7 @@ from .registry import ModelRegistry
 from .settings import ServerSettings
 from .store import Store
 from .validator import FileValidator
-from .worker_pool import WorkerPool
+from .worker_pool import WorkerHealth, WorkerPool
 
 if TYPE_CHECKING:
     from .generation import Generator
@@ -87,6 +87,39 @@ class ServerContext:
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes."""
         return [p.pid for p in self._pool.processes] if self._pool is not None else []
+
+    def health(self) -> dict[str, Any]:
+        """What ``/health`` answers: ``ok``, or ``degraded`` with the problems found.
+
+        A problem names no path: ``/health`` needs no key, and the server's folders are no
+        business of an unauthenticated caller.
+        """
+        problems: list[str] = []
+        if self._pool is not None:
+            workers = self._pool.health()
+        else:
+            workers = WorkerHealth(expected=0, alive=0, crash_looping=False)
+        if workers.crash_looping:
+            problems.append(
+                "the worker processes keep dying, so queued jobs do not train; the cause is in "
+                "the worker logs (logs/worker-N.log in the data folder)"
+            )
+        validator_alive = self._validator is not None and self._validator.is_alive
+        if not validator_alive:
+            problems.append(
+                "the file validation thread has stopped, so new jobs stay in validating_files; "
+                "see the server log and restart the server"
+            )
+        return {
+            "status": "degraded" if problems else "ok",
+            "workers": {
+                "expected": workers.expected,
+                "alive": workers.alive,
+                "crash_looping": workers.crash_looping,
+            },
+            "validator": {"alive": validator_alive},
+            "problems": problems,
+        }
 
     def generator(self) -> Generator:
         """The chat generator, loaded on first use (it imports torch)."""

@@ -56,6 +56,11 @@ class FileValidator:
         )
         self._thread.start()
 
+    @property
+    def is_alive(self) -> bool:
+        """Whether the thread runs (``/health`` reports a dead one as degraded)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def notify(self) -> None:
         """Ask the thread to look for new jobs now."""
         self._wake.set()

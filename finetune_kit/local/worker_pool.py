@@ -35,7 +35,7 @@ from typing import IO
 from .settings import ServerSettings
 from .store import Store
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerHealth", "WorkerPool"]
 
 logger = logging.getLogger("finetune_kit.local.worker")
 
@@ -43,6 +43,22 @@ _RESTART_WINDOW = 60.0
 _MAX_RESTARTS = 5
 _FIRST_BACKOFF = 2.0
 _MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    """What ``/health`` says of the workers.
+
+    Attributes:
+        expected: Worker processes configured (``max_concurrent_jobs``).
+        alive: Worker processes running now.
+        crash_looping: Workers keep dying and one waits out a pause before it is started
+            again, or the thread that replaces dead workers has stopped: jobs do not train.
+    """
+
+    expected: int
+    alive: int
+    crash_looping: bool
 
 
 @dataclass
@@ -86,6 +102,20 @@ class WorkerPool:
         with self._lock:
             return [w.process for w in self._workers.values()]
 
+    def health(self) -> WorkerHealth:
+        """Report the workers: how many run, and whether they keep dying."""
+        with self._lock:
+            alive = sum(w.process.poll() is None for w in self._workers.values())
+        expected = self._settings.max_concurrent_jobs
+        # Read from another thread than the monitor's: len() of a dict is one atomic step.
+        waiting = len(self._due) > 0
+        monitor_gone = (
+            expected > 0
+            and not self._stopping.is_set()
+            and (self._monitor is None or not self._monitor.is_alive())
+        )
+        return WorkerHealth(expected=expected, alive=alive, crash_looping=waiting or monitor_gone)
+
     def start(self) -> None:
         """Start every worker and the thread that watches them."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -125,18 +155,27 @@ class WorkerPool:
 
     def _watch(self) -> None:
         while not self._stopping.wait(self._interval):
-            with self._lock:
-                dead = [w for w in self._workers.values() if w.process.poll() is not None]
-            for worker in dead:
-                if self._stopping.is_set():
-                    return
-                self._replace(worker)
-            now = time.monotonic()
-            for index, due in list(self._due.items()):
-                if now >= due and not self._stopping.is_set():
-                    del self._due[index]
-                    self._restarts.append(now)
-                    self._spawn(index)
+            try:
+                self._check_workers()
+            except Exception:
+                # This thread is the only one that replaces dead workers: one failed round
+                # (a busy database while requeueing) must not end it.
+                logger.exception("checking the worker processes failed")
+
+    def _check_workers(self) -> None:
+        with self._lock:
+            dead = [w for w in self._workers.values() if w.process.poll() is not None]
+        for worker in dead:
+            if self._stopping.is_set():
+                return
+            self._replace(worker)
+        now = time.monotonic()
+        for index, due in list(self._due.items()):
+            if now >= due and not self._stopping.is_set():
+                # Spawned first: should that fail, the slot stays due and is tried again.
+                self._spawn(index)
+                del self._due[index]
+                self._restarts.append(now)
 
     def _replace(self, worker: _Worker) -> None:
         code = worker.process.returncode

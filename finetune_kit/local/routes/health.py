@@ -1,4 +1,10 @@
-"""``/health``: answers as soon as the server is ready (no API key needed).
+"""``/health``: whether the server serves and trains (no API key needed).
+
+``200 {"status": "ok", ...}`` when every part works; ``503 {"status": "degraded", ...}`` when
+the workers keep dying or the file validation thread has stopped, with a ``problems`` list
+saying which. The server still answers every API route while degraded; the 503 tells a load
+balancer or a supervisor that jobs do not move. The body also reports the workers
+(``expected``, ``alive``, ``crash_looping``) and the validator (``alive``).
 
 Example:
     >>> [route.path for route in router.routes]
@@ -9,9 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
 
 from ..._version import __version__
+from .common import context
 
 __all__ = ["router"]
 
@@ -19,6 +27,8 @@ router = APIRouter()
 
 
 @router.get("/health")
-def health() -> dict[str, Any]:
-    """Report that the server is up."""
-    return {"status": "ok", "version": __version__}
+def health(request: Request) -> JSONResponse:
+    """Report whether the server, its workers and its file validator work."""
+    report: dict[str, Any] = {"status": "ok", "version": __version__}
+    report.update(context(request).health())
+    return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)

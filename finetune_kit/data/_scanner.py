@@ -9,6 +9,7 @@ the very same code in-process, so both paths give identical reports.
 from __future__ import annotations
 
 import hashlib
+import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -16,10 +17,13 @@ from typing import Any, TypeVar
 
 from .issues import Issue, make_issue
 from .jsonl import LineChunk, RawLine, _decoder, decode_line, dumps_line, iter_raw_lines
-from .rules import CheckConfig, ExampleChecker, find_special_tokens
+from .rules import CheckConfig, ExampleChecker, find_lone_surrogates, find_special_tokens
 from .tokens import TokenCounter
 
 __all__ = ["ChunkStats", "FileScanner", "ScanConfig", "fingerprint"]
+
+# A surrogate written as UTF-8 (only records can hold one: a file with it is not UTF-8).
+_RAW_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 def fingerprint(body: bytes) -> int:
@@ -205,7 +209,10 @@ class FileScanner:
                 # that words the problem exactly as the reader does.
                 self._bad_line(stats, raw, at_file_start)
                 continue
-            self._example(stats, value, raw.number, body, b"<|" in body)
+            # A file that decodes as UTF-8 holds no raw surrogate: only a \uD8xx escape can
+            # make one, so the (rare) lines with one are the only ones searched.
+            maybe_surrogate = b"\\ud" in body or b"\\uD" in body
+            self._example(stats, value, raw.number, body, b"<|" in body, maybe_surrogate)
         return stats
 
     def scan_values(self, rows: Iterable[tuple[int, Any]]) -> ChunkStats:
@@ -230,7 +237,8 @@ class FileScanner:
                 continue
             body = text.encode("utf-8", "surrogatepass")
             stats.n_bytes += len(body) + 1
-            self._example(stats, value, number, body, "<|" in text)
+            maybe_surrogate = _RAW_SURROGATE.search(body) is not None
+            self._example(stats, value, number, body, "<|" in text, maybe_surrogate)
         return stats
 
     # ------------------------------------------------------------------ internals
@@ -260,7 +268,13 @@ class FileScanner:
         self._issue(stats, code, raw.number, None, message)
 
     def _example(
-        self, stats: ChunkStats, value: Any, number: int, body: bytes, maybe_special: bool
+        self,
+        stats: ChunkStats,
+        value: Any,
+        number: int,
+        body: bytes,
+        maybe_special: bool,
+        maybe_surrogate: bool = False,
     ) -> None:
         stats.n_examples += 1
         if stats.first_value_line is None:
@@ -269,6 +283,21 @@ class FileScanner:
         scratch.clear()
         facts = self.checker.check(value, number, scratch)
         cap = self._cap
+        n_errors = facts.n_errors
+        if maybe_surrogate:
+            for path, escape in find_lone_surrogates(value):
+                n_errors += 1
+                where = f"at {path}" if path else "in a key"
+                scratch.append(
+                    make_issue(
+                        "lone_surrogate",
+                        number,
+                        path,
+                        f"the text {where} holds {escape}, half of a surrogate pair: not a "
+                        "character, so it cannot be encoded as UTF-8 or tokenized",
+                        file=self._file,
+                    )
+                )
         for issue in scratch:
             stats.add_issue(issue, cap)
         if facts.kind is not None:
@@ -294,7 +323,7 @@ class FileScanner:
                         path,
                         f"the text contains the special token {token}",
                     )
-        if facts.n_errors == 0:
+        if n_errors == 0:
             stats.n_valid += 1
         stats.fingerprints.append(fingerprint(body))
         stats.fingerprint_lines.append(number)

@@ -310,6 +310,15 @@ RULES: dict[str, Rule] = _rules(
         "end the example with the assistant reply, or drop the trailing messages",
     ),
     Rule(
+        "lone_surrogate",
+        "error",
+        "example",
+        "text holds half of a UTF-16 surrogate pair (a `\\ud800` escape without its pair): not "
+        "a character, so it cannot be encoded as UTF-8 or tokenized",
+        "remove the escape, or write the whole character (the pair, such as "
+        "`\\ud83d\\ude00`, or the character itself)",
+    ),
+    Rule(
         "special_token_in_text",
         "warning",
         "example",

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ __all__ = [
     "ExampleFacts",
     "ExampleKind",
     "detect_kind",
+    "find_lone_surrogates",
     "find_special_tokens",
     "json_type",
 ]
@@ -94,6 +96,8 @@ SPECIAL_TOKENS = (
 )
 """Special-token markers of OpenAI's tokenizers and chat formats, flagged when found in text."""
 _SPECIAL = re.compile("|".join(re.escape(token) for token in SPECIAL_TOKENS))
+# A UTF-16 surrogate on its own: JSON's "\ud800" escape decodes to one when its pair is missing.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def json_type(value: Any) -> str:
@@ -170,6 +174,41 @@ def find_special_tokens(value: Any) -> list[tuple[str, str]]:
                 found.append((path, match.group()))
     except RecursionError:
         pass
+    return found
+
+
+def find_lone_surrogates(value: Any) -> list[tuple[str | None, str]]:
+    r"""List ``(field path, escape)`` for every string or key holding a lone surrogate.
+
+    A surrogate pair written as two escapes (``"\ud83d\ude00"``) decodes to one character
+    and is not reported; half of one is not a character at all: it cannot be encoded as
+    UTF-8, so no tokenizer can read it.
+
+    Args:
+        value: A parsed example.
+
+    Returns:
+        One entry per string (its first lone surrogate, as a ``\uXXXX`` escape); a key is
+        reported with the path of the object holding it, ``None`` at the top level.
+    """
+    found: list[tuple[str | None, str]] = []
+
+    def walk(item: Any, path: str) -> None:
+        if isinstance(item, str):
+            match = _SURROGATE.search(item)
+            if match:
+                found.append((path or None, f"\\u{ord(match.group()):04x}"))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    found.append((path or None, f"\\u{ord(_SURROGATE.findall(key)[0]):04x}"))
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                walk(child, f"{path}[{index}]")
+
+    with contextlib.suppress(RecursionError):
+        walk(value, "")
     return found
 
 

@@ -449,3 +449,14 @@ def test_summaries_list_errors_before_warnings() -> None:
     first_warning = cells.index(">warning<")
     assert cells.index(">error<") < first_warning
     assert ">info<" not in cells[:first_warning]
+
+
+def test_a_lone_surrogate_is_an_error_in_records_too() -> None:
+    rows = [chat(i) for i in range(1, 12)]
+    rows[3]["messages"][1]["content"] = "Is \udfff special?"
+    rows[4]["messages"][2]["content"] = "A pair \U0001f600 is fine."
+    report = preflight(rows, model=None)
+    assert [(i.code, i.line, i.field) for i in report.errors] == [
+        ("lone_surrogate", 4, "messages[1].content")
+    ]
+    assert "\\udfff" in report.errors[0].message

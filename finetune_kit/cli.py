@@ -24,11 +24,13 @@ import datetime as dt
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ._interface import running_command
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -121,10 +123,8 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
             )
         if args.base_url:
             options["base_url"] = args.base_url
-        session = FineTuneSession.resume(path, **options)
-        if model is not None:
-            session.state.base_model = model
-        return session
+        # The model goes through the session's own check: a saved session keeps its model.
+        return FineTuneSession.resume(path, model=model, **options)
     backend = args.backend or os.environ.get(_BACKEND_ENV) or "openai"
     return FineTuneSession(backend, base_url=args.base_url, model=model, state_path=path, **options)
 
@@ -802,6 +802,31 @@ def help_commands() -> list[tuple[str, ...]]:
     return paths
 
 
+_SESSION_OPTIONS = (
+    ("backend", "--backend"),
+    ("base_url", "--base-url"),
+    ("api_key_env", "--api-key-env"),
+    ("local_model", "--local-model"),
+    ("local_data_dir", "--local-data-dir"),
+)
+
+
+def _command_prefix(args: argparse.Namespace) -> str:
+    """``finetune-kit`` with the global options that reach this command's session.
+
+    A command suggested in a message (follow the job again, cancel it...) must reach the same
+    backend and state file, so it carries them; output options (``--json``, ``-q``) are left out.
+    """
+    words = ["finetune-kit"]
+    for attribute, flag in _SESSION_OPTIONS:
+        value = getattr(args, attribute, None)
+        if value:
+            words += [flag, str(value)]
+    if getattr(args, "state", _DEFAULT_STATE) != _DEFAULT_STATE:
+        words += ["--state", str(args.state)]
+    return shlex.join(words)
+
+
 def _no_subcommand(args: argparse.Namespace, out: _Output) -> NoReturn:
     raise ConfigurationError("give a subcommand", param="command")  # argparse requires one
 
@@ -841,7 +866,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = _Output(args.json)
     handler: Callable[[argparse.Namespace, _Output], int] = args.handler
     try:
-        return handler(args, out)
+        # Messages built while the command runs name its flags and commands, not Python's.
+        with running_command(_command_prefix(args)):
+            return handler(args, out)
     except KeyboardInterrupt:
         out.note("interrupted")
         return EXIT_CODES["interrupted"]

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import openai
 
+from ._interface import say
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._urls import comparable_url, public_url
 from ._watch import FollowOptions
@@ -111,6 +112,9 @@ class _SessionCore(Generic[ClientT]):
             # the saved session: overwriting the file would lose its job and train a second one.
             saved = SessionState.load(self.state_path)
         state = _state if _state is not None else saved if saved is not None else SessionState()
+        if _state is not None:
+            # Resuming: the saved models are the session's; naming others changes nothing.
+            self._check_same_models(_state, model, local_model)
 
         self._owns_client = not isinstance(backend, (openai.OpenAI, openai.AsyncOpenAI))
         if isinstance(backend, (openai.OpenAI, openai.AsyncOpenAI)):
@@ -124,9 +128,15 @@ class _SessionCore(Generic[ClientT]):
                 if saved is not None:
                     # Checked before the backend starts, so a conflict starts nothing.
                     self._check_carries_on(
-                        saved, {"backend": kind, "local_data_dir": _local_dir(folder)}, model
+                        saved,
+                        {"backend": kind, "local_data_dir": _local_dir(folder)},
+                        model,
+                        local_model,
                     )
-                self.local_backend = self._start_local(folder, local_model)
+                # The saved local model, not the backend's default of the day: a later run
+                # (a CLI command without --local-model) trains the model the session began with.
+                chosen_local = local_model or state.local_model
+                self.local_backend, state.local_model = self._start_local(folder, chosen_local)
                 base_url = self.local_backend.base_url
                 api_key = self.local_backend.api_key
             client = make_client(
@@ -142,7 +152,7 @@ class _SessionCore(Generic[ClientT]):
         where = self._where(kind, client, base_url, azure_endpoint, api_version)
         if saved is not None and self.local_backend is None:
             try:
-                self._check_carries_on(saved, where, model)
+                self._check_carries_on(saved, where, model, local_model)
             except SessionError:
                 # An async client has opened nothing yet, and cannot be closed here unawaited.
                 if self._owns_client and isinstance(client, openai.OpenAI):
@@ -150,7 +160,7 @@ class _SessionCore(Generic[ClientT]):
                 raise
         for name, value in where.items():
             setattr(state, name, value)
-        if model is not None:
+        if model is not None and state.base_model is None:
             state.base_model = model
         if saved is not None:
             logger.info(
@@ -245,8 +255,43 @@ class _SessionCore(Generic[ClientT]):
             where["base_url"] = public_url(str(client.base_url))
         return where
 
+    def _check_same_models(
+        self, state: SessionState, model: str | None, local_model: str | None
+    ) -> None:
+        """Refuse a model other than the one a resumed session saved (base or local)."""
+        conflict: tuple[str, str, str, str] | None = None
+        if model is not None and state.base_model and not _same_model(model, state.base_model):
+            conflict = ("model", state.base_model, model, say("model", "--model"))
+        elif (
+            local_model is not None
+            and state.backend == "local"
+            and state.local_model
+            and local_model != state.local_model
+        ):
+            conflict = (
+                "local model",
+                state.local_model,
+                local_model,
+                say("local_model", "--local-model"),
+            )
+        if conflict is None:
+            return
+        what, old, new, param = conflict
+        job = f" (job {state.job_id})" if state.job_id else ""
+        raise SessionError(
+            f"{self.state_path} is a session on the {what} {old!r}{job}; a later command "
+            f"does not change it to {new!r}. Leave {param} out to carry the session on, or "
+            + say("pass another state_path", "pass another --state")
+            + f" for a new session on {new!r} (or delete the file to start over)",
+            path=str(self.state_path),
+        )
+
     def _check_carries_on(
-        self, saved: SessionState, where: Mapping[str, Any], model: str | None
+        self,
+        saved: SessionState,
+        where: Mapping[str, Any],
+        model: str | None,
+        local_model: str | None = None,
     ) -> None:
         """Refuse to carry on a saved session that is not this one (another backend or model)."""
         ours = _identity(where)
@@ -263,22 +308,35 @@ class _SessionCore(Generic[ClientT]):
             and not _same_model(model, saved.base_model)
         ):
             conflict = ("model", saved.base_model, model)
+        elif (
+            local_model is not None
+            and saved.local_model is not None
+            and local_model != saved.local_model
+        ):
+            conflict = ("local model", saved.local_model, local_model)
         if conflict is None:
             return
         field, old, new = conflict
         job = f" (job {saved.job_id})" if saved.job_id else ""
+        how = say(
+            f"Carry that session on with {type(self).__name__}.resume({str(self.state_path)!r}), "
+            "pass another state_path for a new session",
+            "Carry that session on with the same options, pass another --state for a new session",
+        )
         raise SessionError(
             f"{self.state_path} holds another session{job}: its {field} is {old!r}, this "
-            f"session's is {new!r}. Carry that session on with "
-            f"{type(self).__name__}.resume({str(self.state_path)!r}), pass another state_path "
-            "for a new session, or delete the file to start over",
+            f"session's is {new!r}. {how}, or delete the file to start over",
             path=str(self.state_path),
         )
 
     @staticmethod
-    def _start_local(data_dir: str | os.PathLike[str] | None, model: str | None) -> LocalBackend:
+    def _start_local(
+        data_dir: str | os.PathLike[str] | None, model: str | None
+    ) -> tuple[LocalBackend, str]:
+        """Start the local backend in this process; return it and its base model's name."""
         try:
             from .local import LocalBackend
+            from .local.registry import DEFAULT_BASE_MODEL
             from .local.server import default_data_dir
         except ImportError as exc:
             raise ConfigurationError(
@@ -287,7 +345,10 @@ class _SessionCore(Generic[ClientT]):
                 param="backend",
             ) from exc
         folder = Path(data_dir) if data_dir is not None else default_data_dir()
-        return LocalBackend(folder, default_model=model).start()
+        # The registry's own choice when none is given (the environment's, else SmolLM2),
+        # named so the state keeps it.
+        chosen = model or os.environ.get("FINETUNE_KIT_LOCAL_MODEL") or DEFAULT_BASE_MODEL
+        return LocalBackend(folder, default_model=chosen).start(), chosen
 
     @staticmethod
     def _resume_options(state: SessionState, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class SessionState(BaseModel):
         azure_endpoint: The Azure resource endpoint, for the ``azure`` backend.
         azure_api_version: The Azure API version, for the ``azure`` backend.
         local_data_dir: Where the local backend keeps its files and jobs, for ``local``.
+        local_model: The local backend's base model (what OpenAI names map to), for ``local``:
+            a later session trains the same one, never the backend's default of the day.
         base_model: The model to fine-tune, as the user named it.
         method: ``supervised``, ``dpo`` or ``reinforcement``.
         dataset_sha256: sha256 of the training JSONL bytes last uploaded.
@@ -84,6 +86,7 @@ class SessionState(BaseModel):
     azure_endpoint: str | None = None
     azure_api_version: str | None = None
     local_data_dir: str | None = None
+    local_model: str | None = None
     base_model: str | None = None
     method: str | None = None
     dataset_sha256: str | None = None

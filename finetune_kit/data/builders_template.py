@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -99,10 +100,13 @@ class TemplateBuilder(DatasetBuilder["TemplateBuilder.Options", ChatExample]):
 def _render(template: str, which: str, row: Row, values: Mapping[str, Any]) -> str:
     for column in template_columns(template):
         if column not in values:
-            known = ", ".join(str(key) for key in values if key is not None)
+            names = [str(key) for key in values if key is not None]
+            close = difflib.get_close_matches(column, names, n=1, cutoff=0.75)
+            hint = f"did you mean {{{close[0]}}}? " if close else ""
             raise ExampleValidationError(
                 f"{row.label}: the {which} template needs the column {column!r}, which this "
-                f"row does not have (its columns: {known}); fix the template or the data",
+                f"row does not have (its columns: {', '.join(names)}); {hint}fix the template "
+                "or the data",
                 line=row.line,
                 field=column,
             )

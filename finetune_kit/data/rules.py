@@ -19,9 +19,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -75,6 +76,9 @@ _PREFERENCE_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
 _COMPLETION_KEYS = frozenset({"prompt", "completion"})
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IMAGE_DETAILS = frozenset({"low", "high", "auto"})
+# How alike a key must be to a known one to be reported as its misspelling: "wieght" and
+# "weight" score 0.83, "tool" and "tools" 0.89; unrelated short keys stay well below.
+_TYPO_CUTOFF = 0.75
 
 SPECIAL_TOKENS = (
     "<|endoftext|>",
@@ -265,6 +269,18 @@ class _Sink:
     def add(self, code: str, field: str | None, message: str, fix: str | None = None) -> None:
         self.out.append(make_issue(code, self.line, field, message, file=self.file, fix=fix))
 
+    def unknown_key(
+        self, code: str, field: str, key: Any, known: Iterable[str], message: str
+    ) -> None:
+        """Report an unknown key, with the known key it is a likely misspelling of."""
+        close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=_TYPO_CUTOFF)
+        if close:
+            self.add(
+                code, field, f"{message}; did you mean {close[0]!r}?", f"rename it to {close[0]!r}"
+            )
+        else:
+            self.add(code, field, message)
+
 
 class _MessageStats:
     __slots__ = ("has_system", "has_user", "n_assistant", "n_images", "n_trainable", "roles")
@@ -362,9 +378,11 @@ class ExampleChecker:
         if kind != "reinforcement":
             for key in value:
                 if key not in _CHAT_KEYS:
-                    sink.add(
+                    sink.unknown_key(
                         "unrecognized_example_key",
                         str(key),
+                        key,
+                        _CHAT_KEYS,
                         f"unknown top-level key {str(key)!r}; a chat example has "
                         "messages, tools, parallel_tool_calls",
                     )
@@ -414,9 +432,11 @@ class ExampleChecker:
     def _check_preference(self, value: dict[str, Any], sink: _Sink) -> _MessageStats:
         for key in value:
             if key not in _PREFERENCE_KEYS:
-                sink.add(
+                sink.unknown_key(
                     "unrecognized_example_key",
                     str(key),
+                    key,
+                    _PREFERENCE_KEYS,
                     f"unknown top-level key {str(key)!r}; a DPO example has input, "
                     "preferred_output, non_preferred_output",
                 )
@@ -433,9 +453,11 @@ class ExampleChecker:
         else:
             for key in source:
                 if key not in _PREFERENCE_INPUT_KEYS:
-                    sink.add(
+                    sink.unknown_key(
                         "unrecognized_example_key",
                         f"input.{key}",
+                        key,
+                        _PREFERENCE_INPUT_KEYS,
                         f"unknown key {str(key)!r} in input",
                     )
             declared, parallel = self._check_tools(source, "input.", sink)
@@ -496,9 +518,11 @@ class ExampleChecker:
     def _check_completion(self, value: dict[str, Any], sink: _Sink) -> None:
         for key in value:
             if key not in _COMPLETION_KEYS:
-                sink.add(
+                sink.unknown_key(
                     "unrecognized_example_key",
                     str(key),
+                    key,
+                    _COMPLETION_KEYS,
                     f"unknown top-level key {str(key)!r}; a legacy example has prompt "
                     "and completion",
                 )
@@ -794,9 +818,11 @@ class ExampleChecker:
                         f"weight on a {role} message; only assistant messages take it",
                     )
                 else:
-                    sink.add(
+                    sink.unknown_key(
                         "message_unrecognized_key",
                         f"{field}.{key}",
+                        key,
+                        allowed_keys,
                         f"unknown key {str(key)!r} on a {_short(role)} message",
                     )
             if role == "assistant" and mode in ("dpo_output", "dpo_input") and "weight" in message:

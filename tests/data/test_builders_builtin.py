@@ -102,6 +102,17 @@ def test_a_missing_column_names_the_row_its_line_and_the_column(tmp_path: Path) 
     )
 
 
+def test_a_misspelt_placeholder_gets_a_did_you_mean() -> None:
+    rows = [{"country": "France", "capital": "Paris"}]
+    with pytest.raises(ExampleValidationError) as info:
+        TemplateBuilder().build(rows, user="Capital of {contry}?", assistant="{capital}")
+    assert info.value.field == "contry"
+    assert "did you mean {country}?" in str(info.value)
+    with pytest.raises(ExampleValidationError) as info:
+        TemplateBuilder().build(rows, user="{country}", assistant="{population}")
+    assert "did you mean" not in str(info.value)
+
+
 def test_an_empty_cell_after_a_multiline_one_is_found_on_its_line(tmp_path: Path) -> None:
     path = tmp_path / "faq.csv"
     path.write_text('question,answer\nq1,"two\nlines"\nq2\n', encoding="utf-8")

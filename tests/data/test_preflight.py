@@ -460,3 +460,24 @@ def test_a_lone_surrogate_is_an_error_in_records_too() -> None:
         ("lone_surrogate", 4, "messages[1].content")
     ]
     assert "\\udfff" in report.errors[0].message
+
+
+def test_misspelt_keys_get_a_did_you_mean() -> None:
+    rows: list[Any] = [chat(i) for i in range(1, 12)]
+    rows[2]["messages"][2]["wieght"] = 0
+    rows[4]["tool"] = []
+    rows[6]["messages"][1]["contnet"] = "x"
+    rows[8]["messages"][1]["colour"] = "blue"
+    report = preflight(rows, model=None)
+    found = {(i.line, i.field): i for i in report.errors}
+    weight = found[(3, "messages[2].wieght")]
+    assert weight.code == "message_unrecognized_key"
+    assert "did you mean 'weight'?" in weight.message
+    assert weight.fix == "rename it to 'weight'"
+    tools = found[(5, "tool")]
+    assert tools.code == "unrecognized_example_key"
+    assert "did you mean 'tools'?" in tools.message
+    assert "did you mean 'content'?" in found[(7, "messages[1].contnet")].message
+    unknown = found[(9, "messages[1].colour")]
+    assert "did you mean" not in unknown.message
+    assert unknown.fix == RULES["message_unrecognized_key"].fix

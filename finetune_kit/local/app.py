@@ -21,13 +21,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._version import __version__
 from .api_errors import ApiError, error_body
 from .context import ServerContext
 from .fault_middleware import FaultInjectionMiddleware
@@ -35,6 +41,7 @@ from .faults import FaultInjector
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, KeepAliveGuard
 from .routes import chat, faults_admin, files, health, jobs, models, uploads
 from .routes.common import _param
+from .routes.schemas import REQUEST_MODELS, ErrorResponse
 from .settings import ServerSettings
 
 __all__ = ["LocalApp"]
@@ -51,15 +58,34 @@ async def _on_api_error(request: Request, exc: Exception) -> Response:
     return _json_error(exc)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route serves at the request's path."""
+    methods: set[str] = set()
+    # The router stops at the first route whose path matches; the others may allow more.
+    for router in request.app.state.routers:
+        for route in router.routes:
+            if isinstance(route, Route) and route.methods:
+                match, _ = route.matches(request.scope)
+                if match is not Match.NONE:
+                    methods |= route.methods
+    return sorted(methods)
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers: dict[str, str] = {}
     if exc.status_code == 404:
         message = f"Invalid URL ({request.method} {request.url.path})"
     elif exc.status_code == 405:
-        message = f"Method {request.method} is not allowed on {request.url.path}."
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = (
+            f"Method {request.method} is not allowed on {request.url.path}; use "
+            f"{' or '.join(allowed)}."
+        )
     else:
         message = str(exc.detail)
-    return JSONResponse(error_body(message), status_code=exc.status_code)
+    return JSONResponse(error_body(message), status_code=exc.status_code, headers=headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
@@ -80,6 +106,46 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+def _openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema of the routes, with what FastAPI cannot see added.
+
+    The routes read their bodies themselves and declare them with ``json_body``: their models
+    become components here. Every operation may answer an error in OpenAI's shape (``4XX``);
+    FastAPI's 422 never happens, since a request that fails validation gets a 400.
+    """
+    schema = get_openapi(
+        title=app.title,
+        version=__version__,
+        description="OpenAI's fine-tuning API, served by finetune_kit's local backend.",
+        routes=app.routes,
+    )
+    components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
+    models: list[type[BaseModel]] = [*REQUEST_MODELS.values(), ErrorResponse]
+    refs, definitions = models_json_schema(
+        [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
+    )
+    for model in models:
+        name = refs[(model, "validation")]["$ref"].rsplit("/", 1)[-1]
+        if name != model.__name__:
+            raise RuntimeError(f"two request models are named {model.__name__}: rename one")
+    for name, definition in definitions.get("$defs", {}).items():
+        if components.get(name, definition) != definition:
+            raise RuntimeError(f"two schemas are named {name}: rename one")
+        components[name] = definition
+    error = {
+        "description": "An error in OpenAI's shape; `error.param` names the parameter.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for item in schema["paths"].values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault("4XX", error)
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return schema
+
+
 def build_fastapi(context: ServerContext) -> FastAPI:
     """Build the FastAPI application of a server context (routes and error handlers)."""
 
@@ -96,13 +162,22 @@ def build_fastapi(context: ServerContext) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi_schema(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     app.state.context = context
-    for module in (health, files, uploads, jobs, models, chat):
-        app.include_router(module.router)
+    routers = [module.router for module in (health, files, uploads, jobs, models, chat)]
     if context.faults is not None:
-        app.include_router(faults_admin.router)
+        routers.append(faults_admin.router)
+    for router in routers:
+        app.include_router(router)
+    app.state.routers = routers
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from openai.types import FileDeleted, FileObject
@@ -127,3 +128,22 @@ def test_bad_query_parameters_name_the_parameter(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.files.list(order="sideways")  # type: ignore[arg-type]
     assert info.value.param == "order"
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/files?limit=", "limit"),
+        ("/files?order=", "order"),
+        ("/files?purpose=", "purpose"),
+        ("/fine_tuning/jobs?limit=", "limit"),
+        ("/fine_tuning/jobs/ftjob-x/events?limit=", "limit"),
+        ("/fine_tuning/jobs/ftjob-x/checkpoints?limit=", "limit"),
+    ],
+)
+def test_an_empty_query_parameter_is_a_400_not_the_default(
+    local_backend: LocalBackend, path: str, param: str
+) -> None:
+    response = httpx.get(local_backend.base_url + path)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -231,3 +232,91 @@ def test_a_500_leaves_the_keep_alive_connection_usable(tmp_path: Path) -> None:
     assert len(ports) == 1, "the server closed the connection after a 500"
     assert failed["type"] == "server_error"
     assert "RuntimeError" in failed["message"]
+
+
+def test_405_names_the_allowed_methods(local_backend: LocalBackend) -> None:
+    base = local_backend.base_url
+    for method, path, allowed in (
+        ("PUT", "/files", {"GET", "POST"}),
+        ("PATCH", "/files/file-x", {"GET", "DELETE"}),
+        ("GET", "/chat/completions", {"POST"}),
+        ("DELETE", "/fine_tuning/jobs/ftjob-x/cancel", {"POST"}),
+    ):
+        response = httpx.request(method, base + path)
+        assert response.status_code == 405
+        assert set(response.headers["allow"].split(", ")) == allowed
+        assert response.json()["error"]["message"].startswith(f"Method {method} is not allowed")
+
+
+def test_the_openapi_schema_declares_every_route_and_body(local_backend: LocalBackend) -> None:
+    response = httpx.get(local_backend.base_url.removesuffix("/v1") + "/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    components = schema["components"]["schemas"]
+    declared = {f"{method.upper()} {path}" for path, item in paths.items() for method in item}
+    assert declared == {
+        "GET /health",
+        "POST /v1/files",
+        "GET /v1/files",
+        "GET /v1/files/{file_id}",
+        "DELETE /v1/files/{file_id}",
+        "GET /v1/files/{file_id}/content",
+        "POST /v1/uploads",
+        "POST /v1/uploads/{upload_id}/parts",
+        "POST /v1/uploads/{upload_id}/complete",
+        "POST /v1/uploads/{upload_id}/cancel",
+        "POST /v1/fine_tuning/jobs",
+        "GET /v1/fine_tuning/jobs",
+        "GET /v1/fine_tuning/jobs/{job_id}",
+        "POST /v1/fine_tuning/jobs/{job_id}/cancel",
+        "POST /v1/fine_tuning/jobs/{job_id}/pause",
+        "POST /v1/fine_tuning/jobs/{job_id}/resume",
+        "GET /v1/fine_tuning/jobs/{job_id}/events",
+        "GET /v1/fine_tuning/jobs/{job_id}/checkpoints",
+        "GET /v1/models",
+        "GET /v1/models/{model}",
+        "DELETE /v1/models/{model}",
+        "POST /v1/chat/completions",
+        # The fixture's backend injects faults: their admin routes are served, and declared.
+        "POST /_faults/script",
+        "POST /_faults/probability",
+        "POST /_faults/latency",
+        "POST /_faults/clear",
+        "GET /_faults/requests",
+    }
+
+    def body_schema(method: str, path: str, media: str) -> dict[str, Any]:
+        body: dict[str, Any] = paths[path][method]["requestBody"]["content"][media]["schema"]
+        return body
+
+    # Every JSON body is declared by its request model, with the model's constraints.
+    for path, model in (
+        ("/v1/chat/completions", "ChatCompletionBody"),
+        ("/v1/fine_tuning/jobs", "JobCreateBody"),
+        ("/v1/uploads", "UploadCreateBody"),
+        ("/v1/uploads/{upload_id}/complete", "UploadCompleteBody"),
+    ):
+        assert body_schema("post", path, "application/json") == {
+            "$ref": f"#/components/schemas/{model}"
+        }
+        assert components[model]["additionalProperties"] is False
+    seed = components["ChatCompletionBody"]["properties"]["seed"]["anyOf"][0]
+    assert (seed["minimum"], seed["maximum"]) == (-(2**63), 2**63 - 1)
+    upload = body_schema("post", "/v1/files", "multipart/form-data")
+    assert set(upload["required"]) == {"file", "purpose"}
+    assert upload["properties"]["file"]["format"] == "binary"
+    part = body_schema("post", "/v1/uploads/{upload_id}/parts", "multipart/form-data")
+    assert part["required"] == ["data"]
+    # Query parameters and answers are declared too.
+    listing = paths["/v1/files"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"purpose", "limit", "order", "after"}
+    ok = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/FileList"}
+    error = listing["responses"]["4XX"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            assert "200" in operation["responses"], (method, path)
+            assert "4XX" in operation["responses"], (method, path)

@@ -35,6 +35,7 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    WithJsonSchema,
     model_validator,
 )
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +45,7 @@ from ..api_errors import ApiError, InvalidRequestError, error_body
 from ..chat_service import ChatParams, ChatService, ChoiceToolCall, ToolOptions
 from ..ids import new_id
 from .common import StrictInput, context, read_json
+from .schemas import ChatCompletion, answers, json_body
 
 __all__ = ["ChatCompletionBody", "router"]
 
@@ -62,10 +64,15 @@ _UNSUPPORTED = {
 }
 
 
+# What the schema declares for a parameter that only some values pass: validation takes any
+# value, so that the check after it can say why the others are refused.
+_ONLY_NULL = WithJsonSchema({"type": "null", "description": "Not supported: leave it out."})
+
+
 class _TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    type: str
+    type: Annotated[str, WithJsonSchema({"const": "text"})]
     text: str | None = None
 
 
@@ -189,19 +196,33 @@ class ChatCompletionBody(StrictInput):
     reasoning_effort: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
-    logprobs: bool | None = None
-    response_format: dict[str, Any] | None = None
+    logprobs: Annotated[bool | None, WithJsonSchema({"enum": [False, None]})] = None
+    response_format: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {"type": {"const": "text"}},
+                        "required": ["type"],
+                    },
+                    {"type": "null"},
+                ]
+            }
+        ),
+    ] = None
     tools: Annotated[list[_Tool], Field(min_length=1)] | None = None
     tool_choice: Literal["none", "auto", "required"] | _NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     # Refused (see _UNSUPPORTED); declared so the error names them clearly.
-    functions: Any = None
-    function_call: Any = None
-    audio: Any = None
-    modalities: Any = None
-    prediction: Any = None
-    top_logprobs: Any = None
-    web_search_options: Any = None
+    functions: Annotated[Any, _ONLY_NULL] = None
+    function_call: Annotated[Any, _ONLY_NULL] = None
+    audio: Annotated[Any, _ONLY_NULL] = None
+    modalities: Annotated[Any, _ONLY_NULL] = None
+    prediction: Annotated[Any, _ONLY_NULL] = None
+    top_logprobs: Annotated[Any, _ONLY_NULL] = None
+    web_search_options: Annotated[Any, _ONLY_NULL] = None
 
 
 def _check_supported(body: ChatCompletionBody) -> None:
@@ -294,7 +315,15 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/chat/completions", response_model=None)
+_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses=answers(ChatCompletion, _STREAM),
+    openapi_extra=json_body(ChatCompletionBody),
+)
 async def create_chat_completion(request: Request) -> dict[str, Any] | StreamingResponse:
     """Generate a chat completion with a base, fine-tuned or checkpoint model."""
     ctx = context(request)

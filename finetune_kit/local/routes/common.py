@@ -1,4 +1,4 @@
-"""Helpers shared by the routers: request parsing with OpenAI-style errors, list pages.
+"""Helpers shared by the routers: request parsing with OpenAI-style errors, list parameters.
 
 Example:
     >>> from pydantic import BaseModel
@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 
@@ -26,11 +27,12 @@ from ..context import ServerContext
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "After",
+    "Limit",
+    "Order",
     "StrictInput",
     "context",
     "list_page",
-    "query_choice",
-    "query_int",
     "read_json",
     "validate_input",
 ]
@@ -185,41 +187,16 @@ async def read_json(request: Request, model: type[ModelT]) -> ModelT:
     return validate_input(model, data)
 
 
-def query_int(
-    request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None
-) -> int:
-    """Read an integer query parameter within bounds.
-
-    Raises:
-        InvalidRequestError: It is not an integer, or is out of bounds.
-    """
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidRequestError(
-            f"Invalid value for '{name}': {raw!r} is not an integer.", param=name
-        ) from exc
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise InvalidRequestError(
-            f"Invalid value for '{name}': {value}; it must be {bound}.", param=name
-        )
-    return value
-
-
-def query_choice(request: Request, name: str, choices: Sequence[str], default: str) -> str:
-    """Read a query parameter that must be one of ``choices``."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw not in choices:
-        raise InvalidRequestError(
-            f"Invalid value for '{name}': {raw!r}; use one of {', '.join(choices)}.", param=name
-        )
-    return raw
+# List parameters, declared to FastAPI so /openapi.json shows them and a bad value (an empty
+# "limit=" included: it is not the default) is a 400 naming the parameter.
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Page size.")]
+Order = Annotated[
+    Literal["asc", "desc"], Query(description="By creation time: newest first (desc) or not.")
+]
+After = Annotated[
+    str | None,
+    Query(min_length=1, description="The last id of the previous page (its last_id)."),
+]
 
 
 def list_page(items: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:

@@ -8,16 +8,17 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse
 
 from ..api_errors import InvalidRequestError, NotFoundError
 from ..store import FileRecord
-from .common import context, list_page, query_choice, query_int
+from .common import After, Limit, Order, context, list_page
+from .schemas import DeletedObject, FileList, FileObject, answers, multipart_body
 
 __all__ = ["FILE_PURPOSES", "check_purpose", "router"]
 
@@ -27,6 +28,9 @@ FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "eva
 """Purposes a client may upload a file with."""
 
 _MIN_EXPIRY, _MAX_EXPIRY = 3600, 2_592_000
+
+# Any purpose: the server's own files have purposes a client cannot upload with.
+_PurposeFilter = Annotated[str | None, Query(min_length=1, description="Only this purpose.")]
 
 
 def check_purpose(purpose: Any, filename: str | None, *, param: str = "purpose") -> str:
@@ -80,7 +84,24 @@ def _file_or_404(request: Request, file_id: str) -> FileRecord:
     return record
 
 
-@router.post("/v1/files")
+_UPLOAD_FORM = multipart_body(
+    {
+        "file": {"type": "string", "format": "binary"},
+        "purpose": {"type": "string", "enum": list(FILE_PURPOSES)},
+        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+        "expires_after[seconds]": {
+            "type": "integer",
+            "minimum": _MIN_EXPIRY,
+            "maximum": _MAX_EXPIRY,
+        },
+    },
+    ["file", "purpose"],
+)
+
+
+@router.post(
+    "/v1/files", response_model=None, responses=answers(FileObject), openapi_extra=_UPLOAD_FORM
+)
 async def create_file(request: Request) -> dict[str, Any]:
     """Upload a file (multipart: ``file``, ``purpose``, optional ``expires_after``)."""
     ctx = context(request)
@@ -106,27 +127,35 @@ async def create_file(request: Request) -> dict[str, Any]:
     return record.to_api()
 
 
-@router.get("/v1/files")
-def list_files(request: Request) -> dict[str, Any]:
+@router.get("/v1/files", response_model=None, responses=answers(FileList))
+def list_files(
+    request: Request,
+    purpose: _PurposeFilter = None,
+    limit: Limit = 10_000,
+    order: Order = "desc",
+    after: After = None,
+) -> dict[str, Any]:
     """List files (``purpose``, ``limit``, ``order``, ``after``)."""
-    limit = query_int(request, "limit", default=10_000, minimum=1, maximum=10_000)
-    order = query_choice(request, "order", ("asc", "desc"), "desc")
     records, has_more = context(request).store.files.list(
-        purpose=request.query_params.get("purpose") or None,
-        limit=limit,
-        order=order,
-        after=request.query_params.get("after") or None,
+        purpose=purpose, limit=limit, order=order, after=after
     )
     return list_page([r.to_api() for r in records], has_more)
 
 
-@router.get("/v1/files/{file_id}")
+@router.get("/v1/files/{file_id}", response_model=None, responses=answers(FileObject))
 def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
     """Return one file's object."""
     return _file_or_404(request, file_id).to_api()
 
 
-@router.get("/v1/files/{file_id}/content")
+_CONTENT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.get(
+    "/v1/files/{file_id}/content",
+    response_class=FileResponse,
+    responses={200: {"description": "The file's bytes.", "content": _CONTENT}},
+)
 def file_content(request: Request, file_id: str) -> FileResponse:
     """Return a file's bytes."""
     record = _file_or_404(request, file_id)
@@ -135,7 +164,7 @@ def file_content(request: Request, file_id: str) -> FileResponse:
     )
 
 
-@router.delete("/v1/files/{file_id}")
+@router.delete("/v1/files/{file_id}", response_model=None, responses=answers(DeletedObject))
 def delete_file(request: Request, file_id: str) -> dict[str, Any]:
     """Delete a file."""
     record = _file_or_404(request, file_id)

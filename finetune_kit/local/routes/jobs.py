@@ -18,7 +18,8 @@ from ...errors import ConfigurationError
 from ..api_errors import InvalidRequestError, NotFoundError
 from ..store import TERMINAL_STATUSES, JobRecord, JobSpec
 from ..training_types import HYPERPARAMETER_RANGES, check_hyperparameter
-from .common import StrictInput, context, list_page, query_int, read_json
+from .common import After, Limit, StrictInput, context, list_page, read_json
+from .schemas import CheckpointList, EventList, FineTuningJob, JobList, answers, json_body
 
 __all__ = ["JobCreateBody", "router"]
 
@@ -165,7 +166,12 @@ def _check_metadata(metadata: dict[str, str] | None) -> None:
             )
 
 
-@router.post("/v1/fine_tuning/jobs")
+@router.post(
+    "/v1/fine_tuning/jobs",
+    response_model=None,
+    responses=answers(FineTuningJob),
+    openapi_extra=json_body(JobCreateBody),
+)
 async def create_job(request: Request) -> dict[str, Any]:
     """Create a fine-tuning job; it starts in ``validating_files``."""
     ctx = context(request)
@@ -215,13 +221,34 @@ def _metadata_filter(request: Request) -> tuple[dict[str, str], bool]:
     return pairs, null
 
 
-@router.get("/v1/fine_tuning/jobs")
-def list_jobs(request: Request) -> dict[str, Any]:
+# Read by _metadata_filter (FastAPI reads no deepObject), declared here for /openapi.json.
+_METADATA_QUERY = {
+    "parameters": [
+        {
+            "name": "metadata",
+            "in": "query",
+            "required": False,
+            "style": "deepObject",
+            "explode": True,
+            "description": "metadata[key]=value keeps jobs whose metadata holds every pair; "
+            "metadata=null keeps jobs without metadata.",
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    ]
+}
+
+
+@router.get(
+    "/v1/fine_tuning/jobs",
+    response_model=None,
+    responses=answers(JobList),
+    openapi_extra=_METADATA_QUERY,
+)
+def list_jobs(request: Request, limit: Limit = 20, after: After = None) -> dict[str, Any]:
     """List jobs, newest first (``after``, ``limit``, ``metadata[k]=v``)."""
-    limit = query_int(request, "limit", default=20, minimum=1, maximum=10_000)
     pairs, null = _metadata_filter(request)
     jobs, has_more = context(request).store.jobs.list(
-        after=request.query_params.get("after") or None,
+        after=after,
         limit=limit,
         metadata=pairs or None,
         null_metadata=null,
@@ -229,7 +256,7 @@ def list_jobs(request: Request) -> dict[str, Any]:
     return list_page([j.to_api() for j in jobs], has_more)
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}")
+@router.get("/v1/fine_tuning/jobs/{job_id}", response_model=None, responses=answers(FineTuningJob))
 def retrieve_job(request: Request, job_id: str) -> dict[str, Any]:
     """Return one job."""
     return _job_or_404(request, job_id).to_api()
@@ -268,7 +295,9 @@ def _change_status(
     return _job_or_404(request, job_id).to_api()
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+@router.post(
+    "/v1/fine_tuning/jobs/{job_id}/cancel", response_model=None, responses=answers(FineTuningJob)
+)
 def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
     """Cancel a job that has not ended (a running job stops at its next step)."""
     return _change_status(
@@ -283,7 +312,9 @@ def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
     )
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/pause")
+@router.post(
+    "/v1/fine_tuning/jobs/{job_id}/pause", response_model=None, responses=answers(FineTuningJob)
+)
 def pause_job(request: Request, job_id: str) -> dict[str, Any]:
     """Pause a queued or running job (a running one stops at its next step)."""
     return _change_status(
@@ -298,7 +329,9 @@ def pause_job(request: Request, job_id: str) -> dict[str, Any]:
     )
 
 
-@router.post("/v1/fine_tuning/jobs/{job_id}/resume")
+@router.post(
+    "/v1/fine_tuning/jobs/{job_id}/resume", response_model=None, responses=answers(FineTuningJob)
+)
 def resume_job(request: Request, job_id: str) -> dict[str, Any]:
     """Resume a paused job: it goes back to the queue and continues from its last checkpoint."""
     return _change_status(
@@ -313,23 +346,29 @@ def resume_job(request: Request, job_id: str) -> dict[str, Any]:
     )
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/events")
-def list_events(request: Request, job_id: str) -> dict[str, Any]:
+@router.get(
+    "/v1/fine_tuning/jobs/{job_id}/events", response_model=None, responses=answers(EventList)
+)
+def list_events(
+    request: Request, job_id: str, limit: Limit = 20, after: After = None
+) -> dict[str, Any]:
     """List a job's events, newest first (``after``, ``limit``)."""
     job = _job_or_404(request, job_id)
-    limit = query_int(request, "limit", default=20, minimum=1, maximum=10_000)
-    events, has_more = context(request).store.events.list(
-        job.id, after=request.query_params.get("after") or None, limit=limit
-    )
+    events, has_more = context(request).store.events.list(job.id, after=after, limit=limit)
     return list_page([e.to_api() for e in events], has_more)
 
 
-@router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-def list_checkpoints(request: Request, job_id: str) -> dict[str, Any]:
+@router.get(
+    "/v1/fine_tuning/jobs/{job_id}/checkpoints",
+    response_model=None,
+    responses=answers(CheckpointList),
+)
+def list_checkpoints(
+    request: Request, job_id: str, limit: Limit = 10, after: After = None
+) -> dict[str, Any]:
     """List a job's checkpoints, newest step first (``after``, ``limit``)."""
     job = _job_or_404(request, job_id)
-    limit = query_int(request, "limit", default=10, minimum=1, maximum=10_000)
     checkpoints, has_more = context(request).store.models.list_checkpoints(
-        job.id, after=request.query_params.get("after") or None, limit=limit
+        job.id, after=after, limit=limit
     )
     return list_page([c.to_api() for c in checkpoints], has_more)

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from ..api_errors import InvalidRequestError
 from .common import StrictInput, context, read_json
 from .files import check_purpose
+from .schemas import Upload, UploadPart, answers, json_body, multipart_body
 
 __all__ = ["router"]
 
@@ -45,7 +46,12 @@ class UploadCompleteBody(StrictInput):
     md5: str | None = None
 
 
-@router.post("/v1/uploads")
+@router.post(
+    "/v1/uploads",
+    response_model=None,
+    responses=answers(Upload),
+    openapi_extra=json_body(UploadCreateBody),
+)
 async def create_upload(request: Request) -> dict[str, Any]:
     """Open an upload of a given total size."""
     ctx = context(request)
@@ -72,7 +78,12 @@ async def create_upload(request: Request) -> dict[str, Any]:
     return upload.to_api()
 
 
-@router.post("/v1/uploads/{upload_id}/parts")
+@router.post(
+    "/v1/uploads/{upload_id}/parts",
+    response_model=None,
+    responses=answers(UploadPart),
+    openapi_extra=multipart_body({"data": {"type": "string", "format": "binary"}}, ["data"]),
+)
 async def add_upload_part(request: Request, upload_id: str) -> dict[str, Any]:
     """Add one part (multipart field ``data``)."""
     ctx = context(request)
@@ -91,7 +102,12 @@ async def add_upload_part(request: Request, upload_id: str) -> dict[str, Any]:
     return part.to_api()
 
 
-@router.post("/v1/uploads/{upload_id}/complete")
+@router.post(
+    "/v1/uploads/{upload_id}/complete",
+    response_model=None,
+    responses=answers(Upload),
+    openapi_extra=json_body(UploadCompleteBody),
+)
 async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
     """Assemble the parts, in the order given, into a file."""
     ctx = context(request)
@@ -102,7 +118,7 @@ async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
     return upload.to_api(file)
 
 
-@router.post("/v1/uploads/{upload_id}/cancel")
+@router.post("/v1/uploads/{upload_id}/cancel", response_model=None, responses=answers(Upload))
 def cancel_upload(request: Request, upload_id: str) -> dict[str, Any]:
     """Cancel a pending upload."""
     return context(request).store.uploads.cancel(upload_id).to_api()

@@ -233,6 +233,8 @@ def _cmd_upload(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
+    from .views import TERMINAL_STATUSES
+
     session = _session(args, model=args.model)
     try:
         if args.file:
@@ -243,12 +245,6 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
             )
         hyperparameters = _hyperparameters(args)
         follow = args.follow
-        if session.local_backend is not None and not follow:
-            out.note(
-                "note: the local backend runs inside this command; without --follow the job "
-                "waits until a later command (status, events --follow...) starts it again, or "
-                "run 'finetune-kit local serve' and pass --base-url"
-            )
         job = session.train(
             method=args.method,
             hyperparameters=hyperparameters or None,
@@ -257,7 +253,15 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
             follow=follow,
             timeout=args.timeout,
             on_update=None if args.json else _printer(out),
+            restart=args.restart,
         )
+        if session.local_backend is not None and job.status not in TERMINAL_STATUSES:
+            # Only a job that exists and has not ended waits; a refused call created nothing.
+            out.note(
+                f"note: the local backend runs inside this command; without --follow job {job.id} "
+                "waits until a later command (status, events --follow...) starts it again, or "
+                "run 'finetune-kit local serve' and pass --base-url"
+            )
         out.result(job, _job_view(job))
     finally:
         session.close()
@@ -678,6 +682,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="training seed")
     p.add_argument("--follow", action="store_true", help="follow the job until it ends")
     p.add_argument("--timeout", type=float, help="with --follow: stop following after seconds")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="create a new job even though the session has one (other parameters are refused "
+        "without it)",
+    )
 
     p = add("attach", _cmd_attach, "make an existing job the session's job (saved in --state)")
     p.add_argument("job_id", help="the job, e.g. ftjob-abc123")

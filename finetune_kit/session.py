@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from ._interface import say
+from ._interface import command, say
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._urls import comparable_url, public_url
 from ._watch import FollowOptions
@@ -50,6 +50,7 @@ from .lifecycle import (
     check_shutdown,
     export_job,
 )
+from .methods import make_method
 from .metrics import MetricSeries
 from .state import CheckpointRecord, SessionState
 from .views import TERMINAL_STATUSES
@@ -496,6 +497,7 @@ class _SessionCore(Generic[ClientT]):
     def _forget_job(self) -> None:
         """Drop what belongs to the session's job, which another is about to replace."""
         self.state.job_key = None
+        self.state.job_parameters = None
         self.state.job_id = None
         self.state.job_status = None
         self.state.trained_base_model = None
@@ -570,10 +572,84 @@ class _SessionCore(Generic[ClientT]):
             self.save()
             raise
 
-    def _record_created(self, job: FineTuningJob, method: Any) -> None:
+    def _record_created(self, job: FineTuningJob, method: Any, asked: Mapping[str, Any]) -> None:
         if isinstance(method, str):
             self.state.method = method
+        # What this job was asked for, so a later train() asking otherwise is refused, not
+        # silently given the old job.
+        kind = getattr(job.method, "type", None) or self.state.method or "supervised"
+        self.state.job_parameters = {**asked, "method": kind}
         self._record_job(job)
+
+    def _asked(
+        self,
+        method: Any,
+        hyperparameters: Mapping[str, Any] | None,
+        n_epochs: int | str | None,
+        batch_size: int | str | None,
+        learning_rate_multiplier: float | str | None,
+        suffix: str | None,
+        seed: int | None,
+    ) -> dict[str, Any]:
+        """What a ``train()`` call names of the job, flat (``n_epochs``, ``method``, ``suffix``)."""
+        _, merged = self._method(
+            None, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
+        )
+        asked: dict[str, Any] = {}
+        if method is not None:
+            body = make_method(method, **(merged or {})).to_param()
+            kind = body["type"]
+            asked["method"] = kind
+            settings = dict(body.get(kind) or {})
+            asked.update(settings.pop("hyperparameters", None) or {})
+            asked.update(settings)  # a reinforcement grader
+        else:
+            asked.update(merged or {})
+        if suffix is not None:
+            asked["suffix"] = suffix
+        if seed is not None:
+            asked["seed"] = seed
+        return asked
+
+    def _check_carry_on(self, job: FineTuningJob, asked: Mapping[str, Any]) -> None:
+        """Refuse to hand back ``job`` for a call that asks it other parameters.
+
+        The parameters the job was created with are in the state; for a job made elsewhere
+        (attached), those it reports, where ``"auto"`` asks for nothing in particular.
+
+        Raises:
+            ConfigurationError: A parameter differs; ``param`` names the first one.
+        """
+        saved = self.state.job_parameters
+        differing: list[tuple[str, Any, Any]] = []
+        for name, value in asked.items():
+            if saved is not None:
+                before = saved.get(name, _UNSET_PARAMETER.get(name, "auto"))
+            else:
+                before = _reported(job, name)
+                if before is None or value == "auto":
+                    continue
+            if before != value:
+                differing.append((name, before, value))
+        if not differing:
+            return
+        listed = "; ".join(
+            f"{_flag(name)}: the job has {before!r}, this call asks {value!r}"
+            for name, before, value in differing
+        )
+        names = ", ".join(_flag(name) for name, _, _ in differing)
+        running = job.status not in TERMINAL_STATUSES
+        cancel = say("session.cancel()", command("cancel"))
+        stays = f"; it is still {job.status}: cancel it with {cancel} first" if running else ""
+        restart = say("pass restart=True", "pass --restart")
+        first = differing[0][0]
+        raise ConfigurationError(
+            f"the session's job {job.id} ({job.status}) was created otherwise: {listed}. "
+            f"Training again carries on with that job and changes nothing of it: leave {names} "
+            f"out to carry on with it, or {restart} to create a new job with these "
+            f"(job {job.id} stays on the backend{stays})",
+            param=first if first in _UNSET_PARAMETER else f"hyperparameters.{first}",
+        )
 
     def _adopt(self, job: FineTuningJob) -> None:
         if job.id != self.state.job_id:
@@ -694,6 +770,46 @@ def _identity(fields: Mapping[str, Any]) -> tuple[str, str | None]:
     if fields.get("backend") == "openai" and not base_url:
         base_url = OPENAI_BASE_URL  # a client the session made saves no URL for OpenAI
     return "base_url", comparable_url(base_url) if base_url else None
+
+
+_UNSET_PARAMETER: dict[str, Any] = {"suffix": None, "seed": None, "grader": None}
+"""What a job has for a parameter its create did not name (a hyperparameter: ``auto``)."""
+
+_FLAGS = {
+    "n_epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "learning_rate_multiplier": "--learning-rate-multiplier",
+    "beta": "--beta",
+    "method": "--method",
+    "suffix": "--suffix",
+    "seed": "--seed",
+}
+
+
+def _flag(name: str) -> str:
+    """A job parameter as the reader knows it: ``n_epochs``, or ``--epochs`` at the CLI."""
+    return say(name, _FLAGS.get(name, name))
+
+
+def _reported(job: Any, name: str) -> Any:
+    """A job's own value of a parameter (``None`` when it does not report it)."""
+    method = getattr(job, "method", None)
+    kind = getattr(method, "type", None) or "supervised"
+    if name == "method":
+        return kind
+    if name == "seed":
+        return getattr(job, "seed", None)
+    settings = getattr(method, kind, None) if method is not None else None
+    if name == "grader":
+        return getattr(settings, "grader", None)
+    for holder in (
+        getattr(settings, "hyperparameters", None),
+        getattr(job, "hyperparameters", None),
+    ):
+        value = getattr(holder, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -912,9 +1028,13 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The job (succeeded when followed).
         """
+        asked = self._asked(
+            method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier, suffix, seed
+        )
         existing = self._existing_job_decision(restart)
         current = self.jobs.retrieve(existing) if existing is not None else None
         if current is not None and self._trained_on_uploaded_data(current):
+            self._check_carry_on(current, asked)
             job = current
             self._record_job(job)
         else:
@@ -936,7 +1056,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
                     wandb=wandb,
                     idempotency_key=self.state.job_key,
                 )
-            self._record_created(job, chosen)
+            self._record_created(job, chosen, asked)
         if follow and job.status not in TERMINAL_STATUSES:
             return self.wait(timeout=timeout, on_update=on_update)
         return job
@@ -1265,9 +1385,13 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         restart: bool = False,
     ) -> FineTuningJob:
         """Create the fine-tuning job (once) and, by default, follow it to the end."""
+        asked = self._asked(
+            method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier, suffix, seed
+        )
         existing = self._existing_job_decision(restart)
         current = await self.jobs.retrieve(existing) if existing is not None else None
         if current is not None and self._trained_on_uploaded_data(current):
+            self._check_carry_on(current, asked)
             job = current
             self._record_job(job)
         else:
@@ -1289,7 +1413,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
                     wandb=wandb,
                     idempotency_key=self.state.job_key,
                 )
-            self._record_created(job, chosen)
+            self._record_created(job, chosen, asked)
         if follow and job.status not in TERMINAL_STATUSES:
             return await self.wait(timeout=timeout, on_update=on_update)
         return job

@@ -67,6 +67,8 @@ class SessionState(BaseModel):
         training_file_id: The uploaded training file.
         validation_file_id: The uploaded validation file.
         job_key: The idempotency key sent in the job's metadata.
+        job_parameters: What the job was asked for (method, hyperparameters, suffix, seed), so
+            training again with other parameters is refused instead of ignored.
         job_id: The fine-tuning job.
         job_status: The job's last status seen.
         trained_base_model: The base model the job reports it really trained (an alias
@@ -94,6 +96,7 @@ class SessionState(BaseModel):
     training_file_id: str | None = None
     validation_file_id: str | None = None
     job_key: str | None = None
+    job_parameters: dict[str, Any] | None = None
     job_id: str | None = None
     job_status: str | None = None
     trained_base_model: str | None = None

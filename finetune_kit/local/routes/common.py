@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Query
@@ -33,11 +33,14 @@ __all__ = [
     "StrictInput",
     "context",
     "list_page",
+    "page_after",
     "read_json",
+    "unknown_cursor",
     "validate_input",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+PageT = TypeVar("PageT")
 
 _TYPE_TAGS = {"int", "float", "str", "bool", "dict", "list", "none", "function-after"}
 
@@ -197,6 +200,49 @@ After = Annotated[
     str | None,
     Query(min_length=1, description="The last id of the previous page (its last_id)."),
 ]
+
+
+def unknown_cursor(after: str, what: str) -> InvalidRequestError:
+    """The 400 for an ``after`` that names nothing in the list being paged.
+
+    Paging on from the first page instead would hand a client paging while items are deleted
+    the same items twice; an empty page would end its loop early without a word.
+    """
+    return InvalidRequestError(
+        f"Invalid value for 'after': {after!r} is no {what} of this list (deleted since the "
+        "previous page was read, or never one). List again without 'after' to start from the "
+        "first page.",
+        param="after",
+    )
+
+
+def page_after(
+    after: str | None, exists: Callable[[str], bool], what: str, read: Callable[[], PageT]
+) -> PageT:
+    """Read a page after a cursor, refusing a cursor that names nothing in the list.
+
+    Args:
+        after: The request's ``after``.
+        exists: Whether an id is in the list.
+        what: What the list holds, for the error (``"file"``).
+        read: Reads the page (the store starts from the first page for an unknown cursor).
+
+    Returns:
+        What ``read`` returned.
+
+    Raises:
+        InvalidRequestError: ``after`` names nothing in the list (``param="after"``).
+    """
+    if after is None:
+        return read()
+    if not exists(after):
+        raise unknown_cursor(after, what)
+    page = read()
+    # Again: deleted between the check and the read, it may have been read as no cursor at all.
+    # Ids are never reused, so one still there now was there all along.
+    if not exists(after):
+        raise unknown_cursor(after, what)
+    return page
 
 
 def list_page(items: Sequence[Mapping[str, Any]], has_more: bool) -> dict[str, Any]:

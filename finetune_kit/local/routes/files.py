@@ -17,7 +17,7 @@ from starlette.responses import FileResponse
 
 from ..api_errors import InvalidRequestError, NotFoundError
 from ..store import FileRecord
-from .common import After, Limit, Order, context, list_page
+from .common import After, Limit, Order, context, list_page, page_after
 from .schemas import DeletedObject, FileList, FileObject, answers, multipart_body
 
 __all__ = ["FILE_PURPOSES", "check_purpose", "router"]
@@ -136,8 +136,12 @@ def list_files(
     after: After = None,
 ) -> dict[str, Any]:
     """List files (``purpose``, ``limit``, ``order``, ``after``)."""
-    records, has_more = context(request).store.files.list(
-        purpose=purpose, limit=limit, order=order, after=after
+    files = context(request).store.files
+    records, has_more = page_after(
+        after,
+        lambda file_id: files.get(file_id) is not None,
+        "file",
+        lambda: files.list(purpose=purpose, limit=limit, order=order, after=after),
     )
     return list_page([r.to_api() for r in records], has_more)
 

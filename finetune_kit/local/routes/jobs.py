@@ -18,7 +18,16 @@ from ...errors import ConfigurationError
 from ..api_errors import InvalidRequestError, NotFoundError
 from ..store import TERMINAL_STATUSES, JobRecord, JobSpec
 from ..training_types import HYPERPARAMETER_RANGES, check_hyperparameter
-from .common import After, Limit, StrictInput, context, list_page, read_json
+from .common import (
+    After,
+    Limit,
+    StrictInput,
+    context,
+    list_page,
+    page_after,
+    read_json,
+    unknown_cursor,
+)
 from .schemas import CheckpointList, EventList, FineTuningJob, JobList, answers, json_body
 
 __all__ = ["JobCreateBody", "router"]
@@ -247,11 +256,14 @@ _METADATA_QUERY = {
 def list_jobs(request: Request, limit: Limit = 20, after: After = None) -> dict[str, Any]:
     """List jobs, newest first (``after``, ``limit``, ``metadata[k]=v``)."""
     pairs, null = _metadata_filter(request)
-    jobs, has_more = context(request).store.jobs.list(
-        after=after,
-        limit=limit,
-        metadata=pairs or None,
-        null_metadata=null,
+    store = context(request).store
+    jobs, has_more = page_after(
+        after,
+        lambda job_id: store.jobs.get(job_id) is not None,
+        "fine-tuning job",
+        lambda: store.jobs.list(
+            after=after, limit=limit, metadata=pairs or None, null_metadata=null
+        ),
     )
     return list_page([j.to_api() for j in jobs], has_more)
 
@@ -354,7 +366,17 @@ def list_events(
 ) -> dict[str, Any]:
     """List a job's events, newest first (``after``, ``limit``)."""
     job = _job_or_404(request, job_id)
-    events, has_more = context(request).store.events.list(job.id, after=after, limit=limit)
+    store = context(request).store
+
+    def is_event(event_id: str) -> bool:
+        row = store.db.query_one(
+            "SELECT 1 FROM events WHERE id = ? AND job_id = ?", (event_id, job.id)
+        )
+        return row is not None
+
+    events, has_more = page_after(
+        after, is_event, "event", lambda: store.events.list(job.id, after=after, limit=limit)
+    )
     return list_page([e.to_api() for e in events], has_more)
 
 
@@ -368,7 +390,13 @@ def list_checkpoints(
 ) -> dict[str, Any]:
     """List a job's checkpoints, newest step first (``after``, ``limit``)."""
     job = _job_or_404(request, job_id)
-    checkpoints, has_more = context(request).store.models.list_checkpoints(
-        job.id, after=after, limit=limit
-    )
+    # One read of the whole (short) list: the cursor is looked up in what is paged.
+    checkpoints, _ = context(request).store.models.list_checkpoints(job.id)
+    if after is not None:
+        ids = [c.id for c in checkpoints]
+        if after not in ids:
+            raise unknown_cursor(after, "checkpoint")
+        checkpoints = checkpoints[ids.index(after) + 1 :]
+    has_more = len(checkpoints) > limit
+    checkpoints = checkpoints[:limit]
     return list_page([c.to_api() for c in checkpoints], has_more)

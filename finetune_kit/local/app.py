@@ -34,6 +34,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._version import __version__
+from .access_log import redact_access_log
 from .api_errors import ApiError, error_body
 from .context import ServerContext
 from .fault_middleware import FaultInjectionMiddleware
@@ -200,6 +201,7 @@ class LocalApp:
     def __init__(self, settings: ServerSettings, faults: FaultInjector | None = None) -> None:
         if faults is None and settings.faults:
             faults = FaultInjector()
+        redact_access_log(settings.api_key)
         self.faults = faults
         self.context = ServerContext(settings, faults)
         self.fastapi = build_fastapi(self.context)

@@ -521,6 +521,7 @@ def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
 
 def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
     try:
+        from .local.exposure import exposure_refusal
         from .local.server import serve
     except ImportError as exc:
         raise ConfigurationError(
@@ -537,6 +538,18 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
     # The flag is visible to other users of the machine (process list, shell history); the
     # environment variable is the safer way, and the one `--backend local` clients read.
     api_key = args.api_key or os.environ.get("FINETUNE_KIT_LOCAL_API_KEY") or None
+    if args.api_key is not None and args.api_key.strip().lower() == "none":
+        # As the help says: no key, even over $FINETUNE_KIT_LOCAL_API_KEY (never the word).
+        api_key = None
+    refusal = exposure_refusal(
+        args.host,
+        api_key,
+        allow_no_key=args.allow_no_key,
+        key_hint="--api-key or $FINETUNE_KIT_LOCAL_API_KEY",
+        allow_hint="--allow-no-key",
+    )
+    if refusal is not None:
+        raise ConfigurationError(refusal, param="--allow-no-key")
     serve(
         host=args.host,
         port=args.port,
@@ -545,6 +558,7 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         default_model=args.model,
         aliases=aliases or None,
         faults=args.faults,
+        allow_no_key=args.allow_no_key,
     )
     return EXIT_CODES["ok"]
 
@@ -745,13 +759,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="run the local OpenAI-compatible server that really fine-tunes (LoRA)",
     )
     p.set_defaults(handler=_cmd_local_serve)
-    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface (default 127.0.0.1: this machine only; any other address is reachable "
+        "from the network, over plain HTTP)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--data-dir", help="data folder (default: the user's data folder)")
     p.add_argument(
         "--api-key",
         help="require this key (default: $FINETUNE_KIT_LOCAL_API_KEY, which keeps it out of the "
-        "process list; none: no key)",
+        "process list; the word none: no key, whatever the variable says)",
+    )
+    p.add_argument(
+        "--allow-no-key",
+        action="store_true",
+        help="serve without a key on a --host other than loopback (refused otherwise: anyone "
+        "on the network could use the server)",
     )
     p.add_argument("--model", help="base model OpenAI names map to (default smollm2-135m-instruct)")
     p.add_argument("--alias", action="append", metavar="NAME=MODEL", help="add a model alias")

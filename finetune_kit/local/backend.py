@@ -22,8 +22,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LocalBackendError
+from ..errors import ConfigurationError, LocalBackendError
 from .app import LocalApp
+from .exposure import exposure_refusal, exposure_warning
 from .faults import FaultInjector
 from .settings import RequestLimits, ServerSettings
 
@@ -69,6 +70,12 @@ class LocalBackend:
         model_dirs: Folders inside which clients may name a base model by its absolute path,
             besides the data folder's ``models/``; ``None`` reads
             ``$FINETUNE_KIT_LOCAL_MODEL_DIRS``.
+        allow_no_key: Listen on a non-loopback ``host`` without an ``api_key``; refused
+            otherwise, since every machine that can reach this one could use the server.
+
+    Raises:
+        ConfigurationError: ``host`` is not a loopback address, and there is no ``api_key``
+            and no ``allow_no_key=True``.
 
     Example:
         >>> backend = LocalBackend(default_model="tiny-random", faults=True)
@@ -95,7 +102,11 @@ class LocalBackend:
         startup_timeout: float = 60.0,
         log_level: str = "warning",
         model_dirs: Sequence[str | os.PathLike[str]] | None = None,
+        allow_no_key: bool = False,
     ) -> None:
+        refusal = exposure_refusal(host, api_key, allow_no_key=allow_no_key)
+        if refusal is not None:
+            raise ConfigurationError(refusal, param="allow_no_key")
         self._temp_dir: str | None = None
         if data_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="finetune_kit-local-")
@@ -215,6 +226,9 @@ class LocalBackend:
             sock.close()
             raise LocalBackendError(f"Cannot listen on {self.host}:{self.port}: {exc}") from exc
         self.port = sock.getsockname()[1]
+        warning = exposure_warning(self.host, self.settings.api_key)
+        if warning is not None:
+            logger.warning("%s", warning)
         self._app = LocalApp(self.settings, self._injector)
         config = uvicorn.Config(
             self._app,

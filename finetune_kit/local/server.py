@@ -13,7 +13,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..errors import ConfigurationError
 from .app import LocalApp
+from .exposure import exposure_refusal, exposure_warning
 from .settings import RequestLimits, ServerSettings
 
 __all__ = ["default_data_dir", "serve"]
@@ -49,6 +51,7 @@ def serve(
     model_cache_dir: str | os.PathLike[str] | None = None,
     log_level: str = "info",
     model_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    allow_no_key: bool = False,
 ) -> None:
     """Run the local backend until interrupted (Ctrl-C); blocks.
 
@@ -57,7 +60,7 @@ def serve(
 
     Args:
         host: Interface to listen on; keep ``127.0.0.1`` unless the machine's network is
-            trusted (then set an ``api_key``).
+            trusted (then set an ``api_key``). Any other address is logged as a warning.
         port: TCP port.
         data_dir: Folder for the database, files and models; default ``default_data_dir()``.
         api_key: Require ``Authorization: Bearer <api_key>`` on every request.
@@ -72,12 +75,21 @@ def serve(
         model_dirs: Folders inside which clients may name a base model by its absolute path,
             besides the data folder's ``models/``; ``None`` reads
             ``$FINETUNE_KIT_LOCAL_MODEL_DIRS``.
+        allow_no_key: Listen on a non-loopback ``host`` without an ``api_key``; refused
+            otherwise, since every machine that can reach this one could use the server.
+
+    Raises:
+        ConfigurationError: ``host`` is not a loopback address, and there is no ``api_key``
+            and no ``allow_no_key=True``.
 
     Example:
         ``finetune-kit local serve --port 8000`` runs ``serve(port=8000)``; then::
 
             client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="local")
     """
+    refusal = exposure_refusal(host, api_key, allow_no_key=allow_no_key)
+    if refusal is not None:
+        raise ConfigurationError(refusal, param="allow_no_key")
     import uvicorn
 
     settings = ServerSettings(
@@ -95,6 +107,9 @@ def serve(
     logging.getLogger("finetune_kit.local").setLevel(log_level.upper())
     app = LocalApp(settings)
     logger.info("serving on http://%s:%d/v1 with data in %s", host, port, settings.data_dir)
+    warning = exposure_warning(host, api_key)
+    if warning is not None:
+        logger.warning("%s", warning)
     uvicorn.run(
         app,
         host=host,

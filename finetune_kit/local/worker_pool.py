@@ -29,13 +29,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
 from .settings import ServerSettings
 from .store import Store
 
-__all__ = ["WorkerHealth", "WorkerPool"]
+__all__ = ["WorkerHealth", "WorkerPool", "worker_environment"]
 
 logger = logging.getLogger("finetune_kit.local.worker")
 
@@ -43,6 +44,42 @@ _RESTART_WINDOW = 60.0
 _MAX_RESTARTS = 5
 _FIRST_BACKOFF = 2.0
 _MAX_BACKOFF = 300.0
+
+
+# Keys a worker never needs: it trains from the data folder and calls no API.
+_SECRET_VARIABLES = frozenset(
+    {
+        "FINETUNE_KIT_LOCAL_API_KEY",
+        "OPENAI_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_AD_TOKEN",
+    }
+)
+
+
+def worker_environment(environ: Mapping[str, str], api_key: str | None) -> dict[str, str]:
+    """The environment a worker process starts with: the server's, without any API key.
+
+    Drops the variables that hold keys, and any variable whose value is the server's key, under
+    whatever name it was passed; the worker's environment is readable by its user (``/proc``),
+    and a worker has no use for a key.
+
+    Args:
+        environ: The server's environment.
+        api_key: The key the server requires, if any.
+
+    Returns:
+        A new mapping.
+
+    Example:
+        >>> worker_environment({"PATH": "/bin", "FINETUNE_KIT_LOCAL_API_KEY": "k", "X": "k"}, "k")
+        {'PATH': '/bin'}
+    """
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in _SECRET_VARIABLES and not (api_key and value == api_key)
+    }
 
 
 @dataclass(frozen=True)
@@ -129,7 +166,7 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> None:
         token = f"worker-{index}-{secrets.token_hex(4)}"
-        env = dict(os.environ)
+        env = worker_environment(os.environ, self._settings.api_key)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")

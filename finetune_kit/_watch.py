@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from ._interface import command, in_command, say
 from ._steps import Sleep
 from .errors import ConfigurationError, JobTimeoutError
 from .metrics import point_from_event
@@ -198,8 +199,16 @@ def resume_instructions(job_id: str) -> str:
         job_id: The job.
 
     Returns:
-        A few lines with the exact commands to follow, cancel or pause it.
+        A few lines with the exact commands to follow, cancel or pause it: under the
+        ``finetune-kit`` command, with the global options that reach the same backend and state.
     """
+    if in_command():
+        return (
+            f"Stopped following {job_id}; the job keeps running on the backend.\n"
+            f"  follow it again:  {command(f'events {job_id} --follow')}\n"
+            f"  cancel it:        {command(f'cancel {job_id}')}\n"
+            f"  pause it:         {command(f'pause {job_id}')}"
+        )
     return (
         f"Stopped following {job_id}; the job keeps running on the backend.\n"
         f"  follow it again:  finetune-kit events {job_id} --follow"
@@ -336,9 +345,14 @@ def follow_steps(
         if timeout is not None:
             elapsed = clock() - start
             if elapsed >= timeout:
+                again = say(
+                    f"Wait again with JobManager(client).wait({job_id!r}), or cancel it.",
+                    f"Follow it again with {command(f'events {job_id} --follow')}, or cancel it "
+                    f"with {command(f'cancel {job_id}')}.",
+                )
                 raise JobTimeoutError(
                     f"job {job_id} was still {status!r} after {timeout:g} s; it keeps running. "
-                    f"Wait again with JobManager(client).wait({job_id!r}), or cancel it.",
+                    + again,
                     job_id=job_id,
                     status=status,
                 )

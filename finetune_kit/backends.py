@@ -27,6 +27,7 @@ from typing import Any, Literal, overload
 
 import openai
 
+from ._interface import say
 from .azure import azure_openai_client
 from .errors import ConfigurationError
 
@@ -175,7 +176,12 @@ def make_client(
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if key is None:
             raise ConfigurationError(
-                "no API key: pass api_key=... or set OPENAI_API_KEY", param="api_key"
+                "no API key: "
+                + say(
+                    "pass api_key=... or set OPENAI_API_KEY",
+                    "set OPENAI_API_KEY, or name the variable holding it with --api-key-env",
+                ),
+                param=say("api_key", "--api-key-env"),
             )
         options["api_key"] = key
     return openai.AsyncOpenAI(**options) if async_ else openai.OpenAI(**options)

@@ -20,17 +20,18 @@ processes carry on from each other. ``--json`` prints one JSON document for scri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ._interface import running_command
+from ._interface import command, running_command
 from ._version import __version__
 from .errors import (
     ConfigurationError,
@@ -99,7 +100,8 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
     from .session import FineTuneSession
 
     path = Path(args.state)
-    options: dict[str, Any] = {"progress": not args.json and not args.quiet}
+    # A bar only on a terminal (None): a piped stderr would get a line per redraw.
+    options: dict[str, Any] = {"progress": False if args.json or args.quiet else None}
     if args.api_key_env:
         key = os.environ.get(args.api_key_env)
         if not key:
@@ -245,16 +247,18 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
             )
         hyperparameters = _hyperparameters(args)
         follow = args.follow
-        job = session.train(
-            method=args.method,
-            hyperparameters=hyperparameters or None,
-            suffix=args.suffix,
-            seed=args.seed,
-            follow=follow,
-            timeout=args.timeout,
-            on_update=None if args.json else _printer(out),
-            restart=args.restart,
-        )
+        with _following(lambda: session.state.job_id):
+            job = session.train(
+                method=args.method,
+                hyperparameters=hyperparameters or None,
+                suffix=args.suffix,
+                seed=args.seed,
+                follow=follow,
+                timeout=args.timeout,
+                # -q: no progress at all, event lines included (thousands of steps, in a log).
+                on_update=None if args.json or args.quiet else _printer(out),
+                restart=args.restart,
+            )
         if session.local_backend is not None and job.status not in TERMINAL_STATUSES:
             # Only a job that exists and has not ended waits; a refused call created nothing.
             out.note(
@@ -296,6 +300,24 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return parsed
 
 
+@contextlib.contextmanager
+def _following(job_id: Callable[[], str | None]) -> Iterator[None]:
+    """Say how to carry on when Ctrl-C stops following a job, once.
+
+    The watcher says it when the interruption reaches it; one that lands while this command
+    prints an update (between two of the watcher's steps) does not, so it is said here.
+    """
+    from .watcher import note_interrupted, was_noted
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        followed = job_id()
+        if followed is not None and not was_noted(exc):
+            note_interrupted(followed, exc)
+        raise
+
+
 def _printer(out: _Output) -> Callable[[Any], None]:
     from .metrics import MetricPoint
     from .views import JobEvent
@@ -330,8 +352,8 @@ def _with_job(
             return other(session, job_id)
         if session.state.job_id is None:
             raise SessionError(
-                "this session has no job id yet: call train() or attach(job_id) first "
-                "('finetune-kit train', 'finetune-kit attach JOB_ID'), or pass a job id",
+                f"this session has no job yet: run '{command('train')}' or "
+                f"'{command('attach JOB_ID')}' first, or pass a job id",
                 path=str(args.state),
             )
         return own(session)
@@ -362,11 +384,12 @@ def _cmd_events(args: argparse.Namespace, out: _Output) -> int:
         if not args.follow:
             return [JobEvent.of(e) for e in session.jobs.events(job_id)]
         seen: list[Any] = []
-        for update in follow():
-            if isinstance(update, JobEvent):
-                seen.append(update)
-                if not out.as_json:
-                    print(_event_line(update), flush=True)
+        with _following(lambda: job_id):
+            for update in follow():
+                if isinstance(update, JobEvent):
+                    seen.append(update)
+                    if not out.as_json:
+                        print(_event_line(update), flush=True)
         return seen
 
     events = _with_job(
@@ -610,6 +633,64 @@ def _day(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
+def _add_global_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, defaults: bool = True
+) -> None:
+    """The options every command takes, before it or after it."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--backend",
+        default=default(None),
+        help="openai, azure, local, or a base URL (default: the state file's, else "
+        f"${_BACKEND_ENV}, else openai)",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=default(None),
+        help="the API base URL (for local: a running server)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=default(None),
+        help="read the API key from this environment variable (no command takes a backend's key "
+        "as a flag)",
+    )
+    parser.add_argument(
+        "--state",
+        default=default(_DEFAULT_STATE),
+        help=f"the session state file (default: {_DEFAULT_STATE})",
+    )
+    parser.add_argument(
+        "--local-model",
+        default=default(None),
+        help="the local backend's base model for OpenAI names",
+    )
+    parser.add_argument(
+        "--local-data-dir", default=default(None), help="the local backend's data folder"
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print one JSON document"
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress output (no bar, no event lines)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log more (-vv: debug)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``finetune-kit`` (its help texts are the CLI's documentation)."""
     parser = argparse.ArgumentParser(
@@ -618,32 +699,19 @@ def build_parser() -> argparse.ArgumentParser:
         "OpenAI, Azure OpenAI, any compatible server, or the local backend.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--backend",
-        help="openai, azure, local, or a base URL (default: the state file's, else "
-        f"${_BACKEND_ENV}, else openai)",
+    _add_global_options(parser)
+    # The same options after the command (`finetune-kit upload f --json`), where users type
+    # them. Their defaults there are suppressed: one given before the command is kept unless
+    # given again after it.
+    after = argparse.ArgumentParser(add_help=False)
+    _add_global_options(
+        after.add_argument_group("global options (before or after the command)"),
+        defaults=False,
     )
-    parser.add_argument("--base-url", help="the API base URL (for local: a running server)")
-    parser.add_argument(
-        "--api-key-env",
-        metavar="VAR",
-        help="read the API key from this environment variable (no command takes a backend's key "
-        "as a flag)",
-    )
-    parser.add_argument(
-        "--state",
-        default=_DEFAULT_STATE,
-        help=f"the session state file (default: {_DEFAULT_STATE})",
-    )
-    parser.add_argument("--local-model", help="the local backend's base model for OpenAI names")
-    parser.add_argument("--local-data-dir", help="the local backend's data folder")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, handler: Callable[[argparse.Namespace, _Output], int], text: str) -> Any:
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = commands.add_parser(name, help=text, description=text, parents=[after])
         sub.set_defaults(handler=handler)
         return sub
 

@@ -387,8 +387,12 @@ class _SessionCore(Generic[ClientT]):
         """
         if self.state.base_model is None:
             raise ConfigurationError(
-                "no base model: pass model='gpt-4.1-mini-2025-04-14' (or another) to the session",
-                param="model",
+                "no base model: "
+                + say(
+                    "pass model='gpt-4.1-mini-2025-04-14' (or another) to the session",
+                    "pass --model gpt-4.1-mini-2025-04-14 (or another) to upload or train",
+                ),
+                param=say("model", "--model"),
             )
         return self.state.base_model
 
@@ -412,12 +416,18 @@ class _SessionCore(Generic[ClientT]):
         return str(value)
 
     def _job_id(self, job_id: str | None) -> str:
-        return job_id or self._require("job_id", "call train() or attach(job_id) first")
+        return job_id or self._require(
+            "job_id",
+            say(
+                "call train() or attach(job_id) first",
+                f"run '{command('train')}' or '{command('attach JOB_ID')}' first",
+            ),
+        )
 
     def _tuned_model(self) -> str:
         if self.state.deployment and self.state.backend == "azure":
             return self.state.deployment
-        return self._require("fine_tuned_model", "train() must finish successfully first")
+        return self._require("fine_tuned_model", say(*_TRAINED_FIRST))
 
     def _base_for_inference(self) -> str:
         # The job reports the model the backend really trained (an alias resolved, a snapshot
@@ -437,7 +447,14 @@ class _SessionCore(Generic[ClientT]):
         # own schedule, so they must not refuse an upload there (the API's date is checked
         # before training instead).
         options.setdefault("shutdown_dates", self._uses_openai_dates)
-        return preflight(data, validation=validation, **options)
+        if not self.is_local or "tokenizer" in options:
+            return preflight(data, validation=validation, **options)
+        # The local backend trains its own base model: tokens are counted by its tokenizer, as
+        # its trainer counts them (o200k said 39 per example where training billed 137).
+        from .backend_tokenizer import BackendTokenizer
+
+        with BackendTokenizer(self.client, self.state.base_model, policy=self.policy) as counter:
+            return preflight(data, validation=validation, tokenizer=counter, **options)
 
     def _shutdown_options(self, model: str) -> dict[str, Any] | None:
         """How to check ``model``'s shutdown date here, or ``None`` when there is nothing to do.
@@ -543,7 +560,13 @@ class _SessionCore(Generic[ClientT]):
             fresh: Replace the session's job even though it did not end (``restart=True``,
                 or new data was uploaded since it was created).
         """
-        training = self._require("training_file_id", "call upload(data) first")
+        training = self._require(
+            "training_file_id",
+            say(
+                "call upload(data) first",
+                f"run '{command('upload FILE')}' (or train --file FILE) first",
+            ),
+        )
         check_new_jobs_allowed(self.state.base_url or str(self.client.base_url))
         if fresh or self.state.job_key is None or self.state.job_status in TERMINAL_STATUSES:
             # Saved before the create: a crash between the two finds the job by its key
@@ -678,7 +701,7 @@ class _SessionCore(Generic[ClientT]):
                 param="backend",
             )
         if checkpoint is None:
-            return self._require("fine_tuned_model", "train() must finish successfully first")
+            return self._require("fine_tuned_model", say(*_TRAINED_FIRST))
         return self._pick_model(checkpoint=checkpoint, base=False)
 
     def _record_deployment(self, name: str) -> None:
@@ -825,10 +848,19 @@ def _refusal(report: PreflightReport) -> str:
     errors = list(report.errors)
     first = next((e for e in errors if e.line is not None), errors[0])
     where = f"{first.file} line {first.line}: " if first.line is not None else ""
-    return (
-        f"preflight found {len(errors)} error(s); first: {where}{first.message}. Fix the data "
-        "(report.errors lists every one; autofix() mends the safe ones), or pass force=True"
+    how = say(
+        "Fix the data (report.errors lists every one; autofix() mends the safe ones), or pass "
+        "force=True",
+        f"Fix the data ('{command('preflight FILE')}' lists every error; its --fix OUT writes "
+        "a copy with the safe ones mended), or pass --force",
     )
+    return f"preflight found {len(errors)} error(s); first: {where}{first.message}. {how}"
+
+
+_TRAINED_FIRST = (
+    "train() must finish successfully first",
+    "the job must succeed first (finetune-kit train --follow, or events --follow)",
+)
 
 
 def _state_backend(provider: str) -> Any:
@@ -950,6 +982,9 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
 
     def preflight(self, data: Any, *, validation: Any = None, **options: Any) -> PreflightReport:
         """Check training data offline: line-accurate errors, token counts, epochs and cost.
+
+        On the local backend the tokens are counted by its base model's own tokenizer (one
+        request to its ``/v1/tokenize`` per block of examples), as its trainer counts them.
 
         Args:
             data: A ``Dataset``, a JSONL path or its bytes.
@@ -1346,7 +1381,10 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         await self.aclose()
 
     def preflight(self, data: Any, *, validation: Any = None, **options: Any) -> PreflightReport:
-        """Check training data offline (no I/O, so not awaited); see the sync twin."""
+        """Check training data, not awaited; see the sync twin.
+
+        On the local backend its token counts are blocking requests to the server.
+        """
         return self._preflight(data, validation, options)
 
     async def upload(

@@ -205,10 +205,26 @@ class FollowProgress:
         self._bar.close()
 
 
-def _interrupted(job_id: str) -> None:
+def note_interrupted(job_id: str, exc: BaseException) -> None:
+    """Say once how to carry on with a job whose following was interrupted.
+
+    Printed, not logged as well: a log handler writing to the same terminal (the CLI's, or
+    Python's last-resort handler when none is configured) would show it twice.
+    """
     message = resume_instructions(job_id)
-    logger.warning("%s", message)
-    print(message, file=sys.stderr)
+    logger.debug("following %s interrupted", job_id)
+    print(message, file=sys.stderr, flush=True)
+    mark_noted(exc)
+
+
+def mark_noted(exc: BaseException) -> None:
+    """Mark an interruption whose resume instructions were printed (so none prints them again)."""
+    exc._finetune_kit_noted = True  # type: ignore[attr-defined]  # a marker on the instance
+
+
+def was_noted(exc: BaseException) -> bool:
+    """Whether the resume instructions of this interruption were printed already."""
+    return bool(getattr(exc, "_finetune_kit_noted", False))
 
 
 class JobWatcher:
@@ -258,6 +274,7 @@ class JobWatcher:
         steps = follow_steps(job_id, self.options, clock=self.policy.clock, timeout=timeout)
         bar = FollowProgress(job_id, self.progress, clock=self.policy.clock)
         result: Any = None
+        interrupted: BaseException | None = None
         try:
             while True:
                 try:
@@ -279,11 +296,13 @@ class JobWatcher:
                 elif isinstance(action, Emit):
                     bar.update(action.update)
                     yield action.update
-        except KeyboardInterrupt:
-            _interrupted(job_id)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
             raise
         finally:
-            bar.close()
+            bar.close()  # first, so the note is not drawn over by the bar
+            if interrupted is not None:
+                note_interrupted(job_id, interrupted)
 
 
 class AsyncJobWatcher:
@@ -328,6 +347,7 @@ class AsyncJobWatcher:
         steps = follow_steps(job_id, self.options, clock=self.policy.clock, timeout=timeout)
         bar = FollowProgress(job_id, self.progress, clock=self.policy.clock)
         result: Any = None
+        interrupted: BaseException | None = None
         try:
             while True:
                 try:
@@ -350,8 +370,10 @@ class AsyncJobWatcher:
                 elif isinstance(action, Emit):
                     bar.update(action.update)
                     yield action.update
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            _interrupted(job_id)
+        except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+            interrupted = exc
             raise
         finally:
             bar.close()
+            if interrupted is not None:
+                note_interrupted(job_id, interrupted)

@@ -215,7 +215,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert "--epochs must be a number or 'auto', got 'many'" in err
     code, _, err = run(capsys, *common, "train", "--model", "m")
     assert code == EXIT_CODES["usage"]
-    assert "call upload(data) first" in err
+    assert "upload FILE' (or train --file FILE) first" in err
 
 
 def test_unknown_job_is_an_api_error(

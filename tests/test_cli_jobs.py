@@ -124,7 +124,9 @@ def test_a_job_command_without_a_job_says_what_to_do(
     common = _common(queue_backend, tmp_path / "empty.json")
     code, _, err = run(capsys, *common, *command)
     assert code == EXIT_CODES["usage"]
-    assert "call train() or attach(job_id) first" in err
+    assert "this session has no job yet: run 'finetune-kit" in err
+    assert "train' or 'finetune-kit" in err
+    assert "attach JOB_ID' first" in err
     assert "non-empty" not in err
 
 

@@ -309,3 +309,47 @@ def test_deleting_a_model_a_job_trains_from_keeps_its_files_for_that_job(
     done = wait_for_job(slow_client, second.id)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model is not None
+
+
+def _ended_jobs(client: openai.OpenAI, tmp_path: Path) -> dict[str, FineTuningJob]:
+    """One job in each terminal state: trained, failed on its file, cancelled."""
+    good = _upload(client, write_jsonl(tmp_path / "good.jsonl", chat_examples(10)))
+    bad = _upload(client, write_jsonl(tmp_path / "bad.jsonl", chat_examples(3)))
+    spec: dict[str, Any] = {"model": "tiny-random", "hyperparameters": {"n_epochs": 1}}
+    succeeded = client.fine_tuning.jobs.create(training_file=good, **spec)
+    failed = client.fine_tuning.jobs.create(training_file=bad, **spec)
+    cancelled = client.fine_tuning.jobs.create(training_file=good, **spec)
+    client.fine_tuning.jobs.cancel(cancelled.id)
+    jobs = {job.id: wait_for_job(client, job.id) for job in (succeeded, failed, cancelled)}
+    assert [j.status for j in jobs.values()] == ["succeeded", "failed", "cancelled"]
+    assert jobs[succeeded.id].fine_tuned_model is not None
+    return jobs
+
+
+def test_an_ended_job_cannot_be_cancelled_paused_or_resumed(
+    client: openai.OpenAI, tmp_path: Path
+) -> None:
+    for job_id, ended in _ended_jobs(client, tmp_path).items():
+        events_before = [e.id for e in _events(client, job_id)]
+        for action in (
+            client.fine_tuning.jobs.cancel,
+            client.fine_tuning.jobs.pause,
+            client.fine_tuning.jobs.resume,
+        ):
+            with pytest.raises(openai.BadRequestError) as info:
+                action(job_id)
+            assert info.value.status_code == 400
+            assert info.value.code == "invalid_job_status", (ended.status, action.__name__)
+            assert info.value.param == "fine_tuning_job_id"
+            after = client.fine_tuning.jobs.retrieve(job_id)
+            assert after.status == ended.status, action.__name__
+            assert after.fine_tuned_model == ended.fine_tuned_model
+            assert after.finished_at == ended.finished_at
+            assert after.error == ended.error
+            assert after.result_files == ended.result_files
+        assert [e.id for e in _events(client, job_id)] == events_before
+        if ended.fine_tuned_model is not None:
+            answer = client.chat.completions.create(
+                model=ended.fine_tuned_model, messages=HELLO, max_tokens=2
+            )
+            assert answer.model == ended.fine_tuned_model

@@ -162,3 +162,18 @@ def test_completing_one_upload_in_parallel_makes_one_file(client: openai.OpenAI)
     assert info.value.code == "invalid_upload_status"
     assert "completed" in info.value.message
     assert info.value.param == "part_ids"
+
+
+def test_a_filename_over_255_characters_keeps_its_extension(client: openai.OpenAI) -> None:
+    name = "é" + "x" * 300 + ".jsonl"  # a fine-tune file must stay a .jsonl
+    data = b'{"a": 1}\n'
+    sent = client.files.create(file=(name, data), purpose="fine-tune")
+    upload = _create(client, len(data), name)
+    part = client.uploads.parts.create(upload.id, data=data)
+    done = client.uploads.complete(upload.id, part_ids=[part.id])
+    assert done.file is not None
+    for filename in (sent.filename, upload.filename, done.file.filename):
+        assert filename.endswith(".jsonl"), filename
+        assert len(filename) == 255
+        assert filename.startswith("éxxx")
+    assert client.files.retrieve(sent.id).filename == sent.filename

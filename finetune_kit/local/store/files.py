@@ -35,6 +35,8 @@ __all__ = ["FileRecord", "FileStore", "sanitize_filename"]
 
 _CHUNK = 1024 * 1024
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_MAX_NAME = 255  # characters: shown back, never a path on disk (blobs are named by id)
+_MAX_EXTENSION = 32  # a longer "extension" is part of the name, cut like the rest
 
 
 def sanitize_filename(name: str | None, *, default: str = "upload") -> str:
@@ -42,7 +44,8 @@ def sanitize_filename(name: str | None, *, default: str = "upload") -> str:
 
     Keeps only the last path component (either separator), drops control characters and
     characters that are special on common filesystems, refuses ``.`` and ``..``, and cuts the
-    result to 255 characters.
+    result to 255 characters, from the end of the stem so the extension stays (a fine-tune
+    file must still be a ``.jsonl``).
 
     Args:
         name: The filename the client sent.
@@ -58,6 +61,9 @@ def sanitize_filename(name: str | None, *, default: str = "upload") -> str:
         'train.jsonl'
         >>> sanitize_filename("..")
         'upload'
+        >>> name = sanitize_filename("x" * 300 + ".jsonl")
+        >>> len(name), name[-8:]
+        (255, 'xx.jsonl')
     """
     if not name:
         return default
@@ -66,7 +72,12 @@ def sanitize_filename(name: str | None, *, default: str = "upload") -> str:
     name = _UNSAFE.sub("_", name).strip()
     if name in {"", ".", ".."}:
         return default
-    return name[:255]
+    if len(name) <= _MAX_NAME:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if stem and dot and len(extension) <= _MAX_EXTENSION:
+        return stem[: _MAX_NAME - len(extension) - 1] + "." + extension
+    return name[:_MAX_NAME]
 
 
 @dataclass(frozen=True)

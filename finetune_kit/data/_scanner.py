@@ -13,10 +13,11 @@ import re
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .issues import Issue, make_issue
 from .jsonl import LineChunk, RawLine, _decoder, decode_line, dumps_line, iter_raw_lines
+from .model_tokenizer import ModelTokenizer
 from .rules import CheckConfig, ExampleChecker, find_lone_surrogates, find_special_tokens
 from .tokens import TokenCounter
 
@@ -158,6 +159,8 @@ class FileScanner:
 
     Args:
         config: What to check and count.
+        tokenizer: Counts tokens as a backend's own model does, instead of tiktoken: the
+            examples of each block are sent to it together once the block is checked.
 
     Example:
         >>> from finetune_kit.data.rules import CheckConfig
@@ -168,13 +171,16 @@ class FileScanner:
         [(1, 'missing_messages_list'), (2, 'blank_line')]
     """
 
-    def __init__(self, config: ScanConfig) -> None:
+    def __init__(self, config: ScanConfig, tokenizer: ModelTokenizer | None = None) -> None:
         self.config = config
         self.checker = ExampleChecker(config.check)
         self.counter = TokenCounter(config.encoding)
+        self.tokenizer = tokenizer
         self._file = config.check.file
         self._cap = config.max_issues_per_code
         self._scratch: list[Issue] = []
+        # Examples waiting for the tokenizer: (line, value, had errors of their own).
+        self._pending: list[tuple[int, dict[str, Any], bool]] = []
 
     def scan_chunk(self, chunk: LineChunk) -> ChunkStats:
         """Scan one block of lines.
@@ -213,6 +219,7 @@ class FileScanner:
             # make one, so the (rare) lines with one are the only ones searched.
             maybe_surrogate = b"\\ud" in body or b"\\uD" in body
             self._example(stats, value, raw.number, body, b"<|" in body, maybe_surrogate)
+        self._count_pending(stats)
         return stats
 
     def scan_values(self, rows: Iterable[tuple[int, Any]]) -> ChunkStats:
@@ -239,6 +246,7 @@ class FileScanner:
             stats.n_bytes += len(body) + 1
             maybe_surrogate = _RAW_SURROGATE.search(body) is not None
             self._example(stats, value, number, body, "<|" in text, maybe_surrogate)
+        self._count_pending(stats)
         return stats
 
     # ------------------------------------------------------------------ internals
@@ -284,8 +292,9 @@ class FileScanner:
         facts = self.checker.check(value, number, scratch)
         cap = self._cap
         n_errors = facts.n_errors
-        if maybe_surrogate:
-            for path, escape in find_lone_surrogates(value):
+        surrogates = find_lone_surrogates(value) if maybe_surrogate else []
+        if surrogates:
+            for path, escape in surrogates:
                 n_errors += 1
                 where = f"at {path}" if path else "in a key"
                 scratch.append(
@@ -303,7 +312,12 @@ class FileScanner:
         if facts.kind is not None:
             stats.kinds[facts.kind] = stats.kinds.get(facts.kind, 0) + 1
         if isinstance(value, dict):
-            self._count(stats, value, number, facts.n_messages)
+            stats.messages[facts.n_messages] = stats.messages.get(facts.n_messages, 0) + 1
+            if self.tokenizer is None:
+                total, assistant = self.counter.count_example(value)
+                self._add_tokens(stats, total, assistant, number, self.config.max_example_tokens)
+            elif not surrogates:  # text that cannot be encoded cannot be sent to be counted
+                self._pending.append((number, value, n_errors > 0))
             if not facts.has_system and facts.kind != "completion":
                 stats.n_missing_system += 1
                 if stats.first_missing_system is None:
@@ -328,17 +342,22 @@ class FileScanner:
         stats.fingerprints.append(fingerprint(body))
         stats.fingerprint_lines.append(number)
 
-    def _count(
-        self, stats: ChunkStats, value: dict[str, Any], number: int, n_messages: int
+    def _add_tokens(
+        self,
+        stats: ChunkStats,
+        total: int,
+        assistant: int,
+        number: int,
+        limit: int | None,
+        *,
+        bill_whole: bool = False,
     ) -> None:
-        total, assistant = self.counter.count_example(value)
-        stats.messages[n_messages] = stats.messages.get(n_messages, 0) + 1
         stats.total_tokens[total] = stats.total_tokens.get(total, 0) + 1
         stats.assistant_tokens[assistant] = stats.assistant_tokens.get(assistant, 0) + 1
-        limit = self.config.max_example_tokens
         if limit is not None and total > limit:
             stats.n_too_long += 1
-            stats.billing_tokens += limit
+            # OpenAI bills a cut example up to the limit; the local trainer bills it whole.
+            stats.billing_tokens += total if bill_whole else limit
             self._issue(
                 stats,
                 "example_too_long",
@@ -348,3 +367,39 @@ class FileScanner:
             )
         else:
             stats.billing_tokens += total
+
+    def _count_pending(self, stats: ChunkStats) -> None:
+        """Count the block's examples with the tokenizer, in one call."""
+        if self.tokenizer is None or not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        method: Literal["supervised", "dpo"] = (
+            "dpo" if self.config.check.kind == "preference" else "supervised"
+        )
+        batch = self.tokenizer.count_examples([value for _, value, _ in pending], method=method)
+        if len(batch.counts) != len(pending):
+            raise ValueError(
+                f"the tokenizer {batch.tokenizer!r} counted {len(batch.counts)} examples of "
+                f"{len(pending)}"
+            )
+        for (number, _, had_errors), count in zip(pending, batch.counts, strict=True):
+            if count.total is not None:
+                self._add_tokens(
+                    stats,
+                    count.total,
+                    count.trained,
+                    number,
+                    batch.max_example_tokens,
+                    bill_whole=True,
+                )
+            elif not had_errors:
+                # Only an example preflight found nothing wrong with: otherwise the backend's
+                # complaint is most likely the one already reported.
+                stats.n_valid -= 1
+                self._issue(
+                    stats,
+                    "backend_rejects_example",
+                    number,
+                    count.field,
+                    f"{batch.tokenizer} cannot read this example: {count.error}",
+                )

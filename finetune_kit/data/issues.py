@@ -588,6 +588,14 @@ RULES: dict[str, Rule] = _rules(
         "convert the data, or pick a model for that format",
     ),
     Rule(
+        "backend_rejects_example",
+        "error",
+        "model",
+        "the backend's own model cannot read an example preflight found nothing wrong with "
+        "(the local backend's chat template and tokenizer: an image, for one)",
+        "change the example as the message says, or use a backend whose model reads it",
+    ),
+    Rule(
         "model_shut_down",
         "error",
         "model",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -36,7 +36,8 @@ from ._fingerprints import FingerprintIndex
 from ._scanner import ChunkStats, FileScanner, ScanConfig
 from .issues import FileRole, Issue, make_issue
 from .jsonl import LineChunk, _decoder, iter_chunk_ranges, iter_chunks, iter_raw_lines
-from .models import ModelInfo, TrainingMethod, get_model_info
+from .model_tokenizer import ModelTokenizer, TokenizedBatch
+from .models import DataFormat, ModelInfo, TrainingMethod, get_model_info
 from .report import CostEstimate, Distribution, FileSummary, PreflightReport
 from .rules import CheckConfig, ExampleKind, detect_kind
 from .tokens import DEFAULT_ENCODING
@@ -226,10 +227,16 @@ class _Collector:
         self.total.merge(stats, self.cap)
 
 
-def _scan(source: _Source, config: ScanConfig, workers: int, collector: _Collector) -> ChunkStats:
+def _scan(
+    source: _Source,
+    config: ScanConfig,
+    workers: int,
+    collector: _Collector,
+    tokenizer: ModelTokenizer | None = None,
+) -> ChunkStats:
     if source.values is not None:
         # Records are scanned in-process, a block of them at a time.
-        scanner = FileScanner(config)
+        scanner = FileScanner(config, tokenizer)
         values = source.values
         while True:
             block = list(itertools.islice(values, 2048))
@@ -247,7 +254,7 @@ def _scan(source: _Source, config: ScanConfig, workers: int, collector: _Collect
             assert source.chunks is not None
             scan_in_workers(config, workers, collector, chunks=source.chunks)
         return collector.total
-    scanner = FileScanner(config)
+    scanner = FileScanner(config, tokenizer)
     chunks = iter_chunks(source.path) if source.path is not None else source.chunks
     assert chunks is not None
     for chunk in chunks:
@@ -313,7 +320,7 @@ def _detect_method(source: _Source, info: ModelInfo | None) -> TrainingMethod:
     return "supervised"
 
 
-def _kind_for(method: TrainingMethod, source: _Source, info: ModelInfo | None) -> ExampleKind:
+def _kind_for(method: TrainingMethod, source: _Source, takes: DataFormat | None) -> ExampleKind:
     if method != "supervised":
         return _KIND_OF_METHOD[method]
     # Supervised data comes in two formats. The first example says which one the file is in,
@@ -322,9 +329,30 @@ def _kind_for(method: TrainingMethod, source: _Source, info: ModelInfo | None) -
     detected = detect_kind(source.first_value)
     if detected in ("chat", "completion"):
         return detected
-    if info is not None and info.data_format == "completion":
+    if takes == "completion":
         return "completion"
     return "chat"
+
+
+class _Recorder:
+    """Passes blocks to a tokenizer and remembers what counted them."""
+
+    def __init__(self, tokenizer: ModelTokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.data_format = tokenizer.data_format
+        self.last: TokenizedBatch | None = None
+
+    def count_examples(
+        self, examples: Sequence[Mapping[str, Any]], *, method: Literal["supervised", "dpo"]
+    ) -> TokenizedBatch:
+        self.last = self.tokenizer.count_examples(examples, method=method)
+        return self.last
+
+    def name(self) -> str:
+        """What counted the tokens (asked with no examples when there were none)."""
+        if self.last is None:
+            self.last = self.tokenizer.count_examples([], method="supervised")
+        return self.last.tokenizer
 
 
 def _check_config(kind: ExampleKind, info: ModelInfo | None, file: FileRole) -> CheckConfig:
@@ -351,19 +379,26 @@ def _model_issues(
     kind: ExampleKind,
     as_of: date | None,
     encoding: str,
+    data_format: DataFormat | None,
+    backend_counted: bool,
 ) -> list[Issue]:
     issues: list[Issue] = []
     if model is None:
-        issues.append(
-            make_issue(
-                "no_model",
-                None,
-                None,
-                f"no model given: the data is checked alone, its tokens counted with {encoding}, "
-                "without a model's token limit, image limit, methods, format, shutdown date or "
-                "price",
+        if backend_counted:
+            message = (
+                f"no model from the model table: the data is checked with {encoding}'s own "
+                "tokenizer and context length, without an OpenAI model's image limit, "
+                "methods, shutdown date or price"
             )
-        )
+        else:
+            message = (
+                f"no model given: the data is checked alone, its tokens counted with "
+                f"{encoding}, without a model's token limit, image limit, methods, format, "
+                "shutdown date or price"
+            )
+        issues.append(make_issue("no_model", None, None, message))
+        if data_format is not None:
+            issues.extend(_format_issues(encoding, data_format, kind))
         return issues
     if info is None:
         issues.append(
@@ -385,19 +420,7 @@ def _model_issues(
                 f"{info.name} supports {', '.join(info.methods)}, not {method}",
             )
         )
-    # Only supervised data has two formats; DPO or RFT data on a model without the method is
-    # already method_not_supported.
-    if kind in ("chat", "completion") and kind != info.data_format:
-        issues.append(
-            make_issue(
-                "format_not_supported",
-                None,
-                None,
-                f"{info.name} takes {_FORMAT_WORDS[info.data_format]} examples; the data is "
-                f"{_FORMAT_WORDS[kind]} (the format of its first example)",
-                fix=_FORMAT_FIX[info.data_format],
-            )
-        )
+    issues.extend(_format_issues(info.name, info.data_format, kind))
     if info.shutdown_date is not None and as_of is not None:
         of = f" as of {info.shutdown_as_of.isoformat()}" if info.shutdown_as_of else ""
         confidence = _DATE_CONFIDENCE.get(info.shutdown_confidence or "official", "").format(of=of)
@@ -422,6 +445,23 @@ def _model_issues(
                 )
             )
     return issues
+
+
+def _format_issues(name: str, takes: DataFormat, kind: ExampleKind) -> list[Issue]:
+    # Only supervised data has two formats; DPO or RFT data on a model without the method is
+    # already method_not_supported.
+    if kind not in ("chat", "completion") or kind == takes:
+        return []
+    return [
+        make_issue(
+            "format_not_supported",
+            None,
+            None,
+            f"{name} takes {_FORMAT_WORDS[takes]} examples; the data is "
+            f"{_FORMAT_WORDS[kind]} (the format of its first example)",
+            fix=_FORMAT_FIX[takes],
+        )
+    ]
 
 
 def _file_issues(stats: ChunkStats, file: FileRole, min_examples: int, cap: int) -> None:
@@ -565,6 +605,8 @@ def preflight(
     max_issues_per_code: int = 1000,
     as_of: date | None = None,
     shutdown_dates: bool = True,
+    tokenizer: ModelTokenizer | None = None,
+    data_format: DataFormat | None = None,
 ) -> PreflightReport:
     """Check training data offline and report every problem, the tokens and the cost.
 
@@ -590,6 +632,14 @@ def preflight(
         shutdown_dates: Report the model table's shutdown dates, which are OpenAI's. Turn it
             off for a backend that retires models on its own schedule (Azure, any other
             server speaking the API): the model's limits and prices still apply.
+        tokenizer: Count tokens as a backend's own model does (a ``ModelTokenizer``, such as
+            the local backend's), instead of with tiktoken: its counts, and its model's
+            context length as the token limit, replace the model table's; an example it
+            cannot read is a ``backend_rejects_example`` error. Files are then scanned
+            in-process. Not used for reinforcement data.
+        data_format: The format of supervised examples the model takes, ``"chat"`` or
+            ``"completion"``, for a model the table does not know (the tokenizer's by
+            default): data in the other format is a ``format_not_supported`` error.
 
     Returns:
         The report. Bad data never raises: it is reported.
@@ -609,13 +659,23 @@ def preflight(
         raise ConfigurationError(
             "max_issues_per_code must be at least 1", param="max_issues_per_code"
         )
+    if data_format is not None and data_format not in _FORMAT_WORDS:
+        raise ConfigurationError(
+            f"data_format must be chat or completion, not {data_format!r}", param="data_format"
+        )
     today = as_of or date.today()
     info = get_model_info(model)
     encoding = info.encoding if info is not None else DEFAULT_ENCODING
     limit = info.max_example_tokens if info is not None else None
     training = _Source.of(source, "source")
     checked: TrainingMethod = method or _detect_method(training, info)
-    kind = _kind_for(checked, training, info)
+    if data_format is None and tokenizer is not None:
+        data_format = tokenizer.data_format
+    takes = info.data_format if info is not None else data_format
+    kind = _kind_for(checked, training, takes)
+    # The local backend trains supervised and DPO data only; other data keeps tiktoken's count.
+    counted_by_backend = tokenizer is not None and checked != "reinforcement"
+    recorder = _Recorder(tokenizer) if tokenizer is not None and counted_by_backend else None
     logger.debug(
         "preflight: model=%s method=%s kind=%s encoding=%s", model, checked, kind, encoding
     )
@@ -634,14 +694,27 @@ def preflight(
                 max_issues_per_code=max_issues_per_code,
             )
             collector = _Collector(file, index, max_issues_per_code)
-            files.append((file, _scan(data, config, _workers_for(data, workers), collector)))
+            # A tokenizer (a client of a server, most likely) stays in this process.
+            scan_workers = 1 if recorder is not None else _workers_for(data, workers)
+            files.append((file, _scan(data, config, scan_workers, collector, recorder)))
         _add_repeats(index, files, max_issues_per_code)
     finally:
         index.close()
     for file, stats in files:
         _file_issues(stats, file, min_examples, max_issues_per_code)
 
-    issues = _model_issues(model, info, checked, kind, today if shutdown_dates else None, encoding)
+    if recorder is not None:
+        encoding = recorder.name()
+    issues = _model_issues(
+        model,
+        info,
+        checked,
+        kind,
+        today if shutdown_dates else None,
+        encoding,
+        data_format,
+        recorder is not None,
+    )
     if checked == "reinforcement" and validation is None:
         issues.append(
             make_issue(

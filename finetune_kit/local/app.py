@@ -40,7 +40,7 @@ from .context import ServerContext
 from .fault_middleware import FaultInjectionMiddleware
 from .faults import FaultInjector
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, KeepAliveGuard
-from .routes import chat, faults_admin, files, health, jobs, models, uploads
+from .routes import chat, faults_admin, files, health, jobs, models, tokenize, uploads
 from .routes.common import _param
 from .routes.schemas import REQUEST_MODELS, ErrorResponse
 from .settings import ServerSettings
@@ -173,7 +173,7 @@ def build_fastapi(context: ServerContext) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     app.state.context = context
-    routers = [module.router for module in (health, files, uploads, jobs, models, chat)]
+    routers = [module.router for module in (health, files, uploads, jobs, models, chat, tokenize)]
     if context.faults is not None:
         routers.append(faults_admin.router)
     for router in routers:

@@ -38,6 +38,9 @@ TESTED_ELSEWHERE = {
     "cost_not_estimated": "test_preflight.py::test_method_detection_and_model_methods",
     "unknown_model": "test_preflight.py::test_unknown_model_falls_back_to_o200k_with_a_warning",
     "no_model": "test_preflight.py::test_no_model_by_default_checks_the_data_alone_and_says_so",
+    "backend_rejects_example": (
+        "test_preflight_local.py::test_an_example_the_local_model_cannot_read_is_an_error_of_preflight"
+    ),
     "model_shut_down": "test_preflight.py::test_shutdown_dates",
     "model_shutdown_soon": "test_preflight.py::test_shutdown_dates",
 }

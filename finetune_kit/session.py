@@ -35,6 +35,7 @@ import openai
 
 from ._interface import command, say
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._served import ServedBackend, default_data_dir, find_served
 from ._urls import comparable_url, public_url
 from ._watch import FollowOptions
 from .backends import backend_kind, make_client
@@ -71,6 +72,8 @@ __all__ = ["AsyncFineTuneSession", "FineTuneSession"]
 
 logger = logging.getLogger("finetune_kit.session")
 
+_LOCAL_KEY_ENV = "FINETUNE_KIT_LOCAL_API_KEY"
+
 DEFAULT_STATE_PATH = "finetune_kit_session.json"
 """Where a session keeps its state unless told otherwise (in the current folder)."""
 
@@ -106,6 +109,7 @@ class _SessionCore(Generic[ClientT]):
         self.follow_options = follow_options
         self.state_path = Path(state_path) if state_path is not None else None
         self.local_backend: LocalBackend | None = None
+        self._local_folder: Path | None = None  # the local backend's data folder, when known
         self._shutdown_checked: set[str] = set()
         saved: SessionState | None = None
         if _state is None and self.state_path is not None and self.state_path.exists():
@@ -137,9 +141,19 @@ class _SessionCore(Generic[ClientT]):
                 # The saved local model, not the backend's default of the day: a later run
                 # (a CLI command without --local-model) trains the model the session began with.
                 chosen_local = local_model or state.local_model
-                self.local_backend, state.local_model = self._start_local(folder, chosen_local)
-                base_url = self.local_backend.base_url
-                api_key = self.local_backend.api_key
+                self._local_folder = Path(folder) if folder is not None else default_data_dir()
+                served = find_served(self._local_folder)
+                if served is not None:
+                    # `finetune-kit local serve` runs for this folder: use it, with its model
+                    # already loaded, instead of a second backend in this process.
+                    state.local_model = self._check_served(served, chosen_local, api_key)
+                    base_url = served.url
+                else:
+                    self.local_backend, state.local_model = self._start_local(
+                        self._local_folder, chosen_local
+                    )
+                    base_url = self.local_backend.base_url
+                    api_key = self.local_backend.api_key
             client = make_client(
                 backend,
                 api_key=api_key,
@@ -151,7 +165,7 @@ class _SessionCore(Generic[ClientT]):
                 azure_ad_token_provider=azure_ad_token_provider,
             )
         where = self._where(kind, client, base_url, azure_endpoint, api_version)
-        if saved is not None and self.local_backend is None:
+        if saved is not None and self._local_folder is None:
             try:
                 self._check_carries_on(saved, where, model, local_model)
             except SessionError:
@@ -186,8 +200,7 @@ class _SessionCore(Generic[ClientT]):
         is what stays, so a rerun in a new process finds the file it uploaded.
         """
         if self.state.backend == "local" and self.state.local_data_dir:
-            folder = _local_dir(self.state.local_data_dir)
-            return Path(folder).as_uri() if folder is not None else None
+            return Path(_local_dir(self.state.local_data_dir)).as_uri()
         return None
 
     def _remember_uploads(self, uploader: FileUploader | AsyncFileUploader) -> None:
@@ -232,8 +245,8 @@ class _SessionCore(Generic[ClientT]):
             "azure_api_version": None,
             "local_data_dir": None,
         }
-        if self.local_backend is not None:
-            where["local_data_dir"] = str(self.local_backend.data_dir)
+        if self._local_folder is not None:
+            where["local_data_dir"] = str(self._local_folder)
             where["base_url"] = public_url(str(client.base_url))
         elif not self._owns_client:
             where["base_url"] = public_url(str(client.base_url))
@@ -330,22 +343,45 @@ class _SessionCore(Generic[ClientT]):
             path=str(self.state_path),
         )
 
+    def _check_served(self, served: ServedBackend, model: str | None, api_key: str | None) -> str:
+        """Check a running server can carry this session; return its base model's name.
+
+        Raises:
+            SessionError: It maps OpenAI names to another model than the session's.
+            ConfigurationError: It wants a key and none is given.
+        """
+        if model is not None and model != served.default_model:
+            flag = say("local_model", "--local-model")
+            raise SessionError(
+                f"finetune-kit local serve runs for {served.data_dir} at {served.url} "
+                f"(pid {served.pid}) with the local model {served.default_model!r}; this "
+                f"session's local model is {model!r}. Stop that server and serve "
+                f"--model {model} instead, or leave {flag} out for a new session on "
+                f"{served.default_model!r}",
+                path=str(self.state_path) if self.state_path else None,
+            )
+        if served.api_key_required and not (api_key or os.environ.get(_LOCAL_KEY_ENV)):
+            raise ConfigurationError(
+                f"the local backend serving {served.data_dir} at {served.url} wants a key: set "
+                f"{_LOCAL_KEY_ENV} to it"
+                + say(" (or pass api_key=)", " (or name its variable with --api-key-env)"),
+                param=say("api_key", "--api-key-env"),
+            )
+        return served.default_model
+
     @staticmethod
-    def _start_local(
-        data_dir: str | os.PathLike[str] | None, model: str | None
-    ) -> tuple[LocalBackend, str]:
+    def _start_local(folder: Path, model: str | None) -> tuple[LocalBackend, str]:
         """Start the local backend in this process; return it and its base model's name."""
         try:
             from .local import LocalBackend
             from .local.registry import DEFAULT_BASE_MODEL
-            from .local.server import default_data_dir
         except ImportError as exc:
             raise ConfigurationError(
                 "the local backend needs the 'local' extra: pip install 'finetune-kit[local]' "
-                "(on a CPU-only machine, pip install torch==2.13.0 first)",
+                "(on a CPU-only machine, pip install torch==2.13.0 first); or start "
+                "'finetune-kit local serve' where it is installed and pass its --base-url",
                 param="backend",
             ) from exc
-        folder = Path(data_dir) if data_dir is not None else default_data_dir()
         # The registry's own choice when none is given (the environment's, else SmolLM2),
         # named so the state keeps it.
         chosen = model or os.environ.get("FINETUNE_KIT_LOCAL_MODEL") or DEFAULT_BASE_MODEL
@@ -757,12 +793,8 @@ class _SessionCore(Generic[ClientT]):
         )
 
 
-def _local_dir(folder: str | os.PathLike[str] | None) -> str | None:
+def _local_dir(folder: str | os.PathLike[str] | None) -> str:
     if folder is None:
-        try:
-            from .local.server import default_data_dir
-        except ImportError:  # _start_local says how to install the extra
-            return None
         folder = default_data_dir()
     return str(Path(folder).expanduser().resolve())
 

@@ -13,7 +13,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigurationError
+from .._served import default_data_dir, find_served, publish, withdraw
+from ..errors import ConfigurationError, LocalBackendError
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
 from .settings import RequestLimits, ServerSettings
@@ -21,20 +22,6 @@ from .settings import RequestLimits, ServerSettings
 __all__ = ["default_data_dir", "serve"]
 
 logger = logging.getLogger("finetune_kit.local.server")
-
-
-def default_data_dir() -> Path:
-    """The data folder ``serve`` uses when none is given.
-
-    ``$FINETUNE_KIT_LOCAL_DATA_DIR``, else ``~/.local/share/finetune_kit/local`` (or under
-    ``$XDG_DATA_HOME``).
-    """
-    explicit = os.environ.get("FINETUNE_KIT_LOCAL_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    root = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return root / "finetune_kit" / "local"
 
 
 def serve(
@@ -78,9 +65,13 @@ def serve(
         allow_no_key: Listen on a non-loopback ``host`` without an ``api_key``; refused
             otherwise, since every machine that can reach this one could use the server.
 
+    While it runs, ``data_dir/server.json`` says where (never the key): sessions and CLI
+    commands on that folder use this server instead of starting one in their own process.
+
     Raises:
         ConfigurationError: ``host`` is not a loopback address, and there is no ``api_key``
             and no ``allow_no_key=True``.
+        LocalBackendError: A server already runs for ``data_dir``.
 
     Example:
         ``finetune-kit local serve --port 8000`` runs ``serve(port=8000)``; then::
@@ -105,17 +96,38 @@ def serve(
         model_dirs=tuple(Path(d) for d in model_dirs) if model_dirs is not None else None,
     )
     logging.getLogger("finetune_kit.local").setLevel(log_level.upper())
+    running = find_served(settings.data_dir)
+    if running is not None:
+        # Checked before the record is rewritten, so the running server stays findable.
+        raise LocalBackendError(
+            f"finetune-kit local serve already runs for {settings.data_dir} at {running.url} "
+            f"(pid {running.pid}); commands on this data folder use it. Stop it first, or "
+            "serve another --data-dir"
+        )
     app = LocalApp(settings)
     logger.info("serving on http://%s:%d/v1 with data in %s", host, port, settings.data_dir)
     warning = exposure_warning(host, api_key)
     if warning is not None:
         logger.warning("%s", warning)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    if port:
+        # Sessions and CLI commands on this data folder find the server by this record and
+        # use it instead of loading the model in their own process (see finetune_kit/_served).
+        publish(
+            settings.data_dir,
+            host=host,
+            port=port,
+            default_model=app.context.registry.default_model,
+            api_key_required=bool(api_key),
+        )
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        withdraw(settings.data_dir)

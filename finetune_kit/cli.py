@@ -263,8 +263,9 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
             # Only a job that exists and has not ended waits; a refused call created nothing.
             out.note(
                 f"note: the local backend runs inside this command; without --follow job {job.id} "
-                "waits until a later command (status, events --follow...) starts it again, or "
-                "run 'finetune-kit local serve' and pass --base-url"
+                "waits until a later command (status, events --follow...) starts it again. Run "
+                f"'finetune-kit local serve --data-dir {session.local_backend.data_dir}' and "
+                "every command on that folder uses it, with the job training meanwhile"
             )
         out.result(job, _job_view(job))
     finally:

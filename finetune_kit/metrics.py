@@ -322,7 +322,8 @@ class MetricSeries(Sequence[MetricPoint]):
         """Draw the loss curves (training, validation, full validation) with matplotlib.
 
         Uses matplotlib's object API (no pyplot), so it changes no global backend and works
-        without a display.
+        without a display. In a notebook the figure shows inline when it ends a cell (it has a
+        PNG representation of its own, so no ``%matplotlib inline`` is needed).
 
         Args:
             path: Where to save the figure as PNG, if anywhere.
@@ -348,7 +349,7 @@ class MetricSeries(Sequence[MetricPoint]):
             ("valid_loss", "validation loss", "o"),
             ("full_valid_loss", "full validation loss", "s--"),
         ]
-        figure = Figure(figsize=(7, 4), dpi=100)
+        figure = _inline_figure_class(Figure)(figsize=(7, 4), dpi=100)
         axes = figure.add_subplot()
         drawn = 0
         for name, label, style in curves:
@@ -386,6 +387,29 @@ class MetricSeries(Sequence[MetricPoint]):
             if point is not None:
                 series.add(point)
         return series
+
+
+_INLINE_FIGURES: dict[type, type] = {}
+
+
+def _inline_figure_class(figure: type[Figure]) -> type[Figure]:
+    """The ``Figure`` class with a PNG representation, so a notebook shows it inline.
+
+    IPython draws a bare ``Figure`` only once pyplot has set up its inline backend, which
+    :meth:`MetricSeries.plot_loss` never imports (it must not change a global backend). Made on
+    first use: matplotlib is an optional dependency.
+    """
+    cached = _INLINE_FIGURES.get(figure)
+    if cached is None:
+
+        class InlineFigure(figure):  # type: ignore[valid-type,misc]  # a class made at run time
+            def _repr_png_(self) -> bytes:
+                buffer = io.BytesIO()
+                self.savefig(buffer, format="png")
+                return buffer.getvalue()
+
+        cached = _INLINE_FIGURES[figure] = InlineFigure
+    return cached
 
 
 def point_from_event(event: Any) -> MetricPoint | None:

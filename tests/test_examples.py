@@ -31,6 +31,13 @@ def test_notebook_runs_as_written(tmp_path: Path) -> None:
     assert not [o for o in outputs if o.output_type == "error"]
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any("Strontium" in page for page in html)  # the comparison rendered as HTML
+    # Shown inline, not only written to a file: the loss curve as an image, and the job's
+    # progress as a widget bar (tqdm's notebook bar, which needs ipywidgets).
+    kinds = {kind for o in outputs for kind in o.get("data", {})}
+    assert "image/png" in kinds
+    assert "application/vnd.jupyter.widget-view+json" in kinds
+    stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert "IProgress not found" not in stderr
 
 
 def test_quickstart_command_on_the_tiny_model(

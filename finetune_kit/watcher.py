@@ -41,6 +41,7 @@ __all__ = ["AsyncJobWatcher", "JobWatcher"]
 logger = logging.getLogger("finetune_kit.jobs")
 
 _STEP_OF_TOTAL = re.compile(r"\bstep\s+(\d+)\s*/\s*(\d+)", re.IGNORECASE)
+_BEFORE_TRAINING = frozenset({"validating_files", "queued", "pending"})
 
 
 class StepRate:
@@ -143,6 +144,11 @@ class FollowProgress:
         )
         self._total_from_message: int | None = None
         self._steps = StepRate(clock)
+        # The label shows the last status seen, which is looked at far less often than steps
+        # arrive: a live step proves a job shown as queued is running now.
+        self._status: str | None = None
+        self._polls = 0
+        self._status_poll = 0
         self._wall_clock = wall_clock
         self._estimated_finish: float | None = None
 
@@ -169,6 +175,7 @@ class FollowProgress:
     def polled(self) -> None:
         """Say that one poll ended (the steps seen after it are live)."""
         self._steps.polled()
+        self._polls += 1
 
     def update(self, update: JobUpdate) -> None:
         """Reflect one update in the bar.
@@ -178,7 +185,7 @@ class FollowProgress:
         """
         bar = self._bar
         if isinstance(update, StatusChange):
-            bar.set_description(f"{self._job_id} {update.status}", refresh=True)
+            self._label(update.status)
         elif isinstance(update, JobEvent):
             # Only for the bar's total: message texts are not a contract, so nothing else
             # depends on this.
@@ -191,6 +198,9 @@ class FollowProgress:
                 bar.total = total
             bar.n = update.step
             self._steps.observe(update.step)
+            if self._status in _BEFORE_TRAINING and self._polls > self._status_poll:
+                # A step after the poll that saw the status (not history replayed with it).
+                self._label("running")
             bar.live_rate = self.rate
             postfix = {}
             if update.train_loss is not None:
@@ -199,6 +209,11 @@ class FollowProgress:
                 postfix["valid"] = f"{update.valid_loss:.4f}"
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
+
+    def _label(self, status: str) -> None:
+        self._status = status
+        self._status_poll = self._polls
+        self._bar.set_description(f"{self._job_id} {status}", refresh=True)
 
     def close(self) -> None:
         """Close the bar."""

@@ -109,3 +109,34 @@ def test_a_disabled_bar_still_tracks_the_rate(clock: Clock) -> None:
     progress.update(point(12))
     assert progress.rate == pytest.approx(0.5, rel=1e-3)
     progress.close()
+
+
+def label(progress: FollowProgress) -> str:
+    return str(progress._bar.desc).removesuffix(": ")
+
+
+def test_live_steps_move_a_queued_label_to_running(clock: Clock) -> None:
+    progress = FollowProgress("ftjob-1", False, clock=clock)
+    progress.update(StatusChange(job_id="ftjob-1", status="queued"))
+    progress.polled()
+    assert label(progress) == "ftjob-1 queued"
+    # The status is looked at every minute at most; steps arrive with every poll.
+    clock.now += 5
+    progress.update(point(183, 1200))
+    assert label(progress) == "ftjob-1 running"
+    assert "183/1200" in shown(progress)
+
+
+def test_history_does_not_move_the_label(clock: Clock) -> None:
+    # A job put back in the queue (a server restart) has steps already: replayed in the first
+    # poll, they say nothing about now.
+    progress = FollowProgress("ftjob-1", False, clock=clock)
+    progress.update(StatusChange(job_id="ftjob-1", status="queued"))
+    for step in range(1, 6):
+        progress.update(point(step))
+    assert label(progress) == "ftjob-1 queued"
+    progress.polled()
+    progress.update(StatusChange(job_id="ftjob-1", status="paused", previous="queued"))
+    progress.polled()
+    progress.update(point(6))
+    assert label(progress) == "ftjob-1 paused"  # only a status before training moves on

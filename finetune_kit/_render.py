@@ -1,12 +1,15 @@
-"""Plain-text and HTML tables for comparisons and evaluation reports.
+r"""Plain-text and HTML tables for comparisons and evaluation reports.
 
 Every cell is text; HTML output escapes every cell, so model answers (which may hold markup) are
-shown, never interpreted.
+shown, never interpreted. Control characters are shown escaped (``\x1b``) in both: a model's
+answer printed raw could recolour or clear the terminal, ring its bell, retitle the window or,
+with a right-to-left override, reorder what the table seems to say.
 """
 
 from __future__ import annotations
 
 import html
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,9 +19,36 @@ from .errors import MissingDependencyError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["dataframe", "format_float", "format_signed", "html_table", "shorten", "text_table"]
+__all__ = [
+    "dataframe",
+    "escape_controls",
+    "format_float",
+    "format_signed",
+    "html_table",
+    "shorten",
+    "text_table",
+]
 
 _MIN_COLUMN = 8
+
+# C0 controls but tab and newline, DEL, C1 controls, and the invisible marks that reorder or hide
+# text (bidirectional overrides and isolates, zero-width and directional marks).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def escape_controls(text: str) -> str:
+    r"""Return ``text`` with control characters written as escapes; tab and newline are kept.
+
+    Examples:
+        >>> escape_controls("red \x1b[31malert\x07\r\nnext")
+        'red \\x1b[31malert\\x07\nnext'
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+    return _CONTROLS.sub(escape, text.replace("\r\n", "\n"))
 
 
 def shorten(text: str, width: int) -> str:
@@ -63,6 +93,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: 
     Returns:
         The table, lines joined with ``\n`` and no trailing newline.
     """
+    headers = [escape_controls(h) for h in headers]
+    rows = [[escape_controls(cell) for cell in row] for row in rows]
     natural = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -111,6 +143,9 @@ def html_table(
         The ``<table>`` element as a string.
     """
     cell_style = 'style="text-align:left;vertical-align:top;white-space:pre-wrap"'
+    headers = [escape_controls(h) for h in headers]
+    rows = [[escape_controls(cell) for cell in row] for row in rows]
+    caption = escape_controls(caption) if caption is not None else None
     parts = ["<table>"]
     if caption is not None:
         parts.append(f"<caption>{html.escape(caption)}</caption>")

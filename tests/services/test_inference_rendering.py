@@ -160,3 +160,20 @@ def test_chat_refuses_conflicting_system_and_streaming() -> None:
     with pytest.raises(ConfigurationError) as info:
         client.chat("m", [])
     assert info.value.param == "messages"
+
+
+def test_control_bytes_are_shown_escaped_never_sent_to_the_terminal() -> None:
+    # A model can answer anything: terminal escape sequences (colours, a bell, cursor moves,
+    # a title change), NUL, DEL, C1 controls, a right-to-left override that reorders the line.
+    hostile = "ok\x1b[31mred\x1b[0m\x07\x00\x7f\x9b2J\u202edesrever\r\nnext line\tend"
+    case = EvalCase(messages=({"role": "user", "content": "say \x1b]0;title\x07 it"},))
+    table = Comparison("base\x1b[2J", "tuned", [ComparisonRow(case, reply(hostile, 5, 0.1), None)])
+    for shown in (str(table), table._repr_html_()):
+        for raw in ("\x1b", "\x07", "\x00", "\x7f", "\x9b", "\u202e", "\r"):
+            assert raw not in shown, repr(raw)
+    text = table.to_text(width=400)  # wide: no answer wrapped
+    assert "ok\\x1b[31mred\\x1b[0m\\x07\\x00\\x7f\\x9b2J\\u202edesrever" in text
+    assert "say \\x1b]0;title\\x07 it" in text
+    assert "base\\x1b[2J" in text
+    assert "next line" in text  # line breaks and tabs stay what they are
+    assert "\\x1b[31m" in table._repr_html_()

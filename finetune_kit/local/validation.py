@@ -124,6 +124,9 @@ def _issues(training: Path, validation: Path | None, method: str) -> list[FileIs
         model=None,
         validation=validation,
         method="dpo" if method == "dpo" else "supervised",
+        # The local models are chat models: legacy prompt/completion lines are refused, as
+        # OpenAI refuses them for a chat model (preflight on the session says the same).
+        data_format="chat",
         min_examples=MIN_EXAMPLES,
         workers=1,
     )

@@ -160,3 +160,19 @@ def test_the_async_session_counts_on_the_local_backend_too(
     assert report.encoding == "tiny-random"
     with BackendTokenizer(client) as tokenizer:
         assert report.billing_tokens == preflight(train, tokenizer=tokenizer).billing_tokens
+
+
+def test_a_prompt_completion_file_fails_a_job_created_by_a_raw_client(
+    client: openai.OpenAI, tmp_path: Path
+) -> None:
+    # The session's preflight refuses it; a job created with the plain openai client is checked
+    # by the server with the same rule, as OpenAI refuses legacy data for a chat model.
+    rows = [{"prompt": f"Tell me about {i}", "completion": f" {i} is a number."} for i in range(12)]
+    with write_jsonl(tmp_path / "legacy.jsonl", rows).open("rb") as stream:
+        file = client.files.create(file=stream, purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(training_file=file.id, model="gpt-4o-mini")
+    done = wait_for_job(client, job.id)
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error.code == "invalid_training_file"
+    assert "chat" in (done.error.message or "")

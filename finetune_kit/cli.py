@@ -174,14 +174,59 @@ def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
             f"wrote {args.fix} ({len(data.changes)} change(s)); the report is of the fixed "
             f"data, its line numbers those of {args.file}"
         )
-    report = preflight(
-        data,
-        validation=Path(args.validation) if args.validation else None,
-        model=None if args.model == "none" else args.model,
-        as_of=args.as_of,
-    )
+    from .backends import backend_kind
+
+    validation = Path(args.validation) if args.validation else None
+    state = _saved_state(args)
+    backend = None if state is not None else args.backend or os.environ.get(_BACKEND_ENV)
+    if state is not None:
+        local = state.backend == "local"
+    else:
+        local = backend is not None and backend_kind(backend) == "local"
+    if args.model is None and local:
+        # The session's local backend counts tokens with its base model's own tokenizer, as
+        # its trainer does; a `local serve` running for the folder answers at once.
+        session = _session(args)
+        try:
+            report = session.preflight(data, validation=validation, as_of=args.as_of)
+        finally:
+            session.close()
+    else:
+        # The model named, else the session's; never one the user did not choose (a default
+        # model would refuse every file from its shutdown day). None: the data alone.
+        model = args.model if args.model is not None else state.base_model if state else None
+        report = preflight(
+            data,
+            validation=validation,
+            model=None if model == "none" else model,
+            as_of=args.as_of,
+            shutdown_dates=_uses_openai_dates(state, backend),
+        )
     out.result(report.to_dict(), report.summary())
     return EXIT_CODES["ok"] if report.ok else EXIT_CODES["data"]
+
+
+def _saved_state(args: argparse.Namespace) -> Any:
+    """The session state ``--state`` names, if the file exists (read only: nothing starts)."""
+    from .state import SessionState
+
+    path = Path(args.state)
+    return SessionState.load(path) if path.exists() else None
+
+
+def _uses_openai_dates(state: Any, backend: str | None) -> bool:
+    """Whether the model table's (OpenAI's) shutdown dates apply to the session's backend."""
+    if state is not None:
+        return bool(state.uses_openai_dates)
+    if backend is None:
+        return True  # no backend named: a model named alone is OpenAI's
+    from ._urls import comparable_url
+    from .backends import backend_kind
+
+    kind = backend_kind(backend)
+    return kind == "openai" or (
+        kind == "custom" and comparable_url(backend).startswith("https://api.openai.com")
+    )
 
 
 def _cmd_build(args: argparse.Namespace, out: _Output) -> int:
@@ -721,8 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", help="a validation file (checked for overlap too)")
     p.add_argument(
         "--model",
-        default="gpt-4o-mini-2024-07-18",
-        help="the base model, for token limits and cost ('none': no limit, no cost)",
+        help="the base model, for token limits, shutdown date and cost (default: the session's "
+        "from --state, the local backend's own tokenizer there; else none: the data alone, as "
+        "the report says; 'none': no model)",
     )
     p.add_argument(
         "--as-of",

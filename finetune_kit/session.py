@@ -472,8 +472,9 @@ class _SessionCore(Generic[ClientT]):
 
     def _preflight_model(self) -> str | None:
         # The local backend maps OpenAI names to its own models: OpenAI's token limits and
-        # prices would be wrong there.
-        return None if self.is_local else self.model
+        # prices would be wrong there. Without a model, the data is checked alone (and the
+        # report says so): never against a model the user did not choose.
+        return None if self.is_local else self.state.base_model
 
     def _preflight(self, data: Any, validation: Any, options: dict[str, Any]) -> PreflightReport:
         from .data.validation import preflight
@@ -508,17 +509,9 @@ class _SessionCore(Generic[ClientT]):
     def _uses_openai_dates(self) -> bool:
         """Whether the model table's shutdown dates, which are OpenAI's, apply to this backend.
 
-        On Azure, the local backend or any other server speaking the API, a model retires on
-        that server's schedule (a vLLM server keeps serving "gpt-4o-mini" as long as it likes):
-        only the API's ``shutdown_date`` tells, so the code that only changed its base URL
-        keeps working after OpenAI's dates.
+        See :attr:`SessionState.uses_openai_dates`.
         """
-        if self.state.backend == "openai":
-            return True
-        return (
-            self.state.backend == "custom"
-            and urlsplit(self.state.base_url or "").hostname == "api.openai.com"
-        )
+        return self.state.uses_openai_dates
 
     def _record_upload(self, training: UploadedFile, validation: UploadedFile | None) -> None:
         self.state.training_file_id = training.id

@@ -106,6 +106,27 @@ class SessionState(BaseModel):
     created_at: float | None = None
     updated_at: float | None = None
 
+    @property
+    def uses_openai_dates(self) -> bool:
+        """Whether the model table's shutdown dates, which are OpenAI's, apply to this backend.
+
+        On Azure, the local backend or any other server speaking the API, a model retires on
+        that server's schedule (a vLLM server keeps serving "gpt-4o-mini" as long as it likes):
+        only the API's ``shutdown_date`` tells, so the code that only changed its base URL
+        keeps working after OpenAI's dates.
+
+        Examples:
+            >>> SessionState(backend="openai").uses_openai_dates
+            True
+            >>> SessionState(backend="custom", base_url="http://127.0.0.1:8000/v1").uses_openai_dates
+            False
+        """
+        if self.backend == "openai":
+            return True
+        return self.backend == "custom" and urlsplit(self.base_url or "").hostname == (
+            "api.openai.com"
+        )
+
     @field_validator("base_url", "azure_endpoint")
     @classmethod
     def _no_credentials_in_urls(cls, value: str | None) -> str | None:

@@ -37,6 +37,7 @@ from .errors import (
     ConfigurationError,
     DataError,
     FinetuneKitError,
+    FineTuningUnavailableError,
     JobCancelledError,
     JobFailedError,
     JobTimeoutError,
@@ -996,7 +997,7 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_CODES["data"]
     if isinstance(exc, (ConfigurationError, SessionError)):
         return EXIT_CODES["usage"]
-    if isinstance(exc, openai.APIError):
+    if isinstance(exc, (openai.APIError, FineTuningUnavailableError)):
         return EXIT_CODES["api"]
     return EXIT_CODES["error"]
 

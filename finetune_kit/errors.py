@@ -19,6 +19,8 @@ FinetuneKitError
 │   ├── JobFailedError          the job failed (code, message, param, offending line)
 │   ├── JobCancelledError       the job was cancelled
 │   └── JobTimeoutError         waiting gave up (last status seen)
+├── FineTuningUnavailableError  the provider creates no jobs for this organisation (OpenAI's
+│                               wind-down): how to move to Azure or the local backend
 ├── SessionError                a session state file cannot be used
 ├── TokenizerFileError          a shipped tokenizer file is missing or corrupt
 ├── MissingDependencyError      an optional extra is not installed (also an ImportError)
@@ -42,6 +44,7 @@ __all__ = [
     "DeploymentError",
     "DeploymentTimeoutError",
     "ExampleValidationError",
+    "FineTuningUnavailableError",
     "FinetuneKitError",
     "FinetuneKitWarning",
     "JSONLDecodeError",
@@ -223,6 +226,40 @@ class JobCancelledError(JobError):
 
 class JobTimeoutError(JobError):
     """Waiting for the job gave up before it reached a terminal status; the job goes on."""
+
+
+class FineTuningUnavailableError(FinetuneKitError):
+    """The provider refuses to create fine-tuning jobs for this organisation.
+
+    OpenAI is winding self-serve fine-tuning down: since 2026-05-07 it creates jobs only for
+    organisations that fine-tuned before, since 2026-07-02 only for those that used a
+    fine-tuned model in the last 60 days, and from 2027-01-06 for no one. Its refusal (a 403 on
+    ``jobs.create``) becomes this error, chained to the ``openai.PermissionDeniedError``; the
+    message says how to move with a one-line change (Azure OpenAI or the local backend, see
+    docs/migrating.md). Existing fine-tuned models keep answering until their base model
+    retires.
+
+    Attributes:
+        provider: Who refused (``"openai"``).
+        status_code: The HTTP status (403).
+        request_id: The provider's request id, for a support ticket.
+        api_message: The provider's own message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        api_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.request_id = request_id
+        self.api_message = api_message
 
 
 class TokenizerFileError(FinetuneKitError):

@@ -34,6 +34,7 @@ from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
+from ._interface import say
 from ._retry import (
     DEFAULT_RETRY_POLICY,
     HTTP_ERRORS,
@@ -44,7 +45,13 @@ from ._retry import (
 )
 from ._steps import arun_steps, run_steps
 from ._watch import FollowOptions
-from .errors import ConfigurationError, JobCancelledError, JobError, JobFailedError
+from .errors import (
+    ConfigurationError,
+    FineTuningUnavailableError,
+    JobCancelledError,
+    JobError,
+    JobFailedError,
+)
 from .job_options import (
     Provider,
     WandbIntegration,
@@ -341,9 +348,50 @@ class _JobManagerBase(Generic[_ClientT]):
                     "job %s already exists for key %s; not creating another", existing.id, key
                 )
                 return existing
-        job: FineTuningJob = yield _CreateJob(params, key)
+        try:
+            job: FineTuningJob = yield _CreateJob(params, key)
+        except openai.PermissionDeniedError as exc:
+            closed = self._wind_down_error(exc)
+            if closed is None:
+                raise
+            raise closed from exc
         logger.info("created fine-tuning job %s (%s)", job.id, job.status)
         return job
+
+    def _wind_down_error(
+        self, exc: openai.PermissionDeniedError
+    ) -> FineTuningUnavailableError | None:
+        """OpenAI's refusal to create jobs for this organisation, as the error that says why.
+
+        A 403 from OpenAI on ``jobs.create`` is its wind-down of self-serve fine-tuning, unless
+        its message names a missing scope (then the key lacks the permission, and the API's
+        own error says so better).
+        """
+        body = exc.body
+        said = body.get("message") if isinstance(body, dict) else None
+        message = str(said or exc.message or "")
+        if self.provider != "openai" or "scope" in message.lower():
+            return None
+        move = say(
+            'change one line: FineTuneSession("azure", ...) for Azure OpenAI, or '
+            'FineTuneSession("local", ...) for the local backend (with a new state_path)',
+            "run the same commands with --backend azure (Azure OpenAI) or --backend local "
+            "(the local backend) and a new --state",
+        )
+        keep = say("export_job(client, job_id, folder)", "finetune-kit export FOLDER JOB_ID")
+        return FineTuningUnavailableError(
+            f"OpenAI refused to create the fine-tuning job (HTTP {exc.status_code}: {message}). "
+            "OpenAI is winding self-serve fine-tuning down: since 2026-05-07 it creates jobs only "
+            "for organisations that fine-tuned before, since 2026-07-02 only for those that used "
+            "a fine-tuned model in the last 60 days, and from 2027-01-06 for no one. Your "
+            f"fine-tuned models keep answering until their base model retires. To train, {move}; "
+            "docs/migrating.md says what differs on each. Before the base models retire, keep "
+            f"each earlier job's files, results and checkpoints list with {keep}",
+            provider="openai",
+            status_code=exc.status_code,
+            request_id=exc.request_id,
+            api_message=message or None,
+        )
 
     def _outcome_steps(self, job: FineTuningJob) -> Generator[_JobAction, Any, None]:
         """Raise for a job that did not succeed, with the failing record when it can be read."""

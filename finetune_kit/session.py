@@ -39,7 +39,12 @@ from ._served import ServedBackend, default_data_dir, find_served
 from ._urls import comparable_url, public_url
 from ._watch import FollowOptions
 from .backends import backend_kind, make_client
-from .errors import ConfigurationError, PreflightFailedError, SessionError
+from .errors import (
+    ConfigurationError,
+    FineTuningUnavailableError,
+    PreflightFailedError,
+    SessionError,
+)
 from .files import AsyncFileUploader, FileUploader
 from .inference import AsyncInferenceClient, InferenceClient
 from .job_options import detect_provider
@@ -192,6 +197,16 @@ class _SessionCore(Generic[ClientT]):
 
     def _make_parts(self) -> None:
         raise NotImplementedError  # each twin builds its sync or async parts
+
+    def _provider(self) -> Any:
+        """The provider the jobs are created on: the session's backend, else the client's URL.
+
+        A session on ``"openai"`` is OpenAI (with its rules and its wind-down) whatever base
+        URL reaches it, a proxy's included.
+        """
+        if self.state.backend in ("openai", "azure", "local"):
+            return self.state.backend
+        return None  # a URL: guessed from it
 
     def _upload_backend_id(self) -> str | None:
         """What names the backend in the upload cache when its URL is not stable.
@@ -794,6 +809,7 @@ def _local_dir(folder: str | os.PathLike[str] | None) -> str:
 
 _REFUSALS = (
     ConfigurationError,
+    FineTuningUnavailableError,
     openai.BadRequestError,
     openai.AuthenticationError,
     openai.PermissionDeniedError,
@@ -948,6 +964,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         self.jobs = JobManager(
             self.client,
             policy=self.policy,
+            provider=self._provider(),
             progress=self.progress,
             follow_options=self.follow_options,
         )
@@ -1366,6 +1383,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         self.jobs = AsyncJobManager(
             self.client,
             policy=self.policy,
+            provider=self._provider(),
             progress=self.progress,
             follow_options=self.follow_options,
         )

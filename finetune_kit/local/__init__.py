@@ -13,9 +13,9 @@ Example:
 
 from __future__ import annotations
 
+from . import _moved
 from .backend import LocalBackend
-from .faults import Fault, FaultInjector, RequestRecord
-from .faults_remote import RemoteFaults
+from .faults import Fault, FaultInjector, RemoteFaults, RequestRecord
 from .server import serve
 from .settings import RequestLimits, ServerSettings
 
@@ -29,3 +29,7 @@ __all__ = [
     "ServerSettings",
     "serve",
 ]
+
+# Old module paths (finetune_kit.local.registry, ...) keep importing for one release, with a
+# DeprecationWarning naming the new path.
+_moved.install()

@@ -37,8 +37,8 @@ from .._version import __version__
 from .access_log import redact_access_log
 from .api_errors import ApiError, error_body
 from .context import ServerContext
-from .fault_middleware import FaultInjectionMiddleware
 from .faults import FaultInjector
+from .faults.middleware import FaultInjectionMiddleware
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, KeepAliveGuard
 from .routes import chat, faults_admin, files, health, jobs, models, tokenize, uploads
 from .routes.common import _param

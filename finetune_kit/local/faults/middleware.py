@@ -29,8 +29,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api_errors import error_body
-from .faults import FaultDecision, FaultInjector, RequestRecord
+from ..api_errors import error_body
+from .injector import FaultDecision, FaultInjector, RequestRecord
 
 __all__ = ["FaultInjectionMiddleware", "is_exempt_path"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import LocalBackendError
-from .faults import Fault, FaultSpec, RequestRecord
+from ...errors import LocalBackendError
+from .injector import Fault, FaultSpec, RequestRecord
 
 __all__ = ["RemoteFaults"]
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 __all__ = [
     "Fault",

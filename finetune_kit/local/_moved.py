@@ -37,6 +37,10 @@ MOVED_MODULES: Mapping[str, str] = {
     # faults/
     "finetune_kit.local.fault_middleware": "finetune_kit.local.faults.middleware",
     "finetune_kit.local.faults_remote": "finetune_kit.local.faults.remote",
+    # store/
+    "finetune_kit.local.data_dir_lock": "finetune_kit.local.store.lock",
+    "finetune_kit.local.ids": "finetune_kit.local.store.ids",
+    "finetune_kit.local.store.models": "finetune_kit.local.store.tuned_models",
 }
 """Old dotted path -> new dotted path, for every module of the local backend that moved."""
 

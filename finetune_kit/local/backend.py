@@ -308,7 +308,7 @@ class LocalBackend:
         if errors and not isinstance(errors[0], SystemExit):
             return f"{type(errors[0]).__name__}: {errors[0]}"
         # uvicorn reports a failed lifespan startup by exiting; the lock error says why.
-        from .data_dir_lock import DataDirLock
+        from .store.lock import DataDirLock
 
         probe = DataDirLock(self.data_dir)
         try:

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalBackendError
 from .catalog import ModelCatalog
-from .data_dir_lock import DataDirLock
 from .faults import FaultInjector
 from .registry import ModelRegistry
 from .settings import ServerSettings
 from .store import Store
+from .store.lock import DataDirLock
 from .validator import FileValidator
 from .worker_pool import WorkerHealth, WorkerPool
 

@@ -43,7 +43,7 @@ from starlette.responses import StreamingResponse
 
 from ..api_errors import ApiError, InvalidRequestError, error_body
 from ..chat_service import ChatParams, ChatService, ChoiceToolCall, ToolOptions
-from ..ids import new_id
+from ..store.ids import new_id
 from .common import StrictInput, context, read_json
 from .schemas import ChatCompletion, answers, json_body
 

@@ -1,5 +1,16 @@
 """Storage of the local backend: SQLite (WAL) metadata and a folder of blobs.
 
+Owns everything a data folder holds and its one writer: files and their blobs (``files``),
+uploads and their parts (``uploads``), jobs and their queue (``jobs``), job events (``events``),
+fine-tuned models and job checkpoints (``tuned_models``), the database (``db``), object ids in
+OpenAI's forms (``ids``) and the folder's exclusive lock (``lock``). The server and the worker
+processes share it through SQLite; nothing else writes there.
+
+May import: ``finetune_kit.errors`` and the local backend's shared leaves (``api_errors``:
+a store refuses bad input with the HTTP error the server answers); never the engine, server,
+worker or faults. A new table gets a module here (a record dataclass and a ``...Store`` class on
+``Database``), its schema in ``db``, and an attribute on ``Store``.
+
 Example:
     >>> import tempfile, pathlib
     >>> with tempfile.TemporaryDirectory() as d:
@@ -18,26 +29,26 @@ from .db import Database
 from .events import EventRecord, EventStore
 from .files import FileRecord, FileStore, sanitize_filename
 from .jobs import ACTIVE_STATUSES, TERMINAL_STATUSES, JobRecord, JobSpec, JobStore
-from .models import CheckpointRecord, FineTunedModelRecord, ModelStore
+from .tuned_models import FineTunedModelRecord, JobCheckpointRecord, TunedModelStore
 from .uploads import UPLOAD_LIFETIME_SECONDS, PartRecord, UploadRecord, UploadStore
 
 __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "UPLOAD_LIFETIME_SECONDS",
-    "CheckpointRecord",
     "Database",
     "EventRecord",
     "EventStore",
     "FileRecord",
     "FileStore",
     "FineTunedModelRecord",
+    "JobCheckpointRecord",
     "JobRecord",
     "JobSpec",
     "JobStore",
-    "ModelStore",
     "PartRecord",
     "Store",
+    "TunedModelStore",
     "UploadRecord",
     "UploadStore",
     "sanitize_filename",
@@ -74,7 +85,7 @@ class Store:
         self.uploads = UploadStore(self.db, data_dir, self.files)
         self.jobs = JobStore(self.db)
         self.events = EventStore(self.db)
-        self.models = ModelStore(self.db)
+        self.models = TunedModelStore(self.db)
 
     def job_dir(self, job_id: str) -> Path:
         """Return the folder where a job's adapters and checkpoints go."""

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..ids import new_id
 from .db import Database
+from .ids import new_id
 
 __all__ = ["EventRecord", "EventStore"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..api_errors import PayloadTooLargeError
-from ..ids import new_id
 from .db import Database
+from .ids import new_id
 
 __all__ = ["FileRecord", "FileStore", "sanitize_filename"]
 

@@ -29,8 +29,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ids import display_base_name, fine_tuned_model_name, new_id, new_model_token
 from .db import Database
+from .ids import display_base_name, fine_tuned_model_name, new_id, new_model_token
 
 __all__ = [
     "ACTIVE_STATUSES",

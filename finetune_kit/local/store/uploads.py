@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..api_errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
-from ..ids import new_id
 from .db import Database
 from .files import FileRecord, FileStore, sanitize_filename
+from .ids import new_id
 
 __all__ = ["UPLOAD_LIFETIME_SECONDS", "PartRecord", "UploadRecord", "UploadStore"]
 

@@ -1,10 +1,13 @@
-"""Fine-tuned models and checkpoints: the names chat can serve and ``/v1/models`` lists.
+"""Fine-tuned models and job checkpoints: the names chat can serve and ``/v1/models`` lists.
+
+("Tuned" because the package has other model tables: ``engine/registry.py`` holds base models,
+``server/catalog.py`` answers for every name, and ``finetune_kit.data`` has OpenAI's.)
 
 Example:
     >>> import tempfile, pathlib
     >>> from finetune_kit.local.store.db import Database
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     models = ModelStore(Database(pathlib.Path(d) / "db"))
+    ...     models = TunedModelStore(Database(pathlib.Path(d) / "db"))
     ...     _ = models.add_model("ft:m:local::abc", job_id="ftjob-a", base_model="m",
     ...                          adapter_path="/x")
     ...     models.delete_model("ft:m:local::abc"), models.get_model("ft:m:local::abc")
@@ -20,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..ids import new_id
 from .db import Database
+from .ids import new_id
 
-__all__ = ["CheckpointRecord", "FineTunedModelRecord", "ModelStore"]
+__all__ = ["FineTunedModelRecord", "JobCheckpointRecord", "TunedModelStore"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,11 @@ class FineTunedModelRecord:
 
 
 @dataclass(frozen=True)
-class CheckpointRecord:
-    """A checkpoint saved during a job (usable as a model).
+class JobCheckpointRecord:
+    """A checkpoint saved during a job, as stored (usable as a model).
+
+    The server's record of OpenAI's ``fine_tuning.job.checkpoint``; not the client session's
+    ``CheckpointRecord``, which is what a session remembers of one.
 
     Attributes:
         id: ``ftckpt-…``.
@@ -110,8 +116,8 @@ def _model(row: sqlite3.Row) -> FineTunedModelRecord:
     )
 
 
-def _checkpoint(row: sqlite3.Row) -> CheckpointRecord:
-    return CheckpointRecord(
+def _checkpoint(row: sqlite3.Row) -> JobCheckpointRecord:
+    return JobCheckpointRecord(
         id=row["id"],
         job_id=row["job_id"],
         created_at=row["created_at"],
@@ -123,7 +129,7 @@ def _checkpoint(row: sqlite3.Row) -> CheckpointRecord:
     )
 
 
-class ModelStore:
+class TunedModelStore:
     """Stores fine-tuned models and checkpoints.
 
     Args:
@@ -132,7 +138,7 @@ class ModelStore:
     Example:
         >>> import tempfile, pathlib
         >>> with tempfile.TemporaryDirectory() as d:
-        ...     models = ModelStore(Database(pathlib.Path(d) / "db"))
+        ...     models = TunedModelStore(Database(pathlib.Path(d) / "db"))
         ...     name = "ft:m:local::x:ckpt-step-3"
         ...     _ = models.add_checkpoint(job_id="ftjob-a", step=3, model_name=name,
         ...                               base_model="m", path=d, metrics={"train_loss": 1.0})
@@ -182,7 +188,7 @@ class ModelStore:
         base_model: str,
         path: str,
         metrics: dict[str, Any],
-    ) -> CheckpointRecord:
+    ) -> JobCheckpointRecord:
         """Record a checkpoint (a repeat of the same job and step replaces the path)."""
         self._db.execute(
             "INSERT INTO checkpoints (id, job_id, created_at, step, model_name, base_model, path, "
@@ -204,14 +210,14 @@ class ModelStore:
         assert record is not None
         return record
 
-    def get_checkpoint_by_model(self, model_name: str) -> CheckpointRecord | None:
+    def get_checkpoint_by_model(self, model_name: str) -> JobCheckpointRecord | None:
         """Return the checkpoint with this model name, or ``None``."""
         row = self._db.query_one("SELECT * FROM checkpoints WHERE model_name = ?", (model_name,))
         return _checkpoint(row) if row is not None else None
 
     def list_checkpoints(
         self, job_id: str | None = None, *, after: str | None = None, limit: int | None = None
-    ) -> tuple[list[CheckpointRecord], bool]:
+    ) -> tuple[list[JobCheckpointRecord], bool]:
         """Return checkpoints whose adapter still exists, newest step first.
 
         Args:
@@ -239,7 +245,7 @@ class ModelStore:
             return records, False
         return records[:limit], len(records) > limit
 
-    def latest_checkpoint(self, job_id: str) -> CheckpointRecord | None:
+    def latest_checkpoint(self, job_id: str) -> JobCheckpointRecord | None:
         """Return the job's checkpoint with the highest step whose adapter still exists."""
         records, _ = self.list_checkpoints(job_id, limit=1)
         return records[0] if records else None

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from ..errors import LocalBackendError
+from ...errors import LocalBackendError
 
 __all__ = ["DataDirLock"]
 

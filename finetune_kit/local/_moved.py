@@ -41,6 +41,9 @@ MOVED_MODULES: Mapping[str, str] = {
     "finetune_kit.local.data_dir_lock": "finetune_kit.local.store.lock",
     "finetune_kit.local.ids": "finetune_kit.local.store.ids",
     "finetune_kit.local.store.models": "finetune_kit.local.store.tuned_models",
+    # worker/ (finetune_kit.local.worker itself is now the package, with the same names)
+    "finetune_kit.local.job_runner": "finetune_kit.local.worker.runner",
+    "finetune_kit.local.worker_pool": "finetune_kit.local.worker.pool",
 }
 """Old dotted path -> new dotted path, for every module of the local backend that moved."""
 

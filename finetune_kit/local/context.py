@@ -27,7 +27,7 @@ from .settings import ServerSettings
 from .store import Store
 from .store.lock import DataDirLock
 from .validator import FileValidator
-from .worker_pool import WorkerHealth, WorkerPool
+from .worker.pool import WorkerHealth, WorkerPool
 
 if TYPE_CHECKING:
     from .generation import Generator

@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
-from .settings import ServerSettings
-from .store import Store
+from ..settings import ServerSettings
+from ..store import Store
 
 __all__ = ["WorkerHealth", "WorkerPool", "worker_environment"]
 

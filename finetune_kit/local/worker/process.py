@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .settings import ServerSettings
-from .store import Store
+from ..settings import ServerSettings
+from ..store import Store
 
 __all__ = ["main", "parse_args", "run_worker"]
 
@@ -67,7 +67,7 @@ def run_worker(settings: ServerSettings, token: str, stop: threading.Event) -> N
         token: This worker's identity.
         stop: Set to stop; a running job stops at its next step and returns to the queue.
     """
-    from .job_runner import JobRunner
+    from .runner import JobRunner
 
     # The store first: a data folder the worker cannot use stops it in a second, not after the
     # slow imports, so the pool sees a crash loop at once.
@@ -98,7 +98,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True, name="stdin-watch").start()
     run_worker(settings, args.token, stop)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, TrainingDataError
-from .settings import ServerSettings
-from .store import FileRecord, JobRecord, Store
-from .training_types import (
+from ...errors import ConfigurationError, TrainingDataError
+from ..settings import ServerSettings
+from ..store import FileRecord, JobRecord, Store
+from ..training_types import (
     HYPERPARAMETER_RANGES,
     CheckpointInfo,
     Hyperparameters,
@@ -263,7 +263,7 @@ class JobRunner:
         callbacks = _JobCallbacks(self, job)
         logger.debug("job %s: training %s (resume from %s)", job.id, job.base_model, resume_from)
         try:
-            from .training import train
+            from ..training import train
 
             result = train(request, callbacks)
         except TrainingDataError as exc:

@@ -73,7 +73,9 @@ def _rlimits(config: dict[str, Any]) -> bool:
     for which, value in limits:
         _soft, hard = resource.getrlimit(which)
         capped = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (capped, capped))
+        # CPU: SIGXCPU at the soft limit says why; SIGKILL a second later if it is ignored.
+        ceiling = capped + 1 if which == resource.RLIMIT_CPU and capped == value else capped
+        resource.setrlimit(which, (capped, ceiling))
     return True
 
 
@@ -190,6 +192,20 @@ def _serve(requests: io.BufferedReader, out: io.BufferedWriter, layers: dict[str
         _send(out, {"reward": reward, "cpu": _cpu()})
 
 
+def _become_child(child: int, *closing: io.IOBase) -> None:
+    """In the child, return; in the parent, wait for that child (reaping any other) and exit."""
+    if child == 0:
+        return
+    for stream in closing:
+        stream.close()
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            # A signal that ended the child shows as 128 + its number, as a shell shows it.
+            os._exit(128 - code if code < 0 else code)
+
+
 def main() -> None:
     """Isolate this process, then serve grading requests (see the module's docstring)."""
     config = json.loads(sys.argv[1])
@@ -211,17 +227,12 @@ def main() -> None:
     layers.update(
         user_namespace=namespaces, network_namespace=namespaces, pid_namespace=pid_namespace
     )
-    if pid_namespace:
-        # The PID namespace applies to children: the grader runs in one, as its first process.
-        child = os.fork()
-        if child:
-            requests.close()
-            out.close()
-            _pid, status = os.waitpid(child, 0)
-            code = os.waitstatus_to_exitcode(status)
-            # A signal that ended the grader shows as 128 + its number, as a shell shows it.
-            os._exit(128 - code if code < 0 else code)
-        if libc is not None:
+    if pid_namespace and libc is not None:
+        # A new PID namespace holds this process's children. Its first process is a small init
+        # that reaps orphans and ends with the grader, taking everything else in it along; the
+        # grader is its child, so it keeps normal signal handling (an init ignores SIGXCPU).
+        for _role in ("init", "grader"):
+            _become_child(os.fork(), requests, out)
             _pdeathsig(libc)
     layers["rlimits"] = _rlimits(config)
     workdir = os.getcwd()

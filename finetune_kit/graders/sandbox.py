@@ -240,7 +240,7 @@ def _exit_reason(code: int) -> str:
             name = f"signal {number}"
         hint = {
             "SIGXCPU": " (its CPU time limit)",
-            "SIGKILL": " (killed; often the memory limit)",
+            "SIGKILL": " (killed: past its CPU limit, or by the system's out-of-memory killer)",
             "SIGSEGV": " (a crash)",
             "SIGXFSZ": " (its file size limit)",
         }.get(name, "")
@@ -439,8 +439,8 @@ def _warn_missing(layers: SandboxLayers) -> None:
     if missing:
         _warned.update(missing)
         logger.warning(
-            "python grader sandbox: %s not available on this machine; the grader runs "
-            "without it (see docs/graders.md)",
+            "python grader sandbox: not available here: %s; graders run without these "
+            "layers (see docs/graders.md)",
             ", ".join(missing),
         )
 

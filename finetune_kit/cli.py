@@ -591,8 +591,8 @@ def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
 
 def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
     try:
-        from .local.exposure import exposure_refusal
         from .local.server import serve
+        from .local.server.exposure import exposure_refusal
     except ImportError as exc:
         raise ConfigurationError(
             "the local backend needs the 'local' extra: pip install 'finetune-kit[local]' "

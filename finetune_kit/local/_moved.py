@@ -44,6 +44,18 @@ MOVED_MODULES: Mapping[str, str] = {
     # worker/ (finetune_kit.local.worker itself is now the package, with the same names)
     "finetune_kit.local.job_runner": "finetune_kit.local.worker.runner",
     "finetune_kit.local.worker_pool": "finetune_kit.local.worker.pool",
+    # server/ (finetune_kit.local.server itself is now the package, with the same names)
+    "finetune_kit.local.access_log": "finetune_kit.local.server.access_log",
+    "finetune_kit.local.app": "finetune_kit.local.server.app",
+    "finetune_kit.local.catalog": "finetune_kit.local.server.catalog",
+    "finetune_kit.local.chat_service": "finetune_kit.local.server.chat_service",
+    "finetune_kit.local.context": "finetune_kit.local.server.context",
+    "finetune_kit.local.exposure": "finetune_kit.local.server.exposure",
+    "finetune_kit.local.middleware": "finetune_kit.local.server.middleware",
+    "finetune_kit.local.routes": "finetune_kit.local.server.routes",
+    "finetune_kit.local.routes.faults_admin": "finetune_kit.local.server.routes.faults",
+    "finetune_kit.local.validation": "finetune_kit.local.server.validator",
+    "finetune_kit.local.validator": "finetune_kit.local.server.validator",
 }
 """Old dotted path -> new dotted path, for every module of the local backend that moved."""
 

@@ -23,9 +23,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, LocalBackendError
-from .app import LocalApp
-from .exposure import exposure_refusal, exposure_warning
 from .faults import FaultInjector
+from .server.app import LocalApp
+from .server.exposure import exposure_refusal, exposure_warning
 from .settings import RequestLimits, ServerSettings
 
 if TYPE_CHECKING:

@@ -99,6 +99,7 @@ OLD_MODULE_NAMES = {
         "RequestRecord",
         "compile_path",
     ],
+    "finetune_kit.local.server": ["default_data_dir", "serve"],
     "finetune_kit.local.worker": ["main", "parse_args", "run_worker"],
 }
 

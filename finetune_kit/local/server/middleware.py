@@ -18,8 +18,8 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api_errors import ApiError, PayloadTooLargeError, UnauthorizedError
-from .settings import RequestLimits
+from ..api_errors import ApiError, PayloadTooLargeError, UnauthorizedError
+from ..settings import RequestLimits
 
 __all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "KeepAliveGuard", "send_api_error"]
 

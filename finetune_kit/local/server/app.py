@@ -33,17 +33,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .._version import __version__
+from ..._version import __version__
+from ..api_errors import ApiError, error_body
+from ..faults import FaultInjector
+from ..faults.middleware import FaultInjectionMiddleware
+from ..settings import ServerSettings
 from .access_log import redact_access_log
-from .api_errors import ApiError, error_body
 from .context import ServerContext
-from .faults import FaultInjector
-from .faults.middleware import FaultInjectionMiddleware
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, KeepAliveGuard
-from .routes import chat, faults_admin, files, health, jobs, models, tokenize, uploads
+from .routes import chat, files, health, jobs, models, tokenize, uploads
+from .routes import faults as fault_admin
 from .routes.common import _param
 from .routes.schemas import REQUEST_MODELS, ErrorResponse
-from .settings import ServerSettings
 
 __all__ = ["LocalApp"]
 
@@ -175,7 +176,7 @@ def build_fastapi(context: ServerContext) -> FastAPI:
     app.state.context = context
     routers = [module.router for module in (health, files, uploads, jobs, models, chat, tokenize)]
     if context.faults is not None:
-        routers.append(faults_admin.router)
+        routers.append(fault_admin.router)
     for router in routers:
         app.include_router(router)
     app.state.routers = routers

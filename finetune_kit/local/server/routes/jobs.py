@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from ...errors import ConfigurationError
-from ..api_errors import InvalidRequestError, NotFoundError
-from ..store import TERMINAL_STATUSES, JobRecord, JobSpec
-from ..training_types import HYPERPARAMETER_RANGES, check_hyperparameter
+from ....errors import ConfigurationError
+from ...api_errors import InvalidRequestError, NotFoundError
+from ...store import TERMINAL_STATUSES, JobRecord, JobSpec
+from ...training_types import HYPERPARAMETER_RANGES, check_hyperparameter
 from .common import (
     After,
     Limit,

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
-from ..._version import __version__
+from ...._version import __version__
 from .common import context
 
 __all__ = ["router"]

@@ -26,11 +26,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
-from .api_errors import InvalidRequestError
+from ...errors import ConfigurationError
+from ..api_errors import InvalidRequestError
+from ..generation import ChatStream, Generator, ModelRef
+from ..tool_parsing import ParsedAnswer, ToolCallStreamParser, parse_tool_calls
 from .catalog import ChatTarget
-from .generation import ChatStream, Generator, ModelRef
-from .tool_parsing import ParsedAnswer, ToolCallStreamParser, parse_tool_calls
 
 __all__ = [
     "ChatParams",

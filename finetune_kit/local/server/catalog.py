@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
-from .api_errors import InvalidRequestError, NotFoundError
-from .registry import ModelRegistry
-from .store import Store
+from ...errors import ConfigurationError
+from ..api_errors import InvalidRequestError, NotFoundError
+from ..registry import ModelRegistry
+from ..store import Store
 
 __all__ = ["ChatTarget", "ModelCatalog", "TrainingBase"]
 

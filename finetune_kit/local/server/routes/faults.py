@@ -15,9 +15,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from ...errors import ConfigurationError
-from ..api_errors import InvalidRequestError, NotFoundError
-from ..faults import FaultInjector
+from ....errors import ConfigurationError
+from ...api_errors import InvalidRequestError, NotFoundError
+from ...faults import FaultInjector
 from .common import StrictInput, read_json
 from .schemas import answers, json_body
 

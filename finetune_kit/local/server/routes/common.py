@@ -22,7 +22,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 
-from ..api_errors import InvalidRequestError
+from ...api_errors import InvalidRequestError
 from ..context import ServerContext
 
 __all__ = [

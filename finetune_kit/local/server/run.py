@@ -13,11 +13,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .._served import default_data_dir, find_served, publish, withdraw
-from ..errors import ConfigurationError, LocalBackendError
+from ..._served import default_data_dir, find_served, publish, withdraw
+from ...errors import ConfigurationError, LocalBackendError
+from ..settings import RequestLimits, ServerSettings
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
-from .settings import RequestLimits, ServerSettings
 
 __all__ = ["default_data_dir", "serve"]
 

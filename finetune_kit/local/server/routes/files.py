@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse
 
-from ..api_errors import InvalidRequestError, NotFoundError
-from ..store import FileRecord
+from ...api_errors import InvalidRequestError, NotFoundError
+from ...store import FileRecord
 from .common import After, Limit, Order, context, list_page, page_after
 from .schemas import DeletedObject, FileList, FileObject, answers, multipart_body
 

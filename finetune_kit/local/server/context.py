@@ -19,18 +19,18 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LocalBackendError
+from ...errors import LocalBackendError
+from ..faults import FaultInjector
+from ..registry import ModelRegistry
+from ..settings import ServerSettings
+from ..store import Store
+from ..store.lock import DataDirLock
+from ..worker.pool import WorkerHealth, WorkerPool
 from .catalog import ModelCatalog
-from .faults import FaultInjector
-from .registry import ModelRegistry
-from .settings import ServerSettings
-from .store import Store
-from .store.lock import DataDirLock
 from .validator import FileValidator
-from .worker.pool import WorkerHealth, WorkerPool
 
 if TYPE_CHECKING:
-    from .generation import Generator
+    from ..generation import Generator
 
 __all__ = ["ServerContext"]
 
@@ -125,7 +125,7 @@ class ServerContext:
         """The chat generator, loaded on first use (it imports torch)."""
         with self._generator_lock:
             if self._generator is None:
-                from .generation import Generator
+                from ..generation import Generator
 
                 self._generator = Generator(
                     self.registry, default_max_tokens=self.settings.default_max_tokens

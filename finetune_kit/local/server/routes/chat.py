@@ -41,9 +41,9 @@ from pydantic import (
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from ..api_errors import ApiError, InvalidRequestError, error_body
+from ...api_errors import ApiError, InvalidRequestError, error_body
+from ...store.ids import new_id
 from ..chat_service import ChatParams, ChatService, ChoiceToolCall, ToolOptions
-from ..store.ids import new_id
 from .common import StrictInput, context, read_json
 from .schemas import ChatCompletion, answers, json_body
 

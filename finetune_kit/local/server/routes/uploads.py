@@ -14,7 +14,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..api_errors import InvalidRequestError
+from ...api_errors import InvalidRequestError
 from .common import StrictInput, context, read_json
 from .files import check_purpose
 from .schemas import Upload, UploadPart, answers, json_body, multipart_body

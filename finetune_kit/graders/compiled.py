@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ._exceptions import GraderValidationError
 from .model import GraderModel
-from .result import GraderErrors, GraderRunMetadata, GraderRunResult, TokenUsage
+from .result import NO_ERRORS, GraderErrors, GraderRunMetadata, GraderRunResult, TokenUsage
 from .sample import Sample
 from .sandbox import SandboxLimits
 from .specs import GraderSpec, parse_grader
@@ -69,7 +69,7 @@ class Outcome:
     """What a compiled grader found for one sample, before timing and naming are added."""
 
     reward: float
-    errors: GraderErrors = field(default_factory=GraderErrors)
+    errors: GraderErrors = NO_ERRORS
     scores: dict[str, Any] = field(default_factory=dict)
     sub_rewards: dict[str, float] = field(default_factory=dict)
     usage: dict[str, TokenUsage] = field(default_factory=dict)

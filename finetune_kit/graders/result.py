@@ -53,9 +53,9 @@ class GraderErrors(_Output):
     @property
     def has_error(self) -> bool:
         """True when any flag is set."""
-        return any(
-            value is True for name, value in self.model_dump().items() if name.endswith("_error")
-        )
+        if self is NO_ERRORS:  # the common case, without reading twelve attributes
+            return False
+        return any(getattr(self, name) for name in _FLAGS)
 
     def merged(self, other: GraderErrors) -> GraderErrors:
         """These flags or-ed with ``other``'s; details kept from whichever has them first."""
@@ -66,6 +66,11 @@ class GraderErrors(_Output):
             elif mine.get(name) is None:
                 mine[name] = value
         return GraderErrors(**mine)
+
+
+_FLAGS = tuple(name for name in GraderErrors.model_fields if name.endswith("_error"))
+NO_ERRORS = GraderErrors()
+"""The flags of a grading that went well (shared: the model is frozen)."""
 
 
 class TokenUsage(_Output):

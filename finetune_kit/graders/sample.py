@@ -9,6 +9,8 @@ from typing import Any
 
 __all__ = ["Sample"]
 
+_JSON_STARTS = frozenset('{["-0123456789tfnNI')
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -40,6 +42,9 @@ class Sample:
     _has_json: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Most answers are prose: skip the parser (and its exception) when JSON cannot start.
+        if self.output_text.lstrip()[:1] not in _JSON_STARTS:
+            return
         try:
             parsed = json.loads(self.output_text)
         except (ValueError, RecursionError):

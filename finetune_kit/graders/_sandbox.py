@@ -14,10 +14,11 @@ source and answers grading requests on a private copy of stdin/stdout, one JSON 
    to the working folder (a fresh temporary folder); nothing else; no TCP (ABI >= 4); no signals
    to or abstract sockets of processes outside the sandbox (ABI >= 6).
 
-The first request is ``{"source": "..."}``; the answer ``{"ready": true, "layers": {...}}`` or
-``{"error": "load", "details": "..."}``. Then each ``{"sample": {...}, "item": {...}}`` is
-answered ``{"reward": 0.5, "cpu": 1.2}`` or ``{"error": "runtime", "details": "...", "cpu":
-...}``. The grader's own prints go nowhere (its stdout and stderr are /dev/null; a short tail is
+Once isolated it sends ``{"started": true, "layers": {...}}``. The first request is
+``{"source": "..."}``, answered ``{"ready": true}`` or ``{"error": "load", "details": "..."}``.
+Then each ``{"sample": {...}, "item": {...}}`` is answered ``{"reward": 0.5, "cpu": 1.2}`` or
+``{"error": "runtime", "details": "...", "cpu": ...}``. The grader's own prints go nowhere (its
+stdout and stderr are /dev/null; a short tail is
 kept in error details), so it cannot forge an answer by printing.
 """
 
@@ -161,6 +162,9 @@ def _check_reward(value: Any) -> float:
 
 
 def _serve(requests: io.BufferedReader, out: io.BufferedWriter, layers: dict[str, Any]) -> None:
+    # Isolated: say so (and how) before any untrusted code, so the host can time the grader's
+    # own work apart from the interpreter's start.
+    _send(out, {"started": True, "layers": layers})
     first = requests.readline()
     if not first:
         return
@@ -176,7 +180,7 @@ def _serve(requests: io.BufferedReader, out: io.BufferedWriter, layers: dict[str
     except BaseException:  # anything the untrusted code raises is its error
         _send(out, {"error": "load", "details": _details(captured), "cpu": _cpu()})
         return
-    _send(out, {"ready": True, "layers": layers})
+    _send(out, {"ready": True})
     while True:
         line = requests.readline()
         if not line:

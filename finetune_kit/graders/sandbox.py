@@ -70,6 +70,8 @@ class SandboxLimits:
             ``NLTK_DATA`` folder.
         namespaces: Try user, network and PID namespaces.
         landlock: Try Landlock.
+        start_timeout: Wall-clock seconds for a worker's interpreter to start and isolate
+            itself, before the grader's source is loaded (not counted in ``timeout``).
     """
 
     timeout: float = 120.0
@@ -81,6 +83,7 @@ class SandboxLimits:
     read_paths: tuple[str, ...] = ()
     namespaces: bool = True
     landlock: bool = True
+    start_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -351,19 +354,25 @@ class PythonSandbox:
             return self._worker
         worker = self._start()
         self._finalizer = weakref.finalize(self, worker.kill)
+        layers: SandboxLayers | None = None
         try:
+            started = worker.receive(self.limits.start_timeout)
+            layers = _layers_from(started.get("layers") or {})
             worker.send({"source": self.source})
             reply = worker.receive(self.limits.timeout)
         except _WorkerGoneError as exc:
             self._finalizer.detach()
             self._finalizer = None
             worker.kill()
-            if exc.timeout:
+            # Past the start, what happens is the source's own doing (its module-level code).
+            if layers is not None and exc.timeout:
                 raise _LoadError(
                     f"loading the source did not finish within {self.limits.timeout:g} s "
                     "(wall clock); its process was killed",
                     timeout=True,
                 ) from None
+            if layers is not None:
+                raise _LoadError(f"loading the source failed: {exc}") from None
             raise _SandboxStartError(
                 f"the sandbox did not start: {exc}", "SandboxStartError"
             ) from None
@@ -372,8 +381,8 @@ class PythonSandbox:
             self._finalizer = None
             worker.kill()
             raise _LoadError(f"loading the source failed:\n{reply.get('details')}")
-        self._layers = _layers_from(reply.get("layers") or {})
-        _warn_missing(self._layers)
+        self._layers = layers
+        _warn_missing(layers)
         self._worker = worker
         return worker
 

@@ -97,6 +97,11 @@ def test_source_that_fails_when_loaded_is_a_runtime_error() -> None:
     assert "ModuleNotFoundError" in details
 
 
+def test_source_that_exits_while_loading_is_a_runtime_error() -> None:
+    details = runtime_error(run("import os\nos._exit(4)\ndef grade(s, i):\n    return 1.0\n"))
+    assert "loading the source failed: its process exited with status 4" in details
+
+
 def test_printing_cannot_forge_a_reply() -> None:
     source = """
 import os, sys

@@ -89,9 +89,9 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def engine_training(train_file: Path, batch_size: int, epochs: int, out: Path) -> dict[str, Any]:
-    from finetune_kit.local.registry import ModelRegistry
-    from finetune_kit.local.training import train
-    from finetune_kit.local.training_types import (
+    from finetune_kit.local.engine.registry import ModelRegistry
+    from finetune_kit.local.engine.training import train
+    from finetune_kit.local.engine.types import (
         BASE_LEARNING_RATE,
         Hyperparameters,
         NoCallbacks,
@@ -270,7 +270,7 @@ SIDES = {
 
 
 def bench_training(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from finetune_kit.local.registry import ModelRegistry
+    from finetune_kit.local.engine.registry import ModelRegistry
 
     registry = ModelRegistry()
     model_dir = registry.dequantized_folder(
@@ -338,8 +338,8 @@ def bench_training(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def bench_generation(args: argparse.Namespace) -> dict[str, Any]:
-    from finetune_kit.local.generation import Generator, ModelRef
-    from finetune_kit.local.registry import ModelRegistry
+    from finetune_kit.local.engine.generation import Generator, ModelRef
+    from finetune_kit.local.engine.registry import ModelRegistry
 
     generator = Generator(ModelRegistry(), max_batch_size=8)
     ref = ModelRef("smollm2-135m-instruct")
@@ -400,10 +400,10 @@ _FULL_RUN = """
 import json, sys, time
 started = time.perf_counter()
 from pathlib import Path
-from finetune_kit.local.generation import Generator, ModelRef
-from finetune_kit.local.registry import ModelRegistry
-from finetune_kit.local.training import train
-from finetune_kit.local.training_types import TrainingRequest
+from finetune_kit.local.engine.generation import Generator, ModelRef
+from finetune_kit.local.engine.registry import ModelRegistry
+from finetune_kit.local.engine.training import train
+from finetune_kit.local.engine.types import TrainingRequest
 registry = ModelRegistry()
 result = train(TrainingRequest(base_model="gpt-4o-mini", training_file=Path(sys.argv[1]),
                                output_dir=Path(sys.argv[2])), registry=registry)

@@ -389,7 +389,7 @@ class _SessionCore(Generic[ClientT]):
         """Start the local backend in this process; return it and its base model's name."""
         try:
             from .local import LocalBackend
-            from .local.registry import DEFAULT_BASE_MODEL
+            from .local.engine.registry import DEFAULT_BASE_MODEL
         except ImportError as exc:
             raise ConfigurationError(
                 "the local backend needs the 'local' extra: pip install 'finetune-kit[local]' "

@@ -34,6 +34,21 @@ from collections.abc import Mapping, Sequence
 __all__ = ["MOVED_MODULES", "MovedModuleFinder", "install"]
 
 MOVED_MODULES: Mapping[str, str] = {
+    # engine/ (finetune_kit.local.engine itself is now the package, with the same names)
+    "finetune_kit.local._quiet": "finetune_kit.local.engine._quiet",
+    "finetune_kit.local.batch_decoding": "finetune_kit.local.engine.batch_decoding",
+    "finetune_kit.local.chat_format": "finetune_kit.local.engine.chat_format",
+    "finetune_kit.local.generation": "finetune_kit.local.engine.generation",
+    "finetune_kit.local.packed_attention": "finetune_kit.local.engine.packed_attention",
+    "finetune_kit.local.precision": "finetune_kit.local.engine.precision",
+    "finetune_kit.local.registry": "finetune_kit.local.engine.registry",
+    "finetune_kit.local.tiny_model": "finetune_kit.local.engine.tiny_model",
+    "finetune_kit.local.tool_parsing": "finetune_kit.local.engine.tool_parsing",
+    "finetune_kit.local.training": "finetune_kit.local.engine.training",
+    "finetune_kit.local.training_data": "finetune_kit.local.engine.training_data",
+    "finetune_kit.local.training_objectives": "finetune_kit.local.engine.objectives",
+    "finetune_kit.local.training_types": "finetune_kit.local.engine.types",
+    "finetune_kit.local.transformers_compat": "finetune_kit.local.engine.transformers_compat",
     # faults/
     "finetune_kit.local.fault_middleware": "finetune_kit.local.faults.middleware",
     "finetune_kit.local.faults_remote": "finetune_kit.local.faults.remote",

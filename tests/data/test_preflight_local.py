@@ -69,9 +69,9 @@ def test_on_the_local_backend_preflight_counts_what_training_bills(tmp_path: Pat
 def test_the_tokenize_route_counts_each_example_as_the_trainer_does(
     client: openai.OpenAI,
 ) -> None:
-    from finetune_kit.local.chat_format import ChatRenderer
-    from finetune_kit.local.tiny_model import build_tiny_tokenizer
-    from finetune_kit.local.training_data import load_supervised
+    from finetune_kit.local.engine.chat_format import ChatRenderer
+    from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
+    from finetune_kit.local.engine.training_data import load_supervised
 
     rows = chat_examples(3)
     rows[1]["messages"][2]["weight"] = 0
@@ -126,9 +126,9 @@ def test_a_legacy_prompt_completion_file_is_refused_for_a_chat_model(tmp_path: P
 
 
 def test_dpo_pairs_count_both_answers_as_the_trainer_does(client: openai.OpenAI) -> None:
-    from finetune_kit.local.chat_format import ChatRenderer
-    from finetune_kit.local.tiny_model import build_tiny_tokenizer
-    from finetune_kit.local.training_data import load_preference
+    from finetune_kit.local.engine.chat_format import ChatRenderer
+    from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
+    from finetune_kit.local.engine.training_data import load_preference
 
     pair = {
         "input": {"messages": [{"role": "user", "content": "Tell me about Neon."}]},

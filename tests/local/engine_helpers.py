@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finetune_kit.local.training_types import (
+from finetune_kit.local.engine.types import (
     CheckpointInfo,
     Hyperparameters,
     StepMetrics,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from finetune_kit.local.chat_format import normalize_messages
-from finetune_kit.local.tool_parsing import (
+from finetune_kit.local.engine.chat_format import normalize_messages
+from finetune_kit.local.engine.tool_parsing import (
     TOOL_CALL_OPEN,
     ParsedAnswer,
     ParsedToolCall,

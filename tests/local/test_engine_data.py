@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 
 from finetune_kit.errors import TrainingDataError
-from finetune_kit.local.chat_format import ChatRenderer, MessageFormatError, normalize_messages
-from finetune_kit.local.tiny_model import build_tiny_tokenizer
-from finetune_kit.local.training_data import load_preference, load_supervised
+from finetune_kit.local.engine.chat_format import (
+    ChatRenderer,
+    MessageFormatError,
+    normalize_messages,
+)
+from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
+from finetune_kit.local.engine.training_data import load_preference, load_supervised
 
 from .engine_helpers import chat_rows, preference_rows, write_jsonl
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from finetune_kit.errors import ConfigurationError, TrainingDataError
-from finetune_kit.local.registry import ModelRegistry
-from finetune_kit.local.training import STATE_FILE, train
-from finetune_kit.local.training_types import TrainingRequest
+from finetune_kit.local.engine.registry import ModelRegistry
+from finetune_kit.local.engine.training import STATE_FILE, train
+from finetune_kit.local.engine.types import TrainingRequest
 
 from .engine_helpers import Recorder, chat_rows, preference_rows, write_jsonl
 
@@ -271,9 +271,9 @@ def test_packing_and_shared_prefixes_change_no_loss_or_gradient(
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from finetune_kit.local.chat_format import ChatRenderer
-    from finetune_kit.local.training_data import load_supervised
-    from finetune_kit.local.training_objectives import PackedScorer, shared_prefix
+    from finetune_kit.local.engine.chat_format import ChatRenderer
+    from finetune_kit.local.engine.objectives import PackedScorer, shared_prefix
+    from finetune_kit.local.engine.training_data import load_supervised
 
     model, tokenizer = registry.load("tiny-random", shared=False)
     # A random (not zero) adapter, so that its gradient flows through the shared prefix too.
@@ -305,7 +305,7 @@ def test_packing_and_shared_prefixes_change_no_loss_or_gradient(
 def test_padded_attention_equals_the_fused_kernel_per_example(prefix: int) -> None:
     import torch
 
-    from finetune_kit.local import packed_attention
+    from finetune_kit.local.engine import packed_attention
 
     bounds = [0, 3, 10, 15]
 

@@ -89,6 +89,33 @@ def test_new_paths_and_unmoved_paths_import_without_a_warning() -> None:
 
 # Modules that became packages of the same name keep the old module's public names.
 OLD_MODULE_NAMES = {
+    "finetune_kit.local.engine": [
+        "BASE_LEARNING_RATE",
+        "DEFAULT_BASE_MODEL",
+        "DEFAULT_DPO_BETA",
+        "OPENAI_MODEL_NAMES",
+        "STATE_FILE",
+        "TINY_MODEL_NAME",
+        "ChatChoice",
+        "ChatDelta",
+        "ChatResult",
+        "ChatStream",
+        "CheckpointInfo",
+        "Generator",
+        "Hyperparameters",
+        "LoraSettings",
+        "ModelRef",
+        "ModelRegistry",
+        "NoCallbacks",
+        "StepMetrics",
+        "StopSignal",
+        "TrainingCallbacks",
+        "TrainingRequest",
+        "TrainingResult",
+        "TrainingStatus",
+        "resolve_hyperparameters",
+        "train",
+    ],
     "finetune_kit.local.faults": [
         "Fault",
         "FaultControl",
@@ -111,3 +138,14 @@ def test_a_module_that_became_a_package_keeps_its_names(package: str, names: lis
         module = importlib.import_module(package)
         for name in names:
             assert getattr(module, name) is not None, name
+
+
+def test_the_engines_renamed_training_method_warns_and_is_engine_method() -> None:
+    import finetune_kit.local.engine as engine
+
+    with pytest.warns(DeprecationWarning, match="EngineMethod") as caught:
+        old = engine.TrainingMethod
+    assert old is engine.EngineMethod
+    assert {w.filename for w in caught} == {__file__}
+    with pytest.raises(AttributeError, match="no attribute 'Nonexistent'"):
+        _ = engine.Nonexistent

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from finetune_kit.errors import ConfigurationError, LocalBackendError
-from finetune_kit.local.registry import (
+from finetune_kit.local.engine.registry import (
     DEFAULT_BASE_MODEL,
     OPENAI_MODEL_NAMES,
     ModelRegistry,
     default_cache_dir,
 )
-from finetune_kit.local.tiny_model import build_tiny_model
+from finetune_kit.local.engine.tiny_model import build_tiny_model
 
 
 @pytest.mark.parametrize(

@@ -108,7 +108,7 @@ def test_model_paths_do_not_reveal_what_is_on_disk(
 
 
 def _save_tiny_model(folder: Path) -> Path:
-    from finetune_kit.local.tiny_model import build_tiny_model
+    from finetune_kit.local.engine.tiny_model import build_tiny_model
 
     model, tokenizer = build_tiny_model()
     model.save_pretrained(folder)

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 import finetune_kit
-from finetune_kit.local.generation import Generator, ModelRef
-from finetune_kit.local.registry import ModelRegistry
-from finetune_kit.local.training import train
-from finetune_kit.local.training_types import TrainingRequest
+from finetune_kit.local.engine.generation import Generator, ModelRef
+from finetune_kit.local.engine.registry import ModelRegistry
+from finetune_kit.local.engine.training import train
+from finetune_kit.local.engine.types import TrainingRequest
 
 from .engine_helpers import Recorder, write_jsonl
 

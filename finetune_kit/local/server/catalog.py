@@ -6,7 +6,7 @@ The registry knows base models and OpenAI aliases; the store knows the models jo
 
 Example:
     >>> import tempfile, pathlib
-    >>> from finetune_kit.local.registry import ModelRegistry
+    >>> from finetune_kit.local.engine.registry import ModelRegistry
     >>> from finetune_kit.local.store import Store
     >>> with tempfile.TemporaryDirectory() as d:
     ...     store = Store(pathlib.Path(d))
@@ -26,7 +26,7 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ..api_errors import InvalidRequestError, NotFoundError
-from ..registry import ModelRegistry
+from ..engine.registry import ModelRegistry
 from ..store import Store
 
 __all__ = ["ChatTarget", "ModelCatalog", "TrainingBase"]

@@ -28,8 +28,8 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ..api_errors import InvalidRequestError
-from ..generation import ChatStream, Generator, ModelRef
-from ..tool_parsing import ParsedAnswer, ToolCallStreamParser, parse_tool_calls
+from ..engine.generation import ChatStream, Generator, ModelRef
+from ..engine.tool_parsing import ParsedAnswer, ToolCallStreamParser, parse_tool_calls
 from .catalog import ChatTarget
 
 __all__ = [

@@ -20,8 +20,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ...errors import LocalBackendError
+from ..engine.registry import ModelRegistry
 from ..faults import FaultInjector
-from ..registry import ModelRegistry
 from ..settings import ServerSettings
 from ..store import Store
 from ..store.lock import DataDirLock
@@ -30,7 +30,7 @@ from .catalog import ModelCatalog
 from .validator import FileValidator
 
 if TYPE_CHECKING:
-    from ..generation import Generator
+    from ..engine.generation import Generator
 
 __all__ = ["ServerContext"]
 
@@ -125,7 +125,7 @@ class ServerContext:
         """The chat generator, loaded on first use (it imports torch)."""
         with self._generator_lock:
             if self._generator is None:
-                from ..generation import Generator
+                from ..engine.generation import Generator
 
                 self._generator = Generator(
                     self.registry, default_max_tokens=self.settings.default_max_tokens

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigurationError, TrainingDataError
-from ..settings import ServerSettings
-from ..store import FileRecord, JobRecord, Store
-from ..training_types import (
+from ..engine.types import (
     HYPERPARAMETER_RANGES,
     CheckpointInfo,
     Hyperparameters,
@@ -34,6 +32,8 @@ from ..training_types import (
     TrainingRequest,
     TrainingResult,
 )
+from ..settings import ServerSettings
+from ..store import FileRecord, JobRecord, Store
 
 __all__ = ["MAX_CRASHES", "JobRunner", "result_csv"]
 
@@ -263,7 +263,7 @@ class JobRunner:
         callbacks = _JobCallbacks(self, job)
         logger.debug("job %s: training %s (resume from %s)", job.id, job.base_model, resume_from)
         try:
-            from ..training import train
+            from ..engine.training import train
 
             result = train(request, callbacks)
         except TrainingDataError as exc:

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from ....errors import ConfigurationError
 from ...api_errors import InvalidRequestError, NotFoundError
+from ...engine.types import HYPERPARAMETER_RANGES, check_hyperparameter
 from ...store import TERMINAL_STATUSES, JobRecord, JobSpec
-from ...training_types import HYPERPARAMETER_RANGES, check_hyperparameter
 from .common import (
     After,
     Limit,

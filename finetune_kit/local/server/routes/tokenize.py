@@ -43,9 +43,9 @@ from starlette.concurrency import run_in_threadpool
 from ....data.rules import find_lone_surrogates
 from ....errors import TrainingDataError
 from ...api_errors import InvalidRequestError
-from ...chat_format import ChatRenderer, MessageFormatError, normalize_messages
-from ...registry import ModelRegistry
-from ...training_data import load_preference, load_supervised
+from ...engine.chat_format import ChatRenderer, MessageFormatError, normalize_messages
+from ...engine.registry import ModelRegistry
+from ...engine.training_data import load_preference, load_supervised
 from ..context import ServerContext
 from .common import StrictInput, context, read_json
 from .schemas import answers, json_body
@@ -113,7 +113,7 @@ class _Tokenizer:
 def _load_folder(folder: str) -> _Tokenizer:
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..._quiet import quiet_loading
+    from ...engine._quiet import quiet_loading
 
     with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -123,7 +123,7 @@ def _load_folder(folder: str) -> _Tokenizer:
 
 @functools.cache
 def _tiny() -> _Tokenizer:
-    from ...tiny_model import build_tiny_tokenizer
+    from ...engine.tiny_model import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     return _Tokenizer(tokenizer, int(tokenizer.model_max_length))

@@ -22,7 +22,7 @@ import functools
 import os
 from typing import Literal
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 __all__ = ["DtypeName", "native_bfloat16", "resolve_dtype"]
 

@@ -7,8 +7,8 @@ preference pairs (``{"input": {"messages": [...]}, "preferred_output": [...],
 parameter, the line and the field, with a hint on how to fix it.
 
 Example:
-    >>> from finetune_kit.local.tiny_model import build_tiny_tokenizer
-    >>> from finetune_kit.local.chat_format import ChatRenderer
+    >>> from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
+    >>> from finetune_kit.local.engine.chat_format import ChatRenderer
     >>> line = b'{"messages": [{"role": "user", "content": "Hi"},'
     >>> line += b' {"role": "assistant", "content": "Yo"}]}'
     >>> [example] = load_supervised(line, ChatRenderer(build_tiny_tokenizer()))
@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.jsonl import JsonlSource, read_jsonl
-from ..errors import JSONLDecodeError, TrainingDataError
+from ...data.jsonl import JsonlSource, read_jsonl
+from ...errors import JSONLDecodeError, TrainingDataError
 from .chat_format import ChatRenderer, MessageFormatError, RenderedExample, normalize_messages
 
 __all__ = ["PreferencePair", "SupervisedExample", "load_preference", "load_supervised"]

@@ -7,7 +7,7 @@ Three kinds of base model:
   and writes a float32 safetensors copy into the cache folder; later loads read that copy in
   well under a second.
 - ``tiny-random``: a tiny randomly initialised model of the same architecture, built from code
-  (``finetune_kit.local.tiny_model``), for tests.
+  (``finetune_kit.local.engine.tiny_model``), for tests.
 - A path: a local Hugging Face model folder (with ``config.json``) or a ``.gguf`` file (cached like
   the default).
 
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, LocalBackendError
+from ...errors import ConfigurationError, LocalBackendError
 from ._quiet import quiet_loading
 from .tiny_model import TINY_MODEL_NAME, build_tiny_model
 

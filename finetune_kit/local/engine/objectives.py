@@ -90,7 +90,7 @@ class PackedScorer:
 
     Example:
         >>> from peft import LoraConfig, get_peft_model
-        >>> from finetune_kit.local.tiny_model import build_tiny_model
+        >>> from finetune_kit.local.engine.tiny_model import build_tiny_model
         >>> model, _ = build_tiny_model()
         >>> scorer = PackedScorer(
         ...     get_peft_model(model, LoraConfig(target_modules=["q_proj"])), bfloat16=False)
@@ -247,7 +247,7 @@ class DpoObjective:
 
     Example:
         >>> from peft import LoraConfig, get_peft_model
-        >>> from finetune_kit.local.tiny_model import build_tiny_model
+        >>> from finetune_kit.local.engine.tiny_model import build_tiny_model
         >>> model, _ = build_tiny_model()
         >>> peft_model = get_peft_model(model, LoraConfig(target_modules=["q_proj"]))
         >>> good = SupervisedExample(line=1, input_ids=[1, 5, 6, 7], targets=[2], n_tokens=4)

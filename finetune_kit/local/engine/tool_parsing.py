@@ -1,7 +1,7 @@
 r"""Read tool calls back out of a local model's answer: the inverse of how training writes them.
 
-Training writes an assistant's tool calls into its text, Hermes-style (see
-``finetune_kit.local.chat_format``): the content, then one block per call, joined by newlines::
+Training writes an assistant's tool calls into its text, Hermes-style (see ``chat_format``): the
+content, then one block per call, joined by newlines::
 
     Let me check.
     <tool_call>

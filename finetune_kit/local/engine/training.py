@@ -7,7 +7,7 @@ loop, then saves the adapter. The loop is built for small CPUs:
 - a batch's examples are packed into one row (up to 2,048 tokens per forward pass, gradients
   accumulating beyond it), so the matrix products run once over all their tokens, and a prefix
   every example of the pack shares (a common system prompt, a DPO pair's prompt) runs once
-  (``training_objectives``);
+  (``objectives``);
 - attention stays within each example: examples of similar length attend in one batched
   product padded to the longest, long or uneven ones one at a time (``packed_attention``);
 - the output layer (a 49k-word vocabulary for SmolLM2) runs only at trained positions, so
@@ -51,15 +51,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, LocalBackendError
+from ...errors import ConfigurationError, LocalBackendError
 from ._quiet import quiet_loading
 from .chat_format import ChatRenderer
+from .objectives import DpoObjective, PackedScorer, SupervisedObjective
 from .precision import resolve_dtype
 from .registry import ModelRegistry
 from .tiny_model import TINY_MODEL_NAME
 from .training_data import load_preference, load_supervised
-from .training_objectives import DpoObjective, PackedScorer, SupervisedObjective
-from .training_types import (
+from .types import (
     DEFAULT_DPO_BETA,
     CheckpointInfo,
     Hyperparameters,

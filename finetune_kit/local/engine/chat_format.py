@@ -255,7 +255,7 @@ class ChatRenderer:
         tokenizer: A fast ``transformers`` tokenizer with a ``chat_template``.
 
     Example:
-        >>> from finetune_kit.local.tiny_model import build_tiny_tokenizer
+        >>> from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
         >>> renderer = ChatRenderer(build_tiny_tokenizer())
         >>> example = renderer.render_training(
         ...     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], [True]

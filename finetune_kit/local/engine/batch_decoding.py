@@ -118,7 +118,7 @@ class BatchDecoder:
     Not thread-safe: one thread (the generator's) owns it.
 
     Example:
-        >>> from finetune_kit.local.tiny_model import build_tiny_model
+        >>> from finetune_kit.local.engine.tiny_model import build_tiny_model
         >>> model, tokenizer = build_tiny_model()
         >>> slot = BaseSlot("tiny-random", model, tokenizer, ChatRenderer(tokenizer),
         ...                 frozenset({2}), 2048)

@@ -6,7 +6,7 @@ by their folder, the least recently used evicted beyond ``max_adapters``.
 
 Requests from any number of threads go to one background thread, which owns the models. It
 waits a few milliseconds for more requests to arrive, then decodes them together
-(``finetune_kit.local.batch_decoding``): one forward pass per new token for the whole batch,
+(``finetune_kit.local.engine.batch_decoding``): one forward pass per new token for the whole batch,
 requests that arrive meanwhile joining it at the next token, each sequence leaving it when it ends.
 Rows may use different adapters of the same base. On a small CPU a forward pass costs about the
 same for one row or eight, so concurrent requests multiply the throughput.
@@ -17,7 +17,7 @@ batched with (each choice draws from its own generator seeded from it); ``n`` as
 choices; ``stop`` holds up to four strings that end a choice and are not returned.
 
 Example:
-    >>> from finetune_kit.local.registry import ModelRegistry
+    >>> from finetune_kit.local.engine.registry import ModelRegistry
     >>> generator = Generator(ModelRegistry())
     >>> result = generator.chat(
     ...     ModelRef("tiny-random"), [{"role": "user", "content": "Hi"}],
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, LocalBackendError
+from ...errors import ConfigurationError, LocalBackendError
 from ._quiet import quiet_loading
 from .batch_decoding import (
     BASE_ADAPTER,
@@ -197,7 +197,7 @@ class Generator:
             the context window; a CPU is better served by a bound).
         num_threads: Torch CPU threads (``None``: see ``training.threads_for``).
         dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` for the base weights and adapters (see
-            ``finetune_kit.local.precision``).
+            ``finetune_kit.local.engine.precision``).
 
     Example:
         >>> generator = Generator(ModelRegistry(default_model="tiny-random"))

@@ -1,6 +1,6 @@
 """Attention over packed examples, each within its own span: no work on masked-out pairs.
 
-The training loop packs a batch's examples into one sequence (see ``training_objectives``).
+The training loop packs a batch's examples into one sequence (see ``objectives``).
 Masked attention over the whole pack computes every token pair and discards most; this
 attention function instead attends within each example's own span (plus the pack's shared
 prefix, when one was computed first), so a pack of four 60-token examples costs four 60x60

@@ -1,4 +1,4 @@
-"""The values that go in and out of the local training engine (``finetune_kit.local.training``).
+"""The values that go in and out of the local training engine (``training``).
 
 The worker process builds a ``TrainingRequest``, passes an object implementing
 ``TrainingCallbacks`` and gets a ``TrainingResult``; on the way it receives the resolved
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 from .precision import DtypeName
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_DPO_BETA",
     "HYPERPARAMETER_RANGES",
     "CheckpointInfo",
+    "EngineMethod",
     "HyperparameterRange",
     "Hyperparameters",
     "LoraSettings",
@@ -37,7 +38,6 @@ __all__ = [
     "StepMetrics",
     "StopSignal",
     "TrainingCallbacks",
-    "TrainingMethod",
     "TrainingRequest",
     "TrainingResult",
     "TrainingStatus",
@@ -47,7 +47,12 @@ __all__ = [
     "check_hyperparameter",
 ]
 
-TrainingMethod = Literal["supervised", "dpo"]
+EngineMethod = Literal["supervised", "dpo"]
+"""A fine-tuning method this engine trains: supervised (SFT) or DPO.
+
+Not ``finetune_kit.data``'s ``TrainingMethod``, which lists the methods OpenAI offers for a base
+model (``reinforcement`` too); the engine trains no reinforcement job.
+"""
 TrainingStatus = Literal["succeeded", "cancelled", "paused"]
 StopSignal = Literal["cancel", "pause"]
 Auto = Literal["auto"]
@@ -233,13 +238,13 @@ class TrainingRequest:
         num_threads: Torch CPU threads (``None``: see ``training.threads_for``: half the cores
             this process may use, 1 for ``tiny-random``).
         keep_checkpoints: Epoch checkpoints kept on disk; older ones are deleted.
-        dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see ``finetune_kit.local.precision``).
+        dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see ``precision``).
     """
 
     base_model: str
     training_file: Path
     output_dir: Path
-    method: TrainingMethod = "supervised"
+    method: EngineMethod = "supervised"
     validation_file: Path | None = None
     n_epochs: int | Auto = "auto"
     batch_size: int | Auto = "auto"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -167,6 +168,19 @@ def test_an_infinite_loop_is_stopped_by_the_wall_clock_timeout() -> None:
     assert result.metadata.errors.unresponsive_reward_error
 
 
+def test_a_slow_interpreter_start_is_not_counted_in_the_graders_timeout(tmp_path: Path) -> None:
+    # An interpreter that takes 2 s to start (a loaded machine) and a 1 s grading timeout: the
+    # grading must still run. (It was counted, and a busy machine failed quick graders.)
+    sleep = shutil.which("sleep")
+    slow = tmp_path / "slow-python"
+    slow.write_text(f'#!/bin/sh\n{sleep} 2\nexec {sys.executable} "$@"\n', encoding="utf-8")
+    slow.chmod(0o755)
+    source = "def grade(sample, item):\n    return 1.0\n"
+    with PythonSandbox(source, limits=SandboxLimits(timeout=1), python=str(slow)) as box:
+        outcome = box.grade({}, {})
+    assert outcome.reward == 1.0, outcome
+
+
 def test_a_sleep_at_load_time_is_stopped_too() -> None:
     result = run("import time\ntime.sleep(3600)\ndef grade(s, i):\n    return 1.0\n", timeout=1)
     assert "loading the source did not finish" in runtime_error(result)
@@ -277,6 +291,7 @@ def listener() -> Iterator[socket.socket]:
 
 CONNECT = """
 import socket
+import sys
 def grade(sample, item):
     socket.create_connection(("127.0.0.1", item["port"]), timeout=5).close()
     return 1.0

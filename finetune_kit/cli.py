@@ -627,6 +627,7 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         api_key=api_key,
         default_model=args.model,
         aliases=aliases or None,
+        model_dirs=args.model_dir,
         faults=args.faults,
         allow_no_key=args.allow_no_key,
     )
@@ -896,6 +897,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="base model OpenAI names map to (default smollm2-135m-instruct)")
     p.add_argument("--alias", action="append", metavar="NAME=MODEL", help="add a model alias")
+    p.add_argument(
+        "--model-dir",
+        action="append",
+        metavar="DIR",
+        help="a folder inside which clients may name base models by path (repeatable; default "
+        "$FINETUNE_KIT_LOCAL_MODEL_DIRS, and always the data folder's models/)",
+    )
     p.add_argument("--faults", action="store_true", help="enable fault injection (for tests)")
 
     p = add("quickstart", _cmd_quickstart, "the whole workflow, offline, on the local backend")

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,15 +17,9 @@ import pytest
 from finetune_kit.errors import ConfigurationError
 from finetune_kit.local import LocalBackend
 from tests.fixtures.cli import run
+from tests.fixtures.local_backend import free_port, serve_cli
 
 SECRET = "sk-local-exposure-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
@@ -81,7 +71,7 @@ def test_the_cli_refuses_a_non_loopback_address_without_a_key(
         "--host",
         "0.0.0.0",
         "--port",
-        str(_free_port()),
+        str(free_port()),
         "--data-dir",
         str(tmp_path / "data"),
         "--model",
@@ -93,32 +83,9 @@ def test_the_cli_refuses_a_non_loopback_address_without_a_key(
     assert "allow_no_key=" not in err  # the CLI names its flags, not Python arguments
 
 
-def _serve(tmp_path: Path, *extra: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    argv = [sys.executable, "-m", "finetune_kit.cli", "local", "serve", "--port", str(port)]
-    argv += ["--data-dir", str(tmp_path / "data"), "--model", "tiny-random", *extra]
-    server = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if server.poll() is not None:
-            pytest.fail(server.stderr.read() if server.stderr else "local serve exited")
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                return server, base
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("local serve did not start in 90 s")
-        time.sleep(0.2)
-
-
 def test_api_key_none_means_no_key_even_over_the_environment(tmp_path: Path) -> None:
     env = {**os.environ, "FINETUNE_KIT_LOCAL_API_KEY": SECRET}
-    server, base = _serve(tmp_path, "--api-key", "none", env=env)
+    server, base = serve_cli(tmp_path, "--api-key", "none", env=env)
     try:
         response = httpx.get(base + "/v1/models", timeout=10)
         assert response.status_code == 200, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from openai.types import FileObject, Model
 
 from finetune_kit.local import LocalBackend
+from tests.fixtures.local_backend import serve_cli
 
 HELLO: list[Any] = [{"role": "user", "content": "Hi"}]
 
@@ -166,3 +168,21 @@ def test_the_configured_model_path_is_accepted_by_name(tmp_path: Path) -> None:
     ):
         assert client.models.retrieve(str(folder.resolve())).object == "model"
         assert client.models.retrieve("gpt-4o-mini").object == "model"
+
+
+def test_local_serve_takes_model_folders_on_the_command_line(tmp_path: Path) -> None:
+    first = _save_tiny_model(tmp_path / "shared-a" / "tiny-a")
+    second = _save_tiny_model(tmp_path / "shared-b" / "tiny-b")
+    outside = _save_tiny_model(tmp_path / "elsewhere" / "tiny-c")
+    argv = ["--model-dir", str(first.parent), "--model-dir", str(second.parent)]
+    server, base = serve_cli(tmp_path, *argv, env=dict(os.environ))
+    try:
+        with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client:
+            for folder in (first, second):
+                assert client.models.retrieve(str(folder)).id == str(folder)
+            assert _error(lambda: client.models.retrieve(str(outside))).status_code == 404
+    finally:
+        server.terminate()
+        server.wait(30)
+        if server.stderr is not None:
+            server.stderr.close()

@@ -5,6 +5,15 @@ client; ``finetune_kit.local.server.serve`` runs it in the foreground (``finetun
 serve``). Fault injection (``FaultInjector``, ``RemoteFaults``) makes requests fail on purpose,
 for tests of retry logic.
 
+One folder per capability, each importing only those below it: ``server/`` (HTTP) over
+``worker/`` (job processes) over ``store/`` (SQLite and blobs) and ``engine/`` (models, training,
+generation); ``faults/`` beside them. At the top sit the entry points (this module,
+``backend``) and the leaves every folder may import (``settings``, ``api_errors``).
+
+May import, from outside: ``finetune_kit.errors``, ``finetune_kit.data``, ``finetune_kit.graders``
+and two leaves of shared infrastructure (``_version``, ``_served``); never the services, the
+session or the CLI (``tests/local/test_layout.py`` checks every edge).
+
 Example:
     >>> from finetune_kit.local import LocalBackend
     >>> with LocalBackend(default_model="tiny-random") as backend:  # doctest: +SKIP

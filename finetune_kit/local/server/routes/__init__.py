@@ -1,1 +1,1 @@
-"""The HTTP routes of the local backend, one router per OpenAI resource."""
+"""The HTTP routes of the local backend: one router per OpenAI resource, and the fault admin."""

@@ -1,17 +1,51 @@
-"""Lazy exports: a package's public names, imported from their modules on first use.
+r"""How a package's public names are found: lazy exports, one export table, renamed names.
 
-``import finetune_kit`` (and every ``import finetune_kit.<submodule>``, which runs the package's
-``__init__`` first) then costs only what it uses: preflight's worker processes do not load the
-``openai`` client, and nothing loads torch until the local backend is asked for.
+- :func:`lazy_exports`: a package's public names are imported from their modules on first use.
+  ``import finetune_kit`` (and every ``import finetune_kit.<submodule>``, which runs the package's
+  ``__init__`` first) then costs only what it uses: preflight's worker processes do not load the
+  ``openai`` client, and nothing loads torch until the local backend is asked for.
+- :func:`read_export_table`: the top-level package keeps its exports in one place, the imports of
+  its ``if TYPE_CHECKING:`` block. Type checkers read those imports; at run time the same block
+  is read with ``ast``, and ``__all__`` and the lazy loader are built from it.
+- :func:`claim_exports`: every exported object's ``__module__`` becomes the package's
+  (``finetune_kit.JobFailedError`` in a traceback, as httpx does) right after the module that
+  defines it is imported, whatever the order: a post-import step on our modules' loaders.
+- :func:`renamed_names`: a module's ``__getattr__`` that still serves a renamed name for one
+  release, with a ``DeprecationWarning`` naming the new one.
+
+Examples:
+    >>> table = read_export_table("from .a import X as X\nimport typing\n", "pkg")
+    >>> table
+    {}
+    >>> source = "if TYPE_CHECKING:\n    from .a.b import X as X\n    from .c import Y as Y\n"
+    >>> read_export_table(source, "pkg")
+    {'X': 'pkg.a.b', 'Y': 'pkg.c'}
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
-from collections.abc import Callable, Mapping
-from typing import Any
+import sys
+import types
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
-__all__ = ["lazy_exports"]
+if TYPE_CHECKING:
+    # Types only: importlib.abc pulls in importlib.resources (12 ms at every import).
+    import importlib.abc
+    from importlib.machinery import ModuleSpec
+
+__all__ = [
+    "ExportClaimer",
+    "claim_exports",
+    "defined_in",
+    "export_table",
+    "lazy_exports",
+    "read_export_table",
+    "renamed_names",
+]
 
 
 def lazy_exports(
@@ -21,13 +55,14 @@ def lazy_exports(
 
     On first access a name is imported from its module and cached in the package's namespace;
     with ``rename``, its ``__module__`` is set to the package, so reprs and tracebacks read
-    ``finetune_kit.Dataset``, not the private module.
+    ``finetune_kit.Dataset``, not the private module (the top-level package does that at import
+    instead, with :func:`claim_exports`, so the name does not depend on the access order).
 
     Args:
         package: The package's name (``__name__``).
         exports: Public name -> the absolute module it lives in.
         namespace: The package's ``globals()``.
-        rename: Give the objects the package's name (only the top-level package does).
+        rename: Give the objects the package's name on first access.
 
     Returns:
         The ``__getattr__`` and ``__dir__`` functions to assign in the package.
@@ -47,3 +82,225 @@ def lazy_exports(
         return sorted(set(namespace) | set(exports))
 
     return getattr_, dir_
+
+
+def export_table(package: str) -> dict[str, str]:
+    """Read an imported package's export table from its own source (see :func:`read_export_table`).
+
+    Args:
+        package: The package's name; its ``__init__`` is running or has run.
+
+    Returns:
+        Public name -> the absolute module that defines it.
+    """
+    module = sys.modules[package]
+    loader = getattr(module.__spec__, "loader", None)
+    get_source = getattr(loader, "get_source", None)
+    source = get_source(package) if get_source is not None else None
+    if source is None:  # no source loader: read the file itself
+        with open(module.__file__ or "", encoding="utf-8") as handle:
+            source = handle.read()
+    return read_export_table(source, package)
+
+
+def read_export_table(source: str, package: str) -> dict[str, str]:
+    """Read a package's export table: the ``from ... import X as X`` of its type-checking block.
+
+    Only the module's top-level ``if TYPE_CHECKING:`` (or ``if typing.TYPE_CHECKING:``) block
+    is read, and in it only ``from`` imports, relative ones resolved against ``package``.
+
+    Args:
+        source: The package's ``__init__`` source.
+        package: The package's name, for relative imports.
+
+    Returns:
+        Public name -> the absolute module it is imported from, in the block's order.
+    """
+    table: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.If) and _is_type_checking(node.test)):
+            continue
+        for statement in node.body:
+            if not isinstance(statement, ast.ImportFrom):
+                continue
+            module = statement.module or ""
+            if statement.level:
+                base = package.split(".")
+                base = base[: len(base) - statement.level + 1]
+                module = ".".join([*base, module] if module else base)
+            for alias in statement.names:
+                table[alias.asname or alias.name] = module
+    return table
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+_DEFINED_IN: dict[Any, str] = {}
+"""Exported object -> the module that defines it, for objects whose ``__module__`` was claimed."""
+
+
+def defined_in(obj: Any) -> str | None:
+    """The module that really defines an exported object whose ``__module__`` was claimed.
+
+    ``__module__`` then names the package (``finetune_kit``); tools that need the defining
+    module, such as the doctest collection in ``conftest.py``, ask here.
+
+    Args:
+        obj: Any object.
+
+    Returns:
+        The defining module's name, or ``None`` when ``obj`` was not claimed.
+    """
+    try:
+        return _DEFINED_IN.get(obj)
+    except TypeError:  # an unhashable object was never claimed
+        return None
+
+
+def _claim(module: types.ModuleType, names: Sequence[str], package: str) -> None:
+    """Give the objects ``module`` defines under ``names`` the package's name."""
+    for name in names:
+        value = module.__dict__.get(name)
+        # Only what this module defines: a name it imported is claimed where it is defined.
+        if getattr(value, "__module__", None) != module.__name__:
+            continue
+        if isinstance(value, type) or callable(value):
+            _DEFINED_IN[value] = module.__name__
+            value.__module__ = package
+
+
+class _ClaimingLoader:
+    """Runs a module's own loader, then claims its exported objects for the package.
+
+    A loader by its methods, as the import system asks (``importlib.abc.Loader`` is not
+    subclassed: importing it costs more than the rest of the package's import).
+    """
+
+    def __init__(self, loader: importlib.abc.Loader, claim: Callable[[types.ModuleType], None]):
+        self.loader = loader
+        self.claim = claim
+
+    def create_module(self, spec: ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The module keeps its real loader (inspect, importlib.resources and reload ask it).
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        self.claim(module)
+
+
+class ExportClaimer:
+    """A ``sys.meta_path`` finder that claims exported objects as their modules are imported.
+
+    A finder by its method, as :class:`_ClaimingLoader` is a loader. It finds nothing itself:
+    for a module that defines exports, it asks the finders after it for the spec and wraps its
+    loader, so that once the module has run, each exported object it defines gets the package
+    as ``__module__``.
+
+    Args:
+        package: The package whose name the objects take.
+        exports: Public name -> the module that defines it.
+    """
+
+    def __init__(self, package: str, exports: Mapping[str, str]) -> None:
+        self.package = package
+        self.names: dict[str, list[str]] = {}
+        for name, module in exports.items():
+            self.names.setdefault(module, []).append(name)
+
+    def claim(self, module: types.ModuleType) -> None:
+        """Claim the exported objects ``module`` defines."""
+        _claim(module, self.names.get(module.__name__, ()), self.package)
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        """Return the spec the other finders give, its loader wrapped to claim the exports."""
+        if fullname not in self.names:
+            return None
+        spec: ModuleSpec | None = None
+        finders = sys.meta_path
+        after = finders[finders.index(self) + 1 :] if self in finders else finders
+        for finder in after:
+            find = getattr(finder, "find_spec", None)
+            if find is not None:
+                spec = find(fullname, path, target)
+                if spec is not None:
+                    break
+        if spec is not None and spec.loader is not None:
+            spec.loader = cast("importlib.abc.Loader", _ClaimingLoader(spec.loader, self.claim))
+        return spec
+
+
+def claim_exports(package: str, exports: Mapping[str, str]) -> ExportClaimer:
+    """Give every exported object the package's ``__module__`` as soon as it is defined.
+
+    Installs an :class:`ExportClaimer` first in ``sys.meta_path`` (once per package) and
+    claims at once the objects of the modules already imported.
+
+    Args:
+        package: The package's name.
+        exports: Public name -> the module that defines it.
+
+    Returns:
+        The installed finder.
+    """
+    for finder in sys.meta_path:
+        if isinstance(finder, ExportClaimer) and finder.package == package:
+            claimer = finder
+            break
+    else:
+        claimer = ExportClaimer(package, exports)
+        sys.meta_path.insert(0, claimer)
+    for module_name in claimer.names:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            claimer.claim(module)
+    return claimer
+
+
+def renamed_names(module: str, renamed: Mapping[str, str]) -> Callable[[str], Any]:
+    """Build a module ``__getattr__`` serving renamed names for one release, with a warning.
+
+    Define it under ``if not TYPE_CHECKING:`` so type checkers see only the new names.
+
+    Args:
+        module: The module's name (``__name__``).
+        renamed: Old name -> new name, both in that module.
+
+    Returns:
+        The ``__getattr__`` to assign in the module.
+
+    Examples:
+        >>> import warnings
+        >>> getattr_ = renamed_names("json", {"loadz": "loads"})
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     getattr_("loadz").__name__
+        'loads'
+        >>> str(caught[0].message)
+        'json.loadz is now json.loads; the old name goes in the next release.'
+    """
+
+    def getattr_(name: str) -> Any:
+        new = renamed.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} is now {module}.{new}; the old name goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(sys.modules[module], new)
+
+    return getattr_

@@ -71,3 +71,35 @@ def test_data_package_reexports_its_layer() -> None:
         assert getattr(data, name) is not None, name
     assert data.Dataset is finetune_kit.Dataset
     assert data.preflight is finetune_kit.preflight
+
+
+def test_the_export_table_names_each_objects_defining_module() -> None:
+    # The table names where an object is defined, so it is claimed as soon as that module runs.
+    from finetune_kit._lazy import defined_in
+
+    for name, module in finetune_kit._EXPORTS.items():
+        obj = getattr(finetune_kit, name)
+        if isinstance(obj, type) or callable(obj):
+            assert defined_in(obj) == module, (name, module, defined_in(obj))
+
+
+def test_exported_objects_take_the_package_name_as_soon_as_their_module_runs() -> None:
+    # A fresh interpreter imports each defining module directly, never through the package's
+    # names, and reads the objects from the module itself: whatever the order, they are
+    # finetune_kit's at once.
+    import subprocess
+    import sys
+
+    code = """
+import importlib, sys
+import finetune_kit
+wrong = []
+for name, module in sorted(finetune_kit._EXPORTS.items(), key=lambda item: item[1], reverse=True):
+    obj = getattr(importlib.import_module(module), name)
+    if (isinstance(obj, type) or callable(obj)) and obj.__module__ != "finetune_kit":
+        wrong.append(f"{module}.{name}: {obj.__module__}")
+assert not any(name in vars(finetune_kit) for name in finetune_kit._EXPORTS)
+print(wrong)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -29,20 +29,20 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .azure_deploy import AzureDeployer as AzureDeployer
     from .azure_deployment import AzureDeployment as AzureDeployment
     from .backends import make_client as make_client
-    from .data.builders import BuilderOptions as BuilderOptions
-    from .data.builders import DatasetBuilder as DatasetBuilder
-    from .data.builders import available_builders as available_builders
-    from .data.builders import build_dataset as build_dataset
-    from .data.builders import get_builder as get_builder
-    from .data.builders import register_builder as register_builder
-    from .data.builders import unregister_builder as unregister_builder
+    from .data.base_models import ModelInfo as ModelInfo
+    from .data.base_models import get_model_info as get_model_info
+    from .data.builders.base import BuilderOptions as BuilderOptions
+    from .data.builders.base import DatasetBuilder as DatasetBuilder
+    from .data.builders.base import available_builders as available_builders
+    from .data.builders.base import build_dataset as build_dataset
+    from .data.builders.base import get_builder as get_builder
+    from .data.builders.base import register_builder as register_builder
+    from .data.builders.base import unregister_builder as unregister_builder
     from .data.dataset import Dataset as Dataset
     from .data.dataset import concat as concat
     from .data.fixes import FixResult as FixResult
     from .data.fixes import autofix as autofix
     from .data.issues import Issue as Issue
-    from .data.models import ModelInfo as ModelInfo
-    from .data.models import get_model_info as get_model_info
     from .data.records import AssistantMessage as AssistantMessage
     from .data.records import ChatExample as ChatExample
     from .data.records import DeveloperMessage as DeveloperMessage
@@ -137,5 +137,5 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 
 # Claimed before any module defining an export is imported: they take the package's name.
 _lazy.claim_exports(__name__, _EXPORTS)
+_lazy.serve_lazily(__name__, _EXPORTS)
 _moved.install()
-__getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS, globals(), rename=False)

@@ -45,6 +45,7 @@ __all__ = [
     "lazy_exports",
     "read_export_table",
     "renamed_names",
+    "serve_lazily",
 ]
 
 
@@ -101,6 +102,22 @@ def export_table(package: str) -> dict[str, str]:
         with open(module.__file__ or "", encoding="utf-8") as handle:
             source = handle.read()
     return read_export_table(source, package)
+
+
+def serve_lazily(package: str, exports: Mapping[str, str]) -> None:
+    """Give an imported package a ``__getattr__`` and ``__dir__`` serving ``exports`` lazily.
+
+    They are set on the module object, not written in its source: a module-level
+    ``__getattr__`` that type checkers see would make every misspelt name type-check.
+
+    Args:
+        package: The package's name; its ``__init__`` is running.
+        exports: Public name -> the module that defines it (:func:`export_table`).
+    """
+    module = sys.modules[package]
+    getattr_, dir_ = lazy_exports(package, exports, module.__dict__, rename=False)
+    module.__getattr__ = getattr_  # type: ignore[method-assign]  # PEP 562: looked up on the module
+    module.__dir__ = dir_  # type: ignore[method-assign]  # likewise
 
 
 def read_export_table(source: str, package: str) -> dict[str, str]:

@@ -41,7 +41,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MOVED_MODULES", "MovedModuleFinder", "install"]
 
-MOVED_MODULES: Mapping[str, str] = {}
+MOVED_MODULES: Mapping[str, str] = {
+    # data/: the table of OpenAI's base models; the builders in one folder
+    "finetune_kit.data.builders_builtin": "finetune_kit.data.builders.builtin",
+    "finetune_kit.data.builders_rows": "finetune_kit.data.builders.rows",
+    "finetune_kit.data.builders_template": "finetune_kit.data.builders.template",
+    "finetune_kit.data.models": "finetune_kit.data.base_models",
+}
 """Old dotted path -> new dotted path, for every module of the package that moved."""
 
 # Frames skipped so the warning names the line that imported the old path (and "default" filters

@@ -29,8 +29,8 @@ from typing import Any, Literal
 import openai
 
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
+from .data.base_models import DataFormat
 from .data.model_tokenizer import ExampleCount, TokenizedBatch
-from .data.models import DataFormat
 from .errors import LocalBackendError
 
 __all__ = ["BackendTokenizer"]

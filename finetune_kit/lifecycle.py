@@ -2,7 +2,7 @@
 
 A fine-tuned model works only as long as its base snapshot (reference §0): when the base shuts
 down, every fine-tune built on it stops the same day. :func:`check_shutdown` looks the date up in
-the model table (:mod:`finetune_kit.data.models`) and, when the API returns one, in
+the model table (:mod:`finetune_kit.data.base_models`) and, when the API returns one, in
 ``Model.shutdown_date``, and warns with :class:`~finetune_kit.errors.ModelShutdownWarning` when
 the date is near or past. :func:`check_new_jobs_allowed` warns about OpenAI's end of new
 fine-tuning jobs. :func:`export_job` copies everything a job produced into a folder, so nothing
@@ -34,7 +34,7 @@ from ._retry import (
     iter_items,
     without_client_retries,
 )
-from .data.models import get_model_info, resolve_model_name
+from .data.base_models import get_model_info, resolve_model_name
 from .errors import ModelShutdownWarning
 from .metrics import decode_result_file
 

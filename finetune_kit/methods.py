@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from .data.base_models import MethodName
 from .errors import ConfigurationError
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "make_method",
 ]
 
-MethodName = Literal["supervised", "dpo", "reinforcement"]
 Auto = Literal["auto"]
 
 GRADER_TYPES = frozenset(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._watch import FollowOptions
-from .data.builders_template import TemplateBuilder
+from .data.builders.template import TemplateBuilder
 from .data.dataset import Dataset
 from .data.records import ChatExample
 from .inference import Comparison

@@ -877,7 +877,7 @@ def _reported(job: Any, name: str) -> Any:
 
 
 def _same_model(a: str, b: str) -> bool:
-    from .data.models import get_model_info
+    from .data.base_models import get_model_info
 
     if a.strip() == b.strip():
         return True

@@ -76,3 +76,20 @@ def test_the_hook_is_installed_once_first_by_the_package() -> None:
         next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
     )
     assert finetune_kit._moved.MOVED_MODULES is MOVED_MODULES
+
+
+RENAMED_NAMES = [
+    ("finetune_kit.data.base_models", "TrainingMethod", "MethodName"),
+    ("finetune_kit.data.rules", "ExampleKind", "LineKind"),
+    ("finetune_kit.data.rules", "detect_kind", "detect_line_kind"),
+]
+
+
+@pytest.mark.parametrize(("module", "old", "new"), RENAMED_NAMES)
+def test_a_renamed_name_still_resolves_with_a_warning(module: str, old: str, new: str) -> None:
+    imported = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=re.escape(f"{module}.{old} is now {module}.{new}")):
+        value = getattr(imported, old)
+    assert value is getattr(imported, new)
+    with pytest.raises(AttributeError, match="no attribute 'Nonexistent'"):
+        _ = imported.Nonexistent

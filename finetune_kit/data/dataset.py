@@ -45,7 +45,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .records import FineTuningMethod
+    from .base_models import MethodName
     from .report import PreflightReport
 
 __all__ = ["Dataset", "concat", "example_key"]
@@ -55,7 +55,7 @@ logger = logging.getLogger("finetune_kit.data")
 ExampleT = TypeVar("ExampleT", bound=TrainingExample)
 
 _RECORD_TYPES = (ChatExample, PreferenceExample, ReinforcementExample)
-_METHODS: dict[ExampleKind, FineTuningMethod] = {
+_METHODS: dict[ExampleKind, MethodName] = {
     "chat": "supervised",
     "preference": "dpo",
     "reinforcement": "reinforcement",
@@ -302,7 +302,7 @@ class Dataset(Sequence[ExampleT]):
         return self._kind
 
     @property
-    def method(self) -> FineTuningMethod:
+    def method(self) -> MethodName:
         """The fine-tuning method they train: ``"supervised"``, ``"dpo"``, ``"reinforcement"``."""
         return _METHODS[self._kind]
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigurationError
 from .jsonl import JsonlLine, iter_lines, write_jsonl
-from .rules import detect_kind
+from .rules import detect_line_kind
 
 __all__ = ["Change", "FixAction", "FixResult", "Unreadable", "autofix"]
 
@@ -223,7 +223,7 @@ def _strip_example(row: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _add_system(row: dict[str, Any], prompt: str, role: str) -> str | None:
-    kind = detect_kind(row)
+    kind = detect_line_kind(row)
     holder = row
     prefix = "messages"
     if kind == "preference":

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .models import DataFormat
+from .base_models import DataFormat
 
 __all__ = ["ExampleCount", "ModelTokenizer", "TokenizedBatch"]
 

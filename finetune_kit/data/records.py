@@ -41,6 +41,7 @@ from pydantic import (
 
 from ..errors import ExampleValidationError
 from ._record_errors import json_type_name, rule_error, to_example_error
+from .base_models import MethodName
 from .jsonl import dumps_line
 
 __all__ = [
@@ -70,9 +71,8 @@ __all__ = [
 ]
 
 ExampleKind = Literal["chat", "preference", "reinforcement"]
-"""The three shapes of a training line."""
-
-FineTuningMethod = Literal["supervised", "dpo", "reinforcement"]
+"""The three kinds of record (chat, preference, reinforcement): the shape of a line a record
+reads (see :func:`detect_kind`)."""
 
 RecordT = TypeVar("RecordT", bound="Record")
 
@@ -445,7 +445,7 @@ class ChatExample(Record):
     """
 
     kind: ClassVar[ExampleKind] = "chat"
-    method: ClassVar[FineTuningMethod] = "supervised"
+    method: ClassVar[MethodName] = "supervised"
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     tools: list[Tool] | None = None
@@ -494,7 +494,7 @@ class PreferenceExample(Record):
     """
 
     kind: ClassVar[ExampleKind] = "preference"
-    method: ClassVar[FineTuningMethod] = "dpo"
+    method: ClassVar[MethodName] = "dpo"
 
     input: PreferenceInput
     preferred_output: OneAssistantMessage
@@ -538,7 +538,7 @@ class ReinforcementExample(Record):
     model_config = ConfigDict(extra="allow")
 
     kind: ClassVar[ExampleKind] = "reinforcement"
-    method: ClassVar[FineTuningMethod] = "reinforcement"
+    method: ClassVar[MethodName] = "reinforcement"
 
     messages: Annotated[list[ReinforcementMessage], Field(min_length=1)]
     tools: list[Tool] | None = None

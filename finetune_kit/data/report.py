@@ -20,9 +20,9 @@ from datetime import date
 from typing import Any
 
 from ..errors import PreflightFailedError
+from .base_models import Confidence, MethodName
 from .issues import FileRole, Issue, Severity
-from .models import Confidence, TrainingMethod
-from .rules import ExampleKind
+from .rules import LineKind
 
 __all__ = ["CostEstimate", "Distribution", "FileSummary", "PreflightReport"]
 
@@ -269,8 +269,8 @@ class PreflightReport:
     model: str | None
     base_model: str | None
     encoding: str
-    method: TrainingMethod
-    kind: ExampleKind
+    method: MethodName
+    kind: LineKind
     training: FileSummary
     validation: FileSummary | None
     issues: tuple[Issue, ...]

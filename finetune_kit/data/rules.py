@@ -24,8 +24,9 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from .._lazy import renamed_names
 from .issues import FileRole, Issue, make_issue
 
 __all__ = [
@@ -33,16 +34,17 @@ __all__ = [
     "CheckConfig",
     "ExampleChecker",
     "ExampleFacts",
-    "ExampleKind",
-    "detect_kind",
+    "LineKind",
+    "detect_line_kind",
     "find_lone_surrogates",
     "find_special_tokens",
     "json_type",
 ]
 
-ExampleKind = Literal["chat", "preference", "reinforcement", "completion"]
-"""The shape of an example: chat (supervised), preference (DPO), reinforcement (RFT), or the
-legacy prompt/completion format."""
+LineKind = Literal["chat", "preference", "reinforcement", "completion"]
+"""What a line of a training file holds: chat (supervised), preference (DPO), reinforcement
+(RFT), or the legacy prompt/completion format. Wider than a record's
+:data:`~finetune_kit.data.records.ExampleKind` (no record is a prompt/completion pair)."""
 
 _MessageMode = Literal["chat", "reinforcement", "dpo_input", "dpo_output"]
 
@@ -129,7 +131,7 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def detect_kind(value: Any) -> ExampleKind | None:
+def detect_line_kind(value: Any) -> LineKind | None:
     """Guess the format of one example from its keys.
 
     Args:
@@ -229,7 +231,7 @@ class CheckConfig:
         max_images_note: Said with a ``too_many_images`` issue (e.g. Azure's higher limit).
     """
 
-    kind: ExampleKind = "chat"
+    kind: LineKind = "chat"
     file: FileRole = "training"
     images_supported: bool | None = None
     max_images: int | None = None
@@ -248,7 +250,7 @@ class ExampleFacts(NamedTuple):
         n_errors: Error-severity issues it raised.
     """
 
-    kind: ExampleKind | None
+    kind: LineKind | None
     n_messages: int
     has_system: bool
     has_user: bool
@@ -340,7 +342,7 @@ class ExampleChecker:
                     f"the line is a JSON {json_type(value)}, not an object",
                 )
             return ExampleFacts(None, 0, False, False, 0, len(out) - start)
-        kind = detect_kind(value)
+        kind = detect_line_kind(value)
         if kind == "chat" and expected == "reinforcement":
             kind = "reinforcement"
         if kind is not None and kind != expected:
@@ -373,7 +375,7 @@ class ExampleChecker:
 
     # ---------------------------------------------------------------- formats
     def _check_conversation(
-        self, value: dict[str, Any], sink: _Sink, kind: ExampleKind
+        self, value: dict[str, Any], sink: _Sink, kind: LineKind
     ) -> _MessageStats:
         if kind != "reinforcement":
             for key in value:
@@ -1067,7 +1069,7 @@ class ExampleChecker:
                 f"detail {_short(detail)} is not low, high or auto",
             )
 
-    def _check_images(self, n_images: int, kind: ExampleKind, sink: _Sink) -> None:
+    def _check_images(self, n_images: int, kind: LineKind, sink: _Sink) -> None:
         if not n_images:
             return
         config = self.config
@@ -1087,7 +1089,7 @@ class ExampleChecker:
             )
 
 
-_FORMAT_NAMES: dict[ExampleKind, str] = {
+_FORMAT_NAMES: dict[LineKind, str] = {
     "chat": "chat (supervised)",
     "preference": "preference (DPO)",
     "reinforcement": "reinforcement (RFT)",
@@ -1099,3 +1101,9 @@ _MODE_NAMES: dict[_MessageMode, str] = {
     "dpo_input": "a DPO input",
     "dpo_output": "a DPO output takes one assistant message",
 }
+
+
+if not TYPE_CHECKING:  # old names stay importable (with a warning) but unseen by type checkers
+    __getattr__ = renamed_names(
+        __name__, {"ExampleKind": "LineKind", "detect_kind": "detect_line_kind"}
+    )

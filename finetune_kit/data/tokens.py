@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import tiktoken
 
 from ..errors import ConfigurationError, TokenizerFileError
-from .models import get_model_info
+from .base_models import get_model_info
 
 __all__ = [
     "DEFAULT_ENCODING",

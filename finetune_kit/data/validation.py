@@ -34,12 +34,12 @@ from typing import Any, Literal
 from ..errors import ConfigurationError
 from ._fingerprints import FingerprintIndex
 from ._scanner import ChunkStats, FileScanner, ScanConfig
+from .base_models import DataFormat, MethodName, ModelInfo, get_model_info
 from .issues import FileRole, Issue, make_issue
 from .jsonl import LineChunk, _decoder, iter_chunk_ranges, iter_chunks, iter_raw_lines
 from .model_tokenizer import ModelTokenizer, TokenizedBatch
-from .models import DataFormat, ModelInfo, TrainingMethod, get_model_info
 from .report import CostEstimate, Distribution, FileSummary, PreflightReport
-from .rules import CheckConfig, ExampleKind, detect_kind
+from .rules import CheckConfig, LineKind, detect_line_kind
 from .tokens import DEFAULT_ENCODING
 
 __all__ = [
@@ -63,7 +63,7 @@ UPLOADS_API_LIMIT_BYTES = 8 * 1024 * 1024 * 1024
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 """Below this size a file is scanned in-process: starting workers would cost more than it saves."""
 RECOMMENDED_MIN_EXAMPLES = 50
-SHUTDOWN_WARNING_DAYS = 180
+SHUTDOWN_SOON_DAYS = 180
 
 # The cookbook's constants for the epochs n_epochs="auto" chooses (reference §7.9).
 TARGET_EPOCHS = 3
@@ -73,7 +73,7 @@ MIN_DEFAULT_EPOCHS = 1
 MAX_DEFAULT_EPOCHS = 25
 
 _PRICE_MARGIN = {"official": 0.0, "3p": 0.10, "recall": 0.25}
-_KIND_OF_METHOD: dict[TrainingMethod, ExampleKind] = {
+_KIND_OF_METHOD: dict[MethodName, LineKind] = {
     "supervised": "chat",
     "dpo": "preference",
     "reinforcement": "reinforcement",
@@ -297,10 +297,10 @@ def _workers_for(source: _Source, workers: int | None) -> int:
 
 
 # ---------------------------------------------------------------------- decisions
-def _detect_method(source: _Source, info: ModelInfo | None) -> TrainingMethod:
+def _detect_method(source: _Source, info: ModelInfo | None) -> MethodName:
     if source.method in ("supervised", "dpo", "reinforcement"):
         return source.method  # type: ignore[return-value]
-    kind = detect_kind(source.first_value)
+    kind = detect_line_kind(source.first_value)
     if kind == "preference":
         return "dpo"
     if info is not None and info.methods == ("reinforcement",):
@@ -320,13 +320,13 @@ def _detect_method(source: _Source, info: ModelInfo | None) -> TrainingMethod:
     return "supervised"
 
 
-def _kind_for(method: TrainingMethod, source: _Source, takes: DataFormat | None) -> ExampleKind:
+def _kind_for(method: MethodName, source: _Source, takes: DataFormat | None) -> LineKind:
     if method != "supervised":
         return _KIND_OF_METHOD[method]
     # Supervised data comes in two formats. The first example says which one the file is in,
     # so the lines are checked against their own format: data in the format the model does not
     # take is one file-level format_not_supported, not a wrong_example_format on every line.
-    detected = detect_kind(source.first_value)
+    detected = detect_line_kind(source.first_value)
     if detected in ("chat", "completion"):
         return detected
     if takes == "completion":
@@ -355,7 +355,7 @@ class _Recorder:
         return self.last.tokenizer
 
 
-def _check_config(kind: ExampleKind, info: ModelInfo | None, file: FileRole) -> CheckConfig:
+def _check_config(kind: LineKind, info: ModelInfo | None, file: FileRole) -> CheckConfig:
     if info is None:
         return CheckConfig(kind=kind, file=file)
     note = ""
@@ -375,8 +375,8 @@ def _check_config(kind: ExampleKind, info: ModelInfo | None, file: FileRole) -> 
 def _model_issues(
     model: str | None,
     info: ModelInfo | None,
-    method: TrainingMethod,
-    kind: ExampleKind,
+    method: MethodName,
+    kind: LineKind,
     as_of: date | None,
     encoding: str,
     data_format: DataFormat | None,
@@ -433,7 +433,7 @@ def _model_issues(
                     f"{info.name} was shut down on {info.shutdown_date.isoformat()}{confidence}",
                 )
             )
-        elif info.shutdown_date - as_of <= timedelta(days=SHUTDOWN_WARNING_DAYS):
+        elif info.shutdown_date - as_of <= timedelta(days=SHUTDOWN_SOON_DAYS):
             days = (info.shutdown_date - as_of).days
             issues.append(
                 make_issue(
@@ -447,7 +447,7 @@ def _model_issues(
     return issues
 
 
-def _format_issues(name: str, takes: DataFormat, kind: ExampleKind) -> list[Issue]:
+def _format_issues(name: str, takes: DataFormat, kind: LineKind) -> list[Issue]:
     # Only supervised data has two formats; DPO or RFT data on a model without the method is
     # already method_not_supported.
     if kind not in ("chat", "completion") or kind == takes:
@@ -541,7 +541,7 @@ def _summary(stats: ChunkStats, file: FileRole) -> FileSummary:
 
 def _cost(
     info: ModelInfo | None,
-    method: TrainingMethod,
+    method: MethodName,
     billing: int,
     epochs: int | None,
     auto: bool,
@@ -668,7 +668,7 @@ def preflight(
     encoding = info.encoding if info is not None else DEFAULT_ENCODING
     limit = info.max_example_tokens if info is not None else None
     training = _Source.of(source, "source")
-    checked: TrainingMethod = method or _detect_method(training, info)
+    checked: MethodName = method or _detect_method(training, info)
     if data_format is None and tokenizer is not None:
         data_format = tokenizer.data_format
     takes = info.data_format if info is not None else data_format

@@ -23,13 +23,13 @@ from finetune_kit.data.builders import (
     register_builder,
     unregister_builder,
 )
-from finetune_kit.data.builders_builtin import (
+from finetune_kit.data.builders.builtin import (
     ConversationBuilder,
     PreferenceBuilder,
     QABuilder,
     ToolCallBuilder,
 )
-from finetune_kit.data.builders_template import TemplateBuilder
+from finetune_kit.data.builders.template import TemplateBuilder
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.data.records import ChatExample, TrainingExample
 from finetune_kit.errors import BuilderError, ConfigurationError, ExampleValidationError

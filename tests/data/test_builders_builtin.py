@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from finetune_kit.data.builders import build_dataset
-from finetune_kit.data.builders_builtin import (
+from finetune_kit.data.builders.builtin import (
     ConversationBuilder,
     PreferenceBuilder,
     QABuilder,
     ToolCallBuilder,
 )
-from finetune_kit.data.builders_template import TemplateBuilder, template_columns
+from finetune_kit.data.builders.template import TemplateBuilder, template_columns
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.data.records import (
     AssistantMessage,

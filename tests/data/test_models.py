@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from finetune_kit.data.models import MODEL_TABLE, get_model_info, resolve_model_name
+from finetune_kit.data.base_models import MODEL_TABLE, get_model_info, resolve_model_name
 from finetune_kit.data.tokens import ENCODING_SHA256
 
 HEX32 = "0123456789abcdef0123456789abcdef"

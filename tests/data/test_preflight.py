@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from finetune_kit.data import validation as validation_module
 from finetune_kit.data._fingerprints import FingerprintIndex
+from finetune_kit.data.base_models import get_model_info
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.data.issues import RULES
 from finetune_kit.data.jsonl import write_jsonl
-from finetune_kit.data.models import get_model_info
 from finetune_kit.data.report import Distribution
 from finetune_kit.data.tokens import count_example_tokens
 from finetune_kit.data.validation import auto_epochs, preflight

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from finetune_kit.data.base_models import MODEL_TABLE
 from finetune_kit.data.issues import RULES
-from finetune_kit.data.models import MODEL_TABLE
 from finetune_kit.data.tokens import IMAGE_TOKENS_HIGH, IMAGE_TOKENS_LOW
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -11,7 +11,7 @@ Lookups accept the names people actually have in hand: dated snapshots
 (``gpt-35-turbo-0125``, ``gpt-4.1-2025-04-14.ft-0123456789abcdef0123456789abcdef``).
 
 Example:
-    >>> from finetune_kit.data.models import get_model_info
+    >>> from finetune_kit.data.base_models import get_model_info
     >>> info = get_model_info("ft:gpt-4o-mini-2024-07-18:acme:support:7p4lURel")
     >>> info.name, info.encoding, info.max_example_tokens
     ('gpt-4o-mini-2024-07-18', 'o200k_base', 65536)
@@ -24,14 +24,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from .._lazy import renamed_names
 
 __all__ = [
     "MODEL_TABLE",
     "Confidence",
     "DataFormat",
+    "MethodName",
     "ModelInfo",
-    "TrainingMethod",
     "get_model_info",
     "resolve_model_name",
 ]
@@ -39,8 +41,12 @@ __all__ = [
 Confidence = Literal["official", "3p", "recall"]
 """How far a figure can be trusted: an official page, third-party pages, or an unverified memory."""
 
-TrainingMethod = Literal["supervised", "dpo", "reinforcement"]
+MethodName = Literal["supervised", "dpo", "reinforcement"]
+"""A fine-tuning method, as the API names it: the one name for it in the package (what a model
+supports, what an example kind trains, what ``jobs.create`` is asked)."""
+
 DataFormat = Literal["chat", "completion"]
+"""What a model reads: chat messages, or the legacy prompt/completion pairs."""
 
 _REFERENCE = "reference/openai-finetuning-api.md"
 _AS_OF = date(2026, 8, 21)
@@ -85,7 +91,7 @@ class ModelInfo:
     name: str
     encoding: str
     max_example_tokens: int | None
-    methods: tuple[TrainingMethod, ...]
+    methods: tuple[MethodName, ...]
     source: str
     as_of: date
     aliases: tuple[str, ...] = ()
@@ -439,3 +445,7 @@ def get_model_info(name: str | None) -> ModelInfo | None:
         if family != base:
             info = _BY_NAME.get(family)
     return info
+
+
+if not TYPE_CHECKING:  # old names stay importable (with a warning) but unseen by type checkers
+    __getattr__ = renamed_names(__name__, {"TrainingMethod": "MethodName"})

@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import field_validator
 
-from ..errors import ExampleValidationError
-from .builders import BuilderOptions, DatasetBuilder
-from .builders_rows import Row, RowFormat, is_missing, iter_rows, require_mapping
-from .records import ChatExample
+from ...errors import ExampleValidationError
+from ..records import ChatExample
+from .base import BuilderOptions, DatasetBuilder
+from .rows import Row, RowFormat, is_missing, iter_rows, require_mapping
 
 __all__ = ["TemplateBuilder", "template_columns"]
 

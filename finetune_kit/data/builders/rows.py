@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigurationError, ExampleValidationError
-from ._record_errors import json_type_name
-from .jsonl import read_jsonl
+from ...errors import ConfigurationError, ExampleValidationError
+from .._record_errors import json_type_name
+from ..jsonl import read_jsonl
 
 __all__ = ["Row", "RowFormat", "is_missing", "iter_rows", "require_mapping"]
 

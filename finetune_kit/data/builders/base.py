@@ -41,9 +41,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 # typing_extensions for TypeVar defaults (PEP 696) on Python < 3.13; pydantic requires it.
 from typing_extensions import TypeVar
 
-from ..errors import BuilderError, ConfigurationError, FinetuneKitError
-from .dataset import Dataset, paused_gc
-from .records import (
+from ...errors import BuilderError, ConfigurationError, FinetuneKitError
+from ..dataset import Dataset, paused_gc
+from ..records import (
     ChatExample,
     PreferenceExample,
     ReinforcementExample,

@@ -1,7 +1,7 @@
 """The built-in builders: question-answer pairs, conversations, tool calls, preference pairs.
 
 They are registered through finetune_kit's own ``finetune_kit.builders`` entry points, the same
-door third-party builders use. ``TemplateBuilder`` lives in ``builders_template``.
+door third-party builders use. ``TemplateBuilder`` lives in ``template``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..errors import ExampleValidationError
-from ._record_errors import json_type_name, rule_error
-from .builders import BuilderOptions, DatasetBuilder
-from .builders_rows import RowFormat, is_missing, iter_rows, require_mapping
-from .records import (
+from ...errors import ExampleValidationError
+from .._record_errors import json_type_name, rule_error
+from ..records import (
     AssistantMessage,
     ChatExample,
     ChatMessage,
@@ -32,6 +30,8 @@ from .records import (
     parse_message,
     validate_record,
 )
+from .base import BuilderOptions, DatasetBuilder
+from .rows import RowFormat, is_missing, iter_rows, require_mapping
 
 __all__ = ["ConversationBuilder", "PreferenceBuilder", "QABuilder", "ToolCallBuilder"]
 

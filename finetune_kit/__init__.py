@@ -92,8 +92,9 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .errors import UploadError as UploadError
     from .evaluation import EvaluationReport as EvaluationReport
     from .evaluation import PairedEvaluationReport as PairedEvaluationReport
-    from .files import AsyncFileUploader as AsyncFileUploader
-    from .files import FileUploader as FileUploader
+    from .files.uploader import AsyncFileUploader as AsyncFileUploader
+    from .files.uploader import FileUploader as FileUploader
+    from .files.views import UploadedFile as UploadedFile
     from .inference import AsyncInferenceClient as AsyncInferenceClient
     from .inference import Comparison as Comparison
     from .inference import InferenceClient as InferenceClient
@@ -128,7 +129,6 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .views import JobEvent as JobEvent
     from .views import JobUpdate as JobUpdate
     from .views import StatusChange as StatusChange
-    from .views import UploadedFile as UploadedFile
     from .watcher import AsyncJobWatcher as AsyncJobWatcher
     from .watcher import JobWatcher as JobWatcher
 

@@ -47,6 +47,8 @@ MOVED_MODULES: Mapping[str, str] = {
     "finetune_kit.data.builders_rows": "finetune_kit.data.builders.rows",
     "finetune_kit.data.builders_template": "finetune_kit.data.builders.template",
     "finetune_kit.data.models": "finetune_kit.data.base_models",
+    # files/ (finetune_kit.files itself is now the package, with the same names)
+    "finetune_kit._upload_parts": "finetune_kit.files.parts",
 }
 """Old dotted path -> new dotted path, for every module of the package that moved."""
 

@@ -52,6 +52,7 @@ from .errors import (
     JobError,
     JobFailedError,
 )
+from .files.views import UploadedFile
 from .job_options import (
     Provider,
     WandbIntegration,
@@ -62,7 +63,7 @@ from .job_options import (
 )
 from .methods import DpoMethod, MethodName, ReinforcementMethod, SupervisedMethod, make_method
 from .metrics import MetricSeries, parse_result_csv
-from .views import JobUpdate, UploadedFile
+from .views import JobUpdate
 from .watcher import AsyncJobWatcher, JobWatcher
 
 __all__ = ["IDEMPOTENCY_METADATA_KEY", "AsyncJobManager", "JobManager"]

@@ -45,7 +45,7 @@ from .errors import (
     PreflightFailedError,
     SessionError,
 )
-from .files import AsyncFileUploader, FileUploader
+from .files.uploader import AsyncFileUploader, FileUploader
 from .inference import AsyncInferenceClient, InferenceClient
 from .job_options import detect_provider
 from .jobs import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
@@ -68,10 +68,11 @@ if TYPE_CHECKING:
     from .azure_deployment import AzureDeployment
     from .data.report import PreflightReport
     from .evaluation import PairedEvaluationReport
+    from .files.views import UploadedFile
     from .inference import Comparison
     from .local import LocalBackend
     from .replies import ChatReply
-    from .views import JobUpdate, UploadedFile
+    from .views import JobUpdate
 
 __all__ = ["AsyncFineTuneSession", "FineTuneSession"]
 

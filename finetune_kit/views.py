@@ -1,4 +1,4 @@
-"""Typed views of what the services return: uploaded files, job events, status changes.
+"""Typed views of what following a job returns: job events and status changes.
 
 Views of server objects are lenient (unknown fields are kept, never an error), so a new API field
 never breaks a client. Jobs, files and checkpoints themselves are returned as the ``openai``
@@ -16,12 +16,11 @@ Examples:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, TypeAlias
 
-from openai.types import FileObject
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from .files.views import UploadedFile
 from .metrics import MetricPoint
 
 __all__ = [
@@ -40,37 +39,6 @@ KNOWN_STATUSES = frozenset(
     {"validating_files", "queued", "running", "paused", "pending", *TERMINAL_STATUSES}
 )
 """Statuses documented or observed; any other value is reported as unknown, never an error."""
-
-
-class UploadedFile(BaseModel):
-    """A file on the backend, as the uploader found or created it.
-
-    Attributes:
-        id: The file id to pass to ``jobs.create``.
-        filename: The remote filename (``<name>.<sha12>.jsonl``).
-        bytes: Its size.
-        purpose: Its purpose, such as ``fine-tune``.
-        sha256: sha256 of the content (hex).
-        status: The backend's processing status, when it reports one.
-        reused: ``True`` when an existing remote file with the same content was reused.
-        path: The local file it came from, when it came from one (used to show a failing line).
-        file: The backend's ``FileObject``.
-    """
-
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    id: str
-    filename: str
-    bytes: int
-    purpose: str
-    sha256: str
-    status: str | None = None
-    reused: bool = False
-    path: Path | None = None
-    file: FileObject | None = None
-
-    def __str__(self) -> str:
-        return self.id
 
 
 class JobEvent(BaseModel):

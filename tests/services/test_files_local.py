@@ -14,10 +14,10 @@ import openai
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit._upload_parts import UploadCache
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.errors import ConfigurationError, PreflightFailedError, UploadError
 from finetune_kit.files import AsyncFileUploader, FileUploader
+from finetune_kit.files.parts import UploadCache
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit.files import AsyncFileUploader, FileUploader
-from finetune_kit.views import UploadedFile
+from finetune_kit.files import AsyncFileUploader, FileUploader, UploadedFile
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from finetune_kit._upload_parts import (
+from finetune_kit.errors import ConfigurationError, UploadError
+from finetune_kit.files.parts import (
     FILE_SIZE_LIMIT,
     UPLOAD_SIZE_LIMIT,
     FileWindow,
@@ -30,7 +31,6 @@ from finetune_kit._upload_parts import (
     remote_filename,
     token_filename,
 )
-from finetune_kit.errors import ConfigurationError, UploadError
 
 
 def test_file_digest_matches_hashlib_and_bytes_digest(tmp_path: Path) -> None:

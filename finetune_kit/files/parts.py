@@ -23,8 +23,8 @@ from typing import IO, Any, cast
 
 from openai.types import FilePurpose
 
-from ._urls import public_url
-from .errors import ConfigurationError, UploadError
+from .._urls import public_url
+from ..errors import ConfigurationError, UploadError
 
 __all__ = [
     "FILE_PURPOSES",
@@ -411,15 +411,19 @@ class FileWindow(io.RawIOBase):
         self.name = name
 
     def readable(self) -> bool:
+        """Always: a window is read from."""
         return True
 
     def seekable(self) -> bool:
+        """Always: a retry rewinds the window."""
         return True
 
     def tell(self) -> int:
+        """The position in the window (not in the file)."""
         return self._position
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move within the window, clamped to its bounds; return the new position."""
         if whence == os.SEEK_SET:
             target = offset
         elif whence == os.SEEK_CUR:
@@ -455,16 +459,19 @@ class FileWindow(io.RawIOBase):
         return data
 
     def readinto(self, buffer: Any) -> int:
+        """Read into ``buffer`` up to the window's end; return how many bytes were read."""
         view = memoryview(buffer).cast("B")
         data = self._take(min(len(view), self._length - self._position))
         view[: len(data)] = data
         return len(data)
 
     def read(self, size: int = -1) -> bytes:
+        """Read ``size`` bytes (all that is left when negative), never past the window."""
         remaining = self._length - self._position
         return self._take(remaining if size is None or size < 0 else min(size, remaining))
 
     def readall(self) -> bytes:
+        """Read what is left of the window."""
         return self.read(-1)
 
     def __len__(self) -> int:
@@ -479,6 +486,7 @@ class FileWindow(io.RawIOBase):
         return cast("IO[bytes]", self)
 
     def close(self) -> None:
+        """Close the file behind the window, if any."""
         if self._handle is not None:
             self._handle.close()
         super().close()

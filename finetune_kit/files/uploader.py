@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import mimetypes
 import re
@@ -49,15 +48,18 @@ import openai
 from openai.types import FileObject, FilePurpose
 from tqdm.auto import tqdm
 
-from ._retry import (
+from .._retry import (
     DEFAULT_RETRY_POLICY,
     RetryPolicy,
     aiter_items,
     iter_items,
     without_client_retries,
 )
-from ._steps import Sleep, arun_steps, run_steps
-from ._upload_parts import (
+from .._steps import Sleep, arun_steps, run_steps
+from .._urls import public_url
+from ..data.issues import FileRole
+from ..errors import ConfigurationError, PreflightFailedError, UploadError
+from .parts import (
     FILE_SIZE_LIMIT,
     PART_SIZE_LIMIT,
     ContentDigest,
@@ -76,13 +78,10 @@ from ._upload_parts import (
     sha_tag,
     token_filename,
 )
-from ._urls import public_url
-from .data.issues import FileRole
-from .errors import ConfigurationError, PreflightFailedError, UploadError
 from .views import UploadedFile
 
 if TYPE_CHECKING:
-    from .data.dataset import Dataset
+    from ..data.dataset import Dataset
 
 __all__ = ["AsyncFileUploader", "FileUploader"]
 
@@ -409,12 +408,13 @@ class _UploaderBase(Generic[_ClientT]):
     def _preflight(source: Any, *, force: bool, model: str | None, role: FileRole) -> None:
         """Check training data offline; refuse it when it has errors, unless forced."""
         # Imported on use: preflight pulls in the token tables, which plain uploads don't need.
-        validation = importlib.import_module("finetune_kit.data.validation")
+        from ..data.validation import preflight
+
         # preflight() checks one file alone as training data; the API's minimum of 10 examples
         # is the training file's, so a validation file gets every other rule (an empty file is
         # still refused by its own rule).
         limits: dict[str, Any] = {"min_examples": 1} if role == "validation" else {}
-        report = validation.preflight(source, model=model, **limits)
+        report = preflight(source, model=model, **limits)
         if report.ok:
             logger.debug("preflight passed: %d examples", report.n_examples)
             return

@@ -72,11 +72,11 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from finetune_kit._watch import FollowOptions
     from finetune_kit.files import FileUploader
     from finetune_kit.jobs import JobManager
+    from finetune_kit.jobs.following import FollowOptions
+    from finetune_kit.jobs.views import JobEvent
     from finetune_kit.local import LocalBackend
-    from finetune_kit.views import JobEvent
 
     work = Path(tempfile.mkdtemp(prefix="bench-follow-"))
     data = work / "train.jsonl"

@@ -23,7 +23,6 @@ from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per public name
     from ._retry import RetryPolicy as RetryPolicy
-    from ._watch import FollowOptions as FollowOptions
     from .azure import azure_openai_client as azure_openai_client
     from .azure_deploy import AsyncAzureDeployer as AsyncAzureDeployer
     from .azure_deploy import AzureDeployer as AzureDeployer
@@ -98,22 +97,28 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .inference import AsyncInferenceClient as AsyncInferenceClient
     from .inference import Comparison as Comparison
     from .inference import InferenceClient as InferenceClient
-    from .job_options import WandbIntegration as WandbIntegration
-    from .jobs import AsyncJobManager as AsyncJobManager
-    from .jobs import JobManager as JobManager
-    from .lifecycle import acheck_shutdown as acheck_shutdown
-    from .lifecycle import aexport_job as aexport_job
-    from .lifecycle import check_shutdown as check_shutdown
-    from .lifecycle import export_job as export_job
+    from .jobs.following import FollowOptions as FollowOptions
+    from .jobs.lifecycle import acheck_shutdown as acheck_shutdown
+    from .jobs.lifecycle import aexport_job as aexport_job
+    from .jobs.lifecycle import check_shutdown as check_shutdown
+    from .jobs.lifecycle import export_job as export_job
+    from .jobs.manager import AsyncJobManager as AsyncJobManager
+    from .jobs.manager import JobManager as JobManager
+    from .jobs.methods import DpoHyperparameters as DpoHyperparameters
+    from .jobs.methods import DpoMethod as DpoMethod
+    from .jobs.methods import ReinforcementHyperparameters as ReinforcementHyperparameters
+    from .jobs.methods import ReinforcementMethod as ReinforcementMethod
+    from .jobs.methods import SupervisedHyperparameters as SupervisedHyperparameters
+    from .jobs.methods import SupervisedMethod as SupervisedMethod
+    from .jobs.metrics import MetricPoint as MetricPoint
+    from .jobs.metrics import MetricSeries as MetricSeries
+    from .jobs.options import WandbIntegration as WandbIntegration
+    from .jobs.views import JobEvent as JobEvent
+    from .jobs.views import JobUpdate as JobUpdate
+    from .jobs.views import StatusChange as StatusChange
+    from .jobs.watcher import AsyncJobWatcher as AsyncJobWatcher
+    from .jobs.watcher import JobWatcher as JobWatcher
     from .local.backend import LocalBackend as LocalBackend
-    from .methods import DpoHyperparameters as DpoHyperparameters
-    from .methods import DpoMethod as DpoMethod
-    from .methods import ReinforcementHyperparameters as ReinforcementHyperparameters
-    from .methods import ReinforcementMethod as ReinforcementMethod
-    from .methods import SupervisedHyperparameters as SupervisedHyperparameters
-    from .methods import SupervisedMethod as SupervisedMethod
-    from .metrics import MetricPoint as MetricPoint
-    from .metrics import MetricSeries as MetricSeries
     from .replies import ChatReply as ChatReply
     from .scorers import CallableScorer as CallableScorer
     from .scorers import Contains as Contains
@@ -126,11 +131,6 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .session import AsyncFineTuneSession as AsyncFineTuneSession
     from .session import FineTuneSession as FineTuneSession
     from .state import SessionState as SessionState
-    from .views import JobEvent as JobEvent
-    from .views import JobUpdate as JobUpdate
-    from .views import StatusChange as StatusChange
-    from .watcher import AsyncJobWatcher as AsyncJobWatcher
-    from .watcher import JobWatcher as JobWatcher
 
 _EXPORTS = _lazy.export_table(__name__)
 __all__ = sorted([*_EXPORTS, "__version__"])

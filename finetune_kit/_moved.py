@@ -49,6 +49,14 @@ MOVED_MODULES: Mapping[str, str] = {
     "finetune_kit.data.models": "finetune_kit.data.base_models",
     # files/ (finetune_kit.files itself is now the package, with the same names)
     "finetune_kit._upload_parts": "finetune_kit.files.parts",
+    # jobs/ (finetune_kit.jobs itself is now the package, with the same names)
+    "finetune_kit._watch": "finetune_kit.jobs.following",
+    "finetune_kit.job_options": "finetune_kit.jobs.options",
+    "finetune_kit.lifecycle": "finetune_kit.jobs.lifecycle",
+    "finetune_kit.methods": "finetune_kit.jobs.methods",
+    "finetune_kit.metrics": "finetune_kit.jobs.metrics",
+    "finetune_kit.views": "finetune_kit.jobs.views",
+    "finetune_kit.watcher": "finetune_kit.jobs.watcher",
 }
 """Old dotted path -> new dotted path, for every module of the package that moved."""
 

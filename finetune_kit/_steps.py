@@ -4,8 +4,8 @@ A step generator holds a service's decisions and does no I/O itself: it yields a
 a file up, send it, sleep...) and is sent back the action's result. :func:`run_steps` and
 :func:`arun_steps` carry the actions out, one with plain calls, the other awaiting them, so the
 sync and async twins of a service decide identically (tenacity's ``iter()`` driven by
-``Retrying`` and ``AsyncRetrying``; :func:`finetune_kit._watch.follow_steps` is the same idea
-for a generator that also reports updates to its caller).
+``Retrying`` and ``AsyncRetrying``; :func:`finetune_kit.jobs.following.follow_steps` is the same
+idea for a generator that also reports updates to its caller).
 
 An action that raises has its exception thrown into the generator at the ``yield``, so a
 decision about a failure (a best-effort lookup that may fail) is taken there too; one the

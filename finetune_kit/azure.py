@@ -46,7 +46,7 @@ logger = logging.getLogger("finetune_kit.azure")
 AZURE_SUFFIX_MAX_LENGTH = 18
 """Azure OpenAI accepts a fine-tuning ``suffix`` of at most this many characters.
 
-:func:`finetune_kit.job_options.check_suffix` applies it when ``provider="azure"``.
+:func:`finetune_kit.jobs.options.check_suffix` applies it when ``provider="azure"``.
 """
 
 _ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"

@@ -281,7 +281,7 @@ def _cmd_upload(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
-    from .views import TERMINAL_STATUSES
+    from .jobs.views import TERMINAL_STATUSES
 
     session = _session(args, model=args.model)
     try:
@@ -354,7 +354,7 @@ def _following(job_id: Callable[[], str | None]) -> Iterator[None]:
     The watcher says it when the interruption reaches it; one that lands while this command
     prints an update (between two of the watcher's steps) does not, so it is said here.
     """
-    from .watcher import note_interrupted, was_noted
+    from .jobs.watcher import note_interrupted, was_noted
 
     try:
         yield
@@ -366,8 +366,8 @@ def _following(job_id: Callable[[], str | None]) -> Iterator[None]:
 
 
 def _printer(out: _Output) -> Callable[[Any], None]:
-    from .metrics import MetricPoint
-    from .views import JobEvent
+    from .jobs.metrics import MetricPoint
+    from .jobs.views import JobEvent
 
     def show(update: Any) -> None:
         # Metric points duplicate their "Step N/M" event: print the event only.
@@ -425,7 +425,7 @@ def _cmd_status(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_events(args: argparse.Namespace, out: _Output) -> int:
-    from .views import JobEvent
+    from .jobs.views import JobEvent
 
     def read(session: Any, job_id: str, follow: Callable[[], Any]) -> list[Any]:
         if not args.follow:
@@ -575,7 +575,7 @@ def _scorers(specs: Sequence[str] | None) -> list[Any]:
 
 
 def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
-    from .lifecycle import export_job
+    from .jobs.lifecycle import export_job
 
     folder = _with_job(
         args,

@@ -37,6 +37,7 @@ from .evaluation import (
     PairedEvaluationReport,
     to_eval_cases,
 )
+from .jobs.views import CheckpointRecord
 from .replies import ChatReply, ReplyToolCall
 from .scorers import (
     FATAL_API_ERRORS,
@@ -80,7 +81,7 @@ def model_name(model: Any) -> str:
     Args:
         model: A model name (``"gpt-4o-mini"``, ``"ft:..."``); a fine-tuning job (its
             ``fine_tuned_model``); a job checkpoint (its ``fine_tuned_model_checkpoint``); or a
-            session's ``CheckpointRecord`` (its ``model``).
+            ``CheckpointRecord``, such as a session's state keeps (its ``model``).
 
     Returns:
         The name.
@@ -108,8 +109,6 @@ def model_name(model: Any) -> str:
             f"{getattr(model, 'status', '?')}); wait for it to succeed or pass a model name",
             param="model",
         )
-    from .state import CheckpointRecord
-
     if isinstance(model, CheckpointRecord):
         return model.model
     raise ConfigurationError(

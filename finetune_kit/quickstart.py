@@ -25,11 +25,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._watch import FollowOptions
 from .data.builders.template import TemplateBuilder
 from .data.dataset import Dataset
 from .data.records import ChatExample
 from .inference import Comparison
+from .jobs.following import FollowOptions
 from .session import FineTuneSession
 
 __all__ = [

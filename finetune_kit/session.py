@@ -37,7 +37,6 @@ from ._interface import command, say
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._served import ServedBackend, default_data_dir, find_served
 from ._urls import comparable_url, public_url
-from ._watch import FollowOptions
 from .backends import backend_kind, make_client
 from .errors import (
     ConfigurationError,
@@ -47,19 +46,20 @@ from .errors import (
 )
 from .files.uploader import AsyncFileUploader, FileUploader
 from .inference import AsyncInferenceClient, InferenceClient
-from .job_options import detect_provider
-from .jobs import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
-from .lifecycle import (
+from .jobs.following import FollowOptions
+from .jobs.lifecycle import (
     acheck_shutdown,
     aexport_job,
     check_new_jobs_allowed,
     check_shutdown,
     export_job,
 )
-from .methods import make_method
-from .metrics import MetricSeries
+from .jobs.manager import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
+from .jobs.methods import make_method
+from .jobs.metrics import MetricSeries
+from .jobs.options import detect_provider
+from .jobs.views import TERMINAL_STATUSES
 from .state import CheckpointRecord, SessionState
-from .views import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob
@@ -70,9 +70,9 @@ if TYPE_CHECKING:
     from .evaluation import PairedEvaluationReport
     from .files.views import UploadedFile
     from .inference import Comparison
+    from .jobs.views import JobUpdate
     from .local import LocalBackend
     from .replies import ChatReply
-    from .views import JobUpdate
 
 __all__ = ["AsyncFineTuneSession", "FineTuneSession"]
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import SessionError
+from .jobs.views import CheckpointRecord
 
 __all__ = ["STATE_VERSION", "CheckpointRecord", "SessionState"]
 
@@ -36,17 +37,6 @@ STATE_VERSION = 1
 """Version of the state file's layout; a file from a newer version is refused."""
 
 BackendName = Literal["openai", "azure", "local", "custom"]
-
-
-class CheckpointRecord(BaseModel):
-    """A checkpoint of the session's job, as remembered in the state file."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    model: str
-    step: int | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
 
 
 class SessionState(BaseModel):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from finetune_kit.errors import ModelShutdownWarning
-from finetune_kit.lifecycle import OPENAI_NEW_JOBS_END, check_new_jobs_allowed, check_shutdown
+from finetune_kit.jobs.lifecycle import OPENAI_NEW_JOBS_END, check_new_jobs_allowed, check_shutdown
 
 if TYPE_CHECKING:
     import openai

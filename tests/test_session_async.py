@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from finetune_kit._watch import FollowOptions
 from finetune_kit.data.dataset import Dataset
+from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
 from finetune_kit.state import SessionState
 from tests.fixtures.local_backend import chat_examples, write_jsonl

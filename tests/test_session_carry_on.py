@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from finetune_kit._watch import FollowOptions
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.errors import ConfigurationError, SessionError
 from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY
+from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
 from finetune_kit.state import SessionState
 from tests.fixtures.local_backend import chat_examples

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import openai
 import pytest
 
-from finetune_kit._watch import FollowOptions
 from finetune_kit.cli import EXIT_CODES
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.errors import ConfigurationError
+from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
 from tests.fixtures.cli import run, run_json
 from tests.fixtures.local_backend import chat_examples, write_jsonl

@@ -10,7 +10,7 @@ import pytest
 
 from finetune_kit.azure import AZURE_SUFFIX_MAX_LENGTH, azure_openai_client
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.job_options import check_suffix, detect_provider
+from finetune_kit.jobs.options import check_suffix, detect_provider
 from tests.fixtures.fake_arm import FakeAzureOpenAIServer
 
 KEY = "azure-key-1"

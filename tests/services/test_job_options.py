@@ -9,22 +9,22 @@ import pytest
 from pydantic import ValidationError
 
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.job_options import (
-    WandbIntegration,
-    check_metadata,
-    check_seed,
-    check_suffix,
-    detect_provider,
-    sanitize_suffix,
-)
 from finetune_kit.jobs import JobManager
-from finetune_kit.methods import (
+from finetune_kit.jobs.methods import (
     DpoHyperparameters,
     DpoMethod,
     ReinforcementMethod,
     SupervisedHyperparameters,
     SupervisedMethod,
     make_method,
+)
+from finetune_kit.jobs.options import (
+    WandbIntegration,
+    check_metadata,
+    check_seed,
+    check_suffix,
+    detect_provider,
+    sanitize_suffix,
 )
 
 GRADER = {

@@ -11,9 +11,9 @@ import openai
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit._watch import FollowOptions
 from finetune_kit.errors import JobFailedError
 from finetune_kit.jobs import AsyncJobManager, JobManager
+from finetune_kit.jobs.following import FollowOptions
 from tests.fixtures.local_backend import chat_examples, wait_for_job, write_jsonl
 
 if TYPE_CHECKING:

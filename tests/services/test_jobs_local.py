@@ -13,12 +13,12 @@ import openai
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit._watch import FollowOptions
 from finetune_kit.errors import JobCancelledError, JobFailedError, JobTimeoutError
 from finetune_kit.files import FileUploader, UploadedFile
 from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
-from finetune_kit.metrics import MetricPoint
-from finetune_kit.views import JobEvent, StatusChange
+from finetune_kit.jobs.following import FollowOptions
+from finetune_kit.jobs.metrics import MetricPoint
+from finetune_kit.jobs.views import JobEvent, StatusChange
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:

@@ -10,13 +10,13 @@ import pytest
 from openai.types.fine_tuning import FineTuningJobEvent
 
 from finetune_kit.errors import DataError, MissingDependencyError
-from finetune_kit.metrics import (
+from finetune_kit.jobs.metrics import (
     MetricPoint,
     MetricSeries,
     decode_result_file,
     parse_result_csv,
 )
-from finetune_kit.metrics import point_from_event as event_point
+from finetune_kit.jobs.metrics import point_from_event as event_point
 
 AZURE_CSV = (
     "step,train_loss,train_mean_token_accuracy,valid_loss,validation_mean_token_accuracy,"

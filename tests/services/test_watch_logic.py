@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from finetune_kit._watch import (
+from finetune_kit.errors import ConfigurationError, JobTimeoutError
+from finetune_kit.jobs.following import (
     Emit,
     EventTail,
     FetchEvents,
@@ -23,9 +24,8 @@ from finetune_kit._watch import (
     follow_steps,
     resume_instructions,
 )
-from finetune_kit.errors import ConfigurationError, JobTimeoutError
-from finetune_kit.metrics import MetricPoint
-from finetune_kit.views import JobEvent, StatusChange
+from finetune_kit.jobs.metrics import MetricPoint
+from finetune_kit.jobs.views import JobEvent, StatusChange
 
 
 @dataclass

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from finetune_kit.metrics import MetricPoint
-from finetune_kit.views import StatusChange
-from finetune_kit.watcher import FollowProgress, StepRate
+from finetune_kit.jobs.metrics import MetricPoint
+from finetune_kit.jobs.views import StatusChange
+from finetune_kit.jobs.watcher import FollowProgress, StepRate
 
 
 class Clock:

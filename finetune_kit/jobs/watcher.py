@@ -1,11 +1,11 @@
 """Following a fine-tuning job: the sync and async drivers of the shared following logic.
 
 :class:`JobWatcher` and :class:`AsyncJobWatcher` carry out what
-:func:`finetune_kit._watch.follow_steps` decides (fetch a page of events, look at the job, sleep,
-report an update); every request goes through the retry policy, whose ``sleep`` and ``clock`` are
-also the ones used between polls (inject them in tests). A progress bar shows the step out of
-the total, the training loss and the time left (from the job's ``estimated_finish``, else from
-the pace of the steps made while following: :class:`StepRate`).
+:func:`finetune_kit.jobs.following.follow_steps` decides (fetch a page of events, look at the job,
+sleep, report an update); every request goes through the retry policy, whose ``sleep`` and
+``clock`` are also the ones used between polls (inject them in tests). A progress bar shows the
+step out of the total, the training loss and the time left (from the job's
+``estimated_finish``, else from the pace of the steps made while following: :class:`StepRate`).
 
 Ctrl-C while following leaves the job running on the backend: the watcher prints the exact
 commands to follow it again, cancel it or pause it, then re-raises ``KeyboardInterrupt``.
@@ -23,8 +23,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
-from ._watch import (
+from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
+from .following import (
     Emit,
     FetchEvents,
     FetchJob,

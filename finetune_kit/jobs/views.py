@@ -1,11 +1,12 @@
-"""Typed views of what following a job returns: job events and status changes.
+"""Typed views of a job: its events and status changes, its checkpoints as plain records.
 
 Views of server objects are lenient (unknown fields are kept, never an error), so a new API field
 never breaks a client. Jobs, files and checkpoints themselves are returned as the ``openai``
-client's own objects (``FineTuningJob``, ``FileObject``...).
+client's own objects (``FineTuningJob``, ``FileObject``...); a :class:`CheckpointRecord` is a
+checkpoint as plain data (what a session's state file keeps, and a model to chat with).
 
 Following a job yields :data:`JobUpdate` items: a :class:`JobEvent` for every event (exactly
-once, in time order), a :class:`~finetune_kit.metrics.MetricPoint` right after each ``metrics``
+once, in time order), a :class:`~finetune_kit.jobs.metrics.MetricPoint` right after each ``metrics``
 event, and a :class:`StatusChange` whenever the job's status changes.
 
 Examples:
@@ -18,14 +19,17 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from openai.types import FileObject
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from .files.views import UploadedFile
+from ..files.views import UploadedFile
 from .metrics import MetricPoint
 
 __all__ = [
     "KNOWN_STATUSES",
     "TERMINAL_STATUSES",
+    "CheckpointRecord",
+    "FileRef",
     "JobEvent",
     "JobUpdate",
     "StatusChange",
@@ -109,3 +113,25 @@ class StatusChange(BaseModel):
 
 JobUpdate: TypeAlias = JobEvent | MetricPoint | StatusChange
 """What following a job yields."""
+
+
+FileRef: TypeAlias = str | UploadedFile | FileObject
+"""What names a job's training or validation file: its id, an upload's view, or the file."""
+
+
+class CheckpointRecord(BaseModel):
+    """A checkpoint of a job as plain data: what a session's state file remembers of it.
+
+    Attributes:
+        id: The checkpoint's id (``ftckpt-...``).
+        model: The checkpoint's model name, to chat with (``fine_tuned_model_checkpoint``).
+        step: The training step it was saved at.
+        metrics: Its metrics (``train_loss``...), as the job reported them.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    model: str
+    step: int | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .azure import AZURE_SUFFIX_MAX_LENGTH
-from .errors import ConfigurationError
+from ..azure import AZURE_SUFFIX_MAX_LENGTH
+from ..errors import ConfigurationError
 
 __all__ = [
     "MAX_SEED",

@@ -31,8 +31,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .data.base_models import MethodName
-from .errors import ConfigurationError
+from ..data.base_models import MethodName
+from ..errors import ConfigurationError
 
 __all__ = [
     "DpoHyperparameters",

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import DataError, MissingDependencyError
+from ..errors import DataError, MissingDependencyError
 
 if TYPE_CHECKING:
     import pandas

@@ -24,9 +24,9 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from ._interface import command, in_command, say
-from ._steps import Sleep
-from .errors import ConfigurationError, JobTimeoutError
+from .._interface import command, in_command, say
+from .._steps import Sleep
+from ..errors import ConfigurationError, JobTimeoutError
 from .metrics import point_from_event
 from .views import TERMINAL_STATUSES, JobEvent, JobUpdate, StatusChange
 

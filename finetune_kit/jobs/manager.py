@@ -8,7 +8,7 @@
   after an ambiguous failure (the connection dropped during the POST) the job is looked up by
   that key before any second create;
 - **follow** / **wait** poll with backoff, emit every event once in time order, turn metrics into
-  :class:`~finetune_kit.metrics.MetricPoint` objects, and end on a terminal status: ``failed``
+  :class:`~finetune_kit.jobs.metrics.MetricPoint` objects, and end on a terminal status: ``failed``
   raises :class:`~finetune_kit.errors.JobFailedError` (with the offending training record when
   the error names a line), ``cancelled`` raises :class:`~finetune_kit.errors.JobCancelledError`;
 - **results** downloads the result file (base64 or not) and parses it into a metric series.
@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 import openai
-from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
 from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-from ._interface import say
-from ._retry import (
+from .._interface import say
+from .._retry import (
     DEFAULT_RETRY_POLICY,
     HTTP_ERRORS,
     RetryPolicy,
@@ -43,17 +42,19 @@ from ._retry import (
     iter_items,
     without_client_retries,
 )
-from ._steps import arun_steps, run_steps
-from ._watch import FollowOptions
-from .errors import (
+from .._steps import arun_steps, run_steps
+from ..errors import (
     ConfigurationError,
     FineTuningUnavailableError,
     JobCancelledError,
     JobError,
     JobFailedError,
 )
-from .files.views import UploadedFile
-from .job_options import (
+from ..files.views import UploadedFile
+from .following import FollowOptions
+from .methods import DpoMethod, MethodName, ReinforcementMethod, SupervisedMethod, make_method
+from .metrics import MetricSeries, parse_result_csv
+from .options import (
     Provider,
     WandbIntegration,
     check_metadata,
@@ -61,9 +62,7 @@ from .job_options import (
     check_suffix,
     detect_provider,
 )
-from .methods import DpoMethod, MethodName, ReinforcementMethod, SupervisedMethod, make_method
-from .metrics import MetricSeries, parse_result_csv
-from .views import JobUpdate
+from .views import FileRef, JobUpdate
 from .watcher import AsyncJobWatcher, JobWatcher
 
 __all__ = ["IDEMPOTENCY_METADATA_KEY", "AsyncJobManager", "JobManager"]
@@ -80,7 +79,6 @@ _RECORD_PREVIEW = 2000
 _RECORD_ERRORS: tuple[type[BaseException], ...] = (openai.OpenAIError, OSError, *HTTP_ERRORS)
 
 MethodInput = SupervisedMethod | DpoMethod | ReinforcementMethod | Mapping[str, Any] | MethodName
-FileRef = str | UploadedFile | FileObject
 
 
 def _file_id(ref: FileRef | None, param: str) -> str | None:

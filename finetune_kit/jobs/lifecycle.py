@@ -27,15 +27,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ._retry import (
+from .._retry import (
     DEFAULT_RETRY_POLICY,
     RetryPolicy,
     aiter_items,
     iter_items,
     without_client_retries,
 )
-from .data.base_models import get_model_info, resolve_model_name
-from .errors import ModelShutdownWarning
+from ..data.base_models import get_model_info, resolve_model_name
+from ..errors import ModelShutdownWarning
 from .metrics import decode_result_file
 
 __all__ = [
@@ -112,7 +112,7 @@ def _warn_about(
         warnings.warn(
             f"{base} was shut down on {day.isoformat()}: it and every fine-tune built on it "
             "no longer work; pick a current base model (and export what you need with "
-            "finetune_kit.lifecycle.export_job)",
+            "finetune_kit.export_job)",
             ModelShutdownWarning,
             stacklevel=3,
         )

@@ -97,7 +97,7 @@ __all__ = [
 if not TYPE_CHECKING:  # old names stay importable (with a warning) but unseen by type checkers
 
     def __getattr__(name: str) -> object:
-        if name == "TrainingMethod":  # renamed: data.models' TrainingMethod means another set
+        if name == "TrainingMethod":  # renamed: data's MethodName (OpenAI's) is another set
             warnings.warn(
                 "finetune_kit.local.engine.TrainingMethod is now EngineMethod (the methods the "
                 "local engine trains); the old name goes in the next release.",

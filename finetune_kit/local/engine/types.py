@@ -50,7 +50,7 @@ __all__ = [
 EngineMethod = Literal["supervised", "dpo"]
 """A fine-tuning method this engine trains: supervised (SFT) or DPO.
 
-Not ``finetune_kit.data``'s ``TrainingMethod``, which lists the methods OpenAI offers for a base
+Not ``finetune_kit.data``'s ``MethodName``, which lists the methods OpenAI offers for a base
 model (``reinforcement`` too); the engine trains no reinforcement job.
 """
 TrainingStatus = Literal["succeeded", "cancelled", "paused"]

@@ -89,14 +89,23 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .errors import TokenizerFileError as TokenizerFileError
     from .errors import TrainingDataError as TrainingDataError
     from .errors import UploadError as UploadError
-    from .evaluation import EvaluationReport as EvaluationReport
-    from .evaluation import PairedEvaluationReport as PairedEvaluationReport
     from .files.uploader import AsyncFileUploader as AsyncFileUploader
     from .files.uploader import FileUploader as FileUploader
     from .files.views import UploadedFile as UploadedFile
-    from .inference import AsyncInferenceClient as AsyncInferenceClient
-    from .inference import Comparison as Comparison
-    from .inference import InferenceClient as InferenceClient
+    from .inference.client import AsyncInferenceClient as AsyncInferenceClient
+    from .inference.client import InferenceClient as InferenceClient
+    from .inference.comparison import Comparison as Comparison
+    from .inference.evaluation import EvaluationReport as EvaluationReport
+    from .inference.evaluation import PairedEvaluationReport as PairedEvaluationReport
+    from .inference.judge import ModelJudge as ModelJudge
+    from .inference.replies import ChatReply as ChatReply
+    from .inference.scorers import CallableScorer as CallableScorer
+    from .inference.scorers import Contains as Contains
+    from .inference.scorers import ExactMatch as ExactMatch
+    from .inference.scorers import RegexMatch as RegexMatch
+    from .inference.scorers import Scorer as Scorer
+    from .inference.scorers import ToolCallMatch as ToolCallMatch
+    from .inference.scorers import ValidJSON as ValidJSON
     from .jobs.following import FollowOptions as FollowOptions
     from .jobs.lifecycle import acheck_shutdown as acheck_shutdown
     from .jobs.lifecycle import aexport_job as aexport_job
@@ -119,15 +128,6 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .jobs.watcher import AsyncJobWatcher as AsyncJobWatcher
     from .jobs.watcher import JobWatcher as JobWatcher
     from .local.backend import LocalBackend as LocalBackend
-    from .replies import ChatReply as ChatReply
-    from .scorers import CallableScorer as CallableScorer
-    from .scorers import Contains as Contains
-    from .scorers import ExactMatch as ExactMatch
-    from .scorers import ModelJudge as ModelJudge
-    from .scorers import RegexMatch as RegexMatch
-    from .scorers import Scorer as Scorer
-    from .scorers import ToolCallMatch as ToolCallMatch
-    from .scorers import ValidJSON as ValidJSON
     from .session import AsyncFineTuneSession as AsyncFineTuneSession
     from .session import FineTuneSession as FineTuneSession
     from .state import SessionState as SessionState

@@ -57,6 +57,12 @@ MOVED_MODULES: Mapping[str, str] = {
     "finetune_kit.metrics": "finetune_kit.jobs.metrics",
     "finetune_kit.views": "finetune_kit.jobs.views",
     "finetune_kit.watcher": "finetune_kit.jobs.watcher",
+    # inference/ (finetune_kit.inference itself is now the package, with the same names); the
+    # scorers' names are in two modules now (ModelJudge in inference.judge): the package has all
+    "finetune_kit._render": "finetune_kit.inference._render",
+    "finetune_kit.evaluation": "finetune_kit.inference.evaluation",
+    "finetune_kit.replies": "finetune_kit.inference.replies",
+    "finetune_kit.scorers": "finetune_kit.inference",
 }
 """Old dotted path -> new dotted path, for every module of the package that moved."""
 

@@ -553,7 +553,7 @@ def _cmd_eval(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _scorers(specs: Sequence[str] | None) -> list[Any]:
-    from .scorers import Contains, ExactMatch, RegexMatch, ValidJSON
+    from .inference import Contains, ExactMatch, RegexMatch, ValidJSON
 
     chosen: list[Any] = []
     for spec in specs or ["exact"]:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from .data.builders.template import TemplateBuilder
 from .data.dataset import Dataset
 from .data.records import ChatExample
-from .inference import Comparison
+from .inference.comparison import Comparison
 from .jobs.following import FollowOptions
 from .session import FineTuneSession
 

@@ -45,7 +45,7 @@ from .errors import (
     SessionError,
 )
 from .files.uploader import AsyncFileUploader, FileUploader
-from .inference import AsyncInferenceClient, InferenceClient
+from .inference.client import AsyncInferenceClient, InferenceClient
 from .jobs.following import FollowOptions
 from .jobs.lifecycle import (
     acheck_shutdown,
@@ -67,12 +67,12 @@ if TYPE_CHECKING:
     from .azure_deploy import AsyncAzureDeployer, AzureDeployer
     from .azure_deployment import AzureDeployment
     from .data.report import PreflightReport
-    from .evaluation import PairedEvaluationReport
     from .files.views import UploadedFile
-    from .inference import Comparison
+    from .inference.comparison import Comparison
+    from .inference.evaluation import PairedEvaluationReport
+    from .inference.replies import ChatReply
     from .jobs.views import JobUpdate
     from .local import LocalBackend
-    from .replies import ChatReply
 
 __all__ = ["AsyncFineTuneSession", "FineTuneSession"]
 

@@ -15,12 +15,11 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from finetune_kit.inference import InferenceClient
+from finetune_kit.inference import InferenceClient, ToolCallMatch
 from finetune_kit.local.engine.chat_format import ChatRenderer, normalize_messages
 from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
 from finetune_kit.local.server.routes.chat import ChatCompletionBody
 from finetune_kit.local.server.routes.common import validate_input
-from finetune_kit.scorers import ToolCallMatch
 from tests.fixtures.local_backend import wait_for_job, write_jsonl
 
 if TYPE_CHECKING:

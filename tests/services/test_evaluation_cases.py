@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.evaluation import EvalCase, to_eval_cases
-from finetune_kit.replies import ReplyToolCall
+from finetune_kit.inference.evaluation import EvalCase, to_eval_cases
+from finetune_kit.inference.replies import ReplyToolCall
 
 SYSTEM = "Elle answers with a limerick."
 

@@ -12,17 +12,18 @@ import pytest
 
 from finetune_kit._retry import RetryPolicy
 from finetune_kit.data.dataset import Dataset
-from finetune_kit.evaluation import EvalCase, EvaluationReport, PairedEvaluationReport
-from finetune_kit.inference import AsyncInferenceClient, InferenceClient
-from finetune_kit.replies import ChatReply, ReplyToolCall
-from finetune_kit.scorers import (
+from finetune_kit.inference import (
+    AsyncInferenceClient,
     Contains,
     ExactMatch,
+    InferenceClient,
     ModelJudge,
     RegexMatch,
     ToolCallMatch,
     ValidJSON,
 )
+from finetune_kit.inference.evaluation import EvalCase, EvaluationReport, PairedEvaluationReport
+from finetune_kit.inference.replies import ChatReply, ReplyToolCall
 from tests.fixtures.local_backend import chat_examples
 
 if TYPE_CHECKING:

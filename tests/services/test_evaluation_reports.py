@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.evaluation import (
+from finetune_kit.inference.evaluation import (
     EvalCase,
     EvaluationReport,
     ExampleResult,
     PairedEvaluationReport,
     bootstrap_mean_ci,
 )
-from finetune_kit.replies import ChatReply
+from finetune_kit.inference.replies import ChatReply
 
 EVIL = "<script>alert('x')</script>"
 
@@ -144,7 +144,7 @@ def test_text_and_dict_renderings() -> None:
 
 
 def test_html_shows_at_most_the_row_limit() -> None:
-    from finetune_kit.evaluation import HTML_ROW_LIMIT
+    from finetune_kit.inference.evaluation import HTML_ROW_LIMIT
 
     n = HTML_ROW_LIMIT + 5
     big = report("base", [0.0] * n)

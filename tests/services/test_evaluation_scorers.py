@@ -8,19 +8,17 @@ from typing import Any
 import pytest
 
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.evaluation import EvalCase
-from finetune_kit.replies import ChatReply, ReplyToolCall
-from finetune_kit.scorers import (
-    DEFAULT_JUDGE_PROMPT,
+from finetune_kit.inference.evaluation import EvalCase
+from finetune_kit.inference.judge import DEFAULT_JUDGE_PROMPT, ModelJudge, parse_judge_score
+from finetune_kit.inference.replies import ChatReply, ReplyToolCall
+from finetune_kit.inference.scorers import (
     CallableScorer,
     Contains,
     ExactMatch,
-    ModelJudge,
     RegexMatch,
     ToolCallMatch,
     ValidJSON,
     check_references,
-    parse_judge_score,
     resolve_scorers,
     score_reply,
 )

@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.evaluation import bootstrap_mean_ci
+from finetune_kit.inference.evaluation import bootstrap_mean_ci
 
 
 def test_same_seed_same_interval_and_other_seed_differs() -> None:

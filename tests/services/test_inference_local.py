@@ -11,7 +11,7 @@ import pytest
 
 from finetune_kit._retry import RetryPolicy
 from finetune_kit.inference import AsyncInferenceClient, Comparison, InferenceClient
-from finetune_kit.replies import ChatReply
+from finetune_kit.inference.replies import ChatReply
 from tests.fixtures.local_backend import chat_examples, wait_for_job, write_jsonl
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ import openai
 import pytest
 
 from finetune_kit.errors import ConfigurationError
-from finetune_kit.evaluation import EvalCase
 from finetune_kit.inference import (
     AsyncInferenceClient,
     Comparison,
@@ -17,7 +16,8 @@ from finetune_kit.inference import (
     InferenceClient,
     model_name,
 )
-from finetune_kit.replies import ChatReply, ReplyToolCall
+from finetune_kit.inference.evaluation import EvalCase
+from finetune_kit.inference.replies import ChatReply, ReplyToolCall
 from finetune_kit.state import CheckpointRecord
 
 LONG = "Strontium burns a bright red - In fireworks it lights up the bed - Atomic thirty-eight"

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
 from ._render import dataframe, format_float, format_signed, html_table, shorten, text_table
-from .errors import ConfigurationError
 from .replies import ChatReply, ReplyToolCall
 
 if TYPE_CHECKING:

@@ -17,10 +17,11 @@ Examples:
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["ChatReply", "ReplyToolCall"]
+__all__ = ["ChatClient", "ChatReply", "ReplyToolCall"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +120,22 @@ class ChatReply:
 
     def __str__(self) -> str:
         return self.text
+
+
+class ChatClient(Protocol):
+    """What asks a model one chat request and answers a :class:`ChatReply`.
+
+    ``InferenceClient`` is one, and ``AsyncInferenceClient`` (whose ``chat`` is awaited); a
+    scorer that asks a model, such as ``ModelJudge``, takes any. Scorers see clients only
+    through this, so they never import the inference clients that run them.
+    """
+
+    def chat(
+        self, model: Any, messages: Any, *, system: str | None = None, **params: Any
+    ) -> ChatReply | Awaitable[ChatReply]:
+        """Ask ``model`` the ``messages`` (a system message first, when given).
+
+        Returns:
+            The reply, or an awaitable of it.
+        """
+        ...

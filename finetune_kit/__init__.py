@@ -23,10 +23,10 @@ from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per public name
     from ._retry import RetryPolicy as RetryPolicy
-    from .azure import azure_openai_client as azure_openai_client
-    from .azure_deploy import AsyncAzureDeployer as AsyncAzureDeployer
-    from .azure_deploy import AzureDeployer as AzureDeployer
-    from .azure_deployment import AzureDeployment as AzureDeployment
+    from .azure.client import azure_openai_client as azure_openai_client
+    from .azure.deployer import AsyncAzureDeployer as AsyncAzureDeployer
+    from .azure.deployer import AzureDeployer as AzureDeployer
+    from .azure.deployments import AzureDeployment as AzureDeployment
     from .backends import make_client as make_client
     from .data.base_models import ModelInfo as ModelInfo
     from .data.base_models import get_model_info as get_model_info

@@ -63,6 +63,9 @@ MOVED_MODULES: Mapping[str, str] = {
     "finetune_kit.evaluation": "finetune_kit.inference.evaluation",
     "finetune_kit.replies": "finetune_kit.inference.replies",
     "finetune_kit.scorers": "finetune_kit.inference",
+    # azure/ (finetune_kit.azure itself is now the package, with the same names)
+    "finetune_kit.azure_deploy": "finetune_kit.azure.deployer",
+    "finetune_kit.azure_deployment": "finetune_kit.azure.deployments",
 }
 """Old dotted path -> new dotted path, for every module of the package that moved."""
 

@@ -28,7 +28,7 @@ from typing import Any, Literal, overload
 import openai
 
 from ._interface import say
-from .azure import azure_openai_client
+from .azure.client import azure_openai_client
 from .errors import ConfigurationError
 
 __all__ = ["DEFAULT_LOCAL_URL", "BackendName", "backend_kind", "make_client"]

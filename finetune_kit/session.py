@@ -64,8 +64,8 @@ from .state import CheckpointRecord, SessionState
 if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob
 
-    from .azure_deploy import AsyncAzureDeployer, AzureDeployer
-    from .azure_deployment import AzureDeployment
+    from .azure.deployer import AsyncAzureDeployer, AzureDeployer
+    from .azure.deployments import AzureDeployment
     from .data.report import PreflightReport
     from .files.views import UploadedFile
     from .inference.comparison import Comparison
@@ -1326,7 +1326,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         in the state, and the session's inference calls address it from then on.
 
         Args:
-            deployer: An :class:`~finetune_kit.azure_deploy.AzureDeployer` for the resource
+            deployer: An :class:`~finetune_kit.azure.deployer.AzureDeployer` for the resource
                 (subscription, resource group, account and ARM credentials).
             deployment_name: The deployment's name.
             checkpoint: Deploy this checkpoint (step number or name) instead of the final model.

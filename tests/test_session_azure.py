@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit.azure_deploy import AzureDeployer
+from finetune_kit.azure.deployer import AzureDeployer
 from finetune_kit.errors import ConfigurationError, SessionError
 from finetune_kit.session import FineTuneSession
 from finetune_kit.state import SessionState

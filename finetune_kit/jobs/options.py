@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..azure import AZURE_SUFFIX_MAX_LENGTH
+from ..azure.client import AZURE_SUFFIX_MAX_LENGTH
 from ..errors import ConfigurationError
 
 __all__ = [

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit.azure_deploy import AzureDeployer, build_deployment_body
+from finetune_kit.azure.deployer import AzureDeployer, build_deployment_body
 from finetune_kit.errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.fake_arm import FakeArmServer

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from finetune_kit._retry import RetryPolicy
-from finetune_kit.azure_deploy import AsyncAzureDeployer, AzureDeployer
+from finetune_kit.azure.deployer import AsyncAzureDeployer, AzureDeployer
 from finetune_kit.errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.fake_arm import FakeArmServer

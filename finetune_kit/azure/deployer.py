@@ -11,10 +11,12 @@ Azure Resource Manager control plane, not the data-plane ``openai`` client::
 
 then ``GET`` on the same URL until ``properties.provisioningState`` is ``Succeeded`` (or
 ``Failed`` / ``Canceled``), and ``DELETE`` to remove it. :class:`AzureDeployer` does this with
-``httpx``; :class:`AsyncAzureDeployer` is its async twin. Both share the pure logic (URLs, bodies,
-state interpretation, error messages) in one base class and differ only in I/O. Every request
-goes through the shared retry policy (connection errors, timeouts, 408/409/429/5xx retried,
-``Retry-After`` honoured).
+``httpx``; :class:`AsyncAzureDeployer` is its async twin. Every decision (URLs, bodies, the poll
+loop, when a 404 means "gone", the 202 wait, which ``nextLink`` to follow, the errors) is taken
+once, by step generators in their shared base class; each twin only carries the requests and
+sleeps out, with plain calls or awaited (see ``_steps.py``), as the jobs and files services do.
+Every request goes through the shared retry policy (connection errors, timeouts, 408/409/429/5xx
+retried, ``Retry-After`` honoured).
 
 The ARM token is a bearer token for the scope ``https://management.azure.com/.default``: a string
 (``az account get-access-token --resource https://management.azure.com --query accessToken -o
@@ -41,18 +43,21 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._version import __version__
-from .azure_deployment import AzureDeployment
-from .errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
+from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from .._steps import Sleep, arun_steps, run_steps
+from .._version import __version__
+from ..errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
+from .deployments import AzureDeployment
 
 __all__ = [
     "ARM_MANAGEMENT_URL",
@@ -193,8 +198,43 @@ def _not_found(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 404
 
 
+@dataclass(frozen=True)
+class _Request:
+    """The action of the deployers' step generators: one ARM request under the retry policy.
+
+    The response is sent back; an ``httpx.HTTPError`` that remains after the retries is thrown
+    into the generator, which decides what it means.
+
+    Attributes:
+        method: The HTTP method.
+        url: The URL, without the ``api-version`` query (a ``nextLink`` carries its own).
+        api_version: The ``api-version`` to send, or ``None``.
+        json: The JSON body.
+        gone_after_retry: A 404 after an attempt that failed on the way back means that attempt
+            worked (a DELETE): ``None`` is sent back instead of the 404.
+    """
+
+    method: str
+    url: str
+    api_version: str | None
+    json: Any = None
+    gone_after_retry: bool = False
+
+    def settled_by(self, exc: httpx.HTTPStatusError, attempt: int) -> bool:
+        """Whether a refused attempt (the ``attempt``-th) means the request is done after all."""
+        return self.gone_after_retry and attempt > 1 and exc.response.status_code == 404
+
+    def params(self) -> dict[str, str] | None:
+        """The query to send."""
+        return {"api-version": self.api_version} if self.api_version is not None else None
+
+
 class _DeployerBase:
-    """Configuration and pure logic shared by the sync and async deployers (no I/O here)."""
+    """Configuration and every decision shared by the sync and async deployers (no I/O here).
+
+    The ``_..._steps`` generators yield :class:`_Request` and :class:`Sleep` actions; the twins
+    carry them out (``run_steps`` / ``arun_steps``).
+    """
 
     def __init__(
         self,
@@ -463,6 +503,110 @@ class _DeployerBase:
         next_link = body.get("nextLink")
         return items, next_link if isinstance(next_link, str) and next_link else None
 
+    # ---------------------------------------------------------------- decisions, as steps
+
+    def _deploy_steps(
+        self,
+        model: str,
+        deployment_name: str,
+        *,
+        sku: str,
+        capacity: int,
+        api_version: str | None,
+        wait: bool,
+        timeout: float,
+    ) -> Generator[_Request | Sleep, Any, AzureDeployment]:
+        body = build_deployment_body(model, sku=sku, capacity=capacity)
+        url = self.deployment_url(deployment_name)
+        version = self._version_for(sku, api_version)
+        self._log_costs(deployment_name, sku)
+        logger.debug("PUT deployment %r of model %r (sku %s)", deployment_name, model, sku)
+        try:
+            response = yield _Request("PUT", url, version, body)
+        except httpx.HTTPError as exc:
+            raise self._failure(exc, deployment_name, "creating") from exc
+        created = AzureDeployment.from_arm(response.json() if response.content else {})
+        if not wait or self._finished(created, deployment_name):
+            return created
+        return (
+            yield from self._poll_steps(
+                deployment_name, timeout=timeout, api_version=version, pending=created
+            )
+        )
+
+    def _poll_steps(
+        self, name: str, *, timeout: float, api_version: str | None, pending: AzureDeployment | None
+    ) -> Generator[_Request | Sleep, Any, AzureDeployment]:
+        start = self.policy.clock()
+        while True:
+            if pending is not None:
+                if self.policy.clock() - start + self.poll_interval > timeout:
+                    raise self._timed_out(name, pending, timeout)
+                yield Sleep(self.poll_interval)
+            deployment = yield from self._get_steps(name, api_version)
+            if deployment is None:
+                raise self._gone_while_waiting(name)
+            if self._finished(deployment, name):
+                return deployment
+            pending = deployment
+
+    def _get_steps(
+        self, name: str, api_version: str | None
+    ) -> Generator[_Request | Sleep, Any, AzureDeployment | None]:
+        url = self.deployment_url(name)
+        try:
+            response = yield _Request("GET", url, api_version or self.api_version)
+        except httpx.HTTPError as exc:
+            if _not_found(exc):
+                return None
+            raise self._failure(exc, name, "reading") from exc
+        return AzureDeployment.from_arm(response.json())
+
+    def _delete_steps(
+        self, name: str, *, missing_ok: bool, wait: bool, timeout: float, api_version: str | None
+    ) -> Generator[_Request | Sleep, Any, bool]:
+        url = self.deployment_url(name)
+        version = api_version or self.api_version
+        try:
+            response = yield _Request("DELETE", url, version, gone_after_retry=True)
+        except httpx.HTTPError as exc:
+            if _not_found(exc):
+                if missing_ok:
+                    return False
+                raise self._missing(name, self.resource) from exc
+            raise self._failure(exc, name, "deleting") from exc
+        if response is None or response.status_code != 202 or not wait:
+            return True
+        # 202: Azure deletes it later; it is gone when a GET answers 404.
+        start = self.policy.clock()
+        while True:
+            last = yield from self._get_steps(name, version)
+            if last is None:
+                return True
+            if self.policy.clock() - start + self.poll_interval > timeout:
+                raise self._timed_out(name, last, timeout)
+            yield Sleep(self.poll_interval)
+
+    def _list_steps(
+        self, api_version: str | None
+    ) -> Generator[_Request | Sleep, Any, builtins.list[AzureDeployment]]:
+        deployments: builtins.list[AzureDeployment] = []
+        url: str | None = self.deployments_url
+        version: str | None = api_version or self.api_version
+        while url is not None:
+            try:
+                response = yield _Request("GET", url, version)
+            except httpx.HTTPError as exc:
+                raise self._failure(exc, "*", "listing") from exc
+            items, url = self._page(response.json())
+            deployments.extend(items)
+            if url is not None and not self._same_origin(url):
+                logger.debug("not following a nextLink to another host")
+                break
+            # A nextLink carries its own query (api-version included).
+            version = None
+        return deployments
+
 
 class AzureDeployer(_DeployerBase):
     """Deploys, inspects and deletes model deployments of one Azure OpenAI resource.
@@ -484,7 +628,7 @@ class AzureDeployer(_DeployerBase):
         timeout: Per-request timeout in seconds, for the client made here.
 
     Examples:
-        >>> from finetune_kit.azure_deploy import AzureDeployer
+        >>> from finetune_kit.azure.deployer import AzureDeployer
         >>> def arm_token() -> str:  # e.g. DefaultAzureCredential().get_token(...).token
         ...     return "token-from-your-credential"
         >>> with AzureDeployer("sub-id", "my-rg", "my-aoai", token=arm_token) as deployer:
@@ -542,21 +686,35 @@ class AzureDeployer(_DeployerBase):
         if self._owns_client:
             self._client.close()
 
-    def _attempt(
-        self, method: str, url: str, *, api_version: str | None, json: Any = None
-    ) -> httpx.Response:
+    def _attempt(self, request: _Request) -> httpx.Response:
         # One request; the token is fetched anew for each, so a refreshed one is used.
-        params = {"api-version": api_version} if api_version is not None else None
         response = self._client.request(
-            method, url, params=params, json=json, headers=self._headers(self._sync_token())
+            request.method,
+            request.url,
+            params=request.params(),
+            json=request.json,
+            headers=self._headers(self._sync_token()),
         )
         response.raise_for_status()
         return response
 
-    def _send(
-        self, method: str, url: str, *, api_version: str | None, json: Any = None
-    ) -> httpx.Response:
-        return self.policy.call(self._attempt, method, url, api_version=api_version, json=json)
+    def _act(self, action: _Request | Sleep) -> httpx.Response | None:
+        """Carry out one action of the shared steps: sleep, or send under the retry policy."""
+        if isinstance(action, Sleep):
+            self.policy.sleep(action.seconds)
+            return None
+        attempts = itertools.count(1)
+
+        def attempt() -> httpx.Response | None:
+            number = next(attempts)
+            try:
+                return self._attempt(action)
+            except httpx.HTTPStatusError as exc:
+                if action.settled_by(exc, number):
+                    return None
+                raise
+
+        return self.policy.call(attempt)
 
     def deploy(
         self,
@@ -592,35 +750,16 @@ class AzureDeployer(_DeployerBase):
                 ``Canceled`` (``.state`` and ``.error`` say why).
             DeploymentTimeoutError: It was not ready within ``timeout``.
         """
-        body = build_deployment_body(model, sku=sku, capacity=capacity)
-        url = self.deployment_url(deployment_name)
-        version = self._version_for(sku, api_version)
-        self._log_costs(deployment_name, sku)
-        logger.debug("PUT deployment %r of model %r (sku %s)", deployment_name, model, sku)
-        try:
-            response = self._send("PUT", url, api_version=version, json=body)
-        except httpx.HTTPError as exc:
-            raise self._failure(exc, deployment_name, "creating") from exc
-        created = AzureDeployment.from_arm(response.json() if response.content else {})
-        if not wait or self._finished(created, deployment_name):
-            return created
-        return self._poll(deployment_name, timeout=timeout, api_version=version, pending=created)
-
-    def _poll(
-        self, name: str, *, timeout: float, api_version: str | None, pending: AzureDeployment | None
-    ) -> AzureDeployment:
-        start = self.policy.clock()
-        while True:
-            if pending is not None:
-                if self.policy.clock() - start + self.poll_interval > timeout:
-                    raise self._timed_out(name, pending, timeout)
-                self.policy.sleep(self.poll_interval)
-            deployment = self.get(name, api_version=api_version)
-            if deployment is None:
-                raise self._gone_while_waiting(name)
-            if self._finished(deployment, name):
-                return deployment
-            pending = deployment
+        steps = self._deploy_steps(
+            model,
+            deployment_name,
+            sku=sku,
+            capacity=capacity,
+            api_version=api_version,
+            wait=wait,
+            timeout=timeout,
+        )
+        return run_steps(steps, self._act)
 
     def get(
         self, deployment_name: str, *, api_version: str | None = None
@@ -637,14 +776,7 @@ class AzureDeployer(_DeployerBase):
         Raises:
             DeploymentError: Azure refused the request, or could not be reached.
         """
-        url = self.deployment_url(deployment_name)
-        try:
-            response = self._send("GET", url, api_version=api_version or self.api_version)
-        except httpx.HTTPError as exc:
-            if _not_found(exc):
-                return None
-            raise self._failure(exc, deployment_name, "reading") from exc
-        return AzureDeployment.from_arm(response.json())
+        return run_steps(self._get_steps(deployment_name, api_version), self._act)
 
     def wait(
         self, deployment_name: str, *, timeout: float = 3600.0, api_version: str | None = None
@@ -664,7 +796,10 @@ class AzureDeployer(_DeployerBase):
                 ``.error``), or does not exist.
             DeploymentTimeoutError: It was still provisioning after ``timeout``.
         """
-        return self._poll(deployment_name, timeout=timeout, api_version=api_version, pending=None)
+        steps = self._poll_steps(
+            deployment_name, timeout=timeout, api_version=api_version, pending=None
+        )
+        return run_steps(steps, self._act)
 
     def delete(
         self,
@@ -692,40 +827,14 @@ class AzureDeployer(_DeployerBase):
                 refused the request.
             DeploymentTimeoutError: It was still being deleted after ``timeout``.
         """
-        url = self.deployment_url(deployment_name)
-        version = api_version or self.api_version
-        attempts = 0
-
-        def attempt() -> httpx.Response | None:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return self._attempt("DELETE", url, api_version=version)
-            except httpx.HTTPStatusError as exc:
-                # A 404 after an attempt that failed on the way back means that attempt worked.
-                if exc.response.status_code == 404 and attempts > 1:
-                    return None
-                raise
-
-        try:
-            response = self.policy.call(attempt)
-        except httpx.HTTPError as exc:
-            if _not_found(exc):
-                if missing_ok:
-                    return False
-                raise self._missing(deployment_name, self.resource) from exc
-            raise self._failure(exc, deployment_name, "deleting") from exc
-        if response is None or response.status_code != 202 or not wait:
-            return True
-        # 202: Azure deletes it later; it is gone when a GET answers 404.
-        start = self.policy.clock()
-        while True:
-            last = self.get(deployment_name, api_version=version)
-            if last is None:
-                return True
-            if self.policy.clock() - start + self.poll_interval > timeout:
-                raise self._timed_out(deployment_name, last, timeout)
-            self.policy.sleep(self.poll_interval)
+        steps = self._delete_steps(
+            deployment_name,
+            missing_ok=missing_ok,
+            wait=wait,
+            timeout=timeout,
+            api_version=api_version,
+        )
+        return run_steps(steps, self._act)
 
     def list(self, *, api_version: str | None = None) -> builtins.list[AzureDeployment]:
         """List the resource's deployments (every page).
@@ -739,22 +848,7 @@ class AzureDeployer(_DeployerBase):
         Raises:
             DeploymentError: Azure refused the request, or could not be reached.
         """
-        deployments: builtins.list[AzureDeployment] = []
-        url: str | None = self.deployments_url
-        version: str | None = api_version or self.api_version
-        while url is not None:
-            try:
-                response = self._send("GET", url, api_version=version)
-            except httpx.HTTPError as exc:
-                raise self._failure(exc, "*", "listing") from exc
-            items, url = self._page(response.json())
-            deployments.extend(items)
-            if url is not None and not self._same_origin(url):
-                logger.debug("not following a nextLink to another host")
-                break
-            # A nextLink carries its own query (api-version included).
-            version = None
-        return deployments
+        return run_steps(self._list_steps(api_version), self._act)
 
 
 class AsyncAzureDeployer(_DeployerBase):
@@ -838,23 +932,31 @@ class AsyncAzureDeployer(_DeployerBase):
             result = await result
         return self._checked_token(getattr(result, "token", result))
 
-    async def _attempt(
-        self, method: str, url: str, *, api_version: str | None, json: Any = None
-    ) -> httpx.Response:
-        params = {"api-version": api_version} if api_version is not None else None
+    async def _attempt(self, request: _Request) -> httpx.Response:
         headers = self._headers(await self._token())
         response = await self._client.request(
-            method, url, params=params, json=json, headers=headers
+            request.method, request.url, params=request.params(), json=request.json, headers=headers
         )
         response.raise_for_status()
         return response
 
-    async def _send(
-        self, method: str, url: str, *, api_version: str | None, json: Any = None
-    ) -> httpx.Response:
-        return await self.policy.acall(
-            self._attempt, method, url, api_version=api_version, json=json
-        )
+    async def _act(self, action: _Request | Sleep) -> httpx.Response | None:
+        """Carry out one action of the shared steps: sleep, or send under the retry policy."""
+        if isinstance(action, Sleep):
+            await self.policy.asleep(action.seconds)
+            return None
+        attempts = itertools.count(1)
+
+        async def attempt() -> httpx.Response | None:
+            number = next(attempts)
+            try:
+                return await self._attempt(action)
+            except httpx.HTTPStatusError as exc:
+                if action.settled_by(exc, number):
+                    return None
+                raise
+
+        return await self.policy.acall(attempt)
 
     async def deploy(
         self,
@@ -881,37 +983,16 @@ class AsyncAzureDeployer(_DeployerBase):
         Returns:
             The deployment.
         """
-        body = build_deployment_body(model, sku=sku, capacity=capacity)
-        url = self.deployment_url(deployment_name)
-        version = self._version_for(sku, api_version)
-        self._log_costs(deployment_name, sku)
-        logger.debug("PUT deployment %r of model %r (sku %s)", deployment_name, model, sku)
-        try:
-            response = await self._send("PUT", url, api_version=version, json=body)
-        except httpx.HTTPError as exc:
-            raise self._failure(exc, deployment_name, "creating") from exc
-        created = AzureDeployment.from_arm(response.json() if response.content else {})
-        if not wait or self._finished(created, deployment_name):
-            return created
-        return await self._poll(
-            deployment_name, timeout=timeout, api_version=version, pending=created
+        steps = self._deploy_steps(
+            model,
+            deployment_name,
+            sku=sku,
+            capacity=capacity,
+            api_version=api_version,
+            wait=wait,
+            timeout=timeout,
         )
-
-    async def _poll(
-        self, name: str, *, timeout: float, api_version: str | None, pending: AzureDeployment | None
-    ) -> AzureDeployment:
-        start = self.policy.clock()
-        while True:
-            if pending is not None:
-                if self.policy.clock() - start + self.poll_interval > timeout:
-                    raise self._timed_out(name, pending, timeout)
-                await self.policy.asleep(self.poll_interval)
-            deployment = await self.get(name, api_version=api_version)
-            if deployment is None:
-                raise self._gone_while_waiting(name)
-            if self._finished(deployment, name):
-                return deployment
-            pending = deployment
+        return await arun_steps(steps, self._act)
 
     async def get(
         self, deployment_name: str, *, api_version: str | None = None
@@ -925,14 +1006,7 @@ class AsyncAzureDeployer(_DeployerBase):
         Returns:
             The deployment, or ``None`` when there is none of that name.
         """
-        url = self.deployment_url(deployment_name)
-        try:
-            response = await self._send("GET", url, api_version=api_version or self.api_version)
-        except httpx.HTTPError as exc:
-            if _not_found(exc):
-                return None
-            raise self._failure(exc, deployment_name, "reading") from exc
-        return AzureDeployment.from_arm(response.json())
+        return await arun_steps(self._get_steps(deployment_name, api_version), self._act)
 
     async def wait(
         self, deployment_name: str, *, timeout: float = 3600.0, api_version: str | None = None
@@ -947,9 +1021,10 @@ class AsyncAzureDeployer(_DeployerBase):
         Returns:
             The ``Succeeded`` deployment.
         """
-        return await self._poll(
+        steps = self._poll_steps(
             deployment_name, timeout=timeout, api_version=api_version, pending=None
         )
+        return await arun_steps(steps, self._act)
 
     async def delete(
         self,
@@ -972,38 +1047,14 @@ class AsyncAzureDeployer(_DeployerBase):
         Returns:
             ``True`` when the deployment was deleted, ``False`` when it did not exist.
         """
-        url = self.deployment_url(deployment_name)
-        version = api_version or self.api_version
-        attempts = 0
-
-        async def attempt() -> httpx.Response | None:
-            nonlocal attempts
-            attempts += 1
-            try:
-                return await self._attempt("DELETE", url, api_version=version)
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code == 404 and attempts > 1:
-                    return None
-                raise
-
-        try:
-            response = await self.policy.acall(attempt)
-        except httpx.HTTPError as exc:
-            if _not_found(exc):
-                if missing_ok:
-                    return False
-                raise self._missing(deployment_name, self.resource) from exc
-            raise self._failure(exc, deployment_name, "deleting") from exc
-        if response is None or response.status_code != 202 or not wait:
-            return True
-        start = self.policy.clock()
-        while True:
-            last = await self.get(deployment_name, api_version=version)
-            if last is None:
-                return True
-            if self.policy.clock() - start + self.poll_interval > timeout:
-                raise self._timed_out(deployment_name, last, timeout)
-            await self.policy.asleep(self.poll_interval)
+        steps = self._delete_steps(
+            deployment_name,
+            missing_ok=missing_ok,
+            wait=wait,
+            timeout=timeout,
+            api_version=api_version,
+        )
+        return await arun_steps(steps, self._act)
 
     async def list(self, *, api_version: str | None = None) -> builtins.list[AzureDeployment]:
         """List the resource's deployments (see :meth:`AzureDeployer.list`).
@@ -1014,18 +1065,4 @@ class AsyncAzureDeployer(_DeployerBase):
         Returns:
             The deployments.
         """
-        deployments: builtins.list[AzureDeployment] = []
-        url: str | None = self.deployments_url
-        version: str | None = api_version or self.api_version
-        while url is not None:
-            try:
-                response = await self._send("GET", url, api_version=version)
-            except httpx.HTTPError as exc:
-                raise self._failure(exc, "*", "listing") from exc
-            items, url = self._page(response.json())
-            deployments.extend(items)
-            if url is not None and not self._same_origin(url):
-                logger.debug("not following a nextLink to another host")
-                break
-            version = None
-        return deployments
+        return await arun_steps(self._list_steps(api_version), self._act)

@@ -10,7 +10,7 @@ Fine-tuning on Azure OpenAI uses the same calls as on OpenAI (``client.files.cre
 
 Either way the client has the ``openai`` client's own retries off (``max_retries=0``), because
 finetune_kit's retry policy does the retrying. A fine-tuned model must then be deployed before it
-answers: see :mod:`finetune_kit.azure_deploy`.
+answers: see :mod:`finetune_kit.azure.deployer`.
 
 Examples:
     >>> client = azure_openai_client(
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = [
     "AZURE_SUFFIX_MAX_LENGTH",

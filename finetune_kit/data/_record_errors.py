@@ -21,7 +21,13 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ..errors import ExampleValidationError
 
-__all__ = ["RULE_ERROR", "json_type_name", "rule_error", "to_example_error"]
+__all__ = [
+    "RULE_ERROR",
+    "check_arguments_object",
+    "json_type_name",
+    "rule_error",
+    "to_example_error",
+]
 
 RULE_ERROR = "finetune_kit_rule"
 """The pydantic error type our own validators raise; its context may carry ``field`` and ``fix``."""
@@ -69,6 +75,28 @@ def json_type_name(value: Any) -> str:
     if isinstance(value, Mapping):
         return "object"
     return type(value).__name__
+
+
+def check_arguments_object(text: str, *, fix_json: str, fix_object: str) -> None:
+    """Refuse tool-call ``arguments`` text that is not a JSON object, as the API does.
+
+    Args:
+        text: The arguments, as a JSON string.
+        fix_json: How to fix text that is not JSON at all.
+        fix_object: How to fix JSON that is not an object.
+
+    Raises:
+        PydanticCustomError: The arguments are not JSON, or not a JSON object.
+    """
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise rule_error(f"arguments is not valid JSON ({exc})", fix=fix_json) from None
+    if not isinstance(parsed, dict):
+        raise rule_error(
+            f"arguments holds a JSON {json_type_name(parsed)}; it must hold an object",
+            fix=fix_object,
+        )
 
 
 _WEIGHT_ERRORS = ("literal_error", "int_type", "greater_than_equal", "less_than_equal")

@@ -40,7 +40,7 @@ from pydantic import (
 )
 
 from ..errors import ExampleValidationError
-from ._record_errors import json_type_name, rule_error, to_example_error
+from ._record_errors import check_arguments_object, json_type_name, rule_error, to_example_error
 from .base_models import MethodName
 from .jsonl import dumps_line
 
@@ -260,18 +260,11 @@ class FunctionCall(Record):
     @field_validator("arguments")
     @classmethod
     def _arguments_are_a_json_object(cls, value: str) -> str:
-        try:
-            parsed = json.loads(value)
-        except ValueError as exc:
-            raise rule_error(
-                f"arguments is not valid JSON ({exc})",
-                fix="serialise the arguments with json.dumps",
-            ) from None
-        if not isinstance(parsed, dict):
-            raise rule_error(
-                f"arguments holds a JSON {json_type_name(parsed)}; it must hold an object",
-                fix='put the arguments in an object, such as {"city": "Paris"}',
-            )
+        check_arguments_object(
+            value,
+            fix_json="serialise the arguments with json.dumps",
+            fix_object='put the arguments in an object, such as {"city": "Paris"}',
+        )
         return value
 
 

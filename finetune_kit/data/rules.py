@@ -271,6 +271,31 @@ class _Sink:
     def add(self, code: str, field: str | None, message: str, fix: str | None = None) -> None:
         self.out.append(make_issue(code, self.line, field, message, file=self.file, fix=fix))
 
+    def unknown_example_keys(
+        self,
+        value: dict[str, Any],
+        known: frozenset[str],
+        holds: str | None,
+        *,
+        inside: str | None = None,
+    ) -> None:
+        """Report each key of an example (or of its ``inside`` object) that its kind lacks.
+
+        Args:
+            value: The example, or the object inside it.
+            known: The keys its kind has.
+            holds: What an example of its kind holds, for the message.
+            inside: The key of the object checked, when it is not the example itself.
+        """
+        for key in value:
+            if key in known:
+                continue
+            if inside is not None:
+                where, message = f"{inside}.{key}", f"unknown key {str(key)!r} in {inside}"
+            else:
+                where, message = str(key), f"unknown top-level key {str(key)!r}; {holds}"
+            self.unknown_key("unrecognized_example_key", where, key, known, message)
+
     def unknown_key(
         self, code: str, field: str, key: Any, known: Iterable[str], message: str
     ) -> None:
@@ -378,16 +403,9 @@ class ExampleChecker:
         self, value: dict[str, Any], sink: _Sink, kind: LineKind
     ) -> _MessageStats:
         if kind != "reinforcement":
-            for key in value:
-                if key not in _CHAT_KEYS:
-                    sink.unknown_key(
-                        "unrecognized_example_key",
-                        str(key),
-                        key,
-                        _CHAT_KEYS,
-                        f"unknown top-level key {str(key)!r}; a chat example has "
-                        "messages, tools, parallel_tool_calls",
-                    )
+            sink.unknown_example_keys(
+                value, _CHAT_KEYS, "a chat example has messages, tools, parallel_tool_calls"
+            )
         declared, parallel = self._check_tools(value, "", sink)
         messages = value.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -432,16 +450,11 @@ class ExampleChecker:
         return stats
 
     def _check_preference(self, value: dict[str, Any], sink: _Sink) -> _MessageStats:
-        for key in value:
-            if key not in _PREFERENCE_KEYS:
-                sink.unknown_key(
-                    "unrecognized_example_key",
-                    str(key),
-                    key,
-                    _PREFERENCE_KEYS,
-                    f"unknown top-level key {str(key)!r}; a DPO example has input, "
-                    "preferred_output, non_preferred_output",
-                )
+        sink.unknown_example_keys(
+            value,
+            _PREFERENCE_KEYS,
+            "a DPO example has input, preferred_output, non_preferred_output",
+        )
         stats = _MessageStats()
         source = value.get("input")
         if "input" not in value:
@@ -453,15 +466,7 @@ class ExampleChecker:
                 f"input is a JSON {json_type(source)}, not an object",
             )
         else:
-            for key in source:
-                if key not in _PREFERENCE_INPUT_KEYS:
-                    sink.unknown_key(
-                        "unrecognized_example_key",
-                        f"input.{key}",
-                        key,
-                        _PREFERENCE_INPUT_KEYS,
-                        f"unknown key {str(key)!r} in input",
-                    )
+            sink.unknown_example_keys(source, _PREFERENCE_INPUT_KEYS, None, inside="input")
             declared, parallel = self._check_tools(source, "input.", sink)
             messages = source.get("messages")
             if not isinstance(messages, list) or not messages:
@@ -518,16 +523,9 @@ class ExampleChecker:
         return stats
 
     def _check_completion(self, value: dict[str, Any], sink: _Sink) -> None:
-        for key in value:
-            if key not in _COMPLETION_KEYS:
-                sink.unknown_key(
-                    "unrecognized_example_key",
-                    str(key),
-                    key,
-                    _COMPLETION_KEYS,
-                    f"unknown top-level key {str(key)!r}; a legacy example has prompt "
-                    "and completion",
-                )
+        sink.unknown_example_keys(
+            value, _COMPLETION_KEYS, "a legacy example has prompt and completion"
+        )
         for key in ("prompt", "completion"):
             if not isinstance(value.get(key), str):
                 what = "missing" if key not in value else f"a JSON {json_type(value.get(key))}"

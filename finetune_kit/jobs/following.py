@@ -104,6 +104,13 @@ class FetchEvents:
     after: str | None
     limit: int
 
+    def params(self) -> dict[str, Any]:
+        """The keyword arguments of ``jobs.list_events`` (no ``after`` on the first page)."""
+        params: dict[str, Any] = {"limit": self.limit}
+        if self.after is not None:
+            params["after"] = self.after
+        return params
+
 
 @dataclass(frozen=True)
 class FetchJob:

@@ -242,20 +242,8 @@ def was_noted(exc: BaseException) -> bool:
     return bool(getattr(exc, "_finetune_kit_noted", False))
 
 
-class JobWatcher:
-    """Follows a job over the sync ``openai`` client.
-
-    Args:
-        client: An ``openai.OpenAI`` client (used with its own retries off).
-        policy: The retry policy; its ``sleep`` and ``clock`` also pace the polling.
-        options: Polling settings.
-        progress: Show a progress bar (``None``: only on a terminal).
-
-    Examples:
-        >>> watcher = JobWatcher(client, options=FollowOptions(2))  # doctest: +SKIP
-        >>> for update in watcher.follow("ftjob-abc"):              # doctest: +SKIP
-        ...     print(update)
-    """
+class _WatcherBase:
+    """What both watchers are made of: the client (its own retries off), policy, options, bar."""
 
     def __init__(
         self,
@@ -269,6 +257,22 @@ class JobWatcher:
         self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
         self.options = options if options is not None else FollowOptions()
         self.progress = progress
+
+
+class JobWatcher(_WatcherBase):
+    """Follows a job over the sync ``openai`` client.
+
+    Args:
+        client: An ``openai.OpenAI`` client (used with its own retries off).
+        policy: The retry policy; its ``sleep`` and ``clock`` also pace the polling.
+        options: Polling settings.
+        progress: Show a progress bar (``None``: only on a terminal).
+
+    Examples:
+        >>> watcher = JobWatcher(client, options=FollowOptions(2))  # doctest: +SKIP
+        >>> for update in watcher.follow("ftjob-abc"):              # doctest: +SKIP
+        ...     print(update)
+    """
 
     def follow(
         self, job_id: str, *, timeout: float | None = None
@@ -298,10 +302,7 @@ class JobWatcher:
                     return stop.value
                 result = None
                 if isinstance(action, FetchEvents):
-                    kwargs: dict[str, Any] = {"limit": action.limit}
-                    if action.after is not None:
-                        kwargs["after"] = action.after
-                    result = self.policy.call(jobs.list_events, job_id, **kwargs)
+                    result = self.policy.call(jobs.list_events, job_id, **action.params())
                 elif isinstance(action, FetchJob):
                     result = self.policy.call(jobs.retrieve, job_id)
                     bar.job(result)
@@ -320,7 +321,7 @@ class JobWatcher:
                 note_interrupted(job_id, interrupted)
 
 
-class AsyncJobWatcher:
+class AsyncJobWatcher(_WatcherBase):
     """The async twin of :class:`JobWatcher` (same decisions, same updates).
 
     Examples:
@@ -329,19 +330,8 @@ class AsyncJobWatcher:
         ...     print(update)
     """
 
-    def __init__(
-        self,
-        client: Any,
-        *,
-        policy: RetryPolicy | None = None,
-        options: FollowOptions | None = None,
-        progress: bool | None = None,
-    ) -> None:
-        self._client = without_client_retries(client)
-        self.policy = policy if policy is not None else DEFAULT_RETRY_POLICY
-        self.options = options if options is not None else FollowOptions()
-        self.progress = progress
-        self.last_job: Any = None
+    last_job: Any = None
+    """The job in its terminal status, once :meth:`follow` has ended (per instance)."""
 
     async def follow(
         self, job_id: str, *, timeout: float | None = None
@@ -372,10 +362,7 @@ class AsyncJobWatcher:
                     return
                 result = None
                 if isinstance(action, FetchEvents):
-                    kwargs: dict[str, Any] = {"limit": action.limit}
-                    if action.after is not None:
-                        kwargs["after"] = action.after
-                    result = await self.policy.acall(jobs.list_events, job_id, **kwargs)
+                    result = await self.policy.acall(jobs.list_events, job_id, **action.params())
                 elif isinstance(action, FetchJob):
                     result = await self.policy.acall(jobs.retrieve, job_id)
                     bar.job(result)

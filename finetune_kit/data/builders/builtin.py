@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from ...errors import ExampleValidationError
-from .._record_errors import json_type_name, rule_error
+from .._record_errors import check_arguments_object, json_type_name
 from ..records import (
     AssistantMessage,
     ChatExample,
@@ -190,18 +190,11 @@ class ToolCallSpec(Record):
     @classmethod
     def _arguments_are_an_object(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
         if isinstance(value, str):
-            try:
-                parsed = json.loads(value)
-            except ValueError as exc:
-                raise rule_error(
-                    f"arguments is not valid JSON ({exc})",
-                    fix="give the arguments as a dict, or as a JSON string",
-                ) from None
-            if not isinstance(parsed, dict):
-                raise rule_error(
-                    f"arguments holds a JSON {json_type_name(parsed)}; it must hold an object",
-                    fix="give the arguments as a dict",
-                )
+            check_arguments_object(
+                value,
+                fix_json="give the arguments as a dict, or as a JSON string",
+                fix_object="give the arguments as a dict",
+            )
         return value
 
 

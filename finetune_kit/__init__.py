@@ -128,9 +128,9 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .jobs.watcher import AsyncJobWatcher as AsyncJobWatcher
     from .jobs.watcher import JobWatcher as JobWatcher
     from .local.backend import LocalBackend as LocalBackend
-    from .session import AsyncFineTuneSession as AsyncFineTuneSession
-    from .session import FineTuneSession as FineTuneSession
-    from .state import SessionState as SessionState
+    from .session.facade import AsyncFineTuneSession as AsyncFineTuneSession
+    from .session.facade import FineTuneSession as FineTuneSession
+    from .session.state import SessionState as SessionState
 
 _EXPORTS = _lazy.export_table(__name__)
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -66,6 +66,9 @@ MOVED_MODULES: Mapping[str, str] = {
     # azure/ (finetune_kit.azure itself is now the package, with the same names)
     "finetune_kit.azure_deploy": "finetune_kit.azure.deployer",
     "finetune_kit.azure_deployment": "finetune_kit.azure.deployments",
+    # session/ (finetune_kit.session itself is now the package, with the same names)
+    "finetune_kit.backend_tokenizer": "finetune_kit.session.backend_tokenizer",
+    "finetune_kit.state": "finetune_kit.session.state",
 }
 """Old dotted path -> new dotted path, for every module of the package that moved."""
 

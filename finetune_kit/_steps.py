@@ -9,7 +9,8 @@ idea for a generator that also reports updates to its caller).
 
 An action that raises has its exception thrown into the generator at the ``yield``, so a
 decision about a failure (a best-effort lookup that may fail) is taken there too; one the
-generator does not catch comes out of the driver unchanged.
+generator does not catch comes out of the driver unchanged. Ctrl-C and a cancelled task are
+thrown in too, so the generator's ``finally`` blocks run then, as a plain function's would.
 
 Examples:
     >>> def steps():
@@ -53,7 +54,7 @@ def run_steps(steps: Generator[A, Any, R], act: Callable[[A], Any]) -> R:
         The generator's return value.
     """
     result: Any = None
-    error: Exception | None = None
+    error: BaseException | None = None
     while True:
         try:
             action = steps.send(result) if error is None else steps.throw(error)
@@ -62,7 +63,7 @@ def run_steps(steps: Generator[A, Any, R], act: Callable[[A], Any]) -> R:
         result, error = None, None
         try:
             result = act(action)
-        except Exception as exc:  # handed to the generator, which decides
+        except BaseException as exc:  # handed to the generator, which decides
             error = exc
 
 
@@ -77,7 +78,7 @@ async def arun_steps(steps: Generator[A, Any, R], act: Callable[[A], Awaitable[A
         The generator's return value.
     """
     result: Any = None
-    error: Exception | None = None
+    error: BaseException | None = None
     while True:
         try:
             action = steps.send(result) if error is None else steps.throw(error)
@@ -86,5 +87,5 @@ async def arun_steps(steps: Generator[A, Any, R], act: Callable[[A], Awaitable[A
         result, error = None, None
         try:
             result = await act(action)
-        except Exception as exc:  # handed to the generator, which decides
+        except BaseException as exc:  # handed to the generator, which decides
             error = exc

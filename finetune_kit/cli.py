@@ -115,7 +115,7 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
     if args.local_data_dir:
         options["local_data_dir"] = args.local_data_dir
     if path.exists():
-        from .state import SessionState
+        from .session.state import SessionState
 
         state = SessionState.load(path)
         if args.backend and not _same_backend(args.backend, state):
@@ -209,7 +209,7 @@ def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
 
 def _saved_state(args: argparse.Namespace) -> Any:
     """The session state ``--state`` names, if the file exists (read only: nothing starts)."""
-    from .state import SessionState
+    from .session.state import SessionState
 
     path = Path(args.state)
     return SessionState.load(path) if path.exists() else None
@@ -630,6 +630,10 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         model_dirs=args.model_dir,
         faults=args.faults,
         allow_no_key=args.allow_no_key,
+        device=args.device,
+        gpus=args.gpus,
+        qlora=args.qlora,
+        max_concurrent_jobs=args.max_concurrent_jobs,
     )
     return EXIT_CODES["ok"]
 
@@ -903,6 +907,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a folder inside which clients may name base models by path (repeatable; default "
         "$FINETUNE_KIT_LOCAL_MODEL_DIRS, and always the data folder's models/)",
+    )
+    p.add_argument(
+        "--device",
+        help="where jobs train and chat runs: auto (default: a CUDA GPU when torch sees one, "
+        "else the CPU), cpu, cuda, cuda:N or mps (default $FINETUNE_KIT_LOCAL_DEVICE)",
+    )
+    p.add_argument(
+        "--gpus",
+        metavar="IDS",
+        help="GPUs to place jobs on, one per worker in turn: ids such as 0,1,3 or a count such "
+        "as 4 (default $FINETUNE_KIT_LOCAL_GPUS, else every GPU the machine shows)",
+    )
+    p.add_argument(
+        "--max-concurrent-jobs",
+        type=int,
+        metavar="N",
+        help="jobs training at once, each in its own worker process (default: one per GPU "
+        "the jobs are placed on, else 1)",
+    )
+    p.add_argument(
+        "--qlora",
+        action="store_true",
+        help="train on the base model quantized to 4 bits (needs a CUDA GPU and the qlora "
+        "extra: pip install 'finetune-kit[qlora]')",
     )
     p.add_argument("--faults", action="store_true", help="enable fault injection (for tests)")
 

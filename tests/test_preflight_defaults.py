@@ -15,7 +15,7 @@ import pytest
 from finetune_kit.cli import EXIT_CODES
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.session import FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.cli import run, run_json
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 

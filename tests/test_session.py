@@ -16,7 +16,7 @@ from finetune_kit.errors import ConfigurationError, JobFailedError, SessionError
 from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY
 from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.local_backend import chat_examples, wait_for_job, write_jsonl
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from finetune_kit.data.dataset import Dataset
 from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from finetune_kit._retry import RetryPolicy
 from finetune_kit.azure.deployer import AzureDeployer
 from finetune_kit.errors import ConfigurationError, SessionError
 from finetune_kit.session import FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.fake_arm import FakeArmServer, FakeAzureOpenAIServer
 
 FT_MODEL = "gpt-4.1-mini-2025-04-14.ft-0123456789abcdef0123456789abcdef"

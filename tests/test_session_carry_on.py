@@ -13,7 +13,7 @@ from finetune_kit.errors import ConfigurationError, SessionError
 from finetune_kit.jobs import IDEMPOTENCY_METADATA_KEY
 from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.local_backend import chat_examples
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from finetune_kit._served import RECORD_NAME, find_served
 from finetune_kit.cli import EXIT_CODES
 from finetune_kit.errors import SessionError
 from finetune_kit.session import FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.cli import run_json
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from finetune_kit.errors import SessionError
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:

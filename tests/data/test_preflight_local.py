@@ -9,12 +9,12 @@ from pathlib import Path
 import openai
 import pytest
 
-from finetune_kit.backend_tokenizer import BackendTokenizer
 from finetune_kit.data.report import PreflightReport
 from finetune_kit.data.validation import preflight
 from finetune_kit.errors import PreflightFailedError
 from finetune_kit.jobs.following import FollowOptions
 from finetune_kit.session import AsyncFineTuneSession, FineTuneSession
+from finetune_kit.session.backend_tokenizer import BackendTokenizer
 from tests.fixtures.local_backend import chat_examples, wait_for_job, write_jsonl
 
 CORPUS = Path(__file__).parent / "bad_inputs"

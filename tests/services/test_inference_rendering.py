@@ -18,7 +18,7 @@ from finetune_kit.inference import (
 )
 from finetune_kit.inference.evaluation import EvalCase
 from finetune_kit.inference.replies import ChatReply, ReplyToolCall
-from finetune_kit.state import CheckpointRecord
+from finetune_kit.session.state import CheckpointRecord
 
 LONG = "Strontium burns a bright red - In fireworks it lights up the bed - Atomic thirty-eight"
 

@@ -29,7 +29,7 @@ from finetune_kit.data.dataset import Dataset
 from finetune_kit.errors import FinetuneKitError, FineTuningUnavailableError
 from finetune_kit.jobs import AsyncJobManager, JobManager
 from finetune_kit.session import FineTuneSession
-from finetune_kit.state import SessionState
+from finetune_kit.session.state import SessionState
 from tests.fixtures.local_backend import chat_examples, write_jsonl
 
 if TYPE_CHECKING:

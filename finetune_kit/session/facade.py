@@ -3,7 +3,7 @@
 A session composes the parts (``.files`` a :class:`~finetune_kit.files.FileUploader`, ``.jobs`` a
 :class:`~finetune_kit.jobs.JobManager`, ``.inference`` an
 :class:`~finetune_kit.inference.InferenceClient`) over one ``openai`` client, and remembers what
-it created remotely in a state file (:class:`~finetune_kit.state.SessionState`), written
+it created remotely in a state file (:class:`~finetune_kit.session.state.SessionState`), written
 atomically after every step that creates something. ``FineTuneSession.resume(path)`` carries on
 after a crash or a kernel restart without uploading or training twice.
 
@@ -22,57 +22,68 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import openai
 
-from ._interface import command, say
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from ._served import ServedBackend, default_data_dir, find_served
-from ._urls import comparable_url, public_url
-from .backends import backend_kind, make_client
-from .errors import (
+from .._interface import command, say
+from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from .._served import ServedBackend, default_data_dir, find_served
+from .._steps import arun_steps, run_steps
+from .._urls import comparable_url, public_url
+from ..backends import backend_kind, make_client
+from ..errors import (
     ConfigurationError,
     FineTuningUnavailableError,
     PreflightFailedError,
     SessionError,
 )
-from .files.uploader import AsyncFileUploader, FileUploader
-from .inference.client import AsyncInferenceClient, InferenceClient
-from .jobs.following import FollowOptions
-from .jobs.lifecycle import (
+from ..files.uploader import AsyncFileUploader, FileUploader
+from ..inference.client import AsyncInferenceClient, InferenceClient
+from ..jobs.following import FollowOptions
+from ..jobs.lifecycle import (
     acheck_shutdown,
     aexport_job,
     check_new_jobs_allowed,
     check_shutdown,
     export_job,
 )
-from .jobs.manager import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
-from .jobs.methods import make_method
-from .jobs.metrics import MetricSeries
-from .jobs.options import detect_provider
-from .jobs.views import TERMINAL_STATUSES
+from ..jobs.manager import IDEMPOTENCY_METADATA_KEY, AsyncJobManager, JobManager
+from ..jobs.methods import make_method
+from ..jobs.metrics import MetricSeries
+from ..jobs.options import detect_provider
+from ..jobs.views import TERMINAL_STATUSES
 from .state import CheckpointRecord, SessionState
 
 if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob
 
-    from .azure.deployer import AsyncAzureDeployer, AzureDeployer
-    from .azure.deployments import AzureDeployment
-    from .data.report import PreflightReport
-    from .files.views import UploadedFile
-    from .inference.comparison import Comparison
-    from .inference.evaluation import PairedEvaluationReport
-    from .inference.replies import ChatReply
-    from .jobs.views import JobUpdate
-    from .local import LocalBackend
+    from ..azure.deployer import AsyncAzureDeployer, AzureDeployer
+    from ..azure.deployments import AzureDeployment
+    from ..data.report import PreflightReport
+    from ..files.views import UploadedFile
+    from ..inference.comparison import Comparison
+    from ..inference.evaluation import PairedEvaluationReport
+    from ..inference.replies import ChatReply
+    from ..jobs.views import JobUpdate
+    from ..local import LocalBackend
 
 __all__ = ["AsyncFineTuneSession", "FineTuneSession"]
 
@@ -84,12 +95,59 @@ DEFAULT_STATE_PATH = "finetune_kit_session.json"
 """Where a session keeps its state unless told otherwise (in the current folder)."""
 
 ClientT = TypeVar("ClientT", openai.OpenAI, openai.AsyncOpenAI)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The action of the session's steps: a call of one of the twin's own parts.
+
+    The step generator names the bound method (``self.jobs.retrieve``), so the sync twin's
+    parts are called and the async twin's awaited; what the call returns is sent back into the
+    generator, an exception it raises is thrown in.
+    """
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Call:
+        """The call ``fn(*args, **kwargs)``, to be made by the twin."""
+        return cls(fn, args, kwargs)
+
+
+_Steps: TypeAlias = Generator[_Call, Any, R]
+"""A step generator of the session, returning an ``R``."""
+
+
+def _call(action: _Call) -> Any:
+    """Carry one action out with a plain call (the driver of ``FineTuneSession``)."""
+    return action.fn(*action.args, **action.kwargs)
+
+
+async def _acall(action: _Call) -> Any:
+    """Carry one action out, awaiting what the call returns (``AsyncFineTuneSession``'s)."""
+    result = action.fn(*action.args, **action.kwargs)
+    return await result if inspect.isawaitable(result) else result
 
 
 class _SessionCore(Generic[ClientT]):
-    """What the sync and async sessions share: state, backend, and every decision without I/O."""
+    """What the sync and async sessions share: state, backend, and every decision without I/O.
+
+    Each twin names its parts (``_uploader_class``...), its shutdown check and its export, and
+    drives the step generators below with plain calls or awaited.
+    """
 
     _async = False
+    _uploader_class: Any
+    _manager_class: Any
+    _inference_class: Any
+    _check_model_shutdown: Callable[..., Any]
+    _export_job: Callable[..., Any]
+    files: Any
+    jobs: Any
+    inference: Any
 
     def __init__(
         self,
@@ -195,9 +253,6 @@ class _SessionCore(Generic[ClientT]):
         self._make_parts()
         if self.state.job_id is not None or self.state.training_file_id is not None:
             self.save()
-
-    def _make_parts(self) -> None:
-        raise NotImplementedError  # each twin builds its sync or async parts
 
     def _provider(self) -> Any:
         """The provider the jobs are created on: the session's backend, else the client's URL.
@@ -389,8 +444,8 @@ class _SessionCore(Generic[ClientT]):
     def _start_local(folder: Path, model: str | None) -> tuple[LocalBackend, str]:
         """Start the local backend in this process; return it and its base model's name."""
         try:
-            from .local import LocalBackend
-            from .local.engine.registry import DEFAULT_BASE_MODEL
+            from ..local import LocalBackend
+            from ..local.engine.registry import DEFAULT_BASE_MODEL
         except ImportError as exc:
             raise ConfigurationError(
                 "the local backend needs the 'local' extra: pip install 'finetune-kit[local]' "
@@ -427,6 +482,19 @@ class _SessionCore(Generic[ClientT]):
             options["base_url"] = state.base_url
         options.update(overrides)
         return options
+
+    @classmethod
+    def _resume_arguments(
+        cls, path: str | os.PathLike[str], overrides: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The constructor's arguments that carry on the session saved at ``path``."""
+        state = SessionState.load(path)
+        return {"state_path": path, "_state": state, **cls._resume_options(state, overrides)}
+
+    def _stop_local_backend(self) -> None:
+        if self.local_backend is not None:
+            self.local_backend.stop()
+            self.local_backend = None
 
     # ------------------------------------------------------------------ state
 
@@ -493,7 +561,7 @@ class _SessionCore(Generic[ClientT]):
         return None if self.is_local else self.state.base_model
 
     def _preflight(self, data: Any, validation: Any, options: dict[str, Any]) -> PreflightReport:
-        from .data.validation import preflight
+        from ..data.validation import preflight
 
         options.setdefault("model", self._preflight_model())
         # The model table's shutdown dates are OpenAI's; another server retires models on its
@@ -801,6 +869,238 @@ class _SessionCore(Generic[ClientT]):
             f"model={self.state.base_model!r}, job={self.state.job_id!r})"
         )
 
+    # ------------------------------------------------------------------ decisions, as steps
+    #
+    # Every public method of the twins is one of these step generators, driven by run_steps
+    # (FineTuneSession) or arun_steps (AsyncFineTuneSession): the generator decides, and yields
+    # a _Call of one of the twin's own parts (``self.jobs.retrieve``...), which the sync twin
+    # calls and the async twin awaits.
+
+    def _make_parts(self) -> None:
+        self.files = self._uploader_class(
+            self.client,
+            policy=self.policy,
+            progress=self.progress,
+            backend_id=self._upload_backend_id(),
+        )
+        self._remember_uploads(self.files)
+        self.jobs = self._manager_class(
+            self.client,
+            policy=self.policy,
+            provider=self._provider(),
+            progress=self.progress,
+            follow_options=self.follow_options,
+        )
+        self.inference = self._inference_class(self.client, policy=self.policy)
+
+    def _upload_steps(self, data: Any, validation: Any, force: bool) -> _Steps[UploadedFile]:
+        # Both files in one preflight: the validation file is held to its own rules (no
+        # minimum count) and checked for overlap with the training file.
+        report = self._preflight(data, validation, {})
+        if not report.ok:
+            if not force:
+                raise PreflightFailedError(_refusal(report), report=report)
+            logger.warning(
+                "uploading despite %d preflight error(s): force=True", len(report.errors)
+            )
+        training: UploadedFile = yield _Call.of(self.files.upload, data, preflight=False)
+        checked: UploadedFile | None = None
+        if validation is not None:
+            checked = yield _Call.of(self.files.upload, validation, preflight=False)
+        self._record_upload(training, checked)
+        return training
+
+    def _train_steps(
+        self,
+        *,
+        method: Any,
+        hyperparameters: Mapping[str, Any] | None,
+        n_epochs: int | str | None,
+        batch_size: int | str | None,
+        learning_rate_multiplier: float | str | None,
+        suffix: str | None,
+        seed: int | None,
+        metadata: Mapping[str, str] | None,
+        wandb: Any,
+        follow: bool,
+        timeout: float | None,
+        on_update: Callable[[JobUpdate], Any] | None,
+        restart: bool,
+    ) -> _Steps[FineTuningJob]:
+        asked = self._asked(
+            method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier, suffix, seed
+        )
+        existing = self._existing_job_decision(restart)
+        current: FineTuningJob | None = None
+        if existing is not None:
+            current = yield _Call.of(self.jobs.retrieve, existing)
+        if current is not None and self._trained_on_uploaded_data(current):
+            self._check_carry_on(current, asked)
+            job: FineTuningJob = current
+            self._record_job(job)
+        else:
+            with self._previous_job_kept_on_refusal():
+                training = self._prepare_new_job(restart or current is not None)
+                yield from self._shutdown_steps(self.model)
+                chosen, params = self._method(
+                    method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
+                )
+                job = yield _Call.of(
+                    self.jobs.create,
+                    model=self.model,
+                    training_file=training,
+                    validation_file=self.state.validation_file_id,
+                    method=chosen,
+                    hyperparameters=params,
+                    suffix=suffix,
+                    seed=seed,
+                    metadata=metadata,
+                    wandb=wandb,
+                    idempotency_key=self.state.job_key,
+                )
+            self._record_created(job, chosen, asked)
+        if follow and job.status not in TERMINAL_STATUSES:
+            return (yield from self._wait_steps(timeout, on_update))
+        return job
+
+    def _attach_steps(self, job_id: str) -> _Steps[FineTuningJob]:
+        job: FineTuningJob = yield _Call.of(self.jobs.retrieve, job_id)
+        self._adopt(job)
+        if job.status == "succeeded":
+            yield from self._checkpoints_steps()
+        return job
+
+    def _job_steps(self, action: Callable[[str], Any]) -> _Steps[FineTuningJob]:
+        """Retrieve, cancel, pause or resume the session's job, and save its status."""
+        job: FineTuningJob = yield _Call.of(action, self._job_id(None))
+        self._record_job(job)
+        return job
+
+    def _wait_steps(
+        self, timeout: float | None, on_update: Callable[[JobUpdate], Any] | None
+    ) -> _Steps[FineTuningJob]:
+        job_id = self._job_id(None)
+        try:
+            job: FineTuningJob = yield _Call.of(
+                self.jobs.wait, job_id, timeout=timeout, on_update=on_update
+            )
+        finally:
+            # Also after a failure, a timeout or Ctrl-C: the state keeps the job's last status.
+            yield from self._refresh_steps(job_id)
+        return job
+
+    def _refresh_steps(self, job_id: str) -> _Steps[None]:
+        try:
+            job: FineTuningJob = yield _Call.of(self.jobs.retrieve, job_id)
+        except openai.OpenAIError as exc:
+            logger.debug("could not refresh job %s after following it: %s", job_id, exc)
+            return
+        self._record_job(job)
+        if job.status == "succeeded":
+            yield from self._checkpoints_steps()
+
+    def _checkpoints_steps(self) -> _Steps[list[Any]]:
+        checkpoints: list[Any] = yield _Call.of(self.jobs.checkpoints, self._job_id(None))
+        self._record_checkpoints(checkpoints)
+        return checkpoints
+
+    def _metrics_steps(self) -> _Steps[MetricSeries]:
+        job: FineTuningJob = yield _Call.of(self.jobs.retrieve, self._job_id(None))
+        if job.result_files:
+            results: MetricSeries = yield _Call.of(self.jobs.results, job)
+            return results
+        events: list[Any] = yield _Call.of(self.jobs.events, job.id)
+        return MetricSeries.from_events(events)
+
+    def _shutdown_steps(self, model: str) -> _Steps[None]:
+        options = self._shutdown_options(model)
+        if options is not None:
+            yield _Call.of(self._check_model_shutdown, model, **options)
+            # Only once it ran: a warning turned into an error must not skip the next check.
+            self._shutdown_checked.add(model)
+
+    def _known_checkpoints_steps(self, checkpoint: int | str | None) -> _Steps[None]:
+        """Read the job's checkpoints first when one is named by step and none is saved yet."""
+        if isinstance(checkpoint, int) and not self.state.checkpoints:
+            yield from self._checkpoints_steps()
+
+    def _chat_steps(
+        self,
+        messages: Any,
+        *,
+        model: str | None,
+        checkpoint: int | str | None,
+        base: bool,
+        system: str | None,
+        params: Mapping[str, Any],
+    ) -> _Steps[ChatReply]:
+        if model is None:
+            yield from self._known_checkpoints_steps(checkpoint)
+        chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
+        yield from self._shutdown_steps(chosen)
+        reply: ChatReply = yield _Call.of(
+            self.inference.chat, chosen, messages, system=system, **params
+        )
+        return reply
+
+    def _compare_steps(
+        self,
+        prompts: Any,
+        *,
+        system: str | None,
+        base_model: str | None,
+        params: Mapping[str, Any],
+    ) -> _Steps[Comparison]:
+        base, tuned = self._pair_for_inference(base_model)
+        yield from self._shutdown_steps(base)
+        comparison: Comparison = yield _Call.of(
+            self.inference.compare, base, tuned, prompts, system=system, **params
+        )
+        return comparison
+
+    def _evaluate_steps(
+        self,
+        examples: Iterable[Any],
+        scorers: Any,
+        *,
+        base_model: str | None,
+        options: Mapping[str, Any],
+    ) -> _Steps[PairedEvaluationReport]:
+        base, tuned = self._pair_for_inference(base_model)
+        yield from self._shutdown_steps(base)
+        report: PairedEvaluationReport = yield _Call.of(
+            self.inference.evaluate_pair, base, tuned, examples, scorers, **options
+        )
+        return report
+
+    def _deploy_steps(
+        self,
+        deployer: Any,
+        deployment_name: str,
+        *,
+        checkpoint: int | str | None,
+        sku: str,
+        capacity: int,
+    ) -> _Steps[AzureDeployment]:
+        yield from self._known_checkpoints_steps(checkpoint)
+        deployment: AzureDeployment = yield _Call.of(
+            deployer.deploy,
+            self._to_deploy(checkpoint),
+            deployment_name,
+            sku=sku,
+            capacity=capacity,
+        )
+        self._record_deployment(deployment_name)
+        return deployment
+
+    def _export_steps(self, folder: str | os.PathLike[str]) -> _Steps[Path]:
+        out: Path = yield _Call.of(
+            self._export_job, self.client, self._job_id(None), folder, policy=self.policy
+        )
+        # The state holds no secret: it goes with the job's files.
+        self.state.save(out / "session.json")
+        return out
+
 
 def _local_dir(folder: str | os.PathLike[str] | None) -> str:
     if folder is None:
@@ -878,7 +1178,7 @@ def _reported(job: Any, name: str) -> Any:
 
 
 def _same_model(a: str, b: str) -> bool:
-    from .data.base_models import get_model_info
+    from ..data.base_models import get_model_info
 
     if a.strip() == b.strip():
         return True
@@ -942,7 +1242,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         files: The :class:`~finetune_kit.files.FileUploader`.
         jobs: The :class:`~finetune_kit.jobs.JobManager`.
         inference: The :class:`~finetune_kit.inference.InferenceClient`.
-        state: The :class:`~finetune_kit.state.SessionState`.
+        state: The :class:`~finetune_kit.session.state.SessionState`.
         local_backend: The :class:`~finetune_kit.local.LocalBackend` this session started, if any.
 
     Examples:
@@ -954,22 +1254,15 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         ```
     """
 
-    def _make_parts(self) -> None:
-        self.files = FileUploader(
-            self.client,
-            policy=self.policy,
-            progress=self.progress,
-            backend_id=self._upload_backend_id(),
-        )
-        self._remember_uploads(self.files)
-        self.jobs = JobManager(
-            self.client,
-            policy=self.policy,
-            provider=self._provider(),
-            progress=self.progress,
-            follow_options=self.follow_options,
-        )
-        self.inference = InferenceClient(self.client, policy=self.policy)
+    _uploader_class = FileUploader
+    _manager_class = JobManager
+    _inference_class = InferenceClient
+    _check_model_shutdown = staticmethod(check_shutdown)
+    _export_job = staticmethod(export_job)
+
+    files: FileUploader
+    jobs: JobManager
+    inference: InferenceClient
 
     # ------------------------------------------------------------------ lifecycle of the object
 
@@ -988,8 +1281,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The session.
         """
-        state = SessionState.load(path)
-        return cls(state_path=path, _state=state, **cls._resume_options(state, options))
+        return cls(**cls._resume_arguments(path, options))
 
     def close(self) -> None:
         """Close the client this session made and stop the local backend it started.
@@ -999,16 +1291,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         """
         if self._owns_client:
             self.client.close()
-        if self.local_backend is not None:
-            self.local_backend.stop()
-            self.local_backend = None
-
-    def _check_shutdown(self, model: str) -> None:
-        options = self._shutdown_options(model)
-        if options is not None:
-            check_shutdown(model, **options)
-            # Only once it ran: a warning turned into an error must not skip the next check.
-            self._shutdown_checked.add(model)
+        self._stop_local_backend()
 
     def __enter__(self) -> FineTuneSession:
         return self
@@ -1050,19 +1333,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The training file (its ``.id`` is saved in the state).
         """
-        # Both files in one preflight: the validation file is held to its own rules (no
-        # minimum count) and checked for overlap with the training file.
-        report = self.preflight(data, validation=validation)
-        if not report.ok:
-            if not force:
-                raise PreflightFailedError(_refusal(report), report=report)
-            logger.warning(
-                "uploading despite %d preflight error(s): force=True", len(report.errors)
-            )
-        training = self.files.upload(data, preflight=False)
-        checked = self.files.upload(validation, preflight=False) if validation is not None else None
-        self._record_upload(training, checked)
-        return training
+        return run_steps(self._upload_steps(data, validation, force), _call)
 
     # ------------------------------------------------------------------ training
 
@@ -1106,38 +1377,22 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The job (succeeded when followed).
         """
-        asked = self._asked(
-            method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier, suffix, seed
+        steps = self._train_steps(
+            method=method,
+            hyperparameters=hyperparameters,
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            suffix=suffix,
+            seed=seed,
+            metadata=metadata,
+            wandb=wandb,
+            follow=follow,
+            timeout=timeout,
+            on_update=on_update,
+            restart=restart,
         )
-        existing = self._existing_job_decision(restart)
-        current = self.jobs.retrieve(existing) if existing is not None else None
-        if current is not None and self._trained_on_uploaded_data(current):
-            self._check_carry_on(current, asked)
-            job = current
-            self._record_job(job)
-        else:
-            with self._previous_job_kept_on_refusal():
-                training = self._prepare_new_job(restart or current is not None)
-                self._check_shutdown(self.model)
-                chosen, params = self._method(
-                    method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
-                )
-                job = self.jobs.create(
-                    model=self.model,
-                    training_file=training,
-                    validation_file=self.state.validation_file_id,
-                    method=chosen,
-                    hyperparameters=params,
-                    suffix=suffix,
-                    seed=seed,
-                    metadata=metadata,
-                    wandb=wandb,
-                    idempotency_key=self.state.job_key,
-                )
-            self._record_created(job, chosen, asked)
-        if follow and job.status not in TERMINAL_STATUSES:
-            return self.wait(timeout=timeout, on_update=on_update)
-        return job
+        return run_steps(steps, _call)
 
     def attach(self, job_id: str) -> FineTuningJob:
         """Make an existing job this session's job (started elsewhere, or before a restart).
@@ -1152,17 +1407,11 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The job.
         """
-        job = self.jobs.retrieve(job_id)
-        self._adopt(job)
-        if job.status == "succeeded":
-            self.checkpoints()
-        return job
+        return run_steps(self._attach_steps(job_id), _call)
 
     def status(self) -> FineTuningJob:
         """Retrieve the session's job and save its status."""
-        job = self.jobs.retrieve(self._job_id(None))
-        self._record_job(job)
-        return job
+        return run_steps(self._job_steps(self.jobs.retrieve), _call)
 
     def wait(
         self,
@@ -1177,12 +1426,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             JobCancelledError: The job was cancelled.
             JobTimeoutError: ``timeout`` elapsed first; the job goes on.
         """
-        job_id = self._job_id(None)
-        try:
-            job = self.jobs.wait(job_id, timeout=timeout, on_update=on_update)
-        finally:
-            self._refresh_after_follow(job_id)
-        return job
+        return run_steps(self._wait_steps(timeout, on_update), _call)
 
     def follow(self, *, timeout: float | None = None) -> Iterator[JobUpdate]:
         """Yield the session's job updates (events, metrics, status changes) until it ends."""
@@ -1190,48 +1434,27 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         try:
             yield from self.jobs.follow(job_id, timeout=timeout)
         finally:
-            self._refresh_after_follow(job_id)
-
-    def _refresh_after_follow(self, job_id: str) -> None:
-        try:
-            job = self.jobs.retrieve(job_id)
-        except openai.OpenAIError as exc:
-            logger.debug("could not refresh job %s after following it: %s", job_id, exc)
-            return
-        self._record_job(job)
-        if job.status == "succeeded":
-            self.checkpoints()
+            run_steps(self._refresh_steps(job_id), _call)
 
     def cancel(self) -> FineTuningJob:
         """Cancel the session's job."""
-        job = self.jobs.cancel(self._job_id(None))
-        self._record_job(job)
-        return job
+        return run_steps(self._job_steps(self.jobs.cancel), _call)
 
     def pause(self) -> FineTuningJob:
         """Pause the session's job (where the backend supports it)."""
-        job = self.jobs.pause(self._job_id(None))
-        self._record_job(job)
-        return job
+        return run_steps(self._job_steps(self.jobs.pause), _call)
 
     def resume_job(self) -> FineTuningJob:
         """Resume the session's paused job."""
-        job = self.jobs.resume(self._job_id(None))
-        self._record_job(job)
-        return job
+        return run_steps(self._job_steps(self.jobs.resume), _call)
 
     def checkpoints(self) -> list[Any]:
         """The job's checkpoints, newest first (also saved in the state)."""
-        checkpoints = self.jobs.checkpoints(self._job_id(None))
-        self._record_checkpoints(checkpoints)
-        return checkpoints
+        return run_steps(self._checkpoints_steps(), _call)
 
     def metrics(self) -> MetricSeries:
         """The job's per-step metrics: from its result file once it has one, else its events."""
-        job = self.jobs.retrieve(self._job_id(None))
-        if job.result_files:
-            return self.jobs.results(job)
-        return MetricSeries.from_events(self.jobs.events(job.id))
+        return run_steps(self._metrics_steps(), _call)
 
     # ------------------------------------------------------------------ using the model
 
@@ -1258,11 +1481,10 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The reply (text, tokens, latency).
         """
-        if model is None and isinstance(checkpoint, int) and not self.state.checkpoints:
-            self.checkpoints()
-        chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
-        self._check_shutdown(chosen)
-        return self.inference.chat(chosen, messages, system=system, **params)
+        steps = self._chat_steps(
+            messages, model=model, checkpoint=checkpoint, base=base, system=system, params=params
+        )
+        return run_steps(steps, _call)
 
     def compare(
         self,
@@ -1284,9 +1506,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The comparison (prints as a table; HTML in notebooks).
         """
-        base, tuned = self._pair_for_inference(base_model)
-        self._check_shutdown(base)
-        return self.inference.compare(base, tuned, prompts, system=system, **params)
+        steps = self._compare_steps(prompts, system=system, base_model=base_model, params=params)
+        return run_steps(steps, _call)
 
     def evaluate(
         self,
@@ -1307,9 +1528,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The paired report.
         """
-        base, tuned = self._pair_for_inference(base_model)
-        self._check_shutdown(base)
-        return self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
+        steps = self._evaluate_steps(examples, scorers, base_model=base_model, options=options)
+        return run_steps(steps, _call)
 
     def deploy(
         self,
@@ -1337,22 +1557,17 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         Returns:
             The deployment, provisioned.
         """
-        if isinstance(checkpoint, int) and not self.state.checkpoints:
-            self.checkpoints()
-        deployment = deployer.deploy(
-            self._to_deploy(checkpoint), deployment_name, sku=sku, capacity=capacity
+        steps = self._deploy_steps(
+            deployer, deployment_name, checkpoint=checkpoint, sku=sku, capacity=capacity
         )
-        self._record_deployment(deployment_name)
-        return deployment
+        return run_steps(steps, _call)
 
     def export(self, folder: str | os.PathLike[str]) -> Path:
         """Download the job's files, results, events, checkpoints and metadata into ``folder``.
 
         Also writes ``session.json`` (the state, which holds no secret).
         """
-        out = export_job(self.client, self._job_id(None), folder, policy=self.policy)
-        self.state.save(out / "session.json")
-        return out
+        return run_steps(self._export_steps(folder), _call)
 
 
 class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
@@ -1372,29 +1587,20 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     """
 
     _async = True
+    _uploader_class = AsyncFileUploader
+    _manager_class = AsyncJobManager
+    _inference_class = AsyncInferenceClient
+    _check_model_shutdown = staticmethod(acheck_shutdown)
+    _export_job = staticmethod(aexport_job)
 
-    def _make_parts(self) -> None:
-        self.files = AsyncFileUploader(
-            self.client,
-            policy=self.policy,
-            progress=self.progress,
-            backend_id=self._upload_backend_id(),
-        )
-        self._remember_uploads(self.files)
-        self.jobs = AsyncJobManager(
-            self.client,
-            policy=self.policy,
-            provider=self._provider(),
-            progress=self.progress,
-            follow_options=self.follow_options,
-        )
-        self.inference = AsyncInferenceClient(self.client, policy=self.policy)
+    files: AsyncFileUploader
+    jobs: AsyncJobManager
+    inference: AsyncInferenceClient
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], **options: Any) -> AsyncFineTuneSession:
         """Carry on a session from its state file (see :meth:`FineTuneSession.resume`)."""
-        state = SessionState.load(path)
-        return cls(state_path=path, _state=state, **cls._resume_options(state, options))
+        return cls(**cls._resume_arguments(path, options))
 
     async def aclose(self) -> None:
         """Close the client this session made and stop the local backend it started.
@@ -1403,15 +1609,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         """
         if self._owns_client:
             await self.client.close()
-        if self.local_backend is not None:
-            self.local_backend.stop()
-            self.local_backend = None
-
-    async def _check_shutdown(self, model: str) -> None:
-        options = self._shutdown_options(model)
-        if options is not None:
-            await acheck_shutdown(model, **options)
-            self._shutdown_checked.add(model)
+        self._stop_local_backend()
 
     async def __aenter__(self) -> AsyncFineTuneSession:
         return self
@@ -1435,19 +1633,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         self, data: Any, *, validation: Any = None, force: bool = False
     ) -> UploadedFile:
         """Preflight and upload training (and validation) data, once per content."""
-        report = self.preflight(data, validation=validation)
-        if not report.ok:
-            if not force:
-                raise PreflightFailedError(_refusal(report), report=report)
-            logger.warning(
-                "uploading despite %d preflight error(s): force=True", len(report.errors)
-            )
-        training = await self.files.upload(data, preflight=False)
-        checked = (
-            await self.files.upload(validation, preflight=False) if validation is not None else None
-        )
-        self._record_upload(training, checked)
-        return training
+        return await arun_steps(self._upload_steps(data, validation, force), _acall)
 
     async def train(
         self,
@@ -1467,52 +1653,30 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         restart: bool = False,
     ) -> FineTuningJob:
         """Create the fine-tuning job (once) and, by default, follow it to the end."""
-        asked = self._asked(
-            method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier, suffix, seed
+        steps = self._train_steps(
+            method=method,
+            hyperparameters=hyperparameters,
+            n_epochs=n_epochs,
+            batch_size=batch_size,
+            learning_rate_multiplier=learning_rate_multiplier,
+            suffix=suffix,
+            seed=seed,
+            metadata=metadata,
+            wandb=wandb,
+            follow=follow,
+            timeout=timeout,
+            on_update=on_update,
+            restart=restart,
         )
-        existing = self._existing_job_decision(restart)
-        current = await self.jobs.retrieve(existing) if existing is not None else None
-        if current is not None and self._trained_on_uploaded_data(current):
-            self._check_carry_on(current, asked)
-            job = current
-            self._record_job(job)
-        else:
-            with self._previous_job_kept_on_refusal():
-                training = self._prepare_new_job(restart or current is not None)
-                await self._check_shutdown(self.model)
-                chosen, params = self._method(
-                    method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier
-                )
-                job = await self.jobs.create(
-                    model=self.model,
-                    training_file=training,
-                    validation_file=self.state.validation_file_id,
-                    method=chosen,
-                    hyperparameters=params,
-                    suffix=suffix,
-                    seed=seed,
-                    metadata=metadata,
-                    wandb=wandb,
-                    idempotency_key=self.state.job_key,
-                )
-            self._record_created(job, chosen, asked)
-        if follow and job.status not in TERMINAL_STATUSES:
-            return await self.wait(timeout=timeout, on_update=on_update)
-        return job
+        return await arun_steps(steps, _acall)
 
     async def attach(self, job_id: str) -> FineTuningJob:
         """Make an existing job this session's job (see :meth:`FineTuneSession.attach`)."""
-        job = await self.jobs.retrieve(job_id)
-        self._adopt(job)
-        if job.status == "succeeded":
-            await self.checkpoints()
-        return job
+        return await arun_steps(self._attach_steps(job_id), _acall)
 
     async def status(self) -> FineTuningJob:
         """Retrieve the session's job and save its status."""
-        job = await self.jobs.retrieve(self._job_id(None))
-        self._record_job(job)
-        return job
+        return await arun_steps(self._job_steps(self.jobs.retrieve), _acall)
 
     async def wait(
         self,
@@ -1521,12 +1685,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         on_update: Callable[[JobUpdate], Any] | None = None,
     ) -> FineTuningJob:
         """Follow the session's job until it ends; save the tuned model and its checkpoints."""
-        job_id = self._job_id(None)
-        try:
-            job = await self.jobs.wait(job_id, timeout=timeout, on_update=on_update)
-        finally:
-            await self._refresh_after_follow(job_id)
-        return job
+        return await arun_steps(self._wait_steps(timeout, on_update), _acall)
 
     async def follow(self, *, timeout: float | None = None) -> AsyncIterator[JobUpdate]:
         """Yield the session's job updates until it ends."""
@@ -1535,48 +1694,27 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
             async for update in self.jobs.follow(job_id, timeout=timeout):
                 yield update
         finally:
-            await self._refresh_after_follow(job_id)
-
-    async def _refresh_after_follow(self, job_id: str) -> None:
-        try:
-            job = await self.jobs.retrieve(job_id)
-        except openai.OpenAIError as exc:
-            logger.debug("could not refresh job %s after following it: %s", job_id, exc)
-            return
-        self._record_job(job)
-        if job.status == "succeeded":
-            await self.checkpoints()
+            await arun_steps(self._refresh_steps(job_id), _acall)
 
     async def cancel(self) -> FineTuningJob:
         """Cancel the session's job."""
-        job = await self.jobs.cancel(self._job_id(None))
-        self._record_job(job)
-        return job
+        return await arun_steps(self._job_steps(self.jobs.cancel), _acall)
 
     async def pause(self) -> FineTuningJob:
         """Pause the session's job."""
-        job = await self.jobs.pause(self._job_id(None))
-        self._record_job(job)
-        return job
+        return await arun_steps(self._job_steps(self.jobs.pause), _acall)
 
     async def resume_job(self) -> FineTuningJob:
         """Resume the session's paused job."""
-        job = await self.jobs.resume(self._job_id(None))
-        self._record_job(job)
-        return job
+        return await arun_steps(self._job_steps(self.jobs.resume), _acall)
 
     async def checkpoints(self) -> list[Any]:
         """The job's checkpoints, newest first (also saved in the state)."""
-        checkpoints = await self.jobs.checkpoints(self._job_id(None))
-        self._record_checkpoints(checkpoints)
-        return checkpoints
+        return await arun_steps(self._checkpoints_steps(), _acall)
 
     async def metrics(self) -> MetricSeries:
         """The job's per-step metrics: from its result file once it has one, else its events."""
-        job = await self.jobs.retrieve(self._job_id(None))
-        if job.result_files:
-            return await self.jobs.results(job)
-        return MetricSeries.from_events(await self.jobs.events(job.id))
+        return await arun_steps(self._metrics_steps(), _acall)
 
     async def chat(
         self,
@@ -1589,11 +1727,10 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         **params: Any,
     ) -> ChatReply:
         """Chat with the tuned model (default), one of its checkpoints, or the base model."""
-        if model is None and isinstance(checkpoint, int) and not self.state.checkpoints:
-            await self.checkpoints()
-        chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
-        await self._check_shutdown(chosen)
-        return await self.inference.chat(chosen, messages, system=system, **params)
+        steps = self._chat_steps(
+            messages, model=model, checkpoint=checkpoint, base=base, system=system, params=params
+        )
+        return await arun_steps(steps, _acall)
 
     async def compare(
         self,
@@ -1604,9 +1741,8 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         **params: Any,
     ) -> Comparison:
         """Ask the base and the tuned model the same prompts, side by side."""
-        base, tuned = self._pair_for_inference(base_model)
-        await self._check_shutdown(base)
-        return await self.inference.compare(base, tuned, prompts, system=system, **params)
+        steps = self._compare_steps(prompts, system=system, base_model=base_model, params=params)
+        return await arun_steps(steps, _acall)
 
     async def evaluate(
         self,
@@ -1617,9 +1753,8 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         **options: Any,
     ) -> PairedEvaluationReport:
         """Score base and tuned model on held-out examples: flips and a bootstrap interval."""
-        base, tuned = self._pair_for_inference(base_model)
-        await self._check_shutdown(base)
-        return await self.inference.evaluate_pair(base, tuned, examples, scorers, **options)
+        steps = self._evaluate_steps(examples, scorers, base_model=base_model, options=options)
+        return await arun_steps(steps, _acall)
 
     async def deploy(
         self,
@@ -1631,16 +1766,11 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         capacity: int = 1,
     ) -> AzureDeployment:
         """Deploy the tuned model or a checkpoint on Azure (see :meth:`FineTuneSession.deploy`)."""
-        if isinstance(checkpoint, int) and not self.state.checkpoints:
-            await self.checkpoints()
-        deployment = await deployer.deploy(
-            self._to_deploy(checkpoint), deployment_name, sku=sku, capacity=capacity
+        steps = self._deploy_steps(
+            deployer, deployment_name, checkpoint=checkpoint, sku=sku, capacity=capacity
         )
-        self._record_deployment(deployment_name)
-        return deployment
+        return await arun_steps(steps, _acall)
 
     async def export(self, folder: str | os.PathLike[str]) -> Path:
         """Download the job's artifacts into ``folder`` (see :meth:`FineTuneSession.export`)."""
-        out = await aexport_job(self.client, self._job_id(None), folder, policy=self.policy)
-        self.state.save(out / "session.json")
-        return out
+        return await arun_steps(self._export_steps(folder), _acall)

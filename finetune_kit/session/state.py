@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import SessionError
-from .jobs.views import CheckpointRecord
+from ..errors import SessionError
+from ..jobs.views import CheckpointRecord
 
 __all__ = ["STATE_VERSION", "CheckpointRecord", "SessionState"]
 

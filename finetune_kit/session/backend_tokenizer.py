@@ -9,7 +9,7 @@ preflight the answers (it is a ``finetune_kit.data.model_tokenizer.ModelTokenize
 
 Example:
     ```python
-    from finetune_kit.backend_tokenizer import BackendTokenizer
+    from finetune_kit.session.backend_tokenizer import BackendTokenizer
     from finetune_kit.data.validation import preflight
 
     with BackendTokenizer(client, "gpt-4o-mini") as tokenizer:  # a client of `local serve`
@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import openai
 
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
-from .data.base_models import DataFormat
-from .data.model_tokenizer import ExampleCount, TokenizedBatch
-from .errors import LocalBackendError
+from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy, without_client_retries
+from ..data.base_models import DataFormat
+from ..data.model_tokenizer import ExampleCount, TokenizedBatch
+from ..errors import LocalBackendError
 
 __all__ = ["BackendTokenizer"]
 

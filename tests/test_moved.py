@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from finetune_kit._lazy import MOVED_MODULES, MovedModuleFinder, install_moved_modules
+import finetune_kit
+from finetune_kit._moved import MOVED_MODULES, MovedModuleFinder, install
 
 TOP_LEVEL_MOVES = sorted(
     (old, new) for old, new in MOVED_MODULES.items() if not old.startswith("finetune_kit.local.")
@@ -80,10 +81,11 @@ def test_new_paths_import_without_a_warning() -> None:
 def test_the_hook_is_installed_once_first_by_the_package() -> None:
     finders = [f for f in sys.meta_path if isinstance(f, MovedModuleFinder)]
     assert len(finders) == 1
-    assert install_moved_modules() is finders[0]
+    assert install() is finders[0]
     assert sys.meta_path.index(finders[0]) < sys.meta_path.index(
         next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
     )
+    assert finetune_kit._moved.MOVED_MODULES is MOVED_MODULES
 
 
 RENAMED_NAMES = [

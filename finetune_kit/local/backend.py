@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, LocalBackendError
+from .engine.device import check_device, default_workers, parse_gpus
 from .faults import FaultInjector
 from .server.app import LocalApp
 from .server.exposure import exposure_refusal, exposure_warning
@@ -60,7 +61,8 @@ class LocalBackend:
         default_model: Base model OpenAI names map to (``"tiny-random"`` for tests).
         aliases: Extra model aliases, ``{"gpt-4o-mini": "tiny-random"}``.
         faults: Enable fault injection (see ``faults``), off by default.
-        max_concurrent_jobs: Jobs training at once; ``0`` keeps jobs queued.
+        max_concurrent_jobs: Jobs training at once; ``0`` keeps jobs queued; ``None``: one per
+            GPU the jobs are placed on (``gpus``), else 1.
         limits: Request size limits (default: OpenAI's).
         model_cache_dir: Where converted base models are cached (default: the registry's).
         training_step_delay: Seconds between training steps, to make tiny test jobs last.
@@ -72,10 +74,16 @@ class LocalBackend:
             ``$FINETUNE_KIT_LOCAL_MODEL_DIRS``.
         allow_no_key: Listen on a non-loopback ``host`` without an ``api_key``; refused
             otherwise, since every machine that can reach this one could use the server.
+        device: Where jobs train and chat runs: ``"auto"`` (CUDA when present), ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"``, ``"mps"``; ``None`` reads ``$FINETUNE_KIT_LOCAL_DEVICE``.
+        gpus: GPU ids to place jobs on, one per worker in turn (``"0,1"``, or a count such as
+            ``4``); ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the machine's GPUs.
+        qlora: Train on the base model quantized to 4 bits (CUDA and the ``qlora`` extra).
 
     Raises:
         ConfigurationError: ``host`` is not a loopback address, and there is no ``api_key``
-            and no ``allow_no_key=True``.
+            and no ``allow_no_key=True``; or ``device`` names a device torch does not see, or
+            ``gpus`` is neither ids nor a count.
 
     Example:
         >>> backend = LocalBackend(default_model="tiny-random", faults=True)
@@ -94,7 +102,7 @@ class LocalBackend:
         default_model: str | None = None,
         aliases: Mapping[str, str] | None = None,
         faults: bool = False,
-        max_concurrent_jobs: int = 1,
+        max_concurrent_jobs: int | None = None,
         limits: RequestLimits | None = None,
         model_cache_dir: str | os.PathLike[str] | None = None,
         training_step_delay: float = 0.0,
@@ -103,10 +111,18 @@ class LocalBackend:
         log_level: str = "warning",
         model_dirs: Sequence[str | os.PathLike[str]] | None = None,
         allow_no_key: bool = False,
+        device: str | None = None,
+        gpus: str | int | Sequence[str | int] | None = None,
+        qlora: bool = False,
     ) -> None:
         refusal = exposure_refusal(host, api_key, allow_no_key=allow_no_key)
         if refusal is not None:
             raise ConfigurationError(refusal, param="allow_no_key")
+        # A device that is not there fails here, not in the first job.
+        device = check_device(device)
+        placed = parse_gpus(gpus)
+        if max_concurrent_jobs is None:
+            max_concurrent_jobs = default_workers(device, placed)
         self._temp_dir: str | None = None
         if data_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="finetune_kit-local-")
@@ -124,6 +140,9 @@ class LocalBackend:
             default_max_tokens=default_max_tokens,
             log_level=log_level,
             model_dirs=tuple(Path(d) for d in model_dirs) if model_dirs is not None else None,
+            device=device,
+            gpus=placed,
+            qlora=qlora,
         )
         self.host = host
         self.port = port

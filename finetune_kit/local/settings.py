@@ -74,6 +74,14 @@ class ServerSettings:
             besides the data folder's ``models/`` (always allowed); ``None`` reads
             ``$FINETUNE_KIT_LOCAL_MODEL_DIRS`` (folders separated by ``os.pathsep``). Any other
             path is refused like an unknown name, so a client cannot probe the disk.
+        device: Where jobs train and chat runs: ``auto`` (CUDA when present), ``cpu``,
+            ``cuda``, ``cuda:N`` or ``mps``; ``None`` reads ``$FINETUNE_KIT_LOCAL_DEVICE``
+            (see ``finetune_kit.local.engine.device``).
+        gpus: The GPU ids the workers are spread over, one per worker in turn
+            (``CUDA_VISIBLE_DEVICES``); ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the
+            GPUs the machine shows.
+        qlora: Train every job on the base model quantized to 4 bits (CUDA, the ``qlora``
+            extra).
 
     Example:
         >>> ServerSettings(data_dir=Path("data"), default_model="tiny-random").default_model
@@ -92,6 +100,9 @@ class ServerSettings:
     default_max_tokens: int = 512
     log_level: str = "warning"
     model_dirs: Sequence[Path] | None = None
+    device: str | None = None
+    gpus: Sequence[str] | None = None
+    qlora: bool = False
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
@@ -130,6 +141,8 @@ class ServerSettings:
             "model_cache_dir": str(self.model_cache_dir) if self.model_cache_dir else None,
             "training_step_delay": self.training_step_delay,
             "log_level": self.log_level,
+            "device": self.device,
+            "qlora": self.qlora,
         }
         return json.dumps(payload)
 
@@ -152,6 +165,8 @@ class ServerSettings:
             model_cache_dir=Path(raw["model_cache_dir"]) if raw["model_cache_dir"] else None,
             training_step_delay=float(raw["training_step_delay"]),
             log_level=str(raw["log_level"]),
+            device=raw.get("device"),
+            qlora=bool(raw.get("qlora", False)),
         )
 
     def with_changes(self, **changes: Any) -> ServerSettings:

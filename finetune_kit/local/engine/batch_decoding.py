@@ -195,8 +195,9 @@ class BatchDecoder:
         prompts = [row.request.prompt_ids for row in rows]
         width = max(len(p) for p in prompts)
         pad = int(self.slot.tokenizer.pad_token_id or 0)
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        device = self.slot.model.device
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.slot.model.config)
         with self._inference():
@@ -213,7 +214,7 @@ class BatchDecoder:
             keep = self._advance(rows, tokens)
             if not keep:
                 return
-            index = torch.tensor(keep)
+            index = torch.tensor(keep, device=device)
             if len(keep) < len(rows):
                 cache.batch_select_indices(index)
             self._merge(
@@ -257,14 +258,12 @@ class BatchDecoder:
     def step(self) -> None:
         """Generate one more token for every row."""
         torch = self.torch
-        self.mask = torch.cat(
-            [self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype)], dim=1
-        )
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
         self.positions = self.positions + 1
         with self._inference():
             out = self._forward(
                 [row.adapter for row in self.rows],
-                input_ids=torch.tensor(self.next_tokens).unsqueeze(1),
+                input_ids=torch.tensor(self.next_tokens, device=self.mask.device).unsqueeze(1),
                 attention_mask=self.mask,
                 position_ids=self.positions,
                 use_cache=True,
@@ -273,7 +272,7 @@ class BatchDecoder:
             tokens = self._sample(out.logits[:, -1, :], self.rows)
         keep = self._advance(self.rows, tokens)
         if len(keep) < len(self.rows):
-            index = torch.tensor(keep, dtype=torch.long)
+            index = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
             if keep:
                 self.cache.batch_select_indices(index)
                 self.mask = self.mask[index]
@@ -299,6 +298,8 @@ class BatchDecoder:
             if params.temperature == 0:
                 tokens.append(int(scores.argmax()))
                 continue
+            # Each choice samples with its own CPU generator: reproducible on any device.
+            scores = scores.cpu()
             probs = torch.softmax(scores / params.temperature, dim=-1)
             if params.top_p < 1:
                 sorted_probs, order = probs.sort(descending=True)

@@ -53,6 +53,7 @@ from .batch_decoding import (
     FinishReason,
 )
 from .chat_format import ChatRenderer, MessageFormatError, normalize_messages
+from .device import resolve_device
 from .precision import DtypeName, resolve_dtype
 from .registry import ModelRegistry
 from .tiny_model import TINY_MODEL_NAME
@@ -196,6 +197,8 @@ class Generator:
         default_max_tokens: Token limit of a choice when the request gives none (OpenAI's is
             the context window; a CPU is better served by a bound).
         num_threads: Torch CPU threads (``None``: see ``training.threads_for``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` (see
+            ``finetune_kit.local.engine.device``); ``None`` reads ``$FINETUNE_KIT_LOCAL_DEVICE``.
         dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` for the base weights and adapters (see
             ``finetune_kit.local.engine.precision``).
 
@@ -218,6 +221,7 @@ class Generator:
         default_max_tokens: int = 512,
         num_threads: int | None = None,
         dtype: DtypeName = "auto",
+        device: str | None = None,
     ) -> None:
         if max_adapters < 1 or max_batch_size < 1:
             raise ConfigurationError(
@@ -230,6 +234,7 @@ class Generator:
         self.default_max_tokens = default_max_tokens
         self.num_threads = num_threads
         self.dtype = dtype
+        self.device = device
         self._slots: dict[str, BaseSlot] = {}
         self._slot_lock = threading.Lock()
         self._adapters: OrderedDict[tuple[str, Path], str] = OrderedDict()
@@ -383,9 +388,17 @@ class Generator:
             if slot is None:
                 # A private instance: adapters are injected into it, which must not leak into
                 # the registry's shared copy.
-                model, tokenizer = self.registry.load(name, shared=False)
-                if resolve_dtype(self.dtype, tiny=name == TINY_MODEL_NAME) == "bfloat16":
-                    model.to(torch.bfloat16)
+                device = resolve_device(self.device)
+                bfloat16 = (
+                    resolve_dtype(self.dtype, tiny=name == TINY_MODEL_NAME, device=device)
+                    == "bfloat16"
+                )
+                model, tokenizer = self.registry.load(
+                    name,
+                    shared=False,
+                    dtype=torch.bfloat16 if bfloat16 else torch.float32,
+                    device=device.name,
+                )
                 eos = {int(tokenizer.eos_token_id)}
                 eos.update(_as_ids(getattr(model.generation_config, "eos_token_id", None)))
                 context = int(getattr(model.config, "max_position_embeddings", 2048))

@@ -87,6 +87,10 @@ class PackedScorer:
     Args:
         peft_model: The model with its adapter (switched to packed attention).
         bfloat16: Run the forward pass under bfloat16 autocast (base weights stored in bfloat16).
+        pack_tokens: Tokens per packed forward pass (a GPU's is sized from its free memory,
+            ``device.plan_memory``).
+        share_prefix: Compute a prefix the pack's examples share once (off under gradient
+            checkpointing, whose layers keep no cache).
 
     Example:
         >>> from peft import LoraConfig, get_peft_model
@@ -101,7 +105,14 @@ class PackedScorer:
         >>> loss, accuracy = SupervisedObjective(scorer).evaluate([example])
     """
 
-    def __init__(self, peft_model: Any, *, bfloat16: bool) -> None:
+    def __init__(
+        self,
+        peft_model: Any,
+        *,
+        bfloat16: bool,
+        pack_tokens: int = PACK_TOKENS,
+        share_prefix: bool = True,
+    ) -> None:
         import torch
 
         self.torch = torch
@@ -111,6 +122,10 @@ class PackedScorer:
         self.head = base.get_output_embeddings()
         self.device = next(peft_model.parameters()).device
         self.bfloat16 = bfloat16
+        self.pack_tokens = pack_tokens
+        self.share_prefix = share_prefix
+        # Gemma 2 caps its logits (tanh); the head is called directly here, so the cap too.
+        self.logit_cap = getattr(base.config, "final_logit_softcapping", None)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self.bfloat16:
@@ -125,7 +140,7 @@ class PackedScorer:
             the model's top prediction was that token, and the index of its example.
         """
         torch = self.torch
-        prefix = shared_prefix(examples)
+        prefix = shared_prefix(examples) if self.share_prefix else 0
         ids: list[int] = []
         positions: list[int] = []
         gather: list[int] = []
@@ -160,6 +175,8 @@ class PackedScorer:
                 ).last_hidden_state[0]
             logits = self.head(hidden.index_select(0, where))
         logits = logits.float()
+        if self.logit_cap:
+            logits = torch.tanh(logits / self.logit_cap) * self.logit_cap
         expected = torch.tensor(targets, dtype=torch.long, device=device)
         nll = torch.nn.functional.cross_entropy(logits, expected, reduction="none")
         correct = logits.detach().argmax(-1) == expected
@@ -197,7 +214,7 @@ class PackedScorer:
     def packs(self, examples: Sequence[SupervisedExample]) -> Iterator[list[SupervisedExample]]:
         """The examples in consecutive packs within the token budget."""
         start = 0
-        for size in pack_sizes([len(e.input_ids) for e in examples]):
+        for size in pack_sizes([len(e.input_ids) for e in examples], self.pack_tokens):
             yield list(examples[start : start + size])
             start += size
 
@@ -293,7 +310,7 @@ class DpoObjective:
     def _pack_pairs(self, items: Sequence[PreferencePair]) -> Iterator[list[PreferencePair]]:
         lengths = [len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in items]
         start = 0
-        for size in pack_sizes(lengths):
+        for size in pack_sizes(lengths, self.scorer.pack_tokens):
             yield list(items[start : start + size])
             start += size
 

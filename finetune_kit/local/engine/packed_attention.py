@@ -12,6 +12,12 @@ and reads the examples' boundaries from the ``cu_seq_lens_q`` keyword (cumulativ
 flash-attention's variable-length kernels take them), which the model forwards to every attention
 layer. Without it, it is plain SDPA attention.
 
+On a CUDA GPU with the ``flash-attn`` package installed, a pack without a shared prefix runs
+flash-attention's variable-length kernel over the whole pack in one call (no padding, no mask,
+memory linear in the pack's length); without it, the two paths above run on the GPU (PyTorch's
+SDPA picks its flash or memory-efficient kernel for each example). Sliding-window layers
+(Gemma 3, Mistral) and soft-capped scores (Gemma 2) are honoured on every path.
+
 Example:
     >>> import torch
     >>> q = torch.randn(1, 2, 5, 4)
@@ -22,7 +28,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["PACKED_ATTENTION", "packed_causal_attention", "use_packed_attention"]
@@ -42,6 +50,8 @@ def packed_causal_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     cu_seq_lens_q: Any = None,
+    sliding_window: int | None = None,
+    softcap: float | None = None,
     **kwargs: Any,
 ) -> tuple[Any, None]:
     """Causal attention within each packed example (and over a shared prefix).
@@ -55,6 +65,8 @@ def packed_causal_attention(
         dropout: Attention dropout (0 for the models the engine trains).
         scaling: Score scaling (default ``1/sqrt(dim)``).
         cu_seq_lens_q: Cumulative example lengths ``[0, l1, l1 + l2, ...]`` over the tokens.
+        sliding_window: A token attends only to the last this many positions (itself included).
+        softcap: Scores are capped as ``softcap * tanh(score / softcap)``.
         **kwargs: Passed to ``transformers``' SDPA attention when there are no spans.
 
     Returns:
@@ -63,24 +75,100 @@ def packed_causal_attention(
     if cu_seq_lens_q is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+        if sliding_window is not None:
+            kwargs["sliding_window"] = sliding_window
+        if softcap is not None:
+            kwargs["softcap"] = softcap
         output: tuple[Any, None] = sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
         return output
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    prefix = key.shape[2] - query.shape[2]
+    if prefix == 0 and softcap is None and _flash_varlen_usable(query):
+        return _flash_varlen(query, key, value, cu_seq_lens_q, dropout, scaling, sliding_window)
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
-    prefix = key.shape[2] - query.shape[2]
     bounds = [int(b) for b in cu_seq_lens_q]
     lengths = [end - start for start, end in itertools.pairwise(bounds)]
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
+    # A window wider than every example (with the prefix) changes nothing: plain causal.
+    window = sliding_window if sliding_window and prefix + max(lengths) > sliding_window else None
+    shape = _Shape(prefix, scaling, window, softcap)
     if dropout == 0.0 and _padding_is_cheap(lengths, prefix):
-        attended = _padded_attention(query, key, value, bounds, lengths, prefix, scaling)
+        attended = _padded_attention(query, key, value, bounds, lengths, shape)
     else:
-        attended = _attention_per_example(query, key, value, bounds, prefix, dropout, scaling)
+        attended = _attention_per_example(query, key, value, bounds, dropout, shape)
     return attended.transpose(1, 2).contiguous(), None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What every example's attention shares: prefix length, scaling, window, score cap."""
+
+    prefix: int
+    scaling: float
+    window: int | None = None
+    softcap: float | None = None
+
+    def mask(self, length: int, device: Any) -> Any:
+        """``[length, prefix + length]``: which keys (prefix, then the example) a row may see."""
+        import torch
+
+        rows = torch.arange(length, device=device)[:, None] + self.prefix
+        keys = torch.arange(self.prefix + length, device=device)[None, :]
+        allowed = keys <= rows
+        if self.window is not None:
+            allowed &= rows - keys < self.window
+        return allowed
+
+
+def _flash_varlen_usable(query: Any) -> bool:
+    import torch
+
+    return (
+        query.is_cuda
+        and query.dtype in (torch.float16, torch.bfloat16)
+        and importlib.util.find_spec("flash_attn") is not None
+    )
+
+
+def _flash_varlen(
+    query: Any,
+    key: Any,
+    value: Any,
+    cu_seq_lens: Any,
+    dropout: float,
+    scaling: float,
+    sliding_window: int | None,
+) -> tuple[Any, None]:
+    """The whole pack in one call of flash-attention's variable-length kernel (CUDA only).
+
+    Grouped-query attention needs no repeated keys there: the kernel maps query heads to
+    key/value heads itself.
+    """
+    import torch
+    from flash_attn import flash_attn_varlen_func
+
+    bounds = cu_seq_lens.to(device=query.device, dtype=torch.int32)
+    longest = int((cu_seq_lens[1:] - cu_seq_lens[:-1]).max())
+    window = (sliding_window - 1, 0) if sliding_window else (-1, -1)
+    out = flash_attn_varlen_func(
+        query[0].transpose(0, 1),  # [tokens, heads, dim]
+        key[0].transpose(0, 1),
+        value[0].transpose(0, 1),
+        bounds,
+        bounds,
+        longest,
+        longest,
+        dropout_p=dropout,
+        softmax_scale=scaling,
+        causal=True,
+        window_size=window,
+    )
+    return out.unsqueeze(0), None
 
 
 def _padding_is_cheap(lengths: list[int], prefix: int) -> bool:
@@ -101,8 +189,7 @@ def _padded_attention(
     value: Any,
     bounds: list[int],
     lengths: list[int],
-    prefix: int,
-    scaling: float,
+    shape: _Shape,
 ) -> Any:
     """All examples in one batched product, each padded to the longest.
 
@@ -127,16 +214,17 @@ def _padded_attention(
     def rows(tensor: Any) -> Any:  # [1, heads, tokens, dim] -> [n, heads, longest, dim]
         return tensor[0].index_select(1, index).view(heads, n, longest, dim).transpose(0, 1)
 
+    prefix = shape.prefix
     q = rows(query)
     k = rows(key[:, :, prefix:])
     v = rows(value[:, :, prefix:])
-    causal = torch.ones(longest, longest, dtype=torch.bool, device=device).tril()
     if prefix:
         k = torch.cat([key[:, :, :prefix].expand(n, -1, -1, -1), k], dim=2)
         v = torch.cat([value[:, :, :prefix].expand(n, -1, -1, -1), v], dim=2)
-        seen = torch.ones(longest, prefix, dtype=torch.bool, device=device)
-        causal = torch.cat([seen, causal], dim=1)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    causal = shape.mask(longest, device)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * shape.scaling
+    if shape.softcap:
+        scores = torch.tanh(scores / shape.softcap) * shape.softcap
     scores = scores.masked_fill(~causal, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
     out = torch.matmul(weights, v)  # [n, heads, longest, dim]
@@ -151,13 +239,18 @@ def _attention_per_example(
     key: Any,
     value: Any,
     bounds: list[int],
-    prefix: int,
     dropout: float,
-    scaling: float,
+    shape: _Shape,
 ) -> Any:
-    """The fused kernel on each example's span (and the prefix): memory linear in length."""
+    """The fused kernel on each example's span (and the prefix): memory linear in length.
+
+    Capped scores (Gemma 2) have no fused kernel: those examples compute their scores
+    explicitly.
+    """
     import torch
 
+    functional = torch.nn.functional
+    prefix = shape.prefix
     parts = []
     for start, end in itertools.pairwise(bounds):
         q = query[:, :, start:end]
@@ -166,19 +259,29 @@ def _attention_per_example(
         if prefix:
             k = torch.cat([key[:, :, :prefix], k], dim=2)
             v = torch.cat([value[:, :, :prefix], v], dim=2)
-            length = end - start
-            # Every token sees the whole prefix and the tokens of its own example up to itself.
-            mask = torch.ones(length, prefix + length, dtype=torch.bool, device=q.device)
-            mask[:, prefix:] = torch.tril(mask[:, prefix:])
+        if shape.softcap:
+            scores = torch.matmul(q, k.transpose(-1, -2)) * shape.scaling
+            scores = torch.tanh(scores / shape.softcap) * shape.softcap
+            scores = scores.masked_fill(~shape.mask(end - start, q.device), float("-inf"))
+            weights = functional.dropout(torch.softmax(scores.float(), dim=-1), p=dropout)
+            parts.append(torch.matmul(weights.to(v.dtype), v))
+        elif prefix or shape.window is not None:
+            # Every token sees the prefix and its own example's tokens up to itself (within
+            # the window).
             parts.append(
-                torch.nn.functional.scaled_dot_product_attention(
-                    q, k, v, attn_mask=mask, dropout_p=dropout, scale=scaling
+                functional.scaled_dot_product_attention(
+                    q,
+                    k,
+                    v,
+                    attn_mask=shape.mask(end - start, q.device),
+                    dropout_p=dropout,
+                    scale=shape.scaling,
                 )
             )
         else:
             parts.append(
-                torch.nn.functional.scaled_dot_product_attention(
-                    q, k, v, is_causal=True, dropout_p=dropout, scale=scaling
+                functional.scaled_dot_product_attention(
+                    q, k, v, is_causal=True, dropout_p=dropout, scale=shape.scaling
                 )
             )
     return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]

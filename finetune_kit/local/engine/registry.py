@@ -48,6 +48,7 @@ from typing import Any
 
 from ...errors import ConfigurationError, LocalBackendError
 from ._quiet import quiet_loading
+from .families import end_of_turn_ids
 from .tiny_model import TINY_MODEL_NAME, build_tiny_model
 
 __all__ = [
@@ -343,7 +344,15 @@ class ModelRegistry:
             param="model",
         )
 
-    def load(self, name: str, *, shared: bool = True) -> tuple[Any, Any]:
+    def load(
+        self,
+        name: str,
+        *,
+        shared: bool = True,
+        dtype: Any = None,
+        device: str | None = None,
+        quantization_config: Any = None,
+    ) -> tuple[Any, Any]:
         """Load a base model and its tokenizer.
 
         Args:
@@ -351,6 +360,11 @@ class ModelRegistry:
             shared: Return the instance cached in this registry (loaded once; do not modify it).
                 With ``False`` a new model instance is returned (for training, which injects
                 adapter layers into it); the tokenizer is shared either way.
+            dtype: A ``torch.dtype`` for the weights (default float32).
+            device: Where to put the weights (``"cuda:0"``...; default the CPU). A model folder
+                is read straight onto it, never as a float32 copy in host memory first.
+            quantization_config: A ``transformers`` quantization config (QLoRA's 4-bit); only
+                for model folders and GGUF files.
 
         Returns:
             ``(model, tokenizer)``: a ``transformers`` causal LM in eval mode with gradients off,
@@ -362,12 +376,16 @@ class ModelRegistry:
         """
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         source = self.source(name)
+        placed = dtype is not None or device is not None or quantization_config is not None
+        if placed and shared:
+            raise ValueError("dtype, device and quantization_config need shared=False")
         with self._lock:
             cached = self._loaded.get(source.name)
             if cached is not None and shared:
                 return cached
             started = time.perf_counter()
-            model, tokenizer = self._load_source(source)
+            model, tokenizer = self._load_source(source, dtype, device, quantization_config)
+            _stop_at_end_of_turn(model, tokenizer)
             model.eval()
             model.requires_grad_(False)
             logger.debug("loaded %s in %.2f s", source.name, time.perf_counter() - started)
@@ -375,14 +393,21 @@ class ModelRegistry:
                 self._loaded[source.name] = (model, tokenizer)
             return model, tokenizer
 
-    def _load_source(self, source: ModelSource) -> tuple[Any, Any]:
+    def _load_source(
+        self, source: ModelSource, dtype: Any, device: str | None, quantization_config: Any
+    ) -> tuple[Any, Any]:
         if source.kind == "tiny":
-            return build_tiny_model()
+            model, tokenizer = build_tiny_model()
+            if dtype is not None or device is not None:
+                model.to(device=device, dtype=dtype)
+            return model, tokenizer
         if source.kind == "hf":
             assert source.path is not None
-            return self._load_folder(source.path)
-        gguf = source.path if source.path is not None else self.default_gguf_path()
-        return self._load_folder(self.dequantized_folder(gguf, source.name))
+            folder = source.path
+        else:
+            gguf = source.path if source.path is not None else self.default_gguf_path()
+            folder = self.dequantized_folder(gguf, source.name)
+        return self._load_folder(folder, dtype, device, quantization_config)
 
     @staticmethod
     def default_gguf_path() -> Path:
@@ -473,14 +498,21 @@ class ModelRegistry:
         tokenizer.save_pretrained(target)
 
     @staticmethod
-    def _load_folder(folder: Path) -> tuple[Any, Any]:
+    def _load_folder(
+        folder: Path, dtype: Any = None, device: str | None = None, quantization_config: Any = None
+    ) -> tuple[Any, Any]:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        options: dict[str, Any] = {"dtype": dtype or torch.float32}
+        if device is not None and device != "cpu":
+            options["device_map"] = {"": device}
+        if quantization_config is not None:
+            options["quantization_config"] = quantization_config
         try:
             with quiet_loading():
                 tokenizer = AutoTokenizer.from_pretrained(folder)
-                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+                model = AutoModelForCausalLM.from_pretrained(folder, **options)
         except (OSError, ValueError) as exc:
             raise LocalBackendError(f"cannot load the model in {folder}: {exc}") from exc
         if not getattr(tokenizer, "chat_template", None):
@@ -493,3 +525,20 @@ class ModelRegistry:
                 f"the tokenizer in {folder} is not a fast tokenizer; add a tokenizer.json"
             )
         return model, tokenizer
+
+
+def _stop_at_end_of_turn(model: Any, tokenizer: Any) -> None:
+    """Make the generation config stop at the family's end-of-turn tokens too.
+
+    A config often lists only end-of-text (a model converted from GGUF, or built from a config
+    as in tests), while the chat template ends each answer with ``<|eot_id|>`` or
+    ``<end_of_turn>``: generation would run on past the answer.
+    """
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return
+    current = config.eos_token_id
+    known = [current] if isinstance(current, int) else list(current or [])
+    ids = end_of_turn_ids(tokenizer, model.config, known)
+    if ids and sorted(set(known)) != ids:
+        config.eos_token_id = ids

@@ -54,8 +54,10 @@ from typing import Any
 from ...errors import ConfigurationError, LocalBackendError
 from ._quiet import quiet_loading
 from .chat_format import ChatRenderer
-from .objectives import DpoObjective, PackedScorer, SupervisedObjective
-from .precision import resolve_dtype
+from .device import DeviceInfo, MemoryPlan, is_out_of_memory, out_of_memory_message
+from .families import context_length, lora_target_modules
+from .objectives import PACK_TOKENS, DpoObjective, PackedScorer, SupervisedObjective
+from .placement import TrainingPlacement, release_memory
 from .registry import ModelRegistry
 from .tiny_model import TINY_MODEL_NAME
 from .training_data import load_preference, load_supervised
@@ -63,6 +65,7 @@ from .types import (
     DEFAULT_DPO_BETA,
     CheckpointInfo,
     Hyperparameters,
+    LoraSettings,
     NoCallbacks,
     StepMetrics,
     TrainingCallbacks,
@@ -162,7 +165,10 @@ def _attach_adapter(model: Any, request: TrainingRequest) -> Any:
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
+        # The model's own layer names (Qwen, Gemma, Phi-3... differ), see families.
+        target_modules=lora_target_modules(
+            model, lora.target_modules, LoraSettings().target_modules
+        ),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -206,12 +212,18 @@ class _Run:
         self.request = request
         self.callbacks = callbacks
         self.base_model = registry.resolve(request.base_model)
+        tiny = self.base_model == TINY_MODEL_NAME
+        self.placement = TrainingPlacement.choose(
+            device=request.device, dtype=request.dtype, qlora=request.qlora, tiny=tiny
+        )
+        self.device: DeviceInfo = self.placement.device
         started = time.perf_counter()
-        model, tokenizer = registry.load(self.base_model, shared=False)
+        model, tokenizer = registry.load(
+            self.base_model, shared=False, **self.placement.load_options()
+        )
         logger.debug("loaded %s in %.2f s", self.base_model, time.perf_counter() - started)
         renderer = ChatRenderer(tokenizer)
-        context = getattr(model.config, "max_position_embeddings", None)
-        max_len = request.max_seq_len or context
+        max_len = request.max_seq_len or context_length(model.config)
         load: Callable[..., list[Any]] = (
             load_preference if request.method == "dpo" else load_supervised
         )
@@ -226,22 +238,42 @@ class _Run:
         self.steps_per_epoch = math.ceil(len(self.train_items) / hp.batch_size)
         self.total_steps = self.steps_per_epoch * hp.n_epochs
         self.eval_interval = request.eval_interval or max(1, round(self.total_steps / 20))
-        self.dtype = resolve_dtype(request.dtype, tiny=self.base_model == TINY_MODEL_NAME)
+        self.dtype = self.placement.dtype
         bfloat16 = self.dtype == "bfloat16"
-        if bfloat16:
-            # Frozen base weights in bfloat16; peft keeps the adapter (what the optimizer
-            # updates) in float32, and autocast runs each product in bfloat16.
-            model.to(torch.bfloat16)
+        # Frozen base weights in bfloat16 where the device multiplies it natively; peft keeps
+        # the adapter (what the optimizer updates) in float32, and autocast runs each product
+        # in bfloat16. Everything lives on the device: weights, adapter, optimizer state,
+        # batches, and the DPO reference (the same model with its adapter off).
+        model = self.placement.place(model)
         torch.manual_seed(request.seed)
         with quiet_loading():
             self.model = _attach_adapter(model, request)
+        self.placement.adapter_to_bfloat16(self.model)
         if bfloat16:
             _keep_activations_in_bfloat16(self.model)
+        self.longest = max(
+            (self._length(item) for item in [*self.train_items, *self.valid_items]), default=1
+        )
+        self.memory: MemoryPlan = self.placement.plan(
+            self.model,
+            longest_example=self.longest,
+            default_pack=PACK_TOKENS,
+            checkpointing=request.gradient_checkpointing,
+        )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=hp.learning_rate, weight_decay=0.0, foreach=True
         )
-        self.scorer = PackedScorer(self.model, bfloat16=bfloat16)
+        self.scorer = PackedScorer(
+            self.model,
+            bfloat16=bfloat16,
+            pack_tokens=self.memory.pack_tokens,
+            # Checkpointed layers cannot keep a shared prefix's keys and values in a cache.
+            share_prefix=not self.memory.gradient_checkpointing,
+        )
+        report = getattr(callbacks, "on_device", None)
+        if report is not None:
+            report(self.device, self.device_details())
         self.objective: SupervisedObjective | DpoObjective
         if request.method == "dpo":
             assert hp.beta is not None
@@ -253,6 +285,32 @@ class _Run:
         self.position = _Position()
         self.last_metrics: StepMetrics | None = None
         self.checkpoint_root = request.output_dir / "checkpoints"
+
+    @staticmethod
+    def _length(item: Any) -> int:
+        chosen = getattr(item, "chosen", None)
+        if chosen is not None:  # a preference pair: both answers share a pack
+            return len(chosen.input_ids) + len(item.rejected.input_ids)
+        return len(item.input_ids)
+
+    def device_details(self) -> dict[str, Any]:
+        """How the run uses its device: dtype, QLoRA, tokens per pass, checkpointing."""
+        return {
+            "dtype": self.dtype,
+            "qlora": self.placement.qlora,
+            "pack_tokens": self.memory.pack_tokens,
+            "gradient_checkpointing": self.memory.gradient_checkpointing,
+        }
+
+    def out_of_memory(self) -> str:
+        """The failure message of a run that ran out of device memory."""
+        return out_of_memory_message(
+            self.device,
+            batch_size=self.hyperparameters.batch_size,
+            pack_tokens=self.memory.pack_tokens,
+            longest_example=self.longest,
+            checkpointing=self.memory.gradient_checkpointing,
+        )
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -266,6 +324,7 @@ class _Run:
             "total_steps": self.total_steps,
             "n_examples": len(self.train_items),
             "dtype": self.dtype,
+            "device": self.device.name,
             "step": self.position.step,
             "epoch": self.position.epoch,
             "batch": self.position.batch,
@@ -305,7 +364,10 @@ class _Run:
         try:
             state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
             weights = load_file(str(folder / _ADAPTER_WEIGHTS))
-            optimizer_state = self.torch.load(folder / _OPTIMIZER_FILE, weights_only=True)
+            # Saved on whichever device trained it; load_state_dict moves it to the params'.
+            optimizer_state = self.torch.load(
+                folder / _OPTIMIZER_FILE, weights_only=True, map_location="cpu"
+            )
         except (OSError, ValueError) as exc:
             raise ConfigurationError(
                 f"resume_from {str(folder)!r} is not a checkpoint of a local training run: {exc}",
@@ -476,14 +538,18 @@ def train(
 
     Raises:
         TrainingDataError: The training or validation file has a bad line (named in the message).
-        ConfigurationError: A hyperparameter, the base model or ``resume_from`` is unusable.
-        LocalBackendError: The base model cannot be loaded.
+        ConfigurationError: A hyperparameter, the base model, the device, QLoRA or
+            ``resume_from`` is unusable.
+        LocalBackendError: The base model cannot be loaded, or the device ran out of memory
+            (the message says with what, and what to try instead).
     """
     import torch
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     previous_threads = torch.get_num_threads()
     started = time.perf_counter()
+    run: _Run | None = None
+    out_of_memory: str | None = None
     try:
         registry = registry or ModelRegistry(
             request.cache_dir, request.default_model, request.aliases
@@ -500,12 +566,25 @@ def train(
             for leftover in ("checkpoints", "paused", "adapter"):
                 shutil.rmtree(request.output_dir / leftover, ignore_errors=True)
         result = run.run()
-    except MemoryError as exc:
-        raise LocalBackendError(
-            "out of memory while training; lower batch_size or max_seq_len"
-        ) from exc
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        logger.warning("training ran out of memory: %s", exc)
+        out_of_memory = (
+            run.out_of_memory()
+            if run is not None
+            else f"Out of memory while loading {request.base_model}: {exc}; free memory, use "
+            "qlora, or train a smaller model"
+        )
     finally:
         torch.set_num_threads(previous_threads)
+    if out_of_memory is not None:
+        # Outside the except block: the exception's frames no longer hold the run's tensors,
+        # so its memory goes back before the worker takes the next job.
+        device = run.device if run is not None else None
+        run = None
+        release_memory(device)
+        raise LocalBackendError(out_of_memory)
     logger.debug(
         "training %s after %d/%d steps in %.1f s",
         result.status,

@@ -239,6 +239,12 @@ class TrainingRequest:
             this process may use, 1 for ``tiny-random``).
         keep_checkpoints: Epoch checkpoints kept on disk; older ones are deleted.
         dtype: ``"auto"``, ``"float32"`` or ``"bfloat16"`` (see ``precision``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_DEVICE`` (default ``auto``: CUDA when present; see ``device``).
+        qlora: Quantize the base model to 4 bits (NF4) and train a bfloat16 adapter on it
+            (CUDA and the ``qlora`` extra, bitsandbytes).
+        gradient_checkpointing: ``True``/``False`` to force it; ``None`` turns it on when the
+            longest example would not fit the free GPU memory otherwise.
     """
 
     base_model: str
@@ -262,6 +268,9 @@ class TrainingRequest:
     num_threads: int | None = None
     keep_checkpoints: int = 3
     dtype: DtypeName = "auto"
+    device: str | None = None
+    qlora: bool = False
+    gradient_checkpointing: bool | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("supervised", "dpo"):
@@ -408,7 +417,12 @@ class TrainingResult:
 
 
 class TrainingCallbacks(Protocol):
-    """What the training loop reports to, and asks, its caller (the worker process)."""
+    """What the training loop reports to, and asks, its caller (the worker process).
+
+    A callbacks object may also have ``on_device(device, details)``: the loop calls it, when
+    present, once the model is on its device (``device.DeviceInfo``, and a dict of how it trains
+    there: dtype, QLoRA, tokens per pass, gradient checkpointing). ``NoCallbacks`` has it.
+    """
 
     def on_start(self, hyperparameters: Hyperparameters, total_steps: int) -> None:
         """Training begins (or resumes), with the resolved hyperparameters."""
@@ -434,6 +448,9 @@ class NoCallbacks:
 
     def on_start(self, hyperparameters: Hyperparameters, total_steps: int) -> None:
         """Ignore the start."""
+
+    def on_device(self, device: Any, details: Mapping[str, Any]) -> None:
+        """Ignore where the model trains (``device.DeviceInfo`` and how)."""
 
     def on_step(self, metrics: StepMetrics) -> None:
         """Ignore a step."""

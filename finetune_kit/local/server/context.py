@@ -128,7 +128,9 @@ class ServerContext:
                 from ..engine.generation import Generator
 
                 self._generator = Generator(
-                    self.registry, default_max_tokens=self.settings.default_max_tokens
+                    self.registry,
+                    default_max_tokens=self.settings.default_max_tokens,
+                    device=self.settings.device,
                 )
             return self._generator
 

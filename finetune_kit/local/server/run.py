@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..._served import default_data_dir, find_served, publish, withdraw
 from ...errors import ConfigurationError, LocalBackendError
+from ..engine.device import check_device, default_workers, parse_gpus
 from ..settings import RequestLimits, ServerSettings
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
@@ -32,13 +33,16 @@ def serve(
     default_model: str | None = None,
     aliases: Mapping[str, str] | None = None,
     *,
-    max_concurrent_jobs: int = 1,
+    max_concurrent_jobs: int | None = None,
     faults: bool = False,
     limits: RequestLimits | None = None,
     model_cache_dir: str | os.PathLike[str] | None = None,
     log_level: str = "info",
     model_dirs: Sequence[str | os.PathLike[str]] | None = None,
     allow_no_key: bool = False,
+    device: str | None = None,
+    gpus: str | int | Sequence[str | int] | None = None,
+    qlora: bool = False,
 ) -> None:
     """Run the local backend until interrupted (Ctrl-C); blocks.
 
@@ -54,7 +58,8 @@ def serve(
         default_model: Base model OpenAI names map to (default: the registry's,
             ``smollm2-135m-instruct``).
         aliases: Extra model aliases, ``{"gpt-4o-mini": "tiny-random"}``.
-        max_concurrent_jobs: Jobs training at once, each in its own worker process.
+        max_concurrent_jobs: Jobs training at once, each in its own worker process; ``None``:
+            one per GPU the jobs are placed on (``gpus``), else 1.
         faults: Enable fault injection and its ``/_faults`` admin routes (for tests).
         limits: Request size limits (default: OpenAI's).
         model_cache_dir: Where converted base models are cached.
@@ -64,13 +69,18 @@ def serve(
             ``$FINETUNE_KIT_LOCAL_MODEL_DIRS``.
         allow_no_key: Listen on a non-loopback ``host`` without an ``api_key``; refused
             otherwise, since every machine that can reach this one could use the server.
+        device: Where jobs train and chat runs: ``auto`` (CUDA when present), ``cpu``,
+            ``cuda``, ``cuda:N`` or ``mps``; ``None`` reads ``$FINETUNE_KIT_LOCAL_DEVICE``.
+        gpus: GPU ids to place jobs on, one per worker in turn (``"0,1"``, or a count);
+            ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the machine's GPUs.
+        qlora: Train on the base model quantized to 4 bits (CUDA and the ``qlora`` extra).
 
     While it runs, ``data_dir/server.json`` says where (never the key): sessions and CLI
     commands on that folder use this server instead of starting one in their own process.
 
     Raises:
         ConfigurationError: ``host`` is not a loopback address, and there is no ``api_key``
-            and no ``allow_no_key=True``.
+            and no ``allow_no_key=True``; or ``device`` names a device torch does not see.
         LocalBackendError: A server already runs for ``data_dir``.
 
     Example:
@@ -81,6 +91,11 @@ def serve(
     refusal = exposure_refusal(host, api_key, allow_no_key=allow_no_key)
     if refusal is not None:
         raise ConfigurationError(refusal, param="allow_no_key")
+    # A device that is not there fails now, before the port opens, not in the first job.
+    device = check_device(device)
+    placed = parse_gpus(gpus)
+    if max_concurrent_jobs is None:
+        max_concurrent_jobs = default_workers(device, placed)
     import uvicorn
 
     settings = ServerSettings(
@@ -94,6 +109,9 @@ def serve(
         model_cache_dir=Path(model_cache_dir) if model_cache_dir is not None else None,
         log_level=log_level,
         model_dirs=tuple(Path(d) for d in model_dirs) if model_dirs is not None else None,
+        device=device,
+        gpus=placed,
+        qlora=qlora,
     )
     logging.getLogger("finetune_kit.local").setLevel(log_level.upper())
     running = find_served(settings.data_dir)

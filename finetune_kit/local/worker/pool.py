@@ -7,6 +7,10 @@ dying (five restarts within a minute: a broken install or data folder) are start
 growing pauses, up to five minutes, and every queued job gets a ``warn`` event saying why it
 waits; once the cause is fixed, the next attempt trains the queue.
 
+On a machine with several GPUs each worker is given one (``CUDA_VISIBLE_DEVICES``), the GPUs in
+turn, so jobs train one per GPU; a replaced worker gets the GPU of the one it replaces (see
+``finetune_kit.local.engine.device``).
+
 Example:
     >>> import tempfile, pathlib
     >>> from finetune_kit.local.settings import ServerSettings
@@ -33,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
+from ..engine.device import parse_gpus, placement_gpus, requested_device, worker_gpu
 from ..settings import ServerSettings
 from ..store import Store
 
@@ -132,6 +137,8 @@ class WorkerPool:
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self.log_dir = settings.data_dir / "logs"
+        self.gpus = placement_gpus(requested_device(settings.device), parse_gpus(settings.gpus))
+        """The GPU ids the workers are placed on, in turn (none: no placement)."""
 
     @property
     def processes(self) -> list[subprocess.Popen[bytes]]:
@@ -170,6 +177,10 @@ class WorkerPool:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        gpu = worker_gpu(index, self.gpus)
+        if gpu is not None:
+            # The worker sees its one GPU as cuda:0; its jobs say which physical one it is.
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115  # lives with the worker
         process = subprocess.Popen(
             [

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigurationError, TrainingDataError
+from ..engine.device import DeviceInfo, summary_for_event
 from ..engine.types import (
     HYPERPARAMETER_RANGES,
     CheckpointInfo,
@@ -107,6 +109,13 @@ class _JobCallbacks:
             total_steps=total_steps,
         )
         self._segment_start = time.time()
+
+    def on_device(self, device: DeviceInfo, details: Mapping[str, Any]) -> None:
+        message = summary_for_event(device, details)
+        # Keyed by what it says: a resumed job reports again only if it moved (another GPU).
+        key = "device-" + hashlib.sha256(message.encode()).hexdigest()[:12]
+        data: dict[str, Any] = {**device.to_dict(), **details}
+        self._store.events.add(self._job.id, key, message, data=data)
 
     def on_step(self, metrics: StepMetrics) -> None:
         data: dict[str, Any] = dict(metrics.to_dict())
@@ -301,6 +310,8 @@ class JobRunner:
             cache_dir=self.settings.model_cache_dir,
             default_model=self.settings.default_model,
             aliases=self.settings.aliases,
+            device=self.settings.device,
+            qlora=self.settings.qlora,
         )
 
     def _resume_point(self, job: JobRecord) -> tuple[Path | None, int | None]:

@@ -83,6 +83,11 @@ logger = logging.getLogger("finetune_kit.local.training")
 STATE_FILE = "finetune_kit-training.json"
 """The file in a checkpoint folder that records where the run was (step, epoch, metrics)."""
 
+ObjectiveWrapper = Callable[
+    [SupervisedObjective | DpoObjective, Any, list[Any]], SupervisedObjective | DpoObjective
+]
+"""``train(parallel=...)``: (objective, model, trainable parameters) -> the objective to use."""
+
 _OPTIMIZER_FILE = "optimizer.pt"
 _ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _MAX_GRAD_NORM = 1.0
@@ -522,6 +527,7 @@ def train(
     callbacks: TrainingCallbacks | None = None,
     *,
     registry: ModelRegistry | None = None,
+    parallel: ObjectiveWrapper | None = None,
 ) -> TrainingResult:
     """Fine-tune a LoRA adapter on a local base model.
 
@@ -531,6 +537,9 @@ def train(
             polled for cancel/pause before every step; ``None`` for none.
         registry: Resolves and loads the base model; default: one built from the request's
             ``cache_dir``, ``default_model`` and ``aliases``.
+        parallel: Replaces the loop's objective, given it, the model and its trainable
+            parameters: ``distributed.data_parallel`` trains in every process of a
+            ``torch.distributed`` group as one process would (the Ray executor's workers).
 
     Returns:
         How the run ended: succeeded (with the adapter), cancelled, or paused (with the folder
@@ -565,6 +574,8 @@ def train(
             # mistaken for this run's checkpoints.
             for leftover in ("checkpoints", "paused", "adapter"):
                 shutil.rmtree(request.output_dir / leftover, ignore_errors=True)
+        if parallel is not None:
+            run.objective = parallel(run.objective, run.model, run.params)
         result = run.run()
     except Exception as exc:
         if not is_out_of_memory(exc):

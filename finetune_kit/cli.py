@@ -20,14 +20,13 @@ processes carry on from each other. ``--json`` prints one JSON document for scri
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -115,7 +114,7 @@ def _session(args: argparse.Namespace, *, model: str | None = None) -> Any:
     if args.local_data_dir:
         options["local_data_dir"] = args.local_data_dir
     if path.exists():
-        from .session.state import SessionState
+        from .session import SessionState
 
         state = SessionState.load(path)
         if args.backend and not _same_backend(args.backend, state):
@@ -162,8 +161,7 @@ def _job_view(job: Any) -> str:
 
 
 def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
-    from .data.fixes import autofix
-    from .data.validation import preflight
+    from .data import autofix, preflight
 
     data: Any = Path(args.file)
     if args.fix:
@@ -209,7 +207,7 @@ def _cmd_preflight(args: argparse.Namespace, out: _Output) -> int:
 
 def _saved_state(args: argparse.Namespace) -> Any:
     """The session state ``--state`` names, if the file exists (read only: nothing starts)."""
-    from .session.state import SessionState
+    from .session import SessionState
 
     path = Path(args.state)
     return SessionState.load(path) if path.exists() else None
@@ -231,7 +229,7 @@ def _uses_openai_dates(state: Any, backend: str | None) -> bool:
 
 
 def _cmd_build(args: argparse.Namespace, out: _Output) -> int:
-    from .data.builders import build_dataset
+    from .data import build_dataset
 
     options: dict[str, Any] = {"user": args.user, "assistant": args.assistant}
     if args.system:
@@ -281,7 +279,7 @@ def _cmd_upload(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
-    from .jobs.views import TERMINAL_STATUSES
+    from .jobs import TERMINAL_STATUSES, interruption_noted
 
     session = _session(args, model=args.model)
     try:
@@ -293,7 +291,7 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
             )
         hyperparameters = _hyperparameters(args)
         follow = args.follow
-        with _following(lambda: session.state.job_id):
+        with interruption_noted(lambda: session.state.job_id):
             job = session.train(
                 method=args.method,
                 hyperparameters=hyperparameters or None,
@@ -347,27 +345,8 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return parsed
 
 
-@contextlib.contextmanager
-def _following(job_id: Callable[[], str | None]) -> Iterator[None]:
-    """Say how to carry on when Ctrl-C stops following a job, once.
-
-    The watcher says it when the interruption reaches it; one that lands while this command
-    prints an update (between two of the watcher's steps) does not, so it is said here.
-    """
-    from .jobs.watcher import note_interrupted, was_noted
-
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        followed = job_id()
-        if followed is not None and not was_noted(exc):
-            note_interrupted(followed, exc)
-        raise
-
-
 def _printer(out: _Output) -> Callable[[Any], None]:
-    from .jobs.metrics import MetricPoint
-    from .jobs.views import JobEvent
+    from .jobs import JobEvent, MetricPoint
 
     def show(update: Any) -> None:
         # Metric points duplicate their "Step N/M" event: print the event only.
@@ -425,13 +404,13 @@ def _cmd_status(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_events(args: argparse.Namespace, out: _Output) -> int:
-    from .jobs.views import JobEvent
+    from .jobs import JobEvent, interruption_noted
 
     def read(session: Any, job_id: str, follow: Callable[[], Any]) -> list[Any]:
         if not args.follow:
             return [JobEvent.of(e) for e in session.jobs.events(job_id)]
         seen: list[Any] = []
-        with _following(lambda: job_id):
+        with interruption_noted(lambda: job_id):
             for update in follow():
                 if isinstance(update, JobEvent):
                     seen.append(update)
@@ -534,7 +513,7 @@ def _cmd_compare(args: argparse.Namespace, out: _Output) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace, out: _Output) -> int:
-    from .data.dataset import Dataset
+    from .data import Dataset
 
     examples = Dataset.from_jsonl(Path(args.file))
     session = _session(args)
@@ -575,7 +554,7 @@ def _scorers(specs: Sequence[str] | None) -> list[Any]:
 
 
 def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
-    from .jobs.lifecycle import export_job
+    from .jobs import export_job
 
     folder = _with_job(
         args,
@@ -591,7 +570,7 @@ def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
 
 def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
     try:
-        from .local.server import serve
+        from .local import serve
         from .local.server.exposure import exposure_refusal
     except ImportError as exc:
         raise ConfigurationError(

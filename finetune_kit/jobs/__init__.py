@@ -47,6 +47,7 @@ if _typing.TYPE_CHECKING:  # the export table: read at import for __all__ and th
     from .views import StatusChange as StatusChange
     from .watcher import AsyncJobWatcher as AsyncJobWatcher
     from .watcher import JobWatcher as JobWatcher
+    from .watcher import interruption_noted as interruption_noted
 
 _EXPORTS = _lazy.export_table(__name__)
 __all__ = sorted(_EXPORTS)

@@ -14,11 +14,12 @@ commands to follow it again, cancel it or pause it, then re-raises ``KeyboardInt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, MutableMapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, MutableMapping
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -36,7 +37,7 @@ from .following import (
 from .metrics import MetricPoint
 from .views import JobEvent, JobUpdate, StatusChange
 
-__all__ = ["AsyncJobWatcher", "JobWatcher"]
+__all__ = ["AsyncJobWatcher", "JobWatcher", "interruption_noted"]
 
 logger = logging.getLogger("finetune_kit.jobs")
 
@@ -240,6 +241,30 @@ def mark_noted(exc: BaseException) -> None:
 def was_noted(exc: BaseException) -> bool:
     """Whether the resume instructions of this interruption were printed already."""
     return bool(getattr(exc, "_finetune_kit_noted", False))
+
+
+@contextlib.contextmanager
+def interruption_noted(job_id: Callable[[], str | None]) -> Iterator[None]:
+    """Say how to carry on when Ctrl-C stops following a job, once.
+
+    The watcher says it when the interruption reaches it; one that lands while the caller
+    handles an update (between two of the watcher's steps, such as the CLI printing an event)
+    does not reach it, so it is said here.
+
+    Args:
+        job_id: Gives the job being followed, or ``None`` when there is none (yet).
+
+    Examples:
+        >>> with interruption_noted(lambda: None):
+        ...     pass
+    """
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        followed = job_id()
+        if followed is not None and not was_noted(exc):
+            note_interrupted(followed, exc)
+        raise
 
 
 class _WatcherBase:

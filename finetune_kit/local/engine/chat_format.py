@@ -274,9 +274,19 @@ class ChatRenderer:
             messages: Normalized messages.
             generation_prompt: Append the header that opens the assistant's next turn.
         """
-        text = self.tokenizer.apply_chat_template(
-            list(messages), tokenize=False, add_generation_prompt=generation_prompt
-        )
+        from jinja2 import TemplateError
+
+        try:
+            text = self.tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=generation_prompt
+            )
+        except TemplateError as exc:
+            # Templates refuse what their model was not trained on (Gemma's and Mistral's: roles
+            # that do not alternate user/assistant, a tool turn): say so, naming the template.
+            raise MessageFormatError(
+                f"messages: this model's chat template refuses the conversation: {exc}",
+                field="messages",
+            ) from exc
         return str(text)
 
     def encode(self, text: str) -> list[int]:
@@ -308,6 +318,20 @@ class ChatRenderer:
             MessageFormatError: The chat template does not render conversations incrementally.
         """
         full = self.render_text(messages, generation_prompt=False)
+        try:
+            return full, self._incremental_spans(messages, full)
+        except MessageFormatError:
+            # Some templates render a conversation differently by its end (Mistral's puts the
+            # system message in the last user turn, and drops it when an answer ends the
+            # conversation): find each answer in the full text instead.
+            spans = self._searched_spans(messages, full)
+            if spans is None:
+                raise
+            return full, spans
+
+    def _incremental_spans(
+        self, messages: Sequence[Mapping[str, str]], full: str
+    ) -> list[tuple[int, int, int]]:
         spans: list[tuple[int, int, int]] = []
         for index, message in enumerate(messages):
             if message["role"] != "assistant":
@@ -329,7 +353,41 @@ class ChatRenderer:
             while end > len(head) and upto[end - 1].isspace():
                 end -= 1
             spans.append((index, len(head), end))
-        return full, spans
+        return spans
+
+    def _searched_spans(
+        self, messages: Sequence[Mapping[str, str]], full: str
+    ) -> list[tuple[int, int, int]] | None:
+        """Each answer's span found by its text, in order, with the special token after it.
+
+        Returns ``None`` when an answer's text is not in the rendered conversation (the template
+        rewrote it), or is empty.
+        """
+        markers = sorted(
+            {str(t) for t in getattr(self.tokenizer, "all_special_tokens", []) if t},
+            key=len,
+            reverse=True,
+        )
+        spans: list[tuple[int, int, int]] = []
+        cursor = 0
+        for index, message in enumerate(messages):
+            content = message["content"].strip()
+            start = full.find(content, cursor) if content else -1
+            if message["role"] != "assistant":
+                # Passed over, so an answer that repeats the question is found after it (a
+                # message the template dropped is not found, and moves nothing).
+                if start >= 0:
+                    cursor = start + len(content)
+                continue
+            if start < 0:
+                return None
+            end = start + len(content)
+            # The end-of-turn token is part of what the model must learn to write.
+            marker = next((m for m in markers if full.startswith(m, end)), "")
+            end += len(marker)
+            spans.append((index, start, end))
+            cursor = end
+        return spans
 
     def _first_turn_head(self) -> str:
         # A conversation that opens with the assistant has no earlier messages to render with a

@@ -360,9 +360,11 @@ class Generator:
         slot = self._slot(model.base)
         try:
             normalized = normalize_messages(messages, tools)
+            # The model's template may refuse the conversation too (Gemma's: roles that do not
+            # alternate): a request error, not a server error.
+            return slot.renderer.render_prompt(normalized)
         except MessageFormatError as exc:
             raise ConfigurationError(str(exc), param="messages") from exc
-        return slot.renderer.render_prompt(normalized)
 
     def loaded_adapters(self) -> list[Path]:
         """Adapter folders currently loaded, least recently used first."""

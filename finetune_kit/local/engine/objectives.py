@@ -123,7 +123,13 @@ class PackedScorer:
         self.device = next(peft_model.parameters()).device
         self.bfloat16 = bfloat16
         self.pack_tokens = pack_tokens
-        self.share_prefix = share_prefix
+        config = base.config
+        windowed = bool(getattr(config, "sliding_window", None)) and bool(
+            getattr(config, "use_sliding_window", True)
+        )
+        # A sliding-window layer's cache keeps only the window's last tokens (Gemma 3,
+        # Mistral): a long shared prefix would lose its start there.
+        self.share_prefix = share_prefix and not windowed
         # Gemma 2 caps its logits (tanh); the head is called directly here, so the cap too.
         self.logit_cap = getattr(base.config, "final_logit_softcapping", None)
 

@@ -1,4 +1,7 @@
-r"""How a package's public names are found: lazy exports, one export table, renamed names.
+r"""How the package's names and module paths resolve: exports, renamed names, moved modules.
+
+Lazy exports and one export table for the package; what was renamed or moved stays importable
+for one release, with a ``DeprecationWarning``.
 
 - :func:`lazy_exports`: a package's public names are imported from their modules on first use.
   ``import finetune_kit`` (and every ``import finetune_kit.<submodule>``, which runs the package's
@@ -12,6 +15,21 @@ r"""How a package's public names are found: lazy exports, one export table, rena
   defines it is imported, whatever the order: a post-import step on our modules' loaders.
 - :func:`renamed_names`: a module's ``__getattr__`` that still serves a renamed name for one
   release, with a ``DeprecationWarning`` naming the new one.
+- :data:`MOVED_MODULES` and :func:`install_moved_modules`: one table of module paths that moved
+  (old dotted path -> new) and one import hook for all of them. Importing an old path imports
+  the new module, warns once naming the new path (pointing at the line that imported it), and
+  registers the new module under the old name too: both names give the very same module object,
+  so a class is one class (``isinstance`` and ``except`` keep working) and module state is never
+  duplicated. A submodule of a moved package follows its package (``a.b.c`` moved with
+  ``a.b``) unless the table names it. The hook is a ``sys.meta_path`` finder put first, before
+  the path finder (a moved package's submodules are still files on disk, which the path finder
+  would load a second time under the old name); ``finetune_kit/__init__.py`` installs it, and
+  every import of a ``finetune_kit`` module runs that first. A module that became a package of
+  the same name (``finetune_kit.jobs``) is not in the table: the package keeps its names.
+
+The finders and loaders here are classes by their methods, as the import system asks:
+``importlib.abc`` is not imported, since it pulls in ``importlib.resources`` (12 ms at every
+import of the package).
 
 Examples:
     >>> table = read_export_table("from .a import X as X\nimport typing\n", "pkg")
@@ -20,33 +38,108 @@ Examples:
     >>> source = "if TYPE_CHECKING:\n    from .a.b import X as X\n    from .c import Y as Y\n"
     >>> read_export_table(source, "pkg")
     {'X': 'pkg.a.b', 'Y': 'pkg.c'}
+    >>> finder = MovedModuleFinder({"old.place": "json"})
+    >>> finder.new_name("old.place"), finder.new_name("old.place.decoder")
+    ('json', 'json.decoder')
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import os
 import sys
 import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from importlib.machinery import ModuleSpec
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    # Types only: importlib.abc pulls in importlib.resources (12 ms at every import).
-    import importlib.abc
-    from importlib.machinery import ModuleSpec
+    import importlib.abc  # types only (see the module's docstring)
 
 __all__ = [
+    "MOVED_MODULES",
     "ExportClaimer",
+    "MovedModuleFinder",
     "claim_exports",
     "defined_in",
     "export_table",
+    "install_moved_modules",
     "lazy_exports",
     "read_export_table",
     "renamed_names",
     "serve_lazily",
 ]
+
+
+MOVED_MODULES: Mapping[str, str] = {
+    # data/: the table of OpenAI's base models; the builders in one folder
+    "finetune_kit.data.builders_builtin": "finetune_kit.data.builders.builtin",
+    "finetune_kit.data.builders_rows": "finetune_kit.data.builders.rows",
+    "finetune_kit.data.builders_template": "finetune_kit.data.builders.template",
+    "finetune_kit.data.models": "finetune_kit.data.base_models",
+    # files/ (finetune_kit.files itself is now the package, with the same names)
+    "finetune_kit._upload_parts": "finetune_kit.files.parts",
+    # jobs/ (finetune_kit.jobs itself is now the package, with the same names)
+    "finetune_kit._watch": "finetune_kit.jobs.following",
+    "finetune_kit.job_options": "finetune_kit.jobs.options",
+    "finetune_kit.lifecycle": "finetune_kit.jobs.lifecycle",
+    "finetune_kit.methods": "finetune_kit.jobs.methods",
+    "finetune_kit.metrics": "finetune_kit.jobs.metrics",
+    "finetune_kit.views": "finetune_kit.jobs.views",
+    "finetune_kit.watcher": "finetune_kit.jobs.watcher",
+    # inference/ (finetune_kit.inference itself is now the package, with the same names); the
+    # scorers' names are in two modules now (ModelJudge in inference.judge): the package has all
+    "finetune_kit._render": "finetune_kit.inference._render",
+    "finetune_kit.evaluation": "finetune_kit.inference.evaluation",
+    "finetune_kit.replies": "finetune_kit.inference.replies",
+    "finetune_kit.scorers": "finetune_kit.inference",
+    # azure/ (finetune_kit.azure itself is now the package, with the same names)
+    "finetune_kit.azure_deploy": "finetune_kit.azure.deployer",
+    "finetune_kit.azure_deployment": "finetune_kit.azure.deployments",
+    # session/ (finetune_kit.session itself is now the package, with the same names)
+    "finetune_kit.backend_tokenizer": "finetune_kit.session.backend_tokenizer",
+    "finetune_kit.state": "finetune_kit.session.state",
+    # local/engine/ (finetune_kit.local.engine itself is now the package, with the same names)
+    "finetune_kit.local._quiet": "finetune_kit.local.engine._quiet",
+    "finetune_kit.local.batch_decoding": "finetune_kit.local.engine.batch_decoding",
+    "finetune_kit.local.chat_format": "finetune_kit.local.engine.chat_format",
+    "finetune_kit.local.generation": "finetune_kit.local.engine.generation",
+    "finetune_kit.local.packed_attention": "finetune_kit.local.engine.packed_attention",
+    "finetune_kit.local.precision": "finetune_kit.local.engine.precision",
+    "finetune_kit.local.registry": "finetune_kit.local.engine.registry",
+    "finetune_kit.local.tiny_model": "finetune_kit.local.engine.tiny_model",
+    "finetune_kit.local.tool_parsing": "finetune_kit.local.engine.tool_parsing",
+    "finetune_kit.local.training": "finetune_kit.local.engine.training",
+    "finetune_kit.local.training_data": "finetune_kit.local.engine.training_data",
+    "finetune_kit.local.training_objectives": "finetune_kit.local.engine.objectives",
+    "finetune_kit.local.training_types": "finetune_kit.local.engine.types",
+    "finetune_kit.local.transformers_compat": "finetune_kit.local.engine.transformers_compat",
+    # local/faults/
+    "finetune_kit.local.fault_middleware": "finetune_kit.local.faults.middleware",
+    "finetune_kit.local.faults_remote": "finetune_kit.local.faults.remote",
+    # local/store/
+    "finetune_kit.local.data_dir_lock": "finetune_kit.local.store.lock",
+    "finetune_kit.local.ids": "finetune_kit.local.store.ids",
+    "finetune_kit.local.store.models": "finetune_kit.local.store.tuned_models",
+    # local/worker/ (finetune_kit.local.worker itself is now the package, with the same names)
+    "finetune_kit.local.job_runner": "finetune_kit.local.worker.runner",
+    "finetune_kit.local.worker_pool": "finetune_kit.local.worker.pool",
+    # local/server/ (finetune_kit.local.server itself is now the package, with the same names)
+    "finetune_kit.local.access_log": "finetune_kit.local.server.access_log",
+    "finetune_kit.local.app": "finetune_kit.local.server.app",
+    "finetune_kit.local.catalog": "finetune_kit.local.server.catalog",
+    "finetune_kit.local.chat_service": "finetune_kit.local.server.chat_service",
+    "finetune_kit.local.context": "finetune_kit.local.server.context",
+    "finetune_kit.local.exposure": "finetune_kit.local.server.exposure",
+    "finetune_kit.local.middleware": "finetune_kit.local.server.middleware",
+    "finetune_kit.local.routes": "finetune_kit.local.server.routes",
+    "finetune_kit.local.routes.faults_admin": "finetune_kit.local.server.routes.faults",
+    "finetune_kit.local.validation": "finetune_kit.local.server.validator",
+    "finetune_kit.local.validator": "finetune_kit.local.server.validator",
+}
+"""Old dotted path -> new dotted path, for every module of the package that moved."""
 
 
 def lazy_exports(
@@ -321,3 +414,118 @@ def renamed_names(module: str, renamed: Mapping[str, str]) -> Callable[[str], An
         return getattr(sys.modules[module], new)
 
     return getattr_
+
+
+# Frames skipped so the warning names the line that imported the old path (and "default" filters
+# show it once per importing line): this module's and importlib's own (import_module).
+_MACHINERY = (__file__, os.path.dirname(importlib.__file__))
+
+
+class MovedModuleFinder:
+    """A ``sys.meta_path`` finder that serves old module paths from their new homes.
+
+    A finder by its method (``importlib.abc`` is not imported: it costs more than the rest of
+    the package's import), as :class:`_AliasLoader` is a loader.
+
+    Args:
+        moved: Old dotted path -> new dotted path.
+
+    Example:
+        >>> MovedModuleFinder({"a.b": "c.d"}).new_name("a.b.e")
+        'c.d.e'
+    """
+
+    def __init__(self, moved: Mapping[str, str]) -> None:
+        self.moved = dict(moved)
+
+    def new_name(self, fullname: str) -> str | None:
+        """Return where ``fullname`` lives now, or ``None`` when it did not move.
+
+        Args:
+            fullname: A dotted module path.
+
+        Returns:
+            The new dotted path: the table's entry, else its moved package's new path plus the
+            rest of the name.
+        """
+        head = fullname
+        while head:
+            if head in self.moved:
+                return self.moved[head] + fullname[len(head) :]
+            head = head.rpartition(".")[0]
+        return None
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        """Return a spec that loads the new module for a moved path, else ``None``."""
+        new = self.new_name(fullname)
+        if new is None:
+            return None
+        return ModuleSpec(fullname, cast("importlib.abc.Loader", _AliasLoader(new)))
+
+
+class _AliasLoader:
+    """Gives the already-imported new module for an old name, with a ``DeprecationWarning``."""
+
+    def __init__(self, new: str) -> None:
+        self.new = new
+        self._spec: ModuleSpec | None = None
+
+    def create_module(self, spec: ModuleSpec) -> types.ModuleType:
+        module = importlib.import_module(self.new)
+        self._spec = module.__spec__
+        warnings.warn(
+            f"{spec.name} moved to {self.new}; import it from there (the old path goes in "
+            "the next release).",
+            DeprecationWarning,
+            stacklevel=_importer_level(),
+        )
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        # The import system has just set the module's __spec__ to the old name's spec; the module
+        # keeps its own (reloading it, or pickling what it defines, goes by the real name).
+        module.__spec__ = self._spec
+
+
+def _importer_level() -> int:
+    """Return the ``stacklevel`` of the first frame outside the import machinery."""
+    level = 1
+    frame = sys._getframe(1)  # create_module, seen from here
+    while frame.f_back is not None and _is_machinery(frame.f_code.co_filename):
+        frame = frame.f_back
+        # warnings.warn does not count the import system's frozen frames: neither do we.
+        if not _is_bootstrap(frame.f_code.co_filename):
+            level += 1
+    return level
+
+
+def _is_bootstrap(filename: str) -> bool:
+    # The test warnings.warn itself applies to skip the import system's frames.
+    return "importlib" in filename and "_bootstrap" in filename
+
+
+def _is_machinery(filename: str) -> bool:
+    return _is_bootstrap(filename) or filename.startswith(_MACHINERY)
+
+
+def install_moved_modules(moved: Mapping[str, str] = MOVED_MODULES) -> MovedModuleFinder:
+    """Put a finder for ``moved`` first in ``sys.meta_path`` (once: a second call reuses it).
+
+    Args:
+        moved: Old dotted path -> new dotted path.
+
+    Returns:
+        The installed finder.
+    """
+    wanted = dict(moved)
+    for finder in sys.meta_path:
+        if isinstance(finder, MovedModuleFinder) and finder.moved == wanted:
+            return finder
+    finder = MovedModuleFinder(wanted)
+    sys.meta_path.insert(0, finder)
+    return finder

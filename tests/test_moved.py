@@ -12,12 +12,10 @@ import importlib
 import re
 import sys
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
-import finetune_kit
-from finetune_kit._moved import MOVED_MODULES, MovedModuleFinder, install
+from finetune_kit._lazy import MOVED_MODULES, MovedModuleFinder, install_moved_modules
 
 TOP_LEVEL_MOVES = sorted(
     (old, new) for old, new in MOVED_MODULES.items() if not old.startswith("finetune_kit.local.")
@@ -31,15 +29,6 @@ def _forget(name: str) -> None:
     package = sys.modules.get(parent)
     if package is not None and child in vars(package):
         delattr(package, child)
-
-
-@pytest.fixture(autouse=True)
-def _forget_old_paths() -> Iterator[None]:
-    # Importing an old path binds it on its package too (finetune_kit.metrics): gone after each
-    # test, so other tests see the package's own names only.
-    yield
-    for old, _ in TOP_LEVEL_MOVES:
-        _forget(old)
 
 
 @pytest.mark.parametrize(("old", "new"), TOP_LEVEL_MOVES)
@@ -81,11 +70,10 @@ def test_new_paths_import_without_a_warning() -> None:
 def test_the_hook_is_installed_once_first_by_the_package() -> None:
     finders = [f for f in sys.meta_path if isinstance(f, MovedModuleFinder)]
     assert len(finders) == 1
-    assert install() is finders[0]
+    assert install_moved_modules() is finders[0]
     assert sys.meta_path.index(finders[0]) < sys.meta_path.index(
         next(f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder")
     )
-    assert finetune_kit._moved.MOVED_MODULES is MOVED_MODULES
 
 
 RENAMED_NAMES = [

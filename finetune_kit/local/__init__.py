@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from . import _moved
 from .backend import LocalBackend
 from .faults import Fault, FaultInjector, RemoteFaults, RequestRecord
 from .server import serve
@@ -38,7 +37,3 @@ __all__ = [
     "ServerSettings",
     "serve",
 ]
-
-# Old module paths (finetune_kit.local.registry, ...) keep importing for one release, with a
-# DeprecationWarning naming the new path.
-_moved.install()

@@ -15,7 +15,8 @@ import warnings
 import pytest
 
 import finetune_kit.local
-from finetune_kit.local._moved import MOVED_MODULES, MovedModuleFinder, install
+from finetune_kit._lazy import MOVED_MODULES, MovedModuleFinder
+from finetune_kit._lazy import install_moved_modules as install
 
 
 def _forget(name: str) -> None:

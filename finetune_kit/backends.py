@@ -140,7 +140,7 @@ def make_client(
     kind = backend_kind(backend)
     if kind == "azure":
         azure: Any = azure_openai_client  # one call for both overloads (sync and async)
-        return azure(  # type: ignore[no-any-return]
+        return azure(  # type: ignore[no-any-return]  # azure is Any: see the line above
             endpoint=azure_endpoint,
             api_version=api_version,
             api_key=api_key,

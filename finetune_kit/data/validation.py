@@ -299,6 +299,7 @@ def _workers_for(source: _Source, workers: int | None) -> int:
 # ---------------------------------------------------------------------- decisions
 def _detect_method(source: _Source, info: ModelInfo | None) -> MethodName:
     if source.method in ("supervised", "dpo", "reinforcement"):
+        # The check above narrows it; mypy does not narrow a str to a Literal by ``in``.
         return source.method  # type: ignore[return-value]
     kind = detect_line_kind(source.first_value)
     if kind == "preference":

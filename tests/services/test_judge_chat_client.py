@@ -29,7 +29,7 @@ class _Grader:
 
 
 class _AsyncGrader(_Grader):
-    async def chat(  # type: ignore[override]
+    async def chat(  # type: ignore[override]  # the async twin of the client above
         self, model: Any, messages: Any, *, system: str | None = None, **params: Any
     ) -> Any:
         return super().chat(model, messages, system=system, **params)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.local_backend"]
+pytest_plugins = ["tests.fixtures.local_backend", "tests.fixtures.ray_cluster"]
 
 # Nothing may reach a model hub while tests run: everything they load is on disk.
 os.environ["HF_HUB_OFFLINE"] = "1"

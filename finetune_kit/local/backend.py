@@ -27,7 +27,7 @@ from .engine.device import check_device, default_workers, parse_gpus
 from .faults import FaultInjector
 from .server.app import LocalApp
 from .server.exposure import exposure_refusal, exposure_warning
-from .settings import RequestLimits, ServerSettings
+from .settings import RequestLimits, ServerSettings, executor_options
 
 if TYPE_CHECKING:
     import openai
@@ -79,6 +79,14 @@ class LocalBackend:
         gpus: GPU ids to place jobs on, one per worker in turn (``"0,1"``, or a count such as
             ``4``); ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the machine's GPUs.
         qlora: Train on the base model quantized to 4 bits (CUDA and the ``qlora`` extra).
+        executor: ``"local"`` trains jobs in worker processes here; ``"ray"`` runs them on a
+            Ray cluster (docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
+        ray_address: The Ray cluster (``host:port``, ``ray://host:10001``, ``auto``);
+            ``None`` reads ``$FINETUNE_KIT_LOCAL_RAY_ADDRESS``, then ``$RAY_ADDRESS``.
+        workers_per_job: Ray Train workers (data-parallel ranks) per job.
+        resources_per_worker: Ray resources per worker, ``{"CPU": 2}`` or ``{"GPU": 1}``.
+        ray_storage: Where Ray persists checkpoints and large inputs: a folder every node
+            reaches or a URI (``s3://...``); default ``data_dir/ray``.
 
     Raises:
         ConfigurationError: ``host`` is not a loopback address, and there is no ``api_key``
@@ -114,6 +122,11 @@ class LocalBackend:
         device: str | None = None,
         gpus: str | int | Sequence[str | int] | None = None,
         qlora: bool = False,
+        executor: str | None = None,
+        ray_address: str | None = None,
+        workers_per_job: int | None = None,
+        resources_per_worker: Mapping[str, float] | None = None,
+        ray_storage: str | os.PathLike[str] | None = None,
     ) -> None:
         refusal = exposure_refusal(host, api_key, allow_no_key=allow_no_key)
         if refusal is not None:
@@ -143,6 +156,13 @@ class LocalBackend:
             device=device,
             gpus=placed,
             qlora=qlora,
+            **executor_options(
+                executor=executor,
+                ray_address=ray_address,
+                workers_per_job=workers_per_job,
+                resources_per_worker=resources_per_worker,
+                ray_storage=os.fspath(ray_storage) if ray_storage is not None else None,
+            ),
         )
         self.host = host
         self.port = port

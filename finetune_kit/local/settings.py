@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -16,12 +17,107 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MODEL_DIRS_ENV", "RequestLimits", "ServerSettings"]
+from ..errors import ConfigurationError
+
+__all__ = [
+    "EXECUTORS",
+    "EXECUTOR_ENV",
+    "MODEL_DIRS_ENV",
+    "RAY_ADDRESS_ENV",
+    "RAY_STORAGE_ENV",
+    "RESOURCES_PER_WORKER_ENV",
+    "WORKERS_PER_JOB_ENV",
+    "RequestLimits",
+    "ServerSettings",
+    "executor_options",
+    "parse_resources",
+]
 
 _MB = 1024 * 1024
 
 MODEL_DIRS_ENV = "FINETUNE_KIT_LOCAL_MODEL_DIRS"
 """Folders (separated by ``os.pathsep``) inside which clients may name base models by path."""
+
+EXECUTORS = ("local", "ray")
+"""Where jobs train: this machine's worker processes, or a Ray cluster (docs/scale-out.md)."""
+
+EXECUTOR_ENV = "FINETUNE_KIT_LOCAL_EXECUTOR"
+"""``local`` or ``ray``, read when no executor is given."""
+
+RAY_ADDRESS_ENV = "FINETUNE_KIT_LOCAL_RAY_ADDRESS"
+"""The Ray cluster's address, read when none is given (then Ray's own ``$RAY_ADDRESS``)."""
+
+WORKERS_PER_JOB_ENV = "FINETUNE_KIT_LOCAL_WORKERS_PER_JOB"
+"""Ray Train workers per job, read when no number is given."""
+
+RESOURCES_PER_WORKER_ENV = "FINETUNE_KIT_LOCAL_RESOURCES_PER_WORKER"
+"""Ray resources per worker as JSON (``{"GPU": 1}``), read when none are given."""
+
+RAY_STORAGE_ENV = "FINETUNE_KIT_LOCAL_RAY_STORAGE"
+"""Where Ray runs persist (a shared folder or a URI), read when none is given."""
+
+
+def parse_resources(text: str, *, where: str = "--resources-per-worker") -> dict[str, float]:
+    """Read Ray resources given as JSON, naming ``where`` they came from when they are wrong.
+
+    Example:
+        >>> parse_resources('{"CPU": 2, "GPU": 1}')
+        {'CPU': 2, 'GPU': 1}
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{where} is not JSON ({exc}); give an object such as '{{\"CPU\": 2}}' or "
+            "'{\"GPU\": 1}'",
+            param="resources_per_worker",
+        ) from exc
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"{where} is {text!r}; give a JSON object such as '{{\"CPU\": 2}}'",
+            param="resources_per_worker",
+        )
+    return value
+
+
+def executor_options(
+    *,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    workers_per_job: int | None = None,
+    resources_per_worker: Mapping[str, float] | None = None,
+    ray_storage: str | None = None,
+) -> dict[str, Any]:
+    """The executor settings: each value given, else its environment variable, else default.
+
+    Returns:
+        Keyword arguments for ``ServerSettings`` (checked there).
+
+    Example:
+        >>> executor_options(executor="ray", workers_per_job=2)["workers_per_job"]
+        2
+    """
+    environ = os.environ
+    if workers_per_job is None and environ.get(WORKERS_PER_JOB_ENV):
+        raw = environ[WORKERS_PER_JOB_ENV]
+        try:
+            workers_per_job = int(raw)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"${WORKERS_PER_JOB_ENV} is {raw!r}; give a whole number of at least 1",
+                param="workers_per_job",
+            ) from exc
+    if resources_per_worker is None and environ.get(RESOURCES_PER_WORKER_ENV):
+        resources_per_worker = parse_resources(
+            environ[RESOURCES_PER_WORKER_ENV], where=f"${RESOURCES_PER_WORKER_ENV}"
+        )
+    return {
+        "executor": executor or environ.get(EXECUTOR_ENV) or "local",
+        "ray_address": ray_address or environ.get(RAY_ADDRESS_ENV) or None,
+        "workers_per_job": workers_per_job if workers_per_job is not None else 1,
+        "resources_per_worker": resources_per_worker,
+        "ray_storage": ray_storage or environ.get(RAY_STORAGE_ENV) or None,
+    }
 
 
 @dataclass(frozen=True)
@@ -82,6 +178,17 @@ class ServerSettings:
             GPUs the machine shows.
         qlora: Train every job on the base model quantized to 4 bits (CUDA, the ``qlora``
             extra).
+        executor: ``"local"`` trains each job in a worker process on this machine; ``"ray"``
+            runs it on a Ray cluster (a worker process here only follows it).
+        ray_address: The Ray cluster (``host:port`` of its head, ``ray://host:10001`` or
+            ``auto``); ``None`` reads ``$RAY_ADDRESS``, else ``auto`` (a cluster started on
+            this machine with ``ray start``).
+        workers_per_job: Ray Train workers per job (data-parallel ranks).
+        resources_per_worker: Ray resources each worker asks for, ``{"CPU": 2}`` or
+            ``{"GPU": 1}`` (a GPU trains with NCCL); ``None`` asks for one CPU.
+        ray_storage: Where Ray persists checkpoints and large inputs: a folder every node
+            reaches, or a URI (``s3://bucket/prefix``); ``None`` uses ``data_dir/ray`` (right
+            for a cluster on this one machine).
 
     Example:
         >>> ServerSettings(data_dir=Path("data"), default_model="tiny-random").default_model
@@ -103,14 +210,61 @@ class ServerSettings:
     device: str | None = None
     gpus: Sequence[str] | None = None
     qlora: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    workers_per_job: int = 1
+    resources_per_worker: Mapping[str, float] | None = None
+    ray_storage: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigurationError(
+                f"executor is {self.executor!r}; use 'local' (this machine) or 'ray' (a Ray "
+                "cluster)",
+                param="executor",
+            )
+        if isinstance(self.workers_per_job, bool) or not (
+            isinstance(self.workers_per_job, int) and self.workers_per_job >= 1
+        ):
+            raise ConfigurationError(
+                f"workers_per_job is {self.workers_per_job!r}; use a whole number of at least 1",
+                param="workers_per_job",
+            )
+        for name, amount in (self.resources_per_worker or {}).items():
+            if (
+                not isinstance(name, str)
+                or isinstance(amount, bool)
+                or not isinstance(amount, (int, float))
+                or amount < 0
+            ):
+                raise ConfigurationError(
+                    f"resources_per_worker has {name!r}: {amount!r}; give each resource a "
+                    'number of at least 0, e.g. {"CPU": 2} or {"GPU": 1}',
+                    param="resources_per_worker",
+                )
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            # Said when the server starts, not when its first job fails in a worker.
+            raise ConfigurationError(
+                "executor 'ray' needs Ray: pip install 'finetune-kit[ray]' (here and on every "
+                "node of the cluster)",
+                param="executor",
+            )
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
         return (
             f"ServerSettings(data_dir={str(self.data_dir)!r}, api_key={key}, "
             f"default_model={self.default_model!r}, aliases={dict(self.aliases or {})!r}, "
-            f"max_concurrent_jobs={self.max_concurrent_jobs}, faults={self.faults})"
+            f"max_concurrent_jobs={self.max_concurrent_jobs}, faults={self.faults}, "
+            f"executor={self.executor!r})"
         )
+
+    @property
+    def ray_storage_location(self) -> str:
+        """Where the Ray executor's runs persist (``ray_storage``, else ``data_dir/ray``)."""
+        if self.ray_storage:
+            return self.ray_storage
+        return str(self.data_dir.resolve() / "ray")
 
     @property
     def allowed_model_dirs(self) -> tuple[Path, ...]:
@@ -143,6 +297,13 @@ class ServerSettings:
             "log_level": self.log_level,
             "device": self.device,
             "qlora": self.qlora,
+            "executor": self.executor,
+            "ray_address": self.ray_address,
+            "workers_per_job": self.workers_per_job,
+            "resources_per_worker": (
+                dict(self.resources_per_worker) if self.resources_per_worker is not None else None
+            ),
+            "ray_storage": self.ray_storage,
         }
         return json.dumps(payload)
 
@@ -167,6 +328,11 @@ class ServerSettings:
             log_level=str(raw["log_level"]),
             device=raw.get("device"),
             qlora=bool(raw.get("qlora", False)),
+            executor=str(raw.get("executor", "local")),
+            ray_address=raw.get("ray_address"),
+            workers_per_job=int(raw.get("workers_per_job", 1)),
+            resources_per_worker=raw.get("resources_per_worker"),
+            ray_storage=raw.get("ray_storage"),
         )
 
     def with_changes(self, **changes: Any) -> ServerSettings:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..._served import default_data_dir, find_served, publish, withdraw
 from ...errors import ConfigurationError, LocalBackendError
 from ..engine.device import check_device, default_workers, parse_gpus
-from ..settings import RequestLimits, ServerSettings
+from ..settings import RequestLimits, ServerSettings, executor_options
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
 
@@ -43,6 +43,11 @@ def serve(
     device: str | None = None,
     gpus: str | int | Sequence[str | int] | None = None,
     qlora: bool = False,
+    executor: str | None = None,
+    ray_address: str | None = None,
+    workers_per_job: int | None = None,
+    resources_per_worker: Mapping[str, float] | None = None,
+    ray_storage: str | None = None,
 ) -> None:
     """Run the local backend until interrupted (Ctrl-C); blocks.
 
@@ -74,6 +79,16 @@ def serve(
         gpus: GPU ids to place jobs on, one per worker in turn (``"0,1"``, or a count);
             ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the machine's GPUs.
         qlora: Train on the base model quantized to 4 bits (CUDA and the ``qlora`` extra).
+        executor: ``"local"`` (worker processes here) or ``"ray"`` (a Ray cluster, see
+            docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
+        ray_address: The Ray cluster; ``None`` reads ``$FINETUNE_KIT_LOCAL_RAY_ADDRESS``, then
+            ``$RAY_ADDRESS``, else ``auto``.
+        workers_per_job: Ray Train workers per job; ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_WORKERS_PER_JOB``, else 1.
+        resources_per_worker: Ray resources per worker (``{"GPU": 1}``); ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_RESOURCES_PER_WORKER`` (JSON), else one CPU.
+        ray_storage: Where Ray persists runs (a shared folder or URI); ``None`` reads
+            ``$FINETUNE_KIT_LOCAL_RAY_STORAGE``, else ``data_dir/ray``.
 
     While it runs, ``data_dir/server.json`` says where (never the key): sessions and CLI
     commands on that folder use this server instead of starting one in their own process.
@@ -112,6 +127,13 @@ def serve(
         device=device,
         gpus=placed,
         qlora=qlora,
+        **executor_options(
+            executor=executor,
+            ray_address=ray_address,
+            workers_per_job=workers_per_job,
+            resources_per_worker=resources_per_worker,
+            ray_storage=ray_storage,
+        ),
     )
     logging.getLogger("finetune_kit.local").setLevel(log_level.upper())
     running = find_served(settings.data_dir)

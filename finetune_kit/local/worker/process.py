@@ -73,8 +73,14 @@ def run_worker(settings: ServerSettings, token: str, stop: threading.Event) -> N
     # slow imports, so the pool sees a crash loop at once.
     store = Store(settings.data_dir)
     try:
-        _warm_up()
-        runner = JobRunner(store, settings, token, stop)
+        if settings.executor == "ray":
+            # A bridge to a Ray cluster: it trains nothing here, so it needs no torch.
+            from .ray_executor import RayJobRunner
+
+            runner: JobRunner = RayJobRunner(store, settings, token, stop)
+        else:
+            _warm_up()
+            runner = JobRunner(store, settings, token, stop)
         logger.debug("worker %s ready", token)
         while not stop.is_set():
             if not runner.run_next():

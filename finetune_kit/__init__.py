@@ -13,12 +13,12 @@ importing the package, or any of its modules, stays cheap; and every exported ob
 block, from the module that defines it.
 
 Old module paths that moved keep importing for one release, with a ``DeprecationWarning``
-naming the new path (``finetune_kit._moved``).
+naming the new path (``finetune_kit._lazy.MOVED_MODULES``).
 """
 
 import typing as _typing
 
-from . import _lazy, _moved
+from . import _lazy
 from ._version import __version__ as __version__
 
 if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per public name
@@ -138,4 +138,4 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 # Claimed before any module defining an export is imported: they take the package's name.
 _lazy.claim_exports(__name__, _EXPORTS)
 _lazy.serve_lazily(__name__, _EXPORTS)
-_moved.install()
+_lazy.install_moved_modules()

@@ -6,6 +6,9 @@ this machine, follows the job with a progress bar, then asks the base and the tu
 elements that are not in the data, prints both answers side by side, and writes the loss curve
 as a PNG. Run it with ``finetune-kit quickstart`` (or ``scripts/quickstart`` on a fresh machine).
 
+An entry point, like the CLI: it uses the facade and the packages' public names only. Its data
+ships in ``_quickstart/element_limericks.csv``.
+
 Examples:
     ```python
     from finetune_kit.quickstart import run_quickstart
@@ -25,11 +28,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from .data.builders.template import TemplateBuilder
-from .data.dataset import Dataset
-from .data.records import ChatExample
-from .inference.comparison import Comparison
-from .jobs.following import FollowOptions
+from .data import ChatExample, Dataset, TemplateBuilder
+from .inference import Comparison
+from .jobs import FollowOptions
 from .session import FineTuneSession
 
 __all__ = [

@@ -9,7 +9,7 @@ preflight the answers (it is a ``finetune_kit.data.model_tokenizer.ModelTokenize
 
 Example:
     ```python
-    from finetune_kit.session.backend_tokenizer import BackendTokenizer
+    from finetune_kit.session import BackendTokenizer
     from finetune_kit.data.validation import preflight
 
     with BackendTokenizer(client, "gpt-4o-mini") as tokenizer:  # a client of `local serve`

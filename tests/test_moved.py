@@ -15,6 +15,7 @@ import warnings
 
 import pytest
 
+import finetune_kit
 from finetune_kit._lazy import MOVED_MODULES, MovedModuleFinder, install_moved_modules
 
 TOP_LEVEL_MOVES = sorted(
@@ -91,3 +92,211 @@ def test_a_renamed_name_still_resolves_with_a_warning(module: str, old: str, new
     assert value is getattr(imported, new)
     with pytest.raises(AttributeError, match="no attribute 'Nonexistent'"):
         _ = imported.Nonexistent
+
+
+# Every name the modules that moved, or became packages, exported before (their __all__).
+OLD_MODULE_NAMES = {
+    "finetune_kit._render": [
+        "dataframe",
+        "escape_controls",
+        "format_float",
+        "format_signed",
+        "html_table",
+        "shorten",
+        "text_table",
+    ],
+    "finetune_kit._upload_parts": [
+        "ContentDigest",
+        "FILE_PURPOSES",
+        "FILE_SIZE_LIMIT",
+        "FileWindow",
+        "PART_SIZE_LIMIT",
+        "PartSpec",
+        "ProgressCounter",
+        "SequentialDigest",
+        "UPLOAD_SIZE_LIMIT",
+        "UploadCache",
+        "check_purpose",
+        "check_size",
+        "default_cache_path",
+        "digest_bytes",
+        "digest_file",
+        "file_identity",
+        "plan_parts",
+        "remote_filename",
+        "sha_tag",
+        "token_filename",
+    ],
+    "finetune_kit._watch": [
+        "Emit",
+        "EventTail",
+        "FetchEvents",
+        "FetchJob",
+        "FollowOptions",
+        "Sleep",
+        "WatchAction",
+        "follow_steps",
+        "resume_instructions",
+    ],
+    "finetune_kit.azure_deploy": [
+        "ARM_MANAGEMENT_URL",
+        "AsyncAzureDeployer",
+        "AzureDeployer",
+        "DEFAULT_ARM_API_VERSION",
+        "DEVELOPER_TIER_API_VERSION",
+    ],
+    "finetune_kit.azure_deployment": [
+        "AzureDeployment",
+        "DeploymentModel",
+        "DeploymentProperties",
+        "DeploymentSku",
+        "FAILED_STATES",
+        "SUCCEEDED_STATE",
+    ],
+    "finetune_kit.backend_tokenizer": ["BackendTokenizer"],
+    "finetune_kit.data.builders_builtin": [
+        "ConversationBuilder",
+        "PreferenceBuilder",
+        "QABuilder",
+        "ToolCallBuilder",
+    ],
+    "finetune_kit.data.builders_rows": [
+        "Row",
+        "RowFormat",
+        "is_missing",
+        "iter_rows",
+        "require_mapping",
+    ],
+    "finetune_kit.data.builders_template": ["TemplateBuilder", "template_columns"],
+    "finetune_kit.data.models": [
+        "Confidence",
+        "DataFormat",
+        "MODEL_TABLE",
+        "ModelInfo",
+        "TrainingMethod",
+        "get_model_info",
+        "resolve_model_name",
+    ],
+    "finetune_kit.evaluation": [
+        "EvalCase",
+        "EvaluationReport",
+        "ExampleResult",
+        "PairedEvaluationReport",
+        "ScoreDifference",
+        "bootstrap_mean_ci",
+        "message_text",
+        "to_eval_cases",
+    ],
+    "finetune_kit.job_options": [
+        "MAX_SEED",
+        "METADATA_MAX_PAIRS",
+        "OPENAI_SUFFIX_MAX_LENGTH",
+        "Provider",
+        "WandbIntegration",
+        "check_metadata",
+        "check_seed",
+        "check_suffix",
+        "detect_provider",
+        "sanitize_suffix",
+        "suffix_max_length",
+    ],
+    "finetune_kit.lifecycle": [
+        "OPENAI_NEW_JOBS_END",
+        "SHUTDOWN_WARNING_DAYS",
+        "acheck_shutdown",
+        "aexport_job",
+        "check_new_jobs_allowed",
+        "check_shutdown",
+        "export_job",
+    ],
+    "finetune_kit.methods": [
+        "DpoHyperparameters",
+        "DpoMethod",
+        "FineTuningMethod",
+        "MethodName",
+        "ReinforcementHyperparameters",
+        "ReinforcementMethod",
+        "SupervisedHyperparameters",
+        "SupervisedMethod",
+        "make_method",
+    ],
+    "finetune_kit.metrics": [
+        "METRIC_ALIASES",
+        "MetricPoint",
+        "MetricSeries",
+        "decode_result_file",
+        "parse_result_csv",
+        "point_from_event",
+    ],
+    "finetune_kit.replies": ["ChatReply", "ReplyToolCall"],
+    "finetune_kit.scorers": [
+        "CallableScorer",
+        "Contains",
+        "DEFAULT_JUDGE_PROMPT",
+        "ExactMatch",
+        "ModelJudge",
+        "RegexMatch",
+        "Scorer",
+        "ScorerLike",
+        "ToolCallMatch",
+        "ValidJSON",
+        "parse_judge_score",
+        "resolve_scorers",
+    ],
+    "finetune_kit.state": ["CheckpointRecord", "STATE_VERSION", "SessionState"],
+    "finetune_kit.views": [
+        "JobEvent",
+        "JobUpdate",
+        "KNOWN_STATUSES",
+        "StatusChange",
+        "TERMINAL_STATUSES",
+        "UploadedFile",
+    ],
+    "finetune_kit.watcher": ["AsyncJobWatcher", "JobWatcher"],
+    "finetune_kit.azure": ["AZURE_SUFFIX_MAX_LENGTH", "azure_openai_client"],
+    "finetune_kit.files": ["AsyncFileUploader", "FileUploader"],
+    "finetune_kit.inference": [
+        "AsyncInferenceClient",
+        "Comparison",
+        "ComparisonRow",
+        "DEFAULT_CONCURRENCY",
+        "InferenceClient",
+        "model_name",
+    ],
+    "finetune_kit.jobs": ["AsyncJobManager", "IDEMPOTENCY_METADATA_KEY", "JobManager"],
+    "finetune_kit.session": ["AsyncFineTuneSession", "FineTuneSession"],
+    "finetune_kit.data.builders": [
+        "BuilderOptions",
+        "BuilderRegistry",
+        "DatasetBuilder",
+        "ENTRY_POINT_GROUP",
+        "available_builders",
+        "build_dataset",
+        "get_builder",
+        "register_builder",
+        "unregister_builder",
+    ],
+    "finetune_kit.data.rules": [
+        "CheckConfig",
+        "ExampleChecker",
+        "ExampleFacts",
+        "ExampleKind",
+        "SPECIAL_TOKENS",
+        "detect_kind",
+        "find_lone_surrogates",
+        "find_special_tokens",
+        "json_type",
+    ],
+}
+
+
+@pytest.mark.parametrize(("module", "names"), sorted(OLD_MODULE_NAMES.items()))
+def test_every_name_an_old_module_exported_is_still_there(module: str, names: list[str]) -> None:
+    with warnings.catch_warnings():
+        # A moved path and a renamed name warn: the tests above check how.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        imported = importlib.import_module(module)
+        for name in names:
+            value = getattr(imported, name)
+            if name in finetune_kit.__all__:
+                assert value is getattr(finetune_kit, name), (module, name)

@@ -7,6 +7,10 @@ it created remotely in a state file (:class:`~finetune_kit.session.state.Session
 atomically after every step that creates something. ``FineTuneSession.resume(path)`` carries on
 after a crash or a kernel restart without uploading or training twice.
 
+``FineTuneSession`` and ``AsyncFineTuneSession`` decide nothing on their own: every step is a
+generator of ``_SessionCore`` that yields calls of the twin's own parts (``self.jobs.create``...),
+driven by ``run_steps`` (plain calls) or ``arun_steps`` (awaited), as the services' twins are.
+
 Examples:
     ```python
     from finetune_kit import FineTuneSession, build_dataset

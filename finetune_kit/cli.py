@@ -613,6 +613,8 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         gpus=args.gpus,
         qlora=args.qlora,
         max_concurrent_jobs=args.max_concurrent_jobs,
+        vllm=args.vllm,
+        vllm_model=args.vllm_model,
     )
     return EXIT_CODES["ok"]
 
@@ -910,6 +912,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train on the base model quantized to 4 bits (needs a CUDA GPU and the qlora "
         "extra: pip install 'finetune-kit[qlora]')",
+    )
+    p.add_argument(
+        "--vllm",
+        metavar="start|URL",
+        help="chat through vLLM: start (run vllm serve here; the vllm extra) or a vLLM "
+        "server's URL; fine-tuned adapters are loaded into it as their jobs succeed (default "
+        "$FINETUNE_KIT_LOCAL_VLLM; unset: the built-in decoder)",
+    )
+    p.add_argument(
+        "--vllm-model", metavar="MODEL", help="the base model vLLM serves (default: --model)"
     )
     p.add_argument("--faults", action="store_true", help="enable fault injection (for tests)")
 

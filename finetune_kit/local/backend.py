@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, LocalBackendError
 from .engine.device import check_device, default_workers, parse_gpus
+from .engine.vllm import vllm_setting
 from .faults import FaultInjector
 from .server.app import LocalApp
 from .server.exposure import exposure_refusal, exposure_warning
@@ -79,6 +80,9 @@ class LocalBackend:
         gpus: GPU ids to place jobs on, one per worker in turn (``"0,1"``, or a count such as
             ``4``); ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the machine's GPUs.
         qlora: Train on the base model quantized to 4 bits (CUDA and the ``qlora`` extra).
+        vllm: Chat through vLLM for ``vllm_model``: ``"start"`` (``vllm serve`` here, the
+            ``vllm`` extra) or a vLLM server's URL; ``None`` reads ``$FINETUNE_KIT_LOCAL_VLLM``.
+        vllm_model: The base model vLLM serves (default: ``default_model``).
         executor: ``"local"`` trains jobs in worker processes here; ``"ray"`` runs them on a
             Ray cluster (docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
         ray_address: The Ray cluster (``host:port``, ``ray://host:10001``, ``auto``);
@@ -122,6 +126,8 @@ class LocalBackend:
         device: str | None = None,
         gpus: str | int | Sequence[str | int] | None = None,
         qlora: bool = False,
+        vllm: str | None = None,
+        vllm_model: str | None = None,
         executor: str | None = None,
         ray_address: str | None = None,
         workers_per_job: int | None = None,
@@ -136,6 +142,7 @@ class LocalBackend:
         placed = parse_gpus(gpus)
         if max_concurrent_jobs is None:
             max_concurrent_jobs = default_workers(device, placed)
+        vllm = vllm_setting(vllm)
         self._temp_dir: str | None = None
         if data_dir is None:
             self._temp_dir = tempfile.mkdtemp(prefix="finetune_kit-local-")
@@ -156,6 +163,8 @@ class LocalBackend:
             device=device,
             gpus=placed,
             qlora=qlora,
+            vllm=vllm,
+            vllm_model=vllm_model,
             **executor_options(
                 executor=executor,
                 ray_address=ray_address,

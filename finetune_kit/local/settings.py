@@ -178,6 +178,10 @@ class ServerSettings:
             GPUs the machine shows.
         qlora: Train every job on the base model quantized to 4 bits (CUDA, the ``qlora``
             extra).
+        vllm: Serve chat for ``vllm_model`` through vLLM: ``start`` (``vllm serve`` on this
+            machine) or a vLLM server's URL; ``None`` reads ``$FINETUNE_KIT_LOCAL_VLLM`` (unset:
+            the built-in decoder serves every model; see ``engine.vllm``).
+        vllm_model: The base model vLLM serves (default: ``default_model``).
         executor: ``"local"`` trains each job in a worker process on this machine; ``"ray"``
             runs it on a Ray cluster (a worker process here only follows it).
         ray_address: The Ray cluster (``host:port`` of its head, ``ray://host:10001`` or
@@ -210,6 +214,8 @@ class ServerSettings:
     device: str | None = None
     gpus: Sequence[str] | None = None
     qlora: bool = False
+    vllm: str | None = None
+    vllm_model: str | None = None
     executor: str = "local"
     ray_address: str | None = None
     workers_per_job: int = 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import LocalBackendError
@@ -31,6 +32,7 @@ from .validator import FileValidator
 
 if TYPE_CHECKING:
     from ..engine.generation import Generator
+    from ..engine.vllm import VllmService
 
 __all__ = ["ServerContext"]
 
@@ -55,6 +57,7 @@ class ServerContext:
         self._pool: WorkerPool | None = None
         self._generator: Generator | None = None
         self._generator_lock = threading.Lock()
+        self._vllm: VllmService | None = None
         self.registry = ModelRegistry(
             cache_dir=settings.model_cache_dir,
             default_model=settings.default_model,
@@ -124,6 +127,8 @@ class ServerContext:
     def generator(self) -> Generator:
         """The chat generator, loaded on first use (it imports torch)."""
         with self._generator_lock:
+            if self._generator is None and self._vllm is not None:
+                self._generator = self._vllm.generator
             if self._generator is None:
                 from ..engine.generation import Generator
 
@@ -133,6 +138,34 @@ class ServerContext:
                     device=self.settings.device,
                 )
             return self._generator
+
+    def _start_vllm(self, store: Store) -> None:
+        """Start (or connect to) the vLLM engine, when the settings ask for one."""
+        from ..engine.vllm import VllmService, vllm_setting
+
+        setting = vllm_setting(self.settings.vllm)
+        if setting is None:
+            return
+        base = self.registry.resolve(self.settings.vllm_model or self.registry.default_model)
+
+        def adapters() -> list[Path]:
+            models = [m.adapter_path for m in store.models.list_models() if m.base_model == base]
+            checkpoints, _ = store.models.list_checkpoints()
+            paths = models + [c.path for c in checkpoints if c.base_model == base]
+            return [Path(p) for p in paths if (Path(p) / "adapter_config.json").is_file()]
+
+        self._vllm = VllmService(
+            setting,
+            self.registry,
+            base,
+            adapters,
+            log_dir=self.settings.data_dir / "logs",
+            generator_options={
+                "default_max_tokens": self.settings.default_max_tokens,
+                "device": self.settings.device,
+            },
+        )
+        self._vllm.start()
 
     def start(self) -> None:
         """Lock the data folder, open the store, requeue interrupted jobs, start the workers."""
@@ -148,6 +181,7 @@ class ServerContext:
             self._validator.start()
             self._pool = WorkerPool(self.settings, store)
             self._pool.start()
+            self._start_vllm(store)
         except BaseException:
             self.stop()
             raise
@@ -160,6 +194,9 @@ class ServerContext:
         if self._validator is not None:
             self._validator.stop()
             self._validator = None
+        if self._vllm is not None:
+            self._vllm.stop()
+            self._vllm = None
         if self._generator is not None:
             self._generator.close()
             self._generator = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..._served import default_data_dir, find_served, publish, withdraw
 from ...errors import ConfigurationError, LocalBackendError
 from ..engine.device import check_device, default_workers, parse_gpus
+from ..engine.vllm import vllm_setting
 from ..settings import RequestLimits, ServerSettings, executor_options
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
@@ -43,6 +44,8 @@ def serve(
     device: str | None = None,
     gpus: str | int | Sequence[str | int] | None = None,
     qlora: bool = False,
+    vllm: str | None = None,
+    vllm_model: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
     workers_per_job: int | None = None,
@@ -79,6 +82,9 @@ def serve(
         gpus: GPU ids to place jobs on, one per worker in turn (``"0,1"``, or a count);
             ``None`` reads ``$FINETUNE_KIT_LOCAL_GPUS``, else the machine's GPUs.
         qlora: Train on the base model quantized to 4 bits (CUDA and the ``qlora`` extra).
+        vllm: Chat through vLLM for ``vllm_model``: ``"start"`` (``vllm serve`` here, the
+            ``vllm`` extra) or a vLLM server's URL; ``None`` reads ``$FINETUNE_KIT_LOCAL_VLLM``.
+        vllm_model: The base model vLLM serves (default: ``default_model``).
         executor: ``"local"`` (worker processes here) or ``"ray"`` (a Ray cluster, see
             docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
         ray_address: The Ray cluster; ``None`` reads ``$FINETUNE_KIT_LOCAL_RAY_ADDRESS``, then
@@ -111,6 +117,7 @@ def serve(
     placed = parse_gpus(gpus)
     if max_concurrent_jobs is None:
         max_concurrent_jobs = default_workers(device, placed)
+    vllm = vllm_setting(vllm)
     import uvicorn
 
     settings = ServerSettings(
@@ -127,6 +134,8 @@ def serve(
         device=device,
         gpus=placed,
         qlora=qlora,
+        vllm=vllm,
+        vllm_model=vllm_model,
         **executor_options(
             executor=executor,
             ray_address=ray_address,

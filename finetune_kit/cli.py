@@ -599,6 +599,11 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
     )
     if refusal is not None:
         raise ConfigurationError(refusal, param="--allow-no-key")
+    resources = None
+    if args.resources_per_worker is not None:
+        from .local.settings import parse_resources
+
+        resources = parse_resources(args.resources_per_worker)
     serve(
         host=args.host,
         port=args.port,
@@ -615,6 +620,11 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         max_concurrent_jobs=args.max_concurrent_jobs,
         vllm=args.vllm,
         vllm_model=args.vllm_model,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        workers_per_job=args.workers_per_job,
+        resources_per_worker=resources,
+        ray_storage=args.ray_storage,
     )
     return EXIT_CODES["ok"]
 
@@ -922,6 +932,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--vllm-model", metavar="MODEL", help="the base model vLLM serves (default: --model)"
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where jobs train: local (worker processes here, the default) or ray (a Ray "
+        "cluster; the ray extra; see docs/scale-out.md) (default $FINETUNE_KIT_LOCAL_EXECUTOR)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: the cluster, HOST:PORT of its head (default "
+        "$FINETUNE_KIT_LOCAL_RAY_ADDRESS, then $RAY_ADDRESS, else a cluster started on this "
+        "machine with ray start)",
+    )
+    p.add_argument(
+        "--workers-per-job",
+        type=int,
+        metavar="N",
+        help="with --executor ray: data-parallel Ray Train workers per job (default "
+        "$FINETUNE_KIT_LOCAL_WORKERS_PER_JOB, else 1)",
+    )
+    p.add_argument(
+        "--resources-per-worker",
+        metavar="JSON",
+        help="with --executor ray: what each worker asks Ray for, e.g. '{\"CPU\": 2}' or "
+        "'{\"GPU\": 1}' (GPU workers train with NCCL) (default "
+        "$FINETUNE_KIT_LOCAL_RESOURCES_PER_WORKER, else one CPU)",
+    )
+    p.add_argument(
+        "--ray-storage",
+        metavar="PATH|URI",
+        help="with --executor ray: where runs persist checkpoints and large inputs, a folder "
+        "every node reaches or a URI such as s3://bucket/prefix (default "
+        "$FINETUNE_KIT_LOCAL_RAY_STORAGE, else the data folder's ray/)",
     )
     p.add_argument("--faults", action="store_true", help="enable fault injection (for tests)")
 

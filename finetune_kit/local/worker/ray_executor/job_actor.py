@@ -50,10 +50,19 @@ def actor_name(job_id: str) -> str:
 
 
 def _relay(actor: Any) -> Any:
-    """A Ray Train callback (it runs in the controller) that reports worker failures."""
+    """A Ray Train callback (it runs in the controller): registered checkpoints, failures."""
     from ray.train import UserCallback
 
     class FailureRelay(UserCallback):
+        def after_report(
+            self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+        ) -> None:
+            # The controller registered this checkpoint: from now on a restart resumes from it
+            # (a worker lost between the report and this moment resumes from the one before).
+            if checkpoint is not None:
+                name = str(checkpoint.path).rstrip("/").rpartition("/")[2]
+                actor.put.remote({"type": "registered", "name": name})
+
         def after_exception(self, run_context: Any, worker_exceptions: Mapping[int, Any]) -> None:
             ranks = sorted(worker_exceptions)
             first = worker_exceptions[ranks[0]]

@@ -389,14 +389,19 @@ class RayJobRunner(JobRunner):
         if kind == "workers":
             run.workers_seen = True
             workers = list(event["workers"])
+            message = describe_workers(workers)
+            resumed = event.get("resumed_step")
+            if resumed is not None:
+                message += f"; resumed from the checkpoint at step {resumed}"
             self.store.events.add(
                 job.id,
                 str(event["key"]),
-                describe_workers(workers),
+                message,
                 data={
                     "workers": len(workers),
                     "nodes": sorted({str(w["node_ip"]) for w in workers}),
                     "pids": [int(w["pid"]) for w in sorted(workers, key=lambda w: w["rank"])],
+                    "resumed_step": resumed,
                 },
             )
         elif kind == "device":
@@ -409,6 +414,8 @@ class RayJobRunner(JobRunner):
             self._checkpoint(job, event, run, callbacks)
         elif kind == "warn":
             self.store.events.add(job.id, str(event["key"]), str(event["message"]), level="warn")
+        elif kind == "registered":
+            logger.debug("job %s: Ray registered %s", job.id, event.get("name"))
         elif kind == "error":
             run.error = dict(event)
         elif kind == "end":

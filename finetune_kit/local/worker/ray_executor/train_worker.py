@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -175,6 +176,18 @@ def _worker_info(rank: int) -> dict[str, Any]:
     }
 
 
+def _checkpoint_step(folder: Path | None) -> int | None:
+    """The step a checkpoint folder was saved after (``None`` for no checkpoint)."""
+    from ...engine.training import STATE_FILE
+
+    if folder is None:
+        return None
+    try:
+        return int(json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _placement_group() -> str | None:
     from ray.util import get_current_placement_group
 
@@ -253,7 +266,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 "key": f"ray-workers-{config['launched']}-{os.getpid()}",
                 "workers": workers,
                 "placement_group": _placement_group(),
-                "resumed": resume_from is not None,
+                "resumed_step": _checkpoint_step(resume_from),
             }
         )
         request: TrainingRequest = dataclasses.replace(

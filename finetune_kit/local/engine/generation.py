@@ -211,6 +211,9 @@ class Generator:
         >>> generator.close()
     """
 
+    name = "torch"
+    """The engine's name (``engine.serving.ChatEngine``)."""
+
     def __init__(
         self,
         registry: ModelRegistry,
@@ -251,6 +254,10 @@ class Generator:
         return f"Generator(bases={sorted(self._slots)}, adapters={len(self._adapters)})"
 
     # -- public API -------------------------------------------------------------------------
+
+    def serves(self, model: ModelRef) -> bool:
+        """Always true: the built-in decoder serves every model (``engine.serving``)."""
+        return True
 
     def chat(
         self,

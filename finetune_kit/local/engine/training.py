@@ -15,6 +15,12 @@ loop, then saves the adapter. The loop is built for small CPUs:
 - no gradient checkpointing, adapter dropout 0, and half the cores by default (``threads_for``:
   the server shares the machine, and on 2 cores one thread trains as fast as two or faster).
 
+On a GPU (``request.device``, see ``device`` and ``placement``) the same loop runs there: the
+model is read straight onto the device in bfloat16 (or 4-bit with QLoRA), the tokens per packed
+pass are sized from the free memory, gradient checkpointing turns on only when the longest
+example would not fit otherwise, and running out of memory fails the run with what to try
+instead. The callbacks' optional ``on_device`` hears where it trains.
+
 Supervised loss is the mean cross-entropy over the batch's trained tokens (assistant turns whose
 ``weight`` is not 0). DPO compares the adapter with the base model (adapter disabled), whose
 log-probabilities are computed once up front.

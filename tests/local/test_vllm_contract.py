@@ -511,3 +511,33 @@ def test_deleting_a_model_unloads_its_adapter(
     _eventually(lambda: adapter_name(adapter) not in vllm.adapters, "the adapter is unloaded")
     unloads = [body for path, body in vllm.requests if path == "/v1/unload_lora_adapter"]
     assert {"lora_name": adapter_name(adapter)} in unloads
+
+
+def test_the_vllm_engine_is_a_chat_engine_the_router_sends_its_models_to(
+    vllm: StandInVllm, backend: LocalBackend
+) -> None:
+    from finetune_kit.local.engine.generation import Generator, ModelRef
+    from finetune_kit.local.engine.registry import ModelRegistry
+    from finetune_kit.local.engine.serving import ChatDeltas, ChatEngine, EngineRouter
+    from finetune_kit.local.engine.vllm import VllmClient, VllmEngine
+
+    registry = ModelRegistry(default_model="tiny-random")
+    client = VllmClient(vllm.url, served_model=SERVED, base_model="tiny-random")
+    engine = VllmEngine(registry, client)
+    assert isinstance(engine, ChatEngine)
+    router = EngineRouter([engine], Generator(registry))
+    try:
+        assert router.engine_for(ModelRef("gpt-4o-mini")) is engine
+        assert not engine.serves(ModelRef("/no/such/model"))
+        vllm.reply = lambda request: ["Routed."]
+        result = router.chat(ModelRef("tiny-random"), [{"role": "user", "content": "Hi"}], n=1)
+        stream = router.stream(ModelRef("tiny-random"), [{"role": "user", "content": "Hi"}])
+        assert isinstance(stream, ChatDeltas)
+        text = "".join(delta.text for delta in stream)
+    finally:
+        router.close()
+        client.close()
+    assert result.choices[0].text == "Routed."
+    assert text == "Routed."
+    assert stream.completion_tokens == 1
+    assert vllm.chats()[-1]["model"] == SERVED

@@ -11,13 +11,14 @@ server's default model) go to a vLLM engine instead of the built-in decoder:
   checkpoint of that base is loaded (``POST /v1/load_lora_adapter``) once its job has written it,
   and unloaded (``POST /v1/unload_lora_adapter``) when it is deleted or pruned. A request for an
   adapter not loaded yet loads it first.
-- ``VllmGenerator`` is the server's ``Generator``, with the same ``chat`` and ``stream``: requests
-  for the vLLM-served base (and its adapters) become ``POST /v1/chat/completions`` with the
+- ``VllmEngine`` is a ``serving.ChatEngine`` (``VllmGenerator`` puts it in front of the built-in
+  ``Generator``, the shape the server's chat service takes): requests for the vLLM-served base
+  (and its adapters) become ``POST /v1/chat/completions`` with the
   messages rendered as training rendered them (``chat_format.normalize_messages``: tool
   declarations and calls written as text), so the engine applies the same chat template, and
   the answer comes back as text for the server's tool-call parsing; every other model goes to
-  the built-in decoder. ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed`` and ``n``
-  are passed through, usage and finish reasons mapped back.
+  the next engine (the built-in decoder). ``max_tokens``, ``temperature``, ``top_p``, ``stop``,
+  ``seed`` and ``n`` are passed through, usage and finish reasons mapped back.
 
 vLLM needs a CUDA GPU and is not installed by ``scripts/install``; ``tests/local/
 test_vllm_contract.py`` checks every request against a stand-in that accepts only what vLLM's
@@ -54,6 +55,7 @@ __all__ = [
     "VLLM_ENV",
     "AdapterSync",
     "VllmClient",
+    "VllmEngine",
     "VllmGenerator",
     "VllmProcess",
     "adapter_name",
@@ -451,15 +453,17 @@ def _finish_reason(value: Any) -> FinishReason | None:
     return "stop" if value in ("stop", "tool_calls") else "length"
 
 
-class VllmGenerator(Generator):
-    """The server's generator: the vLLM-served base model and its adapters go to vLLM.
+class VllmEngine:
+    """A ``serving.ChatEngine`` on a vLLM server: its base model and that model's adapters.
 
     Args:
         registry: Resolves base model names.
         client: The vLLM server; it serves ``client.base_model``.
         ready: Waits until the server is up (a starting engine loads its model first).
-        **options: ``Generator``'s options, for the built-in decoder of every other model.
+        default_max_tokens: Token limit of a choice when the request gives none.
     """
+
+    name = "vllm"
 
     def __init__(
         self,
@@ -467,14 +471,25 @@ class VllmGenerator(Generator):
         client: VllmClient,
         *,
         ready: Callable[[], None] | None = None,
-        **options: Any,
+        default_max_tokens: int = 512,
     ) -> None:
-        super().__init__(registry, **options)
+        self.registry = registry
         self.client = client
+        self.default_max_tokens = default_max_tokens
         self._ready = ready
 
-    def _served(self, model: ModelRef) -> bool:
-        return self.registry.resolve(model.base) == self.client.base_model
+    def __repr__(self) -> str:
+        return f"VllmEngine({self.client.url!r}, base_model={self.client.base_model!r})"
+
+    def serves(self, model: ModelRef) -> bool:
+        """Whether ``model`` is the served base model or one of its adapters."""
+        try:
+            return self.registry.resolve(model.base) == self.client.base_model
+        except ConfigurationError:
+            return False
+
+    def close(self) -> None:
+        """Nothing to release: the service owning the client closes it."""
 
     def _body(
         self,
@@ -571,19 +586,7 @@ class VllmGenerator(Generator):
         seed: int | None = None,
         n: int = 1,
     ) -> ChatResult:
-        """Generate a chat completion (see ``Generator.chat``); vLLM's base goes to vLLM."""
-        if not self._served(model):
-            return super().chat(
-                model,
-                messages,
-                tools=tools,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
-                n=n,
-            )
+        """Generate a chat completion on vLLM (see ``Generator.chat``)."""
         body = self._body(model, messages, tools, max_tokens, temperature, top_p, stop, seed, n)
         response = self.client.post("/v1/chat/completions", body)
         if response.status_code != 200:
@@ -615,19 +618,7 @@ class VllmGenerator(Generator):
         seed: int | None = None,
         n: int = 1,
     ) -> ChatStream:
-        """Start a chat completion (see ``Generator.stream``); vLLM's base goes to vLLM."""
-        if not self._served(model):
-            return super().stream(
-                model,
-                messages,
-                tools=tools,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
-                n=n,
-            )
+        """Start a chat completion on vLLM (see ``Generator.stream``)."""
         import httpx
 
         body = self._body(model, messages, tools, max_tokens, temperature, top_p, stop, seed, n)
@@ -645,6 +636,77 @@ class VllmGenerator(Generator):
             response.close()
             raise self._refusal(response)
         return VllmChatStream(response, self.client.base_model, n)
+
+
+class VllmGenerator(Generator):
+    """The built-in ``Generator`` with a ``VllmEngine`` in front for the model vLLM serves.
+
+    What ``serving.EngineRouter([engine], generator)`` does, in the ``Generator`` shape the
+    server's chat service takes today.
+
+    Args:
+        registry: Resolves base model names.
+        engine: The vLLM engine.
+        **options: ``Generator``'s options, for the built-in decoder of every other model.
+    """
+
+    def __init__(self, registry: ModelRegistry, engine: VllmEngine, **options: Any) -> None:
+        super().__init__(registry, **options)
+        self.engine = engine
+
+    def chat(
+        self,
+        model: ModelRef,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        n: int = 1,
+    ) -> ChatResult:
+        """Generate a chat completion (see ``Generator.chat``) on vLLM or here."""
+        serving = self.engine.chat if self.engine.serves(model) else super().chat
+        return serving(
+            model,
+            messages,
+            tools=tools,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            n=n,
+        )
+
+    def stream(
+        self,
+        model: ModelRef,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        n: int = 1,
+    ) -> ChatStream:
+        """Start a chat completion (see ``Generator.stream``) on vLLM or here."""
+        serving = self.engine.stream if self.engine.serves(model) else super().stream
+        return serving(
+            model,
+            messages,
+            tools=tools,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            n=n,
+        )
 
 
 class VllmService:
@@ -687,9 +749,16 @@ class VllmService:
         self._ready_lock = threading.Lock()
         self._is_ready = False
         self.sync = AdapterSync(self.client, adapters, ready=self._up)
-        self.generator = VllmGenerator(
-            registry, self.client, ready=self.wait_ready, **dict(generator_options or {})
+        options = dict(generator_options or {})
+        self.engine = VllmEngine(
+            registry,
+            self.client,
+            ready=self.wait_ready,
+            default_max_tokens=int(options.get("default_max_tokens", 512)),
         )
+        """The ``serving.ChatEngine`` for an ``EngineRouter``."""
+        self.generator = VllmGenerator(registry, self.engine, **options)
+        """The same in front of the built-in ``Generator`` (what the chat service takes)."""
 
     def _up(self) -> bool:
         if self._is_ready:

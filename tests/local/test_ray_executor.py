@@ -62,6 +62,10 @@ def last_step(client: openai.OpenAI, job_id: str) -> int:
     return max(steps_of(events_of(client, job_id)), default=0)
 
 
+def started(client: openai.OpenAI, job_id: str) -> bool:
+    return "Fine-tuning job started" in [e.message for e in events_of(client, job_id)]
+
+
 def workers_events(events: list[Any]) -> list[Any]:
     return [e for e in events if e.message.startswith("Training on 2 Ray workers")]
 
@@ -240,13 +244,42 @@ def test_a_restarted_backend_follows_the_run_and_pause_resume_cancel_reach_it(
     assert "The job has successfully completed" not in messages
 
 
+def test_a_run_left_on_the_cluster_stops_when_its_job_was_cancelled_meanwhile(
+    ray_cluster: RayCluster, reference: Reference, tmp_path: Path
+) -> None:
+    import ray
+
+    from finetune_kit.local.worker.ray_executor.job_actor import find
+
+    storage = ray_cluster.storage / "left"
+    first = ray_backend(tmp_path, ray_cluster.address, storage, training_step_delay=0.5)
+    with first, first.client() as client:
+        job = create_job(client, reference.path, n_epochs=5)
+        wait_until(lambda: workers_events(events_of(client, job.id)), RAY_JOB_TIMEOUT, "workers")
+    # The run goes on without a server; its job waits in the queue. A server with no bridge
+    # free (none at all, here) cancels it: nothing tells the run yet.
+    busy = ray_backend(tmp_path, ray_cluster.address, storage, max_concurrent_jobs=0)
+    with busy, busy.client() as client:
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"
+        client.fine_tuning.jobs.cancel(job.id)
+    assert find(job.id) is not None
+    # The next bridge finds the run of an ended job in the storage and stops it.
+    third = ray_backend(tmp_path, ray_cluster.address, storage)
+    with third, third.client() as client:
+        wait_until(lambda: find(job.id) is None, 120, "the run is still on the cluster")
+        wait_until(lambda: not (storage / job.id).exists(), 60, "the run's storage is left")
+        wait_until(lambda: ray.available_resources().get("CPU") == 2, 60, "CPUs still held")
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
+
+
 def test_the_cluster_going_away_fails_the_job_and_the_backend_keeps_serving(
     ray_head: RayHead, reference: Reference, tmp_path: Path
 ) -> None:
     backend = ray_backend(tmp_path, ray_head.address, ray_head.storage, training_step_delay=1.0)
     with backend, backend.client() as client:
         job = create_job(client, reference.path)
-        wait_until(lambda: last_step(client, job.id) >= 1, RAY_JOB_TIMEOUT, "no step 1")
+        # The job's run is on the cluster (its actor launched) when the whole cluster goes.
+        wait_until(lambda: started(client, job.id), RAY_JOB_TIMEOUT, "not started")
         ray_head.kill()
         failed = wait_for_job(client, job.id, timeout=120)
         # Still serving: the API answers, and a new job fails at once, saying why.

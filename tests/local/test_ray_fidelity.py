@@ -1,7 +1,8 @@
 """The seeds' notebook, call for call, with the local backend's jobs on a Ray cluster.
 
 The same ``run_notebook`` as tests/local/test_fidelity.py, unchanged: only the server differs
-(``--executor ray``, two data-parallel workers on the session's cluster).
+(``--executor ray`` on the session's cluster, one Ray Train worker: the path without DDP; the
+data-parallel one is in test_ray_executor.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ pytestmark = [
 def test_seed_notebook_runs_unchanged_on_ray(
     ray_cluster: RayCluster, training_path: Path, tmp_path: Path
 ) -> None:
-    backend = ray_backend(tmp_path, ray_cluster.address, ray_cluster.storage / "seed")
+    backend = ray_backend(
+        tmp_path, ray_cluster.address, ray_cluster.storage / "seed", workers_per_job=1
+    )
     with backend, backend.client() as client:
         run_notebook(client, timeout=240, training_path=training_path)

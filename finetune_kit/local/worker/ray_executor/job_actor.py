@@ -34,7 +34,7 @@ from typing import Any
 
 from .cluster import NAMESPACE
 
-__all__ = ["JobActor", "actor_name", "find", "hard_stop", "launch"]
+__all__ = ["ACTOR_PREFIX", "JobActor", "actor_name", "find", "hard_stop", "launch"]
 
 logger = logging.getLogger("finetune_kit.local.worker")
 
@@ -44,9 +44,13 @@ TORCH_TIMEOUT_S = 300
 _NAME_WAIT_SECONDS = 10.0
 
 
+ACTOR_PREFIX = "ftk-job-"
+"""Job actors are named this, then the job id."""
+
+
 def actor_name(job_id: str) -> str:
     """The job actor's name in the ``finetune_kit`` namespace."""
-    return f"ftk-job-{job_id}"
+    return ACTOR_PREFIX + job_id
 
 
 def _relay(actor: Any) -> Any:

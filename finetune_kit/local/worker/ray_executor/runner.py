@@ -53,7 +53,14 @@ from ...store import FileRecord, JobRecord, Store
 from ..runner import MAX_CRASHES, JobRunner, _JobCallbacks
 from .cluster import ClusterUnreachableError, check_reachable, connect, resolve_address
 from .job_actor import find, hard_stop, launch
-from .storage import copy_back, pack_folder, remove_tree, stage_file, storage_join
+from .storage import (
+    copy_back,
+    list_folders,
+    pack_folder,
+    remove_tree,
+    stage_file,
+    storage_join,
+)
 
 __all__ = ["MAX_WORKER_FAILURES", "POLL_SECONDS", "RayJobRunner", "describe_workers"]
 
@@ -71,8 +78,13 @@ CANCEL_GRACE_SECONDS = 30.0
 PAUSE_GRACE_SECONDS = 120.0
 """Likewise for a pause: killed, it resumes from its last epoch checkpoint instead."""
 
+SWEEP_SECONDS = 30.0
+"""How often an idle, connected bridge stops the Ray runs of jobs that ended without it."""
+
 WAITING_WARNING_SECONDS = 120.0
 """A run whose workers have not reported in this long gets a ``warn`` event saying why."""
+
+ENDED_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 _MAX_RELAUNCHES = 2
 _DRAIN_TIMEOUT = 30.0
@@ -119,8 +131,12 @@ class RayJobRunner(JobRunner):
         # steps as they come and must not wait between them as the local runner's callbacks do.
         super().__init__(store, settings.with_changes(training_step_delay=0.0), token, stop_event)
         self.server_settings = settings
+        self._asked_to_stop: dict[str, float] = {}
         self.address = resolve_address(settings.ray_address)
         self.storage = settings.ray_storage_location
+
+    _cluster_lost = False
+    _next_sweep = 0.0
 
     def run_next(self) -> bool:
         """Claim the oldest queued job and run it on the cluster; return whether there was one."""
@@ -130,9 +146,65 @@ class RayJobRunner(JobRunner):
             # pool start a fresh bridge that connects anew for the next job.
             logger.warning("the Ray cluster at %s is gone; this bridge stops", self.address)
             self.stop_event.set()
+        elif not found and time.monotonic() >= self._next_sweep:
+            self._sweep()
         return found
 
-    _cluster_lost = False
+    def _sweep(self) -> None:
+        """Stop the runs of this store's jobs that ended while no bridge followed them.
+
+        A run goes on through a server restart, and its job waits in ``queued`` until a bridge
+        is free to follow it; cancelled meanwhile, nothing else would tell the run to stop. The
+        run storage says which runs were left: a folder per job, removed when its job ends. For
+        each such job this store knows as ended and no bridge holds, the run is asked to stop
+        (then killed if it has not within ``CANCEL_GRACE_SECONDS``) and its folder removed.
+        Other servers may share the cluster and the storage: their jobs are not this store's.
+        """
+        self._next_sweep = time.monotonic() + SWEEP_SECONDS
+        try:
+            left = [
+                record
+                for record in map(self.store.jobs.get, list_folders(self.storage))
+                if record is not None and record.held_by is None and record.status in ENDED_STATUSES
+            ]
+            if not left:
+                return
+            try:
+                connect(self.address)
+            except ClusterUnreachableError:
+                # No cluster, no run: only the folders are left to remove.
+                for record in left:
+                    self._clean_up(record)
+                return
+            for record in left:
+                if self._stop_left_run(record):
+                    self._clean_up(record)
+                else:
+                    self._next_sweep = time.monotonic() + 2.0  # check again soon
+        except Exception:  # a housekeeping pass: it must never stop the bridge
+            logger.warning("could not look for Ray runs of ended jobs", exc_info=True)
+
+    def _stop_left_run(self, record: JobRecord) -> bool:
+        """Move an ended job's run towards its end; return whether it is over."""
+        import ray
+
+        handle = find(record.id)
+        if handle is None:
+            return True
+        state = ray.get(handle.status.remote(), timeout=_DRAIN_TIMEOUT)["state"]
+        if state in ("finished", "failed"):
+            ray.kill(handle, no_restart=True)
+            return True
+        now = time.monotonic()
+        asked = self._asked_to_stop.setdefault(record.id, now)
+        if asked == now:
+            logger.info("job %s %s; stopping its Ray run", record.id, record.status)
+            handle.signal.remote("cancel")
+            return False
+        if now - asked > CANCEL_GRACE_SECONDS:
+            hard_stop(handle)
+            return True
+        return False
 
     def run(self, job: JobRecord) -> None:
         """Run one claimed (``running``) job on the cluster to its end, pause or failure."""
@@ -179,6 +251,7 @@ class RayJobRunner(JobRunner):
             return
         try:
             connect(self.address)
+            self._sweep()
             handle = find(job.id)
             if handle is not None:
                 store.events.add(

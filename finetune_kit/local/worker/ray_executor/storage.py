@@ -36,6 +36,7 @@ from typing import Any
 __all__ = [
     "INLINE_MAX_BYTES",
     "copy_back",
+    "list_folders",
     "materialize_file",
     "materialize_folder",
     "pack_folder",
@@ -177,3 +178,15 @@ def remove_tree(uri: str) -> None:
     filesystem, path = _filesystem(uri)
     if filesystem.get_file_info(path).type == fs.FileType.Directory:
         filesystem.delete_dir(path)
+
+
+def list_folders(storage: str) -> list[str]:
+    """The names of the folders at the top of the storage (none if it does not exist yet)."""
+    fs = _pyarrow_fs()
+    filesystem, path = _filesystem(storage)
+    selector = fs.FileSelector(path, allow_not_found=True, recursive=False)
+    return sorted(
+        info.base_name
+        for info in filesystem.get_file_info(selector)
+        if info.type == fs.FileType.Directory
+    )

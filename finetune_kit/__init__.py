@@ -76,6 +76,7 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .errors import FinetuneKitError as FinetuneKitError
     from .errors import FinetuneKitWarning as FinetuneKitWarning
     from .errors import FineTuningUnavailableError as FineTuningUnavailableError
+    from .errors import GraderValidationError as GraderValidationError
     from .errors import JobCancelledError as JobCancelledError
     from .errors import JobError as JobError
     from .errors import JobFailedError as JobFailedError
@@ -92,6 +93,13 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .files.uploader import AsyncFileUploader as AsyncFileUploader
     from .files.uploader import FileUploader as FileUploader
     from .files.views import UploadedFile as UploadedFile
+    from .graders.base import CompiledGrader as CompiledGrader
+    from .graders.compiled import compile_grader as compile_grader
+    from .graders.compiled import run_grader as run_grader
+    from .graders.compiled import validate_grader as validate_grader
+    from .graders.model import GraderModel as GraderModel
+    from .graders.openai_model import OpenAIGraderModel as OpenAIGraderModel
+    from .graders.result import GraderRunResult as GraderRunResult
     from .inference.client import AsyncInferenceClient as AsyncInferenceClient
     from .inference.client import InferenceClient as InferenceClient
     from .inference.comparison import Comparison as Comparison

@@ -7,6 +7,7 @@ ours is caused by one of theirs it is chained with ``raise ... from exc``.
 ```
 FinetuneKitError
 ├── ConfigurationError          a parameter has a value we cannot use (also a ValueError)
+│   └── GraderValidationError   a grader definition is invalid (grader, field, param)
 ├── DataError                   training data cannot be read or used
 │   ├── JSONLDecodeError        a JSONL file cannot be decoded (line, byte offset)
 │   ├── ExampleValidationError  a record does not match its schema (line, field)
@@ -47,6 +48,7 @@ __all__ = [
     "FineTuningUnavailableError",
     "FinetuneKitError",
     "FinetuneKitWarning",
+    "GraderValidationError",
     "JSONLDecodeError",
     "JobCancelledError",
     "JobError",
@@ -77,6 +79,31 @@ class ConfigurationError(FinetuneKitError, ValueError):
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class GraderValidationError(ConfigurationError):
+    """A grader definition is invalid: an unknown key, a bad template, formula or value.
+
+    Raised by ``finetune_kit.graders.validate_grader`` and whenever a grader is compiled (an
+    evaluation given a grader, the local backend's ``graders/validate`` and ``graders/run``
+    routes, where it is a 400 naming ``param``). The message names the grader, the field and
+    how to fix it, such as ``grader 'accuracy' (string_check), field 'refrence': unknown key;
+    did you mean 'reference'?``. A problem found while *running* a valid grader (a missing
+    template variable, a model's unreadable answer, an exception in a python grader) is not
+    raised: it sets a flag in the result's ``metadata.errors``.
+
+    Attributes:
+        grader: The name of the grader at fault (the sub-grader's, inside a multi grader).
+        field: The path of the offending field from the top of the grader definition, such as
+            ``graders.accuracy.reference`` or ``input[0].content``; empty for the whole grader.
+        param: ``"grader"`` followed by that path (``grader.graders.accuracy.reference``), the
+            way an API error names a request parameter.
+    """
+
+    def __init__(self, message: str, *, grader: str | None = None, field: str = "") -> None:
+        super().__init__(message, param=f"grader.{field}" if field else "grader")
+        self.grader = grader
+        self.field = field
 
 
 class DataError(FinetuneKitError):

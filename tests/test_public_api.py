@@ -103,3 +103,37 @@ print(wrong)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# Names each part of the library documents as public (its docs page, the API page): each must
+# be exported from the top, the same object as in its package.
+DOCUMENTED = {
+    "finetune_kit.graders": [
+        "CompiledGrader",
+        "GraderModel",
+        "GraderRunResult",
+        "GraderValidationError",
+        "OpenAIGraderModel",
+        "compile_grader",
+        "run_grader",
+        "validate_grader",
+    ],
+}
+
+
+def test_documented_names_are_exported_from_the_top() -> None:
+    import importlib
+
+    for package, names in DOCUMENTED.items():
+        module = importlib.import_module(package)
+        for name in names:
+            assert name in finetune_kit.__all__, name
+            assert getattr(finetune_kit, name) is getattr(module, name), name
+
+
+def test_a_grader_validation_error_is_a_configuration_error_of_the_one_tree() -> None:
+    from finetune_kit.errors import ConfigurationError, GraderValidationError
+
+    assert finetune_kit.GraderValidationError is GraderValidationError
+    assert issubclass(GraderValidationError, ConfigurationError)
+    assert GraderValidationError.__module__ == "finetune_kit"

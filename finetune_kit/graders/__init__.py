@@ -5,6 +5,18 @@ reinforcement fine-tuning, and by the library's evaluations. It talks to no netw
 model graders ask the :class:`GraderModel` they are given (:class:`OpenAIGraderModel` wraps any
 ``openai`` client), and python graders run in a sandboxed process.
 
+Owns ``specs`` (the strict definitions, ``parse_grader``), ``templates`` and ``formula`` (what a
+definition's strings mean), ``sample`` and ``result`` (what a grader reads and returns),
+``base`` (``CompiledGrader``, the base of the implementations ``_basic``, ``_model_graders``,
+``_multi``, ``_python``), ``compiled`` (``compile_grader``, ``run_grader``, ``validate_grader``:
+it picks an implementation, which imports only ``base``), ``model`` and ``openai_model`` (the
+judge of model graders) and ``sandbox`` (the python graders' worker processes; ``_sandbox`` and
+``_landlock`` run inside them).
+
+May import: ``finetune_kit.data``, ``finetune_kit.errors`` (``GraderValidationError`` is defined
+there, in the one exception tree) and ``finetune_kit._lazy``; never the services, the session,
+the local backend or the CLI, which all use graders.
+
 Examples:
     >>> from finetune_kit.graders import run_grader
     >>> result = run_grader({"type": "string_check", "name": "has_paris", "operation": "ilike",
@@ -16,11 +28,11 @@ Examples:
 
 import typing as _typing
 
-from .._lazy import lazy_exports as _lazy_exports
+from .. import _lazy
 
-if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; the table below is what runs
-    from ._exceptions import GraderValidationError as GraderValidationError
-    from .compiled import CompiledGrader as CompiledGrader
+if _typing.TYPE_CHECKING:  # the export table: read at import for __all__ and the lazy loader
+    from ..errors import GraderValidationError as GraderValidationError
+    from .base import CompiledGrader as CompiledGrader
     from .compiled import compile_grader as compile_grader
     from .compiled import run_grader as run_grader
     from .compiled import validate_grader as validate_grader
@@ -47,41 +59,6 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; the table below is
     from .specs import TextSimilarityGrader as TextSimilarityGrader
     from .specs import parse_grader as parse_grader
 
-_EXPORTS = {
-    "CompiledGrader": "compiled",
-    "GraderErrors": "result",
-    "GraderMessage": "specs",
-    "GraderModel": "model",
-    "GraderModelReply": "model",
-    "GraderModelRequest": "model",
-    "GraderRunMetadata": "result",
-    "GraderRunResult": "result",
-    "GraderSpec": "specs",
-    "GraderValidationError": "_exceptions",
-    "LabelModelGrader": "specs",
-    "MultiGrader": "specs",
-    "OpenAIGraderModel": "openai_model",
-    "PythonGrader": "specs",
-    "Sample": "sample",
-    "SamplingParams": "specs",
-    "SandboxLayers": "sandbox",
-    "SandboxLimits": "sandbox",
-    "ScoreModelGrader": "specs",
-    "StringCheckGrader": "specs",
-    "TextSimilarityGrader": "specs",
-    "TokenUsage": "result",
-    "compile_grader": "compiled",
-    "parse_grader": "specs",
-    "run_grader": "compiled",
-    "sandbox_layers": "sandbox",
-    "validate_grader": "compiled",
-}
-
+_EXPORTS = _lazy.export_table(__name__)
 __all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = _lazy_exports(
-    __name__,
-    {name: f"{__name__}.{module}" for name, module in _EXPORTS.items()},
-    globals(),
-    rename=False,
-)
+_lazy.serve_lazily(__name__, _EXPORTS)

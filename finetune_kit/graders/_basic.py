@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._exceptions import GraderValidationError
+from ..errors import GraderValidationError
 from ._metrics import METRICS, Metric, check_installed, load_metric
-from .compiled import CompiledGrader, GradeContext, Outcome
+from .base import CompiledGrader, GradeContext, Outcome
 from .specs import StringCheckGrader, TextSimilarityGrader
 from .templates import Template, TemplateVariableError
 

@@ -146,7 +146,8 @@ def _words() -> Callable[[str], list[str]]:
     tokenize = _require("nltk.tokenize", "nltk")
     # NLTKWordTokenizer needs no downloaded data (word_tokenize needs punkt_tab).
     tokenizer = tokenize.NLTKWordTokenizer()
-    return tokenizer.tokenize  # type: ignore[no-any-return]
+    words: Callable[[str], list[str]] = tokenizer.tokenize  # nltk is untyped: Any, annotated here
+    return words
 
 
 def _gleu(_name: str) -> Metric:
@@ -198,7 +199,7 @@ def _find_wordnet() -> Any:
         return None
     reader = _require("nltk.corpus.reader.wordnet", "nltk")
 
-    class _WordNet(reader.WordNetCorpusReader):  # type: ignore[misc, name-defined]
+    class _WordNet(reader.WordNetCorpusReader):  # type: ignore[misc, name-defined]  # untyped nltk
         # Mapping WordNet 3.0 onto itself is most of the load time and only serves the
         # multilingual data, which METEOR does not use.
         def map_wn(self, version: str = "wordnet") -> None:

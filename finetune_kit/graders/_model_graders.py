@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from .compiled import CompiledGrader, GradeContext, Outcome
+from .base import CompiledGrader, GradeContext, Outcome
 from .model import GraderModelReply, GraderModelRequest
 from .specs import (
     GraderMessage,

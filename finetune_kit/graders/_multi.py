@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .compiled import CompiledGrader, GradeContext, Outcome
+from .base import CompiledGrader, GradeContext, Outcome
 from .formula import Formula, FormulaError
 from .result import GraderErrors, TokenUsage
 from .specs import MultiGrader, SubGraderSpec

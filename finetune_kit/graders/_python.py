@@ -6,8 +6,8 @@ import ast
 import threading
 from typing import Any
 
-from ._exceptions import GraderValidationError
-from .compiled import CompiledGrader, GradeContext, Outcome
+from ..errors import GraderValidationError
+from .base import CompiledGrader, GradeContext, Outcome
 from .sandbox import PythonSandbox, SandboxLayers, SandboxLimits
 from .specs import PythonGrader
 

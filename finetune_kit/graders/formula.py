@@ -22,7 +22,7 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 
-from ._exceptions import GraderValidationError
+from ..errors import GraderValidationError
 
 __all__ = ["FUNCTIONS", "Formula", "FormulaError"]
 

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from ._exceptions import GraderValidationError
+from ..errors import GraderValidationError
 
 __all__ = [
     "EVALUATION_METRICS",
@@ -269,14 +269,15 @@ class MultiGrader(_Spec):
 GraderSpec: TypeAlias = SubGraderSpec | MultiGrader
 """Any grader definition."""
 
-_BY_TYPE: dict[str, type[_Spec]] = {
+_SUB_GRADERS: dict[str, type[SubGraderSpec]] = {
     "string_check": StringCheckGrader,
     "text_similarity": TextSimilarityGrader,
     "python": PythonGrader,
     "score_model": ScoreModelGrader,
     "label_model": LabelModelGrader,
-    "multi": MultiGrader,
 }
+_BY_TYPE: dict[str, type[GraderSpec]] = {**_SUB_GRADERS, "multi": MultiGrader}
+_SPEC_CLASSES = (*_SUB_GRADERS.values(), MultiGrader)
 
 
 def parse_grader(data: Any) -> GraderSpec:
@@ -296,8 +297,8 @@ def parse_grader(data: Any) -> GraderSpec:
         GraderValidationError: The definition has an unknown key, a missing key, a value of
             the wrong type or out of range; the message names the grader and the field.
     """
-    if isinstance(data, _Spec) and isinstance(data, tuple(_BY_TYPE.values())):
-        return data  # type: ignore[return-value]
+    if isinstance(data, _SPEC_CLASSES):
+        return data
     to_dict = getattr(data, "to_dict", None)
     if not isinstance(data, Mapping) and callable(to_dict):
         data = to_dict()
@@ -333,9 +334,9 @@ def _parse(data: Any, *, path: str, nested: bool) -> GraderSpec:
                 fix="list its sub-graders in the outer multi grader's graders instead",
             )
         return _parse_multi(data, path=path, name=label)
-    model = _BY_TYPE[kind]
+    model = _SUB_GRADERS[kind]
     try:
-        return model.model_validate(dict(data))  # type: ignore[return-value]
+        return model.model_validate(dict(data))
     except ValidationError as exc:
         raise _from_pydantic(exc, data, model, path=path, name=label, kind=kind) from None
 

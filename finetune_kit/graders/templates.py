@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._exceptions import GraderValidationError
+from ..errors import GraderValidationError
 
 __all__ = ["NAMESPACES", "Template", "TemplateVariableError"]
 

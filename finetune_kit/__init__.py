@@ -110,6 +110,7 @@ if _typing.TYPE_CHECKING:  # the export table (see the docstring): one line per 
     from .inference.scorers import CallableScorer as CallableScorer
     from .inference.scorers import Contains as Contains
     from .inference.scorers import ExactMatch as ExactMatch
+    from .inference.scorers import GraderScorer as GraderScorer
     from .inference.scorers import RegexMatch as RegexMatch
     from .inference.scorers import Scorer as Scorer
     from .inference.scorers import ToolCallMatch as ToolCallMatch

@@ -8,8 +8,10 @@ records the reason for that example and carries on.
 Built-in: :class:`ExactMatch`, :class:`Contains`, :class:`RegexMatch`, :class:`ValidJSON`,
 :class:`ToolCallMatch`, and :class:`~finetune_kit.inference.judge.ModelJudge` (in ``judge``: it
 asks a model, through any :class:`~finetune_kit.inference.replies.ChatClient`); any callable
-``(reply, case) -> float | bool`` becomes a :class:`CallableScorer`. Write your own by
-subclassing :class:`Scorer`.
+``(reply, case) -> float | bool`` becomes a :class:`CallableScorer`, and any of OpenAI's graders
+(a definition as a dict, a ``finetune_kit.graders`` spec or compiled grader, an openai-python
+grader object, an Evals ``testing_criteria`` entry with its ``pass_threshold``) a
+:class:`GraderScorer`. Write your own by subclassing :class:`Scorer`.
 
 Examples:
     >>> from finetune_kit.inference.replies import ChatReply
@@ -25,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import abc
+import asyncio
 import copy
 import inspect
 import json
@@ -36,13 +39,22 @@ from typing import Any
 import openai
 
 from ..errors import ConfigurationError
+from ..graders.base import CompiledGrader
+from ..graders.compiled import compile_grader
+from ..graders.model import GraderModel
+from ..graders.result import GraderErrors, GraderRunResult
+from ..graders.sandbox import SandboxLimits
+from ..graders.specs import GraderSpec
 from .evaluation import EvalCase
+from .grading import ChatGraderModel, grader_item, grader_sample, item_keys
 from .replies import ChatClient, ChatReply, ReplyToolCall
 
 __all__ = [
     "CallableScorer",
     "Contains",
     "ExactMatch",
+    "GraderLike",
+    "GraderScorer",
     "RegexMatch",
     "Scorer",
     "ScorerLike",
@@ -111,8 +123,12 @@ class Scorer(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-ScorerLike = Scorer | str | Callable[[ChatReply, EvalCase], Any]
-"""What ``scorers=`` accepts: a scorer, a built-in's name, or a callable."""
+GraderLike = CompiledGrader | GraderSpec | Mapping[str, Any] | openai.BaseModel
+"""One of OpenAI's graders: a compiled grader, a spec, its definition as a dict, or an
+openai-python grader object (read through its ``to_dict()``)."""
+
+ScorerLike = Scorer | str | Callable[[ChatReply, EvalCase], Any] | GraderLike
+"""What ``scorers=`` accepts: a scorer, a built-in's name, a callable, or a grader."""
 
 
 def _normalize_text(text: str, *, ignore_case: bool, collapse: bool) -> str:
@@ -365,6 +381,195 @@ class CallableScorer(Scorer):
         return _checked(result, self.name)
 
 
+GRADER_TYPES = frozenset(
+    {"string_check", "text_similarity", "python", "score_model", "label_model", "multi"}
+)
+"""The ``type`` of each of OpenAI's graders: a mapping with one of these is a grader."""
+
+
+def _grader_type(item: Any) -> str | None:
+    """The grader type of ``item`` when it is a grader (a dict, a spec, an SDK object)."""
+    if isinstance(item, CompiledGrader):
+        return item.type
+    kind = item.get("type") if isinstance(item, Mapping) else getattr(item, "type", None)
+    if not isinstance(kind, str) or kind not in GRADER_TYPES:
+        return None
+    if isinstance(item, Mapping) or callable(getattr(item, "to_dict", None)):
+        return kind
+    return None
+
+
+def _error_flags(errors: GraderErrors) -> str:
+    flags = [name for name, value in errors if value is True]
+    details = [
+        f"{name}: {value}"
+        for name, value in errors
+        if name.endswith(("_details", "_type")) and value
+    ]
+    return ", ".join(flags) + (f" ({'; '.join(details)})" if details else "")
+
+
+class GraderScorer(Scorer):
+    """One of OpenAI's graders as a scorer: its reward is the score, locally, without a server.
+
+    The reply is the grader's ``sample`` (``output_text``, ``output_json``, ``output_tools``,
+    ``choices``) and the example's own fields are its ``item``, with ``reference`` added (see
+    :func:`~finetune_kit.inference.grading.grader_item`). A grading that sets an error flag
+    (a template variable the example lacks, a judge's unreadable answer, an exception in a
+    python grader) gives no score: the flags and their details are that example's scorer
+    error, as OpenAI's Evals counted such a row as errored rather than failed.
+
+    ``pass_threshold`` is the Evals API's: a reward at or above it counts as right (a flip). It
+    may be given here or as the definition's ``pass_threshold`` key (the way an eval's
+    ``testing_criteria`` carry it); by default it is the middle of the reward's range (0.5;
+    for a ``score_model`` grader, the middle of its ``range``), so a ``string_check`` or
+    ``label_model`` passes exactly when its reward is 1.
+
+    Model graders ask a judge: ``model=`` (any :class:`~finetune_kit.graders.GraderModel`,
+    such as ``OpenAIGraderModel(client)``), or by default the evaluation's own client, for the
+    model the grader names, or ``judge_model`` when given.
+
+    Args:
+        grader: The grader: a definition (a dict, with ``pass_threshold`` allowed), a
+            ``finetune_kit.graders`` spec, a compiled grader, or an openai-python grader or
+            Evals testing criterion object.
+        name: The report column's name; by default the grader's ``name``.
+        pass_threshold: A reward at or above this counts as right.
+        model: The judge of model graders.
+        judge_model: Ask this model instead of the one the grader names (with the evaluation's
+            client).
+        sandbox: Limits of a python grader's worker process.
+
+    Raises:
+        GraderValidationError: The definition is invalid; the message names the field.
+        ConfigurationError: ``pass_threshold`` is not a finite number.
+
+    Examples:
+        >>> scorer = GraderScorer({"type": "string_check", "name": "says_paris",
+        ...                        "operation": "ilike", "input": "{{sample.output_text}}",
+        ...                        "reference": "paris"})
+        >>> reply = ChatReply(text="It is Paris.", model="m", finish_reason="stop",
+        ...                   prompt_tokens=5, completion_tokens=3, latency=0.1)
+        >>> case = EvalCase(messages=({"role": "user", "content": "Capital of France?"},))
+        >>> scorer.name, scorer.threshold, scorer.score(reply, case)
+        ('says_paris', 0.5, 1.0)
+    """
+
+    def __init__(
+        self,
+        grader: GraderLike | Any,
+        *,
+        name: str | None = None,
+        pass_threshold: float | None = None,
+        model: GraderModel | None = None,
+        judge_model: str | None = None,
+        sandbox: SandboxLimits | None = None,
+    ) -> None:
+        if isinstance(grader, CompiledGrader):
+            compiled = grader
+        else:
+            data = grader
+            to_dict = getattr(grader, "to_dict", None)
+            if (
+                not isinstance(grader, Mapping)
+                and callable(to_dict)
+                and hasattr(grader, "pass_threshold")
+            ):
+                data = to_dict()  # an Evals testing criterion object: its threshold is ours
+            if isinstance(data, Mapping) and "pass_threshold" in data:
+                data = dict(data)
+                given = data.pop("pass_threshold")
+                if pass_threshold is None:
+                    pass_threshold = given
+            compiled = compile_grader(data, sandbox=sandbox)
+        self.compiled = compiled
+        self.name = name or compiled.name
+        self.threshold = self._checked_threshold(pass_threshold, compiled.spec)
+        self.model = model
+        self.judge_model = judge_model
+        self.item_keys = item_keys(compiled.spec)
+
+    @staticmethod
+    def _checked_threshold(value: Any, spec: GraderSpec) -> float:
+        if value is None:
+            low, high = getattr(spec, "range", None) or (0.0, 1.0)
+            return (float(low) + float(high)) / 2.0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ConfigurationError(
+                f"grader {spec.name!r}: pass_threshold must be a finite number, got {value!r}",
+                param="pass_threshold",
+            )
+        return float(value)
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether grading asks a judge model."""
+        return self.compiled.needs_model
+
+    def bind(self, client: ChatClient) -> Scorer:
+        """Judge model graders with the evaluation's client, unless a ``model`` was given."""
+        if not self.needs_model or self.model is not None:
+            return self
+        bound = copy.copy(self)
+        bound.model = ChatGraderModel(client, model=self.judge_model)
+        return bound
+
+    def grade(self, reply: ChatReply, case: EvalCase) -> GraderRunResult:
+        """Run the grader on one reply: OpenAI's whole result (reward, sub-rewards, metadata).
+
+        Args:
+            reply: The model's reply.
+            case: The example it answered.
+
+        Returns:
+            The grader's result.
+        """
+        judge = self.model
+        if isinstance(judge, ChatGraderModel) and judge.is_async and judge.loop is None:
+            raise ConfigurationError(
+                f"grader {self.name!r} asks its judge through an async client: evaluate with "
+                "AsyncInferenceClient",
+                param="scorers",
+            )
+        return self.compiled.run(grader_sample(reply), grader_item(case), model=judge)
+
+    def _reward(self, result: GraderRunResult) -> float:
+        errors = result.metadata.errors
+        if errors.has_error:
+            raise ValueError(f"grader {self.name!r} could not grade: {_error_flags(errors)}")
+        return result.reward
+
+    def score(self, reply: ChatReply, case: EvalCase) -> float:
+        """Grade one reply; its reward is the score."""
+        if self.needs_model and self.model is None:
+            raise ConfigurationError(
+                f"grader {self.name!r} ({self.compiled.type}) asks a judge model: run it inside "
+                "an evaluation, or pass model= (such as OpenAIGraderModel(client))",
+                param="model",
+            )
+        return self._reward(self.grade(reply, case))
+
+    async def ascore(self, reply: ChatReply, case: EvalCase) -> float:
+        """Grade one reply in a worker thread, so the event loop serves other requests."""
+        if isinstance(self.model, ChatGraderModel) and self.model.is_async:
+            self.model.on_loop(asyncio.get_running_loop())
+        return await asyncio.to_thread(self.score, reply, case)
+
+    def close(self) -> None:
+        """Stop a python grader's worker process (it also stops when the scorer is collected)."""
+        self.compiled.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"GraderScorer(name={self.name!r}, type={self.compiled.type!r}, "
+            f"threshold={self.threshold})"
+        )
+
+
 def _checked(value: Any, name: str) -> float | bool | None:
     if value is None or isinstance(value, (bool, int, float)):
         return value
@@ -404,11 +609,14 @@ def _one_scorer(item: Any, where: str) -> Scorer:
                 param="scorers",
             )
         return _BUILT_IN[item]()
+    if _grader_type(item) is not None:
+        return GraderScorer(item)
     if callable(item):
         return CallableScorer(item)
     raise ConfigurationError(
-        f"{where} is a {type(item).__name__}; a scorer is a Scorer, a built-in's name or a "
-        "callable (reply, case) -> float | bool",
+        f"{where} is a {type(item).__name__}; a scorer is a Scorer, a built-in's name, a "
+        "callable (reply, case) -> float | bool, or one of OpenAI's graders (a dict with a "
+        f"'type' among {sorted(GRADER_TYPES)})",
         param="scorers",
     )
 
@@ -436,13 +644,19 @@ def resolve_scorers(
     if scorers is None:
         return [ExactMatch()]
     resolved: list[Scorer]
-    if isinstance(scorers, Mapping):
+    if isinstance(scorers, Mapping) and _grader_type(scorers) is not None:
+        resolved = [_one_scorer(scorers, "scorers")]  # one grader, not {name: scorer}
+    elif isinstance(scorers, Mapping):
         resolved = []
         for name, item in scorers.items():
             scorer = copy.copy(_one_scorer(item, f"scorers[{name!r}]"))
             scorer.name = name
             resolved.append(scorer)
-    elif isinstance(scorers, (Scorer, str)) or callable(scorers):
+    elif (
+        isinstance(scorers, (Scorer, str, CompiledGrader))
+        or _grader_type(scorers)
+        or callable(scorers)
+    ):
         resolved = [_one_scorer(scorers, "scorers")]
     else:
         resolved = [_one_scorer(item, f"scorers[{i}]") for i, item in enumerate(scorers)]
@@ -463,10 +677,24 @@ def resolve_scorers(
 def check_references(scorers: Sequence[Scorer], cases: Sequence[EvalCase]) -> None:
     """Refuse, before any request, examples a scorer cannot grade for want of a reference.
 
+    A grader's templates name the ``item`` fields they read (``{{item.answer}}``): an example
+    without one of them is refused too, since every grading of it would fail.
+
     Raises:
         ConfigurationError: Names the first such example and scorer.
     """
     for scorer in scorers:
+        if isinstance(scorer, GraderScorer) and scorer.item_keys:
+            for i, case in enumerate(cases):
+                absent = sorted(scorer.item_keys - set(grader_item(case)))
+                if absent:
+                    fields = ", ".join(repr(k) for k in absent)
+                    raise ConfigurationError(
+                        f"examples[{i}] has no {fields}, which the grader {scorer.name!r} reads "
+                        f"as {{{{item.{absent[0]}}}}}: give every example that field (a "
+                        "top-level key beside 'messages'), or change the grader's template",
+                        param="examples",
+                    )
         if not scorer.needs_reference:
             continue
         for i, case in enumerate(cases):

@@ -516,11 +516,12 @@ def _cmd_eval(args: argparse.Namespace, out: _Output) -> int:
     from .data import Dataset
 
     examples = Dataset.from_jsonl(Path(args.file))
+    scorers = _scorers(args.scorer, graders=_graders(args.grader))
     session = _session(args)
     try:
         report = session.evaluate(
             examples,
-            _scorers(args.scorer),
+            scorers,
             base_model=args.base_model,
             concurrency=args.concurrency,
             **_sampling(args),
@@ -531,11 +532,48 @@ def _cmd_eval(args: argparse.Namespace, out: _Output) -> int:
     return EXIT_CODES["ok"]
 
 
-def _scorers(specs: Sequence[str] | None) -> list[Any]:
+def _graders(paths: Sequence[str] | None) -> list[Any]:
+    """The graders of ``--grader FILE.json``: one grader, a list, or an eval's testing_criteria.
+
+    Each file holds a grader definition (OpenAI's JSON, ``pass_threshold`` allowed), a JSON list
+    of them, or an eval as OpenAI's Evals API created or returned it (its ``testing_criteria``
+    are the graders). Each is validated here, before any request; an error names the file.
+    """
+    from .errors import GraderValidationError
+    from .inference import GraderScorer
+
+    scorers: list[Any] = []
+    for path in paths or ():
+        try:
+            loaded = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--grader {path}: cannot read it ({exc.strerror or exc})", param="--grader"
+            ) from exc
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"--grader {path}: not JSON ({exc}); the file holds one grader object, a list of "
+                "them, or an eval with testing_criteria",
+                param="--grader",
+            ) from exc
+        if isinstance(loaded, dict) and "testing_criteria" in loaded:
+            loaded = loaded["testing_criteria"]
+        for index, definition in enumerate(loaded if isinstance(loaded, list) else [loaded]):
+            try:
+                scorers.append(GraderScorer(definition))
+            except GraderValidationError as exc:
+                where = f"{path}[{index}]" if isinstance(loaded, list) else path
+                raise GraderValidationError(
+                    f"--grader {where}: {exc}", grader=exc.grader, field=exc.field
+                ) from exc
+    return scorers
+
+
+def _scorers(specs: Sequence[str] | None, *, graders: Sequence[Any] = ()) -> list[Any]:
     from .inference import Contains, ExactMatch, RegexMatch, ValidJSON
 
-    chosen: list[Any] = []
-    for spec in specs or ["exact"]:
+    chosen: list[Any] = list(graders)
+    for spec in specs or ([] if graders else ["exact"]):
         name, _, argument = spec.partition(":")
         if name == "exact":
             chosen.append(ExactMatch())
@@ -853,7 +891,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scorer",
         action="append",
-        help="exact, contains, regex:PATTERN or json (repeatable; default exact)",
+        help="exact, contains, regex:PATTERN or json (repeatable; default exact, unless "
+        "--grader is given)",
+    )
+    p.add_argument(
+        "--grader",
+        action="append",
+        metavar="FILE.json",
+        help="an OpenAI grader (string_check, text_similarity, python, score_model, "
+        "label_model, multi) as JSON, a list of them, or an eval with testing_criteria; run "
+        "locally on each answer (repeatable)",
     )
     p.add_argument("--concurrency", type=int, default=8, help="requests at once (default 8)")
     _add_base_model(p)

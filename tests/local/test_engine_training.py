@@ -236,7 +236,8 @@ def test_bad_training_data_names_the_line(
         ({"batch_size": 300}, "batch_size"),
         ({"learning_rate_multiplier": 0}, "learning_rate_multiplier"),
         ({"beta": 3.0}, "beta"),
-        ({"method": "reinforcement"}, "method"),
+        ({"method": "reinforcement"}, "grader"),  # it needs a grader
+        ({"method": "ppo"}, "method"),
     ],
 )
 def test_hyperparameters_are_checked(tmp_path: Path, options: dict[str, Any], param: str) -> None:

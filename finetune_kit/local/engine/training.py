@@ -23,7 +23,9 @@ instead. The callbacks' optional ``on_device`` hears where it trains.
 
 Supervised loss is the mean cross-entropy over the batch's trained tokens (assistant turns whose
 ``weight`` is not 0). DPO compares the adapter with the base model (adapter disabled), whose
-log-probabilities are computed once up front.
+log-probabilities are computed once up front. Reinforcement samples answers with the adapter,
+grades them and follows the reward with a group-relative policy gradient (``rft``): the same
+loop, model, checkpoints and resume, with its own objective.
 
 Checkpoints are written at each epoch end into ``output_dir/checkpoints/step-N`` (the newest
 three kept): a PEFT adapter plus the optimizer state, so ``resume_from`` continues exactly where
@@ -65,8 +67,15 @@ from .families import context_length, lora_target_modules
 from .objectives import PACK_TOKENS, DpoObjective, PackedScorer, SupervisedObjective
 from .placement import TrainingPlacement, release_memory
 from .registry import ModelRegistry
+from .rft import (
+    OnPolicySampler,
+    ReinforcementObjective,
+    end_of_answer_ids,
+    resolve_reinforcement,
+)
+from .rft import completion_budget as rft_budget
 from .tiny_model import TINY_MODEL_NAME
-from .training_data import load_preference, load_supervised
+from .training_data import ReinforcementPrompt, load_preference, load_reinforcement, load_supervised
 from .types import (
     DEFAULT_DPO_BETA,
     CheckpointInfo,
@@ -146,7 +155,11 @@ def resolve_hyperparameters(request: TrainingRequest, n_examples: int) -> Hyperp
     beta: float | None = None
     if request.method == "dpo":
         beta = DEFAULT_DPO_BETA if request.beta == "auto" else float(request.beta)
-    return Hyperparameters(n_epochs, batch_size, multiplier, beta)
+    resolved = Hyperparameters(n_epochs, batch_size, multiplier, beta)
+    if request.method == "reinforcement":
+        total_steps = math.ceil(n_examples / batch_size) * n_epochs
+        resolved = resolve_reinforcement(request, resolved, total_steps)
+    return resolved
 
 
 @dataclass
@@ -235,9 +248,11 @@ class _Run:
         logger.debug("loaded %s in %.2f s", self.base_model, time.perf_counter() - started)
         renderer = ChatRenderer(tokenizer)
         max_len = request.max_seq_len or context_length(model.config)
-        load: Callable[..., list[Any]] = (
-            load_preference if request.method == "dpo" else load_supervised
-        )
+        loaders: dict[str, Callable[..., list[Any]]] = {
+            "dpo": load_preference,
+            "reinforcement": load_reinforcement,
+        }
+        load = loaders.get(request.method, load_supervised)
         self.train_items = load(request.training_file, renderer, max_len=max_len)
         self.valid_items = (
             load(request.validation_file, renderer, param="validation_file", max_len=max_len)
@@ -248,7 +263,9 @@ class _Run:
         hp = self.hyperparameters
         self.steps_per_epoch = math.ceil(len(self.train_items) / hp.batch_size)
         self.total_steps = self.steps_per_epoch * hp.n_epochs
-        self.eval_interval = request.eval_interval or max(1, round(self.total_steps / 20))
+        self.eval_interval = (
+            hp.eval_interval or request.eval_interval or max(1, round(self.total_steps / 20))
+        )
         self.dtype = self.placement.dtype
         bfloat16 = self.dtype == "bfloat16"
         # Frozen base weights in bfloat16 where the device multiplies it natively; peft keeps
@@ -262,6 +279,9 @@ class _Run:
         self.placement.adapter_to_bfloat16(self.model)
         if bfloat16:
             _keep_activations_in_bfloat16(self.model)
+        self.completion_budget = request.max_completion_tokens or (
+            rft_budget(hp.reasoning_effort) if hp.reasoning_effort is not None else 0
+        )
         self.longest = max(
             (self._length(item) for item in [*self.train_items, *self.valid_items]), default=1
         )
@@ -285,8 +305,29 @@ class _Run:
         report = getattr(callbacks, "on_device", None)
         if report is not None:
             report(self.device, self.device_details())
-        self.objective: SupervisedObjective | DpoObjective
-        if request.method == "dpo":
+        self.objective: SupervisedObjective | DpoObjective | ReinforcementObjective
+        if request.method == "reinforcement":
+            assert request.grader is not None
+            sampler = OnPolicySampler(
+                self.model,
+                tokenizer,
+                renderer,
+                end_of_answer_ids(model, tokenizer),
+                max_len,
+                bfloat16=bfloat16,
+            )
+            self.objective = ReinforcementObjective(
+                self.scorer,
+                self.model,
+                sampler,
+                request.grader,
+                hp,
+                seed=request.seed,
+                max_completion_tokens=self.completion_budget,
+                # A step samples for long: a cancel or pause stops it mid-way.
+                interrupted=lambda: callbacks.should_stop() is not None,
+            )
+        elif request.method == "dpo":
             assert hp.beta is not None
             self.objective = DpoObjective(
                 self.scorer, self.model, hp.beta, [*self.train_items, *self.valid_items]
@@ -297,8 +338,9 @@ class _Run:
         self.last_metrics: StepMetrics | None = None
         self.checkpoint_root = request.output_dir / "checkpoints"
 
-    @staticmethod
-    def _length(item: Any) -> int:
+    def _length(self, item: Any) -> int:
+        if isinstance(item, ReinforcementPrompt):  # its prompt and the longest answer
+            return item.n_tokens + self.completion_budget
         chosen = getattr(item, "chosen", None)
         if chosen is not None:  # a preference pair: both answers share a pack
             return len(chosen.input_ids) + len(item.rejected.input_ids)
@@ -449,7 +491,16 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = hp.learning_rate * (1 - step / self.total_steps)
         self.model.train()
-        result = self.objective.train_batch(batch)
+        objective = self.objective
+        result: Any
+        if isinstance(objective, ReinforcementObjective):
+            result = objective.train_batch(batch, step=step)
+            if result is None:  # interrupted while sampling: nothing changed
+                self.optimizer.zero_grad(set_to_none=True)
+                self.model.eval()
+                return
+        else:
+            result = objective.train_batch(batch)
         torch.nn.utils.clip_grad_norm_(self.params, _MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -460,11 +511,17 @@ class _Run:
         valid: tuple[float, float] | tuple[None, None] = (None, None)
         full: tuple[float, float] | tuple[None, None] = (None, None)
         epoch_done = self.position.batch == self.steps_per_epoch
-        if self.valid_items:
+        extra = dict(result.extra)
+        if isinstance(objective, ReinforcementObjective):
+            # Every eval_interval steps and at the end, over the whole validation file.
+            last = self.position.step == self.total_steps
+            if self.valid_items and (self.position.step % self.eval_interval == 0 or last):
+                extra.update(objective.evaluate(self.valid_items, step=step) or {})
+        elif self.valid_items:
             if self.position.step % self.eval_interval == 0:
-                valid = self.objective.evaluate(self._valid_batch(self.position.step))
+                valid = objective.evaluate(self._valid_batch(self.position.step))
             if epoch_done:
-                full = self.objective.evaluate(self.valid_items)
+                full = objective.evaluate(self.valid_items)
         self.last_metrics = StepMetrics(
             step=self.position.step,
             total_steps=self.total_steps,
@@ -476,7 +533,7 @@ class _Run:
             full_valid_loss=full[0],
             full_valid_mean_token_accuracy=full[1],
             trained_tokens=self.position.trained_tokens,
-            extra=result.extra,
+            extra=extra,
         )
         self.callbacks.on_step(self.last_metrics)
 
@@ -581,6 +638,12 @@ def train(
             for leftover in ("checkpoints", "paused", "adapter"):
                 shutil.rmtree(request.output_dir / leftover, ignore_errors=True)
         if parallel is not None:
+            if isinstance(run.objective, ReinforcementObjective):
+                raise ConfigurationError(
+                    "reinforcement fine-tuning trains in one process; run it with the local "
+                    "executor, not data-parallel",
+                    param="method",
+                )
             run.objective = parallel(run.objective, run.model, run.params)
         result = run.run()
     except Exception as exc:
@@ -594,6 +657,8 @@ def train(
             "qlora, or train a smaller model"
         )
     finally:
+        if run is not None and isinstance(run.objective, ReinforcementObjective):
+            run.objective.close()  # a python grader's worker process
         torch.set_num_threads(previous_threads)
     if out_of_memory is not None:
         # Outside the except block: the exception's frames no longer hold the run's tensors,

@@ -3,8 +3,10 @@
 Supervised files hold chat examples (``{"messages": [...], "tools": [...]}``; legacy
 ``{"prompt", "completion"}`` lines are read as one user and one assistant turn); DPO files hold
 preference pairs (``{"input": {"messages": [...]}, "preferred_output": [...],
-"non_preferred_output": [...]}``). Every problem raises ``TrainingDataError`` naming the file
-parameter, the line and the field, with a hint on how to fix it.
+"non_preferred_output": [...]}``); reinforcement files hold prompts (``{"messages": [...]}``
+ending with the user's turn, every other key kept for the grader). Every problem raises
+``TrainingDataError`` naming the file parameter, the line and the field, with a hint on how to
+fix it.
 
 Example:
     >>> from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
@@ -27,7 +29,14 @@ from ...data.jsonl import JsonlSource, read_jsonl
 from ...errors import JSONLDecodeError, TrainingDataError
 from .chat_format import ChatRenderer, MessageFormatError, RenderedExample, normalize_messages
 
-__all__ = ["PreferencePair", "SupervisedExample", "load_preference", "load_supervised"]
+__all__ = [
+    "PreferencePair",
+    "ReinforcementPrompt",
+    "SupervisedExample",
+    "load_preference",
+    "load_reinforcement",
+    "load_supervised",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,28 @@ class PreferencePair:
     def n_tokens(self) -> int:
         """Tokens in the pair as billed: prompt plus both answers, both rendered in full."""
         return self.chosen.n_tokens + self.rejected.n_tokens
+
+
+@dataclass(frozen=True)
+class ReinforcementPrompt:
+    """One reinforcement (RFT) example: a prompt to answer, and the row the grader reads.
+
+    Attributes:
+        line: 1-based line number in its file.
+        prompt_ids: Token ids of the conversation followed by the assistant's generation prompt.
+        item: The line's keys other than ``messages`` and ``tools``: the grader's ``item``.
+        tool_names: Names of the functions the example offers (its answers may call them).
+    """
+
+    line: int
+    prompt_ids: list[int]
+    item: dict[str, Any]
+    tool_names: tuple[str, ...] = ()
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in the prompt."""
+        return len(self.prompt_ids)
 
 
 class _LineProblemError(Exception):
@@ -293,3 +324,89 @@ def load_preference(
         except _LineProblemError as problem:
             raise _fail(param, line, problem) from None
     return pairs
+
+
+def _reinforcement(
+    value: Any, renderer: ChatRenderer, max_len: int | None, line: int
+) -> ReinforcementPrompt:
+    if not isinstance(value, Mapping):
+        raise _LineProblemError("expected a JSON object with a messages list", None)
+    messages = value.get("messages")
+    if "messages" not in value:
+        hint = (
+            "this is a preference (DPO) example; create the job with method dpo"
+            if "preferred_output" in value
+            else "add a messages list ending with the user's turn"
+        )
+        raise _LineProblemError(f"no messages: {hint}", "messages")
+    if not isinstance(messages, list) or not messages:
+        raise _LineProblemError("messages must be a non-empty list", "messages")
+    last = messages[-1]
+    role = last.get("role") if isinstance(last, Mapping) else None
+    if role != "user":
+        field = f"messages[{len(messages) - 1}].role"
+        raise _LineProblemError(
+            f"{field} is {role!r}: a reinforcement example ends with the user's turn (the model "
+            "writes the answer); remove the answer, or create the job with method supervised",
+            field,
+        )
+    tools = value.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise _LineProblemError("tools must be a list of function declarations", "tools")
+    try:
+        normalized = normalize_messages(messages, tools)
+        prompt_ids = renderer.render_prompt(normalized)
+    except MessageFormatError as exc:
+        raise _LineProblemError(str(exc), exc.field) from exc
+    if max_len is not None and len(prompt_ids) >= max_len:
+        raise _LineProblemError(
+            f"the prompt is {len(prompt_ids)} tokens, which leaves no room for an answer in "
+            f"the model's {max_len}-token context; shorten the messages",
+            "messages",
+        )
+    names = tuple(
+        str(tool["function"]["name"])
+        for tool in tools or []
+        if isinstance(tool, Mapping)
+        and isinstance(tool.get("function"), Mapping)
+        and isinstance(tool["function"].get("name"), str)
+    )
+    item = {key: v for key, v in value.items() if key not in ("messages", "tools")}
+    return ReinforcementPrompt(line, prompt_ids, item, names)
+
+
+def load_reinforcement(
+    source: JsonlSource,
+    renderer: ChatRenderer,
+    *,
+    param: str = "training_file",
+    max_len: int | None = None,
+) -> list[ReinforcementPrompt]:
+    """Read and tokenize a reinforcement (RFT) fine-tuning file.
+
+    Args:
+        source: The JSONL file (path, bytes or binary stream).
+        renderer: Renders with the base model's chat template and tokenizer.
+        param: ``"training_file"`` or ``"validation_file"``, for error messages.
+        max_len: The model's context length: a prompt must leave room for an answer.
+
+    Returns:
+        One ``ReinforcementPrompt`` per non-blank line.
+
+    Raises:
+        TrainingDataError: A line cannot be decoded or used; the message names it.
+
+    Example:
+        >>> from finetune_kit.local.engine.tiny_model import build_tiny_tokenizer
+        >>> line = b'{"messages": [{"role": "user", "content": "2+2?"}], "answer": "4"}'
+        >>> [prompt] = load_reinforcement(line, ChatRenderer(build_tiny_tokenizer()))
+        >>> prompt.item
+        {'answer': '4'}
+    """
+    prompts: list[ReinforcementPrompt] = []
+    for line, value in _records(source, param):
+        try:
+            prompts.append(_reinforcement(value, renderer, max_len, line))
+        except _LineProblemError as problem:
+            raise _fail(param, line, problem) from None
+    return prompts

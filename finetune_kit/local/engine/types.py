@@ -29,6 +29,7 @@ __all__ = [
     "BASE_LEARNING_RATE",
     "DEFAULT_DPO_BETA",
     "HYPERPARAMETER_RANGES",
+    "REASONING_EFFORTS",
     "CheckpointInfo",
     "EngineMethod",
     "HyperparameterRange",
@@ -47,12 +48,16 @@ __all__ = [
     "check_hyperparameter",
 ]
 
-EngineMethod = Literal["supervised", "dpo"]
-"""A fine-tuning method this engine trains: supervised (SFT) or DPO.
+EngineMethod = Literal["supervised", "dpo", "reinforcement"]
+"""A fine-tuning method this engine trains: supervised (SFT), DPO, or reinforcement (RFT, a
+group-relative policy gradient against a grader; see ``rft``).
 
-Not ``finetune_kit.data``'s ``MethodName``, which lists the methods OpenAI offers for a base
-model (``reinforcement`` too); the engine trains no reinforcement job.
+The same names as ``finetune_kit.data``'s ``MethodName`` (the methods OpenAI offers for a base
+model), kept apart: this is what the engine trains, that is what a provider offers.
 """
+ReasoningEffort = Literal["default", "low", "medium", "high"]
+REASONING_EFFORTS: tuple[str, ...] = ("default", "low", "medium", "high")
+"""OpenAI's ``reasoning_effort`` values for reinforcement fine-tuning (no ``"auto"``)."""
 TrainingStatus = Literal["succeeded", "cancelled", "paused"]
 StopSignal = Literal["cancel", "pause"]
 Auto = Literal["auto"]
@@ -170,9 +175,15 @@ HYPERPARAMETER_RANGES: Mapping[str, HyperparameterRange] = {
     # at once instead of training a broken model.
     "learning_rate_multiplier": HyperparameterRange(float, 0, 100, low_open=True),
     "beta": HyperparameterRange(float, 0, 2, low_open=True),
+    # Reinforcement fine-tuning's (OpenAI's ranges; it sets no upper bound on the two counts:
+    # these catch a typo before a CPU spends days evaluating).
+    "compute_multiplier": HyperparameterRange(float, 0.00001, 10, low_open=True),
+    "eval_interval": HyperparameterRange(int, 1, 100_000),
+    "eval_samples": HyperparameterRange(int, 1, 1_000),
 }
 """The values the engine accepts for each hyperparameter besides ``"auto"`` (OpenAI's ranges,
-with ``learning_rate_multiplier`` capped at 100); the server checks a job's against them."""
+with ``learning_rate_multiplier`` capped at 100); the server checks a job's against them.
+``reasoning_effort`` is a word, not a number: see ``REASONING_EFFORTS``."""
 
 
 def check_hyperparameter(name: str, value: Any) -> None:
@@ -194,6 +205,13 @@ def check_hyperparameter(name: str, value: Any) -> None:
         ...     print(exc)
         learning_rate_multiplier is 500; use 'auto' or a number in (0, 100]
     """
+    if name == "reasoning_effort":
+        if value not in REASONING_EFFORTS:
+            raise ConfigurationError(
+                f"reasoning_effort is {value!r}; use one of {', '.join(REASONING_EFFORTS)}",
+                param=name,
+            )
+        return
     if value == "auto":
         return
     limits = HYPERPARAMETER_RANGES[name]
@@ -217,13 +235,25 @@ class TrainingRequest:
         training_file: The JSONL training file.
         output_dir: Where checkpoints (``checkpoints/step-N``) and the final adapter
             (``adapter``) are written.
-        method: ``"supervised"`` (chat examples) or ``"dpo"`` (preference pairs).
+        method: ``"supervised"`` (chat examples), ``"dpo"`` (preference pairs) or
+            ``"reinforcement"`` (prompts graded by ``grader``; see ``rft``).
         validation_file: Optional JSONL validation file (same format as the training file).
         n_epochs: 1-50 or ``"auto"`` (see ``auto_n_epochs``).
         batch_size: 1-256 or ``"auto"`` (see ``auto_batch_size``).
         learning_rate_multiplier: In (0, 100] or ``"auto"``; the learning rate is
             ``BASE_LEARNING_RATE`` times it.
-        beta: DPO's beta in (0, 2] or ``"auto"`` (0.1); ignored for supervised.
+        beta: DPO's beta in (0, 2] or ``"auto"`` (0.1); for reinforcement, the weight of the
+            KL penalty to the base model (``"auto"``: ``rft.DEFAULT_KL_BETA``); ignored for
+            supervised.
+        grader: Reinforcement only: the grader definition (``finetune_kit.graders``), compiled
+            once per run.
+        compute_multiplier: Reinforcement only: in (0.00001, 10] or ``"auto"`` (1); scales the
+            completions sampled per prompt (``rft.samples_per_prompt``).
+        eval_samples: Reinforcement only: completions sampled per validation prompt, 1-1000
+            or ``"auto"``.
+        reasoning_effort: Reinforcement only: ``default``, ``low``, ``medium``, ``high``: the
+            completion length budget (``rft.completion_budget``).
+        max_completion_tokens: Reinforcement only: overrides that budget.
         seed: Seeds the adapter initialisation and the data order: equal seeds, equal runs.
         resume_from: A checkpoint folder of an earlier run of the same request: training
             continues from its step.
@@ -234,7 +264,8 @@ class TrainingRequest:
         aliases: Extra registry aliases.
         lora: Adapter shape.
         max_seq_len: Truncate examples to this many tokens (``None``: the model's context).
-        eval_interval: Steps between validation batches (``None``: about 20 per run).
+        eval_interval: Steps between validation batches (``None``: about 20 per run;
+            reinforcement: about 5, each over the whole validation file).
         num_threads: Torch CPU threads (``None``: see ``training.threads_for``: half the cores
             this process may use, 1 for ``tiny-random``).
         keep_checkpoints: Epoch checkpoints kept on disk; older ones are deleted.
@@ -256,6 +287,11 @@ class TrainingRequest:
     batch_size: int | Auto = "auto"
     learning_rate_multiplier: float | Auto = "auto"
     beta: float | Auto = "auto"
+    grader: Mapping[str, Any] | None = None
+    compute_multiplier: float | Auto = "auto"
+    eval_samples: int | Auto = "auto"
+    reasoning_effort: ReasoningEffort = "default"
+    max_completion_tokens: int | None = None
     seed: int = 0
     resume_from: Path | None = None
     init_adapter: Path | None = None
@@ -273,13 +309,25 @@ class TrainingRequest:
     gradient_checkpointing: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("supervised", "dpo"):
+        if self.method not in ("supervised", "dpo", "reinforcement"):
             raise ConfigurationError(
-                f"method is {self.method!r}; the local engine trains 'supervised' or 'dpo'",
+                f"method is {self.method!r}; the local engine trains 'supervised', 'dpo' or "
+                "'reinforcement'",
                 param="method",
             )
+        if self.method == "reinforcement" and self.grader is None:
+            raise ConfigurationError(
+                "method 'reinforcement' needs a grader to score the sampled answers",
+                param="grader",
+            )
         for name in HYPERPARAMETER_RANGES:
-            check_hyperparameter(name, getattr(self, name))
+            value = getattr(self, name)
+            check_hyperparameter(name, "auto" if value is None else value)
+        check_hyperparameter("reasoning_effort", self.reasoning_effort)
+        if self.max_completion_tokens is not None and self.max_completion_tokens < 1:
+            raise ConfigurationError(
+                "max_completion_tokens must be at least 1", param="max_completion_tokens"
+            )
         if self.keep_checkpoints < 1:
             raise ConfigurationError(
                 "keep_checkpoints must be at least 1", param="keep_checkpoints"
@@ -294,28 +342,46 @@ class Hyperparameters:
         n_epochs: Passes over the training file.
         batch_size: Examples per optimizer step.
         learning_rate_multiplier: The learning rate is ``BASE_LEARNING_RATE`` times it.
-        beta: DPO's beta; ``None`` for supervised.
+        beta: DPO's beta, or reinforcement's KL weight; ``None`` for supervised.
+        compute_multiplier: Reinforcement only: scales the completions sampled per prompt.
+        eval_interval: Reinforcement only: steps between validation evaluations.
+        eval_samples: Reinforcement only: completions sampled per validation prompt.
+        reasoning_effort: Reinforcement only: the completion budget's name.
     """
 
     n_epochs: int
     batch_size: int
     learning_rate_multiplier: float
     beta: float | None = None
+    compute_multiplier: float | None = None
+    eval_interval: int | None = None
+    eval_samples: int | None = None
+    reasoning_effort: str | None = None
 
     @property
     def learning_rate(self) -> float:
         """The peak learning rate."""
         return BASE_LEARNING_RATE * self.learning_rate_multiplier
 
-    def to_dict(self) -> dict[str, int | float]:
-        """The values as the job object's ``hyperparameters`` shows them (``beta`` for DPO)."""
-        values: dict[str, int | float] = {
+    def to_dict(self) -> dict[str, int | float | str]:
+        """The values as the job object's ``hyperparameters`` shows them.
+
+        ``beta`` for DPO (and reinforcement's KL weight), the reinforcement ones for
+        reinforcement.
+        """
+        values: dict[str, int | float | str] = {
             "n_epochs": self.n_epochs,
             "batch_size": self.batch_size,
             "learning_rate_multiplier": self.learning_rate_multiplier,
         }
-        if self.beta is not None:
-            values["beta"] = self.beta
+        optional = {
+            "beta": self.beta,
+            "compute_multiplier": self.compute_multiplier,
+            "eval_interval": self.eval_interval,
+            "eval_samples": self.eval_samples,
+            "reasoning_effort": self.reasoning_effort,
+        }
+        values.update({key: value for key, value in optional.items() if value is not None})
         return values
 
 
@@ -327,22 +393,24 @@ class StepMetrics:
         step: 1-based step number.
         total_steps: Steps in the whole run.
         epoch: 1-based epoch the step belongs to.
-        train_loss: Mean loss over the batch's trained tokens (DPO: mean pair loss).
+        train_loss: Mean loss over the batch's trained tokens (DPO: mean pair loss;
+            reinforcement: the policy-gradient loss).
         train_mean_token_accuracy: Share of trained tokens predicted exactly (DPO: on the
-            preferred answers).
+            preferred answers; reinforcement: ``None``, there is no reference answer).
         valid_loss: Loss on a validation batch, at evaluation steps only.
         valid_mean_token_accuracy: Accuracy on that batch.
         full_valid_loss: Loss on the whole validation file, at epoch ends only.
         full_valid_mean_token_accuracy: Accuracy on the whole validation file.
         trained_tokens: Tokens processed so far (each example's tokens, once per epoch).
-        extra: Method-specific metrics (DPO: ``reward_accuracy``, ``reward_margin``).
+        extra: Method-specific metrics (DPO: ``reward_accuracy``, ``reward_margin``;
+            reinforcement: ``train_reward_mean``, ``valid_reward_mean``... see ``rft``).
     """
 
     step: int
     total_steps: int
     epoch: int
     train_loss: float
-    train_mean_token_accuracy: float
+    train_mean_token_accuracy: float | None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
     full_valid_loss: float | None = None
@@ -352,12 +420,9 @@ class StepMetrics:
 
     def to_dict(self) -> dict[str, float]:
         """The metrics as an event's ``data``: ``step`` and every metric that has a value."""
-        data: dict[str, float] = {
-            "step": self.step,
-            "train_loss": self.train_loss,
-            "train_mean_token_accuracy": self.train_mean_token_accuracy,
-        }
+        data: dict[str, float] = {"step": self.step, "train_loss": self.train_loss}
         optional = {
+            "train_mean_token_accuracy": self.train_mean_token_accuracy,
             "valid_loss": self.valid_loss,
             "valid_mean_token_accuracy": self.valid_mean_token_accuracy,
             "full_valid_loss": self.full_valid_loss,

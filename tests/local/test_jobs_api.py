@@ -117,8 +117,8 @@ def test_deprecated_hyperparameters_become_the_supervised_method(
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "16"),
         (
             {"method": {"type": "reinforcement", "reinforcement": {"grader": {}}}},
-            "method.type",
-            "not supported",
+            "method.reinforcement.grader.type",
+            "has no 'type'",
         ),
         (
             {"method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 0}}}},

@@ -8,6 +8,11 @@ to the file's parameter, and a message naming the first offending line::
 
     Training file has 2 errors; first: line 3, messages[1].weight: weight must be 0 or 1
 
+A reinforcement job's grader is checked first (``check_grader``: the definition, and that the
+local backend can grade with it), failing the job with ``error.code`` ``invalid_grader`` and
+``error.param`` naming the grader's field (``method.reinforcement.grader.reference``); its files
+are checked as reinforcement examples (messages ending with the user's turn).
+
 ``FileValidator`` is the server thread that runs the check on each new job and moves it to
 ``queued`` or ``failed``. It runs in the server process, beside the HTTP threads, so a job is
 queued (or failed with a message naming the line) while another job trains in a worker.
@@ -36,9 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from ...data.validation import preflight
+from ...errors import ConfigurationError, MissingDependencyError
+from ...graders import compile_grader
 from ..store import JobRecord, Store
 
-__all__ = ["FileIssue", "FileProblem", "FileValidator", "check_job_files"]
+__all__ = ["FileIssue", "FileProblem", "FileValidator", "check_grader", "check_job_files"]
+
+GRADER_PARAM = "method.reinforcement.grader"
+"""Where a reinforcement job's grader sits in the create request."""
 
 logger = logging.getLogger("finetune_kit.local.validator")
 
@@ -111,13 +121,65 @@ def summarize(issues: list[FileIssue], file: str) -> FileProblem | None:
     )
 
 
+def check_grader(grader: Any) -> dict[str, Any]:
+    """Check a reinforcement job's grader; return the definition to store.
+
+    The definition is validated completely (``finetune_kit.graders``), and must be one the
+    local backend grades training answers with: string_check, text_similarity, python, or a
+    multi grader of those. A training run has no judge model for score_model and label_model.
+
+    Args:
+        grader: The ``method.reinforcement.grader`` of the create request.
+
+    Returns:
+        The grader's definition as ``graders/validate`` echoes it.
+
+    Raises:
+        ConfigurationError: It cannot be used; the message and ``param`` name the field, such
+            as ``method.reinforcement.grader.reference``.
+
+    Example:
+        >>> try:
+        ...     check_grader({"type": "string_check", "name": "x", "input": "a", "reference": "b",
+        ...                   "operation": "is"})
+        ... except ConfigurationError as exc:
+        ...     print(exc.param)
+        method.reinforcement.grader.operation
+    """
+    if not isinstance(grader, dict):
+        raise ConfigurationError(
+            f"{GRADER_PARAM} must be a grader object such as {{'type': 'string_check', ...}}",
+            param=GRADER_PARAM,
+        )
+    try:
+        with compile_grader(grader) as compiled:
+            spec = compiled.spec.to_dict()
+            needs_model = compiled.needs_model
+            kind = compiled.type
+    except ConfigurationError as exc:
+        where = f"method.reinforcement.{exc.param}" if exc.param else GRADER_PARAM
+        raise ConfigurationError(f"Invalid {where}: {exc}", param=where) from exc
+    except MissingDependencyError as exc:
+        raise ConfigurationError(
+            f"{GRADER_PARAM} cannot be run by this server: {exc}", param=GRADER_PARAM
+        ) from exc
+    if needs_model:
+        raise ConfigurationError(
+            f"{GRADER_PARAM} is a {kind} grader (or holds one), which asks a judge model; "
+            "the local backend grades reinforcement jobs without a judge: use string_check, "
+            "text_similarity, python, or a multi grader of those",
+            param=f"{GRADER_PARAM}.type",
+        )
+    return spec
+
+
 def check_job_files(training: Path, validation: Path | None, *, method: str) -> FileProblem | None:
     """Check a job's files; return the job's error, or ``None`` when they are usable.
 
     Args:
         training: The training file's contents on disk.
         validation: The validation file's, when the job has one.
-        method: ``supervised`` or ``dpo``.
+        method: ``supervised``, ``dpo`` or ``reinforcement``.
 
     Returns:
         The problem with the training file if it has one, else with the validation file,
@@ -134,7 +196,9 @@ def _issues(training: Path, validation: Path | None, method: str) -> list[FileIs
         training,
         model=None,
         validation=validation,
-        method="dpo" if method == "dpo" else "supervised",
+        method="reinforcement"
+        if method == "reinforcement"
+        else ("dpo" if method == "dpo" else "supervised"),
         # The local models are chat models: legacy prompt/completion lines are refused, as
         # OpenAI refuses them for a chat model (preflight on the session says the same).
         data_format="chat",
@@ -253,6 +317,8 @@ class FileValidator:
                 "message": f"Validation file {job.validation_file} was deleted before the job "
                 "could start; upload it again and create a new job.",
             }
+        elif job.method_type == "reinforcement" and (grader := self._grader_error(job)):
+            error = grader
         else:
             assert training is not None
             problem = check_job_files(
@@ -269,6 +335,15 @@ class FileValidator:
             store.events.add(job.id, "validated", "Files validated, moving job to queued state")
             if self._on_queued is not None:
                 self._on_queued()
+
+    @staticmethod
+    def _grader_error(job: JobRecord) -> dict[str, Any] | None:
+        section = job.method.get("reinforcement") or {}
+        try:
+            check_grader(section.get("grader"))
+        except ConfigurationError as exc:
+            return {"code": "invalid_grader", "param": exc.param, "message": str(exc)}
+        return None
 
     def _fail(
         self, job_id: str, message: str, *, code: str = "server_error", param: str | None = None

@@ -46,7 +46,16 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE_STATUSES = frozenset({"validating_files", "queued", "running", "paused"})
 """Statuses of a job that has not ended."""
 
-_HYPERPARAMETER_ORDER = ("batch_size", "beta", "learning_rate_multiplier", "n_epochs")
+_HYPERPARAMETER_ORDER = (
+    "batch_size",
+    "beta",
+    "compute_multiplier",
+    "eval_interval",
+    "eval_samples",
+    "learning_rate_multiplier",
+    "n_epochs",
+    "reasoning_effort",
+)
 
 
 def _dumps(value: Any) -> str | None:
@@ -164,7 +173,7 @@ class JobRecord:
 
     @property
     def method_type(self) -> str:
-        """``supervised`` or ``dpo`` (``unknown`` when the stored method is damaged)."""
+        """``supervised``, ``dpo`` or ``reinforcement`` (``unknown`` if the method is damaged)."""
         return str(self.method.get("type", "unknown"))
 
     def damage_message(self, where: str) -> str:
@@ -203,7 +212,11 @@ class JobRecord:
         """Return OpenAI's ``FineTuningJob`` JSON."""
         hyper = self.effective_hyperparameters()
         ordered = {k: hyper[k] for k in _HYPERPARAMETER_ORDER if k in hyper}
-        method = {"type": self.method_type, self.method_type: {"hyperparameters": ordered}}
+        section: dict[str, Any] = {"hyperparameters": ordered}
+        grader = (self.method.get(self.method_type) or {}).get("grader")
+        if grader is not None:  # a reinforcement job's grader, echoed as OpenAI does
+            section = {"grader": grader, **section}
+        method = {"type": self.method_type, self.method_type: section}
         return {
             "id": self.id,
             "object": "fine_tuning.job",

@@ -28,6 +28,7 @@ from ..engine.device import DeviceInfo, summary_for_event
 from ..engine.types import (
     HYPERPARAMETER_RANGES,
     CheckpointInfo,
+    EngineMethod,
     Hyperparameters,
     StepMetrics,
     StopSignal,
@@ -52,16 +53,31 @@ _RESULT_COLUMNS = (
     "valid_mean_token_accuracy",
 )
 
+_RFT_RESULT_COLUMNS = (
+    "step",
+    "train_reward_mean",
+    "valid_reward_mean",
+    "train_loss",
+    "train_kl",
+    "train_grader_errors",
+    "valid_grader_errors",
+    "train_completion_tokens_mean",
+)
+"""A reinforcement job's result file: rewards first (they are what it optimizes)."""
 
-def result_csv(points: Sequence[Mapping[str, Any]]) -> bytes:
+
+def result_csv(points: Sequence[Mapping[str, Any]], *, method: str = "supervised") -> bytes:
     """Build the result file OpenAI attaches to a finished job.
 
     Args:
         points: The ``data`` of the job's metrics events, in step order.
+        method: The job's method: a reinforcement job's file has reward columns.
 
     Returns:
         CSV bytes with the columns ``step,train_loss,train_accuracy,valid_loss,
-        valid_mean_token_accuracy``; validation cells are empty where no validation ran.
+        valid_mean_token_accuracy`` (reinforcement: ``step,train_reward_mean,
+        valid_reward_mean,train_loss,train_kl,train_grader_errors,valid_grader_errors,
+        train_completion_tokens_mean``); cells are empty where a step has no value.
 
     Example:
         >>> print(result_csv([{"step": 1, "train_loss": 2.5, "train_mean_token_accuracy": 0.1}])
@@ -71,6 +87,13 @@ def result_csv(points: Sequence[Mapping[str, Any]]) -> bytes:
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    if method == "reinforcement":
+        writer.writerow(_RFT_RESULT_COLUMNS)
+        for p in points:
+            writer.writerow(
+                [int(p.get("step", 0)), *(_cell(p.get(c)) for c in _RFT_RESULT_COLUMNS[1:])]
+            )
+        return out.getvalue().encode()
     writer.writerow(_RESULT_COLUMNS)
     for p in points:
         writer.writerow(
@@ -87,6 +110,25 @@ def result_csv(points: Sequence[Mapping[str, Any]]) -> bytes:
 
 def _cell(value: Any) -> str:
     return "" if value is None else repr(float(value))
+
+
+def _step_message(metrics: StepMetrics) -> str:
+    """The metrics event's message: losses, or a reinforcement step's rewards."""
+    head = f"Step {metrics.step}/{metrics.total_steps}: "
+    reward = metrics.extra.get("train_reward_mean")
+    if reward is not None:
+        message = head + f"train reward mean={reward:.4f}"
+        valid = metrics.extra.get("valid_reward_mean")
+        if valid is not None:
+            message += f", validation reward mean={valid:.4f}"
+        errors = int(metrics.extra.get("train_grader_errors", 0))
+        if errors:
+            message += f", grader errors={errors}"
+        return message
+    message = head + f"training loss={metrics.train_loss:.4f}"
+    if metrics.valid_loss is not None:
+        message += f", validation loss={metrics.valid_loss:.4f}"
+    return message
 
 
 class _JobCallbacks:
@@ -121,11 +163,7 @@ class _JobCallbacks:
         data: dict[str, Any] = dict(metrics.to_dict())
         data["step"] = metrics.step
         data["total_steps"] = metrics.total_steps
-        message = (
-            f"Step {metrics.step}/{metrics.total_steps}: training loss={metrics.train_loss:.4f}"
-        )
-        if metrics.valid_loss is not None:
-            message += f", validation loss={metrics.valid_loss:.4f}"
+        message = _step_message(metrics)
         self._store.events.add(
             self._job.id, f"step-{metrics.step}", message, type="metrics", data=data
         )
@@ -261,7 +299,7 @@ class JobRunner:
             request = self._request(job, training, validation, resume_from, hyper)
         except ConfigurationError as exc:
             # A job stored before the server checked every range the engine enforces.
-            hyperparameter = exc.param in HYPERPARAMETER_RANGES
+            hyperparameter = exc.param in HYPERPARAMETER_RANGES or exc.param == "reasoning_effort"
             self._fail(
                 job,
                 "invalid_hyperparameters" if hyperparameter else "invalid_request",
@@ -279,6 +317,12 @@ class JobRunner:
             param = exc.param if exc.param == "validation_file" else "training_file"
             self._fail(job, f"invalid_{param}", str(exc), param=param)
             return
+        except ConfigurationError as exc:
+            if exc.param != "grader":
+                raise
+            # The grader failed on every answer of several steps (see rft.ALL_FAILED_STEPS).
+            self._fail(job, "invalid_grader", str(exc), param="method.reinforcement.grader")
+            return
         except Exception as exc:
             logger.exception("job %s: training failed", job.id)
             self._fail(job, "training_failed", f"Training failed: {type(exc).__name__}: {exc}")
@@ -294,9 +338,25 @@ class JobRunner:
         hyper: Mapping[str, Any],
     ) -> TrainingRequest:
         store = self.store
+        method: EngineMethod = "supervised"
+        if job.method_type == "dpo":
+            method = "dpo"
+        elif job.method_type == "reinforcement":
+            method = "reinforcement"
+        section = job.method.get("reinforcement") or {}
+        rft: dict[str, Any] = {}
+        if method == "reinforcement":
+            interval = hyper.get("eval_interval", "auto")
+            rft = {
+                "grader": section.get("grader"),
+                "compute_multiplier": hyper.get("compute_multiplier", "auto"),
+                "eval_samples": hyper.get("eval_samples", "auto"),
+                "eval_interval": None if interval == "auto" else interval,
+                "reasoning_effort": hyper.get("reasoning_effort", "default"),
+            }
         return TrainingRequest(
             base_model=job.base_model,
-            method="dpo" if job.method_type == "dpo" else "supervised",
+            method=method,
             training_file=store.files.path(training.id),
             validation_file=store.files.path(validation.id) if validation is not None else None,
             output_dir=store.job_dir(job.id),
@@ -312,6 +372,7 @@ class JobRunner:
             aliases=self.settings.aliases,
             device=self.settings.device,
             qlora=self.settings.qlora,
+            **rft,
         )
 
     def _resume_point(self, job: JobRecord) -> tuple[Path | None, int | None]:
@@ -344,7 +405,9 @@ class JobRunner:
         name = job.model_name
         points = store.events.metrics(job.id)
         results = store.files.save_bytes(
-            result_csv(points), filename="step_metrics.csv", purpose="fine-tune-results"
+            result_csv(points, method=job.method_type),
+            filename="step_metrics.csv",
+            purpose="fine-tune-results",
         )
         with store.db.transaction():
             current = store.jobs.get(job.id)

@@ -18,6 +18,7 @@ from ....errors import ConfigurationError
 from ...api_errors import InvalidRequestError, NotFoundError
 from ...engine.types import HYPERPARAMETER_RANGES, check_hyperparameter
 from ...store import TERMINAL_STATUSES, JobRecord, JobSpec
+from ..validator import check_grader
 from .common import (
     After,
     Limit,
@@ -52,6 +53,13 @@ class _DpoHyperparameters(_Hyperparameters):
     beta: _Hyperparameter = None
 
 
+class _ReinforcementHyperparameters(_Hyperparameters):
+    compute_multiplier: _Hyperparameter = None
+    eval_interval: _Hyperparameter = None
+    eval_samples: _Hyperparameter = None
+    reasoning_effort: _Hyperparameter = None
+
+
 class _Supervised(StrictInput):
     hyperparameters: _Hyperparameters | None = None
 
@@ -60,11 +68,33 @@ class _Dpo(StrictInput):
     hyperparameters: _DpoHyperparameters | None = None
 
 
+class _Reinforcement(StrictInput):
+    # Any JSON value: check_grader judges it and names the grader's own field.
+    grader: Any
+    hyperparameters: _ReinforcementHyperparameters | None = None
+
+
 class _Method(StrictInput):
     type: Literal["supervised", "dpo", "reinforcement"]
     supervised: _Supervised | None = None
     dpo: _Dpo | None = None
-    reinforcement: dict[str, Any] | None = None
+    reinforcement: _Reinforcement | None = None
+
+
+_METHOD_KEYS = {
+    "supervised": ["batch_size", "learning_rate_multiplier", "n_epochs"],
+    "dpo": ["batch_size", "learning_rate_multiplier", "n_epochs", "beta"],
+    "reinforcement": [
+        "batch_size",
+        "learning_rate_multiplier",
+        "n_epochs",
+        "compute_multiplier",
+        "eval_interval",
+        "eval_samples",
+        "reasoning_effort",
+    ],
+}
+"""The hyperparameters each method takes, each ``"auto"`` when not given."""
 
 
 class _Wandb(StrictInput):
@@ -117,20 +147,25 @@ def _check_file(request: Request, file_id: str, param: str) -> None:
 
 def _normalized_method(body: JobCreateBody) -> dict[str, Any]:
     method = body.method or _Method(type="supervised")
-    if method.type == "reinforcement":
-        raise InvalidRequestError(
-            "Reinforcement fine-tuning (method.type='reinforcement') is not supported by the "
-            "local backend; use method.type='supervised' or 'dpo'.",
-            param="method.type",
-            code="unsupported_method",
-        )
-    other = "dpo" if method.type == "supervised" else "supervised"
-    if getattr(method, other) is not None:
-        raise InvalidRequestError(
-            f"method.{other} was given but method.type is {method.type!r}.",
-            param=f"method.{other}",
-        )
+    for other in _METHOD_KEYS:
+        if other != method.type and getattr(method, other) is not None:
+            raise InvalidRequestError(
+                f"method.{other} was given but method.type is {method.type!r}.",
+                param=f"method.{other}",
+            )
     section = getattr(method, method.type)
+    stored: dict[str, Any] = {}
+    if method.type == "reinforcement":
+        if section is None:
+            raise InvalidRequestError(
+                "method.reinforcement is required when method.type is 'reinforcement': give "
+                "it a grader, {'grader': {...}, 'hyperparameters': {...}}.",
+                param="method.reinforcement",
+            )
+        try:
+            stored["grader"] = check_grader(section.grader)
+        except ConfigurationError as exc:
+            raise InvalidRequestError(str(exc), param=exc.param, code="invalid_grader") from exc
     given = section.hyperparameters if section is not None else None
     if body.hyperparameters is not None and given is not None:
         raise InvalidRequestError(
@@ -141,10 +176,9 @@ def _normalized_method(body: JobCreateBody) -> dict[str, Any]:
     chosen = given if given is not None else body.hyperparameters
     where = f"method.{method.type}.hyperparameters" if given is not None else "hyperparameters"
     values = chosen.model_dump(exclude_none=True) if chosen is not None else {}
-    keys = ["batch_size", "learning_rate_multiplier", "n_epochs"]
-    if method.type == "dpo":
-        keys.append("beta")
-    hyper = {key: values.get(key, "auto") for key in keys}
+    hyper = {key: values.get(key, "auto") for key in _METHOD_KEYS[method.type]}
+    if "reasoning_effort" in hyper and hyper["reasoning_effort"] == "auto":
+        hyper["reasoning_effort"] = "default"  # it has no "auto": OpenAI shows "default"
     for key, value in hyper.items():
         try:
             check_hyperparameter(key, value)
@@ -152,9 +186,10 @@ def _normalized_method(body: JobCreateBody) -> dict[str, Any]:
             raise InvalidRequestError(
                 f"Invalid value for '{where}.{key}': {exc}.", param=f"{where}.{key}"
             ) from exc
-        if isinstance(value, int) and HYPERPARAMETER_RANGES[key].kind is float:
+        limits = HYPERPARAMETER_RANGES.get(key)
+        if isinstance(value, int) and limits is not None and limits.kind is float:
             hyper[key] = float(value)  # shown back as OpenAI shows it: 2 -> 2.0
-    return {"type": method.type, method.type: {"hyperparameters": hyper}}
+    return {"type": method.type, method.type: {**stored, "hyperparameters": hyper}}
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ def started(client: openai.OpenAI, job_id: str) -> bool:
 
 
 def workers_events(events: list[Any]) -> list[Any]:
-    return [e for e in events if e.message.startswith("Training on 2 Ray workers")]
+    """The events saying how many Ray workers train, and where (one per worker group)."""
+    return [e for e in events if re.match(r"Training on \d+ Ray workers? ", e.message)]
 
 
 def registered(job_id: str, name: str) -> bool:
@@ -143,7 +145,7 @@ def test_a_job_on_two_workers_trains_as_the_local_executor_does(
     # Which workers trained, and where.
     [workers] = workers_events(events)
     assert workers.data["workers"] == 2
-    assert "(data-parallel) on 1 node" in workers.message
+    assert workers.message.startswith("Training on 2 Ray workers (data-parallel) on 1 node: ")
     # The same closing events as the local executor, in the same order.
     assert [e.message for e in events[-2:]] == [
         f"New fine-tuned model created: {done.fine_tuned_model}",
@@ -252,19 +254,24 @@ def test_a_run_left_on_the_cluster_stops_when_its_job_was_cancelled_meanwhile(
     from finetune_kit.local.worker.ray_executor.job_actor import find
 
     storage = ray_cluster.storage / "left"
-    first = ray_backend(tmp_path, ray_cluster.address, storage, training_step_delay=0.5)
+    # One worker: what is tested here is the run's life, not data parallelism.
+    first = ray_backend(
+        tmp_path, ray_cluster.address, storage, training_step_delay=0.5, workers_per_job=1
+    )
     with first, first.client() as client:
         job = create_job(client, reference.path, n_epochs=5)
         wait_until(lambda: workers_events(events_of(client, job.id)), RAY_JOB_TIMEOUT, "workers")
     # The run goes on without a server; its job waits in the queue. A server with no bridge
     # free (none at all, here) cancels it: nothing tells the run yet.
-    busy = ray_backend(tmp_path, ray_cluster.address, storage, max_concurrent_jobs=0)
+    busy = ray_backend(
+        tmp_path, ray_cluster.address, storage, max_concurrent_jobs=0, workers_per_job=1
+    )
     with busy, busy.client() as client:
         assert client.fine_tuning.jobs.retrieve(job.id).status == "queued"
         client.fine_tuning.jobs.cancel(job.id)
     assert find(job.id) is not None
     # The next bridge finds the run of an ended job in the storage and stops it.
-    third = ray_backend(tmp_path, ray_cluster.address, storage)
+    third = ray_backend(tmp_path, ray_cluster.address, storage, workers_per_job=1)
     with third, third.client() as client:
         wait_until(lambda: find(job.id) is None, 120, "the run is still on the cluster")
         wait_until(lambda: not (storage / job.id).exists(), 60, "the run's storage is left")
@@ -275,7 +282,9 @@ def test_a_run_left_on_the_cluster_stops_when_its_job_was_cancelled_meanwhile(
 def test_the_cluster_going_away_fails_the_job_and_the_backend_keeps_serving(
     ray_head: RayHead, reference: Reference, tmp_path: Path
 ) -> None:
-    backend = ray_backend(tmp_path, ray_head.address, ray_head.storage, training_step_delay=1.0)
+    backend = ray_backend(
+        tmp_path, ray_head.address, ray_head.storage, training_step_delay=1.0, workers_per_job=1
+    )
     with backend, backend.client() as client:
         job = create_job(client, reference.path)
         # The job's run is on the cluster (its actor launched) when the whole cluster goes.

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -307,3 +308,5 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         callbacks.flush()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the job's folder, once its last rank is done
+            folder.parent.rmdir()

@@ -111,7 +111,6 @@ class _Following:
     end: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     done: dict[str, Any] | None = None
-    checkpoints: list[int] = field(default_factory=list)
 
 
 class RayJobRunner(JobRunner):
@@ -131,12 +130,11 @@ class RayJobRunner(JobRunner):
         # steps as they come and must not wait between them as the local runner's callbacks do.
         super().__init__(store, settings.with_changes(training_step_delay=0.0), token, stop_event)
         self.server_settings = settings
-        self._asked_to_stop: dict[str, float] = {}
         self.address = resolve_address(settings.ray_address)
         self.storage = settings.ray_storage_location
-
-    _cluster_lost = False
-    _next_sweep = 0.0
+        self._cluster_lost = False
+        self._next_sweep = 0.0  # the first idle moment looks for runs left behind
+        self._asked_to_stop: dict[str, float] = {}
 
     def run_next(self) -> bool:
         """Claim the oldest queued job and run it on the cluster; return whether there was one."""
@@ -196,12 +194,12 @@ class RayJobRunner(JobRunner):
             ray.kill(handle, no_restart=True)
             return True
         now = time.monotonic()
-        asked = self._asked_to_stop.setdefault(record.id, now)
-        if asked == now:
+        if record.id not in self._asked_to_stop:
             logger.info("job %s %s; stopping its Ray run", record.id, record.status)
+            self._asked_to_stop[record.id] = now
             handle.signal.remote("cancel")
             return False
-        if now - asked > CANCEL_GRACE_SECONDS:
+        if now - self._asked_to_stop[record.id] > CANCEL_GRACE_SECONDS:
             hard_stop(handle)
             return True
         return False

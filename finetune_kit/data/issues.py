@@ -555,6 +555,44 @@ RULES: dict[str, Rule] = _rules(
         "reinforcement fine-tuning without a validation file (Azure requires one)",
         "pass a validation file",
     ),
+    # --- Azure OpenAI's own rules (preflight(..., profile="azure"), data/azure_profile.py) ---
+    Rule(
+        "azure_file_too_large",
+        "error",
+        "file",
+        "over 512 MB: Azure OpenAI takes training and validation files under 512 MB",
+        "train on a smaller sample, or split the examples across jobs",
+    ),
+    Rule(
+        "azure_byte_order_mark_missing",
+        "info",
+        "file",
+        "no UTF-8 byte-order mark, which Azure OpenAI's documentation asks training files to "
+        "include (OpenAI's format has none)",
+        "if Azure refuses the file, save it as UTF-8 with a BOM (Python's encoding='utf-8-sig')",
+    ),
+    Rule(
+        "azure_resource_file_limits",
+        "info",
+        "dataset",
+        "an Azure OpenAI resource holds at most 50 fine-tuning files, 1 GB in all",
+        "delete files the resource no longer needs (client.files.delete) before uploading more",
+    ),
+    Rule(
+        "azure_validation_file_required",
+        "error",
+        "dataset",
+        "reinforcement fine-tuning on Azure OpenAI without a validation file",
+        "pass a validation file (RFT-style examples, at most 1,000)",
+    ),
+    Rule(
+        "azure_rft_too_many_examples",
+        "error",
+        "dataset",
+        "over Azure OpenAI's reinforcement fine-tuning limit: 50,000 training, 1,000 "
+        "validation examples",
+        "train on a sample of the examples",
+    ),
     # --- the model ---
     Rule(
         "no_model",

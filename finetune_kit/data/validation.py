@@ -34,6 +34,7 @@ from typing import Any, Literal
 from ..errors import ConfigurationError
 from ._fingerprints import FingerprintIndex
 from ._scanner import ChunkStats, FileScanner, ScanConfig
+from .azure_profile import Profile, azure_dataset_issues, azure_file_issues
 from .base_models import DataFormat, MethodName, ModelInfo, get_model_info
 from .issues import FileRole, Issue, make_issue
 from .jsonl import LineChunk, _decoder, iter_chunk_ranges, iter_chunks, iter_raw_lines
@@ -465,6 +466,18 @@ def _format_issues(name: str, takes: DataFormat, kind: LineKind) -> list[Issue]:
     ]
 
 
+def _azure_file_issues(
+    files: list[tuple[FileRole, ChunkStats]], from_bytes: list[bool], cap: int
+) -> None:
+    """Azure's file rules: its own issues added, the BOM warning dropped (Azure asks for one)."""
+    for (file, stats), raw in zip(files, from_bytes, strict=True):
+        dropped = stats.issue_counts.pop("byte_order_mark", 0)
+        if dropped:
+            stats.issues = [i for i in stats.issues if i.code != "byte_order_mark"]
+        for issue in azure_file_issues(stats, file, from_bytes=raw):
+            stats.add_issue(issue, cap)
+
+
 def _file_issues(stats: ChunkStats, file: FileRole, min_examples: int, cap: int) -> None:
     def add(code: str, line: int | None, message: str) -> None:
         stats.add_issue(make_issue(code, line, None, message, file=file), cap)
@@ -608,6 +621,7 @@ def preflight(
     shutdown_dates: bool = True,
     tokenizer: ModelTokenizer | None = None,
     data_format: DataFormat | None = None,
+    profile: Profile = "openai",
 ) -> PreflightReport:
     """Check training data offline and report every problem, the tokens and the cost.
 
@@ -641,6 +655,10 @@ def preflight(
         data_format: The format of supervised examples the model takes, ``"chat"`` or
             ``"completion"``, for a model the table does not know (the tokenizer's by
             default): data in the other format is a ``format_not_supported`` error.
+        profile: Whose file rules to add to the common ones: ``"openai"`` (the default) or
+            ``"azure"``, Azure OpenAI's own (files under 512 MB, its byte-order-mark
+            statement, a resource's 50 files and 1 GB, RFT's validation file and example
+            limits; see ``finetune_kit.data.azure_profile``).
 
     Returns:
         The report. Bad data never raises: it is reported.
@@ -663,6 +681,10 @@ def preflight(
     if data_format is not None and data_format not in _FORMAT_WORDS:
         raise ConfigurationError(
             f"data_format must be chat or completion, not {data_format!r}", param="data_format"
+        )
+    if profile not in ("openai", "azure"):
+        raise ConfigurationError(
+            f"profile must be openai or azure, not {profile!r}", param="profile"
         )
     today = as_of or date.today()
     info = get_model_info(model)
@@ -687,6 +709,8 @@ def preflight(
         inputs: list[tuple[FileRole, _Source]] = [("training", training)]
         if validation is not None:
             inputs.append(("validation", _Source.of(validation, "validation")))
+        # Files and bytes carry their own encoding (a BOM or not); records do not.
+        from_bytes = [data.values is None for _, data in inputs]
         for file, data in inputs:
             config = ScanConfig(
                 check=_check_config(kind, info, file),
@@ -703,6 +727,8 @@ def preflight(
         index.close()
     for file, stats in files:
         _file_issues(stats, file, min_examples, max_issues_per_code)
+    if profile == "azure":
+        _azure_file_issues(files, from_bytes, max_issues_per_code)
 
     if recorder is not None:
         encoding = recorder.name()
@@ -716,7 +742,16 @@ def preflight(
         data_format,
         recorder is not None,
     )
-    if checked == "reinforcement" and validation is None:
+    if profile == "azure":
+        issues.extend(
+            azure_dataset_issues(
+                checked,
+                has_validation=validation is not None,
+                n_training=files[0][1].n_examples,
+                n_validation=files[1][1].n_examples if len(files) > 1 else 0,
+            )
+        )
+    elif checked == "reinforcement" and validation is None:
         issues.append(
             make_issue(
                 "validation_file_required",

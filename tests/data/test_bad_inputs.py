@@ -43,6 +43,21 @@ TESTED_ELSEWHERE = {
     ),
     "model_shut_down": "test_preflight.py::test_shutdown_dates",
     "model_shutdown_soon": "test_preflight.py::test_shutdown_dates",
+    "azure_file_too_large": "test_preflight_azure.py::test_a_file_over_512_mb_is_an_error_on_azure",
+    "azure_byte_order_mark_missing": (
+        "test_preflight_azure.py::test_a_bom_is_what_azure_asks_for_and_its_absence_an_info"
+    ),
+    "azure_resource_file_limits": (
+        "test_preflight_azure.py::test_a_bom_is_what_azure_asks_for_and_its_absence_an_info"
+    ),
+    "azure_validation_file_required": (
+        "test_preflight_azure.py::"
+        "test_reinforcement_on_azure_needs_a_validation_file_and_keeps_to_its_limits"
+    ),
+    "azure_rft_too_many_examples": (
+        "test_preflight_azure.py::"
+        "test_reinforcement_on_azure_needs_a_validation_file_and_keeps_to_its_limits"
+    ),
 }
 
 

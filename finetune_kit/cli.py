@@ -302,6 +302,8 @@ def _cmd_train(args: argparse.Namespace, out: _Output) -> int:
                 # -q: no progress at all, event lines included (thousands of steps, in a log).
                 on_update=None if args.json or args.quiet else _printer(out),
                 restart=args.restart,
+                training_type=args.training_type,
+                training_type_wire=args.training_type_wire,
             )
         if session.local_backend is not None and job.status not in TERMINAL_STATUSES:
             # Only a job that exists and has not ended waits; a refused call created nothing.
@@ -851,6 +853,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create a new job even though the session has one (other parameters are refused "
         "without it)",
+    )
+    p.add_argument(
+        "--training-type",
+        choices=["GlobalStandard", "Standard", "Developer"],
+        help="Azure OpenAI's training tier, sent as trainingType (Developer as developerTier)",
+    )
+    p.add_argument(
+        "--training-type-wire",
+        metavar="VALUE",
+        help="with --training-type: send this spelling of the tier instead (e.g. Developer)",
     )
 
     p = add("attach", _cmd_attach, "make an existing job the session's job (saved in --state)")

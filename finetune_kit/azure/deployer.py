@@ -57,7 +57,8 @@ from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._steps import Sleep, arun_steps, run_steps
 from .._version import __version__
 from ..errors import ConfigurationError, DeploymentError, DeploymentTimeoutError
-from .deployments import AzureDeployment
+from .deployments import DEVELOPER_TIER_SKU, AzureDeployment, cost_notes
+from .training import deployable_model
 
 __all__ = [
     "ARM_MANAGEMENT_URL",
@@ -78,7 +79,6 @@ DEFAULT_ARM_API_VERSION = "2024-10-21"
 DEVELOPER_TIER_API_VERSION = "2025-07-01-preview"
 """The management API version Microsoft's docs use for Developer-tier deployments."""
 
-_DEVELOPER_SKU = "developertier"
 _FORBIDDEN_IN_NAMES = frozenset("/?#%\\")
 
 
@@ -345,7 +345,7 @@ class _DeployerBase:
             return _check_path_part(api_version, "api_version")
         if (
             sku is not None
-            and sku.lower() == _DEVELOPER_SKU
+            and sku.lower() == DEVELOPER_TIER_SKU
             and self.api_version == DEFAULT_ARM_API_VERSION
         ):
             logger.debug("Developer tier: using api-version %s", DEVELOPER_TIER_API_VERSION)
@@ -389,19 +389,16 @@ class _DeployerBase:
 
     @staticmethod
     def _log_costs(deployment_name: str, sku: str) -> None:
-        if sku.lower() == _DEVELOPER_SKU:
-            logger.info(
-                "deployment %r is Developer tier: no hosting fee and no SLA; Azure removes it "
-                "after 24 hours",
-                deployment_name,
-            )
+        # Said before the PUT: the hosting fee starts with the deployment.
+        notes = "; ".join(cost_notes(sku))
+        if sku.lower() == DEVELOPER_TIER_SKU:
+            logger.info("deployment %r: %s", deployment_name, notes)
         else:
             logger.warning(
-                "deployment %r (sku %s): Azure bills an hourly hosting fee for a deployed "
-                "fine-tuned model until the deployment is deleted (delete(%r)); an inactive "
-                "deployment is removed after 15 days",
+                "deployment %r (sku %s): %s; delete it when done (delete(%r))",
                 deployment_name,
                 sku,
+                notes,
                 deployment_name,
             )
 
@@ -507,7 +504,7 @@ class _DeployerBase:
 
     def _deploy_steps(
         self,
-        model: str,
+        model: Any,
         deployment_name: str,
         *,
         sku: str,
@@ -516,6 +513,7 @@ class _DeployerBase:
         wait: bool,
         timeout: float,
     ) -> Generator[_Request | Sleep, Any, AzureDeployment]:
+        model = deployable_model(model)
         body = build_deployment_body(model, sku=sku, capacity=capacity)
         url = self.deployment_url(deployment_name)
         version = self._version_for(sku, api_version)
@@ -718,7 +716,7 @@ class AzureDeployer(_DeployerBase):
 
     def deploy(
         self,
-        model: str,
+        model: Any,
         deployment_name: str,
         *,
         sku: str = "standard",
@@ -731,7 +729,8 @@ class AzureDeployer(_DeployerBase):
 
         Args:
             model: The fine-tuned model id (``job.fine_tuned_model``, ``{base}.ft-{32 hex}``) or a
-                checkpoint's ``ftchkpt-{32 hex}``.
+                checkpoint's ``ftchkpt-{32 hex}``; or the job itself, or one of its checkpoints
+                (deployed by its ``ftchkpt-`` id). An OpenAI id (``ft:...``) is refused.
             deployment_name: The deployment's name, which inference calls pass as ``model``.
             sku: ``standard`` (regional), ``globalstandard``, ``developertier`` (no hosting fee,
                 no SLA, removed after 24 h) or ``ProvisionedManaged``.
@@ -742,7 +741,8 @@ class AzureDeployer(_DeployerBase):
             timeout: Seconds to wait at most.
 
         Returns:
-            The deployment, ``Succeeded`` when ``wait`` is true.
+            The deployment, ``Succeeded`` when ``wait`` is true; its ``cost_notes`` say what
+            it costs and when Azure removes it (also logged before the request).
 
         Raises:
             ConfigurationError: A parameter is unusable.
@@ -960,7 +960,7 @@ class AsyncAzureDeployer(_DeployerBase):
 
     async def deploy(
         self,
-        model: str,
+        model: Any,
         deployment_name: str,
         *,
         sku: str = "standard",
@@ -972,7 +972,8 @@ class AsyncAzureDeployer(_DeployerBase):
         """Deploy a fine-tuned model, and wait until it is ready (see :meth:`AzureDeployer.deploy`).
 
         Args:
-            model: The fine-tuned model id or a checkpoint's ``ftchkpt-`` id.
+            model: The fine-tuned model id or a checkpoint's ``ftchkpt-`` id, or the job or a
+                checkpoint.
             deployment_name: The deployment's name.
             sku: The deployment type.
             capacity: Capacity units.

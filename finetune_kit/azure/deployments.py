@@ -32,12 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "DEVELOPER_TIER_SKU",
     "FAILED_STATES",
     "SUCCEEDED_STATE",
     "AzureDeployment",
     "DeploymentModel",
     "DeploymentProperties",
     "DeploymentSku",
+    "cost_notes",
 ]
 
 logger = logging.getLogger("finetune_kit.azure")
@@ -47,6 +49,37 @@ SUCCEEDED_STATE = "Succeeded"
 
 FAILED_STATES = frozenset({"Failed", "Canceled", "Disabled"})
 """``provisioningState`` values that end a wait with an error: waiting longer cannot help."""
+
+DEVELOPER_TIER_SKU = "developertier"
+"""The SKU of a Developer-tier deployment."""
+
+
+def cost_notes(sku: str | None) -> tuple[str, ...]:
+    """What a deployment of this SKU costs and how long it lives, from Microsoft's docs.
+
+    Args:
+        sku: The deployment's SKU name (``standard``, ``globalstandard``, ``developertier``...).
+
+    Returns:
+        The notes, one sentence each: what to know before paying for the deployment.
+
+    Examples:
+        >>> "24 hours" in cost_notes("developertier")[1], "15 days" in cost_notes("standard")[1]
+        (True, True)
+    """
+    if sku is not None and sku.lower() == DEVELOPER_TIER_SKU:
+        return (
+            "Developer tier: no hosting fee (tokens are billed), no SLA",
+            "Azure removes a Developer-tier deployment 24 hours after it is created, whatever "
+            "its traffic",
+        )
+    return (
+        "Azure bills an hourly hosting fee for a deployed fine-tuned model until the deployment "
+        "is deleted, whether or not it is called (Standard and Global Standard: $1.70 an hour "
+        "in Microsoft's example; the pricing page has today's figure)",
+        "Azure deletes a fine-tuned deployment that gets no chat completions or responses calls "
+        "for 15 days (the model is kept and can be deployed again)",
+    )
 
 
 class _ArmView(BaseModel):
@@ -162,6 +195,11 @@ class AzureDeployment(_ArmView):
     def model_name(self) -> str | None:
         """The id of the model the deployment serves."""
         return self.properties.model.name if self.properties.model is not None else None
+
+    @property
+    def cost_notes(self) -> tuple[str, ...]:
+        """What this deployment costs and how long Azure keeps it (see :func:`cost_notes`)."""
+        return cost_notes(self.sku.name if self.sku is not None else None)
 
     @property
     def succeeded(self) -> bool:

@@ -43,6 +43,7 @@ from .._retry import (
     without_client_retries,
 )
 from .._steps import arun_steps, run_steps
+from ..azure.training import TrainingType, training_type_body
 from ..errors import (
     ConfigurationError,
     FineTuningUnavailableError,
@@ -195,6 +196,8 @@ class _JobManagerBase(Generic[_ClientT]):
         wandb: WandbIntegration | Mapping[str, Any] | str | None,
         max_suffix_length: int | None,
         key: str,
+        training_type: TrainingType | None = None,
+        training_type_wire: str | None = None,
     ) -> dict[str, Any]:
         """Check every argument and build the ``jobs.create`` keyword arguments."""
         if not isinstance(model, str) or not model.strip():
@@ -247,7 +250,28 @@ class _JobManagerBase(Generic[_ClientT]):
             entries.append(WandbIntegration.coerce(wandb))
         if entries:
             params["integrations"] = [entry.to_param() for entry in entries]
+        if training_type is not None or training_type_wire is not None:
+            params["extra_body"] = self._training_type(training_type, training_type_wire)
         return params
+
+    def _training_type(self, tier: str | None, wire: str | None) -> dict[str, str]:
+        """Azure's ``trainingType``, refused where the API has no such field."""
+        if tier is None:
+            raise ConfigurationError(
+                "training_type_wire was given without training_type: name the tier it spells "
+                "(GlobalStandard, Standard or Developer)",
+                param="training_type",
+            )
+        if self.provider in ("openai", "local"):
+            where = "OpenAI" if self.provider == "openai" else "the local backend"
+            raise ConfigurationError(
+                f"training_type is Azure OpenAI's training tier; {where} has no such option "
+                "(its create-job body would refuse it): leave it out here",
+                param="training_type",
+            )
+        body = training_type_body(tier, wire=wire)
+        logger.debug("training tier %s, sent as trainingType=%r", tier, body["trainingType"])
+        return body
 
     @staticmethod
     def _new_key(idempotency_key: str | None) -> str:
@@ -452,6 +476,8 @@ class JobManager(_JobManagerBase[openai.OpenAI]):
         wandb: WandbIntegration | Mapping[str, Any] | str | None = None,
         idempotency_key: str | None = None,
         max_suffix_length: int | None = None,
+        training_type: TrainingType | None = None,
+        training_type_wire: str | None = None,
     ) -> FineTuningJob:
         """Create a fine-tuning job exactly once.
 
@@ -470,6 +496,11 @@ class JobManager(_JobManagerBase[openai.OpenAI]):
             idempotency_key: The key to create under; pass the same key again (after a crash)
                 and the existing job is returned instead of a second one.
             max_suffix_length: Override the provider's suffix limit.
+            training_type: Azure OpenAI's training tier: ``"GlobalStandard"``,
+                ``"Standard"`` or ``"Developer"``, sent as ``trainingType`` in the body (see
+                :mod:`finetune_kit.azure.training`); refused on OpenAI and the local backend.
+            training_type_wire: Send this spelling of the tier instead of the documented one
+                (``"developerTier"`` for Developer), should Azure refuse it.
 
         Returns:
             The job.
@@ -490,6 +521,8 @@ class JobManager(_JobManagerBase[openai.OpenAI]):
             integrations=integrations,
             wandb=wandb,
             max_suffix_length=max_suffix_length,
+            training_type=training_type,
+            training_type_wire=training_type_wire,
         )
         return run_steps(steps, self._act)
 
@@ -779,6 +812,8 @@ class AsyncJobManager(_JobManagerBase[openai.AsyncOpenAI]):
         wandb: WandbIntegration | Mapping[str, Any] | str | None = None,
         idempotency_key: str | None = None,
         max_suffix_length: int | None = None,
+        training_type: TrainingType | None = None,
+        training_type_wire: str | None = None,
     ) -> FineTuningJob:
         """Create a fine-tuning job exactly once (see :meth:`JobManager.create`).
 
@@ -795,6 +830,8 @@ class AsyncJobManager(_JobManagerBase[openai.AsyncOpenAI]):
             wandb: One wandb integration.
             idempotency_key: The key to create under.
             max_suffix_length: Override the provider's suffix limit.
+            training_type: Azure OpenAI's training tier.
+            training_type_wire: Send this spelling of the tier.
 
         Returns:
             The job.
@@ -812,6 +849,8 @@ class AsyncJobManager(_JobManagerBase[openai.AsyncOpenAI]):
             integrations=integrations,
             wandb=wandb,
             max_suffix_length=max_suffix_length,
+            training_type=training_type,
+            training_type_wire=training_type_wire,
         )
         return await arun_steps(steps, self._act)
 

@@ -52,6 +52,7 @@ from .._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from .._served import ServedBackend, default_data_dir, find_served
 from .._steps import arun_steps, run_steps
 from .._urls import comparable_url, public_url
+from ..azure.training import deployable_model, is_azure_checkpoint, is_azure_fine_tuned_model
 from ..backends import backend_kind, make_client
 from ..errors import (
     ConfigurationError,
@@ -81,6 +82,7 @@ if TYPE_CHECKING:
 
     from ..azure.deployer import AsyncAzureDeployer, AzureDeployer
     from ..azure.deployments import AzureDeployment
+    from ..azure.training import TrainingType
     from ..data.report import PreflightReport
     from ..files.views import UploadedFile
     from ..inference.comparison import Comparison
@@ -572,6 +574,8 @@ class _SessionCore(Generic[ClientT]):
         # own schedule, so they must not refuse an upload there (the API's date is checked
         # before training instead).
         options.setdefault("shutdown_dates", self._uses_openai_dates)
+        # Azure states file rules of its own (512 MB, its BOM statement, RFT's limits).
+        options.setdefault("profile", "azure" if self.state.backend == "azure" else "openai")
         if not self.is_local or "tokenizer" in options:
             return preflight(data, validation=validation, **options)
         # The local backend trains its own base model: tokens are counted by its tokenizer, as
@@ -638,6 +642,7 @@ class _SessionCore(Generic[ClientT]):
         self.state.fine_tuned_model = None
         self.state.checkpoints = []
         self.state.deployment = None
+        self.state.deployed_model = None
 
     def _trained_on_uploaded_data(self, job: FineTuningJob) -> bool:
         """Whether ``job`` trained on the files uploaded last (else the new data needs a job)."""
@@ -821,12 +826,42 @@ class _SessionCore(Generic[ClientT]):
             return self._require("fine_tuned_model", say(*_TRAINED_FIRST))
         return self._pick_model(checkpoint=checkpoint, base=False)
 
-    def _record_deployment(self, name: str) -> None:
+    def _record_deployment(self, name: str, model: str) -> None:
         self.state.deployment = name
+        self.state.deployed_model = model
         self.save()
 
+    def _addressed(self, model: str) -> str:
+        """The name to send for ``model``: on Azure, a fine-tuned model's deployment.
+
+        On Azure a fine-tuned model or checkpoint answers only through a deployment, called by
+        its name: the session's own deployment stands for the model it holds, and any other
+        ``.ft-`` or ``ftchkpt-`` id is refused before a request is sent (Azure would answer
+        404). Other names, and every name elsewhere, go as they are.
+
+        Raises:
+            ConfigurationError: An Azure model id that no deployment of the session holds.
+        """
+        if self.state.backend != "azure" or model == self.state.deployment:
+            return model
+        if not (is_azure_fine_tuned_model(model) or is_azure_checkpoint(model)):
+            return model
+        held, deployment = self.state.deployed_model, self.state.deployment
+        if deployment is not None and held in (model, None):
+            # The deployment of a state saved before it recorded its model: presumed to hold it.
+            return deployment
+        holds = f"; the session's deployment {deployment!r} holds {held!r}" if deployment else ""
+        raise ConfigurationError(
+            f"on Azure OpenAI a fine-tuned model answers only through a deployment, and "
+            f"{model!r} has none in this session{holds}: deploy it first "
+            "(session.deploy(deployer, NAME) for the tuned model, checkpoint=STEP for a "
+            "checkpoint), or pass a deployment's name as model",
+            param="model",
+        )
+
     def _pair_for_inference(self, base_model: str | None) -> tuple[str, str]:
-        return base_model or self._base_for_inference(), self._tuned_model()
+        base = base_model or self._base_for_inference()
+        return self._addressed(base), self._addressed(self._tuned_model())
 
     def _pick_model(self, *, checkpoint: int | str | None, base: bool) -> str:
         if base:
@@ -838,7 +873,8 @@ class _SessionCore(Generic[ClientT]):
         records = self.state.checkpoints
         for record in records:
             if record.step == checkpoint:
-                return record.model
+                # Azure's checkpoints share the job's .ft- model name: one is its ftchkpt- id.
+                return deployable_model(record) if self.state.backend == "azure" else record.model
         steps = ", ".join(str(r.step) for r in records) or "none"
         raise ConfigurationError(
             f"no checkpoint at step {checkpoint}; the job's checkpoints are at steps: {steps}",
@@ -930,10 +966,14 @@ class _SessionCore(Generic[ClientT]):
         timeout: float | None,
         on_update: Callable[[JobUpdate], Any] | None,
         restart: bool,
+        training_type: TrainingType | None = None,
+        training_type_wire: str | None = None,
     ) -> _Steps[FineTuningJob]:
         asked = self._asked(
             method, hyperparameters, n_epochs, batch_size, learning_rate_multiplier, suffix, seed
         )
+        if training_type is not None:
+            asked["training_type"] = training_type
         existing = self._existing_job_decision(restart)
         current: FineTuningJob | None = None
         if existing is not None:
@@ -961,6 +1001,8 @@ class _SessionCore(Generic[ClientT]):
                     metadata=metadata,
                     wandb=wandb,
                     idempotency_key=self.state.job_key,
+                    training_type=training_type,
+                    training_type_wire=training_type_wire,
                 )
             self._record_created(job, chosen, asked)
         if follow and job.status not in TERMINAL_STATUSES:
@@ -1040,7 +1082,7 @@ class _SessionCore(Generic[ClientT]):
     ) -> _Steps[ChatReply]:
         if model is None:
             yield from self._known_checkpoints_steps(checkpoint)
-        chosen = model or self._pick_model(checkpoint=checkpoint, base=base)
+        chosen = self._addressed(model or self._pick_model(checkpoint=checkpoint, base=base))
         yield from self._shutdown_steps(chosen)
         reply: ChatReply = yield _Call.of(
             self.inference.chat, chosen, messages, system=system, **params
@@ -1087,14 +1129,15 @@ class _SessionCore(Generic[ClientT]):
         capacity: int,
     ) -> _Steps[AzureDeployment]:
         yield from self._known_checkpoints_steps(checkpoint)
+        model = self._to_deploy(checkpoint)
         deployment: AzureDeployment = yield _Call.of(
             deployer.deploy,
-            self._to_deploy(checkpoint),
+            model,
             deployment_name,
             sku=sku,
             capacity=capacity,
         )
-        self._record_deployment(deployment_name)
+        self._record_deployment(deployment_name, model)
         return deployment
 
     def _export_steps(self, folder: str | os.PathLike[str]) -> _Steps[Path]:
@@ -1141,7 +1184,12 @@ def _identity(fields: Mapping[str, Any]) -> tuple[str, str | None]:
     return "base_url", comparable_url(base_url) if base_url else None
 
 
-_UNSET_PARAMETER: dict[str, Any] = {"suffix": None, "seed": None, "grader": None}
+_UNSET_PARAMETER: dict[str, Any] = {
+    "suffix": None,
+    "seed": None,
+    "grader": None,
+    "training_type": None,
+}
 """What a job has for a parameter its create did not name (a hyperparameter: ``auto``)."""
 
 _FLAGS = {
@@ -1152,6 +1200,7 @@ _FLAGS = {
     "method": "--method",
     "suffix": "--suffix",
     "seed": "--seed",
+    "training_type": "--training-type",
 }
 
 
@@ -1357,6 +1406,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         timeout: float | None = None,
         on_update: Callable[[JobUpdate], Any] | None = None,
         restart: bool = False,
+        training_type: TrainingType | None = None,
+        training_type_wire: str | None = None,
     ) -> FineTuningJob:
         """Create the fine-tuning job (once) and, by default, follow it to the end.
 
@@ -1377,6 +1428,10 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             timeout: Stop following after this many seconds (the job goes on).
             on_update: Called with every event, metric point and status change.
             restart: Create a new job even though the session has one.
+            training_type: Azure OpenAI's training tier (``"GlobalStandard"``,
+                ``"Standard"``, ``"Developer"``), sent as ``trainingType``; see
+                :meth:`JobManager.create <finetune_kit.jobs.manager.JobManager.create>`.
+            training_type_wire: Send this spelling of the tier instead of the documented one.
 
         Returns:
             The job (succeeded when followed).
@@ -1395,6 +1450,8 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
             timeout=timeout,
             on_update=on_update,
             restart=restart,
+            training_type=training_type,
+            training_type_wire=training_type_wire,
         )
         return run_steps(steps, _call)
 
@@ -1655,6 +1712,8 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         timeout: float | None = None,
         on_update: Callable[[JobUpdate], Any] | None = None,
         restart: bool = False,
+        training_type: TrainingType | None = None,
+        training_type_wire: str | None = None,
     ) -> FineTuningJob:
         """Create the fine-tuning job (once) and, by default, follow it to the end."""
         steps = self._train_steps(
@@ -1671,6 +1730,8 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
             timeout=timeout,
             on_update=on_update,
             restart=restart,
+            training_type=training_type,
+            training_type_wire=training_type_wire,
         )
         return await arun_steps(steps, _acall)
 

@@ -66,6 +66,8 @@ class SessionState(BaseModel):
         fine_tuned_model: The tuned model's name once the job succeeded.
         checkpoints: The job's checkpoints, newest first.
         deployment: The Azure deployment name, once deployed.
+        deployed_model: The model that deployment holds (a ``.ft-`` or ``ftchkpt-`` id): chat
+            addresses the deployment when asked for it.
         created_at: When the state was first saved (unix seconds).
         updated_at: When it was last saved (unix seconds).
     """
@@ -93,6 +95,7 @@ class SessionState(BaseModel):
     fine_tuned_model: str | None = None
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     deployment: str | None = None
+    deployed_model: str | None = None
     created_at: float | None = None
     updated_at: float | None = None
 

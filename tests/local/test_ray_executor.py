@@ -31,7 +31,7 @@ from tests.fixtures.ray_cluster import (
     wait_until,
 )
 
-HYPERPARAMETERS = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 2.0}
+HYPERPARAMETERS = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 2.0}  # 9 steps
 RAY_JOB_TIMEOUT = 240.0  # the workers' start-up alone takes 20-30 s on a busy 2-core machine
 
 
@@ -141,7 +141,7 @@ def test_a_job_on_two_workers_trains_as_the_local_executor_does(
         )
 
     assert_same_training(events, done, reference)
-    assert done.hyperparameters.n_epochs == 2
+    assert done.hyperparameters.n_epochs == 3
     # Which workers trained, and where.
     [workers] = workers_events(events)
     assert workers.data["workers"] == 2
@@ -152,43 +152,56 @@ def test_a_job_on_two_workers_trains_as_the_local_executor_does(
         "The job has successfully completed",
     ]
     # Checkpoints at the epoch ends, copied into the data folder; the result file; the model.
-    assert sorted(c.step_number for c in checkpoints) == [3, 6]
+    assert sorted(c.step_number for c in checkpoints) == [3, 6, 9]
     assert [r["step"] for r in rows] == [r["step"] for r in reference.rows]
     for row, local_row in zip(rows, reference.rows, strict=True):
         assert float(row["train_loss"]) == pytest.approx(float(local_row["train_loss"]), rel=0.01)
     assert answer.choices[0].message.role == "assistant"
     job_dir = tmp_path / "jobs" / job.id
     assert (job_dir / "adapter" / "adapter_model.safetensors").is_file()
-    assert sorted(p.name for p in (job_dir / "checkpoints").iterdir()) == ["step-3", "step-6"]
+    assert sorted(p.name for p in (job_dir / "checkpoints").iterdir()) == [
+        "step-3",
+        "step-6",
+        "step-9",
+    ]
     # The run's folder in the Ray storage is gone once the job ended.
     assert not (storage / job.id).exists()
 
 
-def test_a_killed_worker_is_restarted_from_the_last_checkpoint(
+def test_a_killed_worker_and_a_lost_job_actor_restart_from_the_last_checkpoint(
     ray_cluster: RayCluster, reference: Reference, tmp_path: Path
 ) -> None:
+    import ray
+
+    from finetune_kit.local.worker.ray_executor.job_actor import find
+
     backend = ray_backend(
         tmp_path, ray_cluster.address, ray_cluster.storage / "killed", training_step_delay=0.5
     )
     with backend, backend.client() as client:
         job = create_job(client, reference.path)
-        # Once Ray registered the epoch-1 checkpoint (step 3): rank 1 dies in epoch 2.
+        # Once Ray registered the epoch-1 checkpoint (step 3): rank 1 dies in epoch 2. Ray
+        # restarts the worker group from that checkpoint.
         wait_until(lambda: registered(job.id, "checkpoint-step-3"), RAY_JOB_TIMEOUT, "step 3")
         [workers] = workers_events(events_of(client, job.id))
         os.kill(workers.data["pids"][1], signal.SIGKILL)
+        # Then the job's actor itself is lost (as when its node dies), with the run it owns:
+        # the bridge starts the run again, and Ray resumes it from the epoch-2 checkpoint.
+        wait_until(lambda: registered(job.id, "checkpoint-step-6"), RAY_JOB_TIMEOUT, "step 6")
+        ray.kill(find(job.id), no_restart=True)
         done = wait_for_job(client, job.id, timeout=RAY_JOB_TIMEOUT)
         events = events_of(client, job.id)
 
     assert done.status == "succeeded", done.error
-    warnings = [e for e in events if e.level == "warn"]
-    assert len(warnings) == 1
-    assert "Ray worker(s)" in warnings[0].message
-    assert "restarts the workers from the last checkpoint" in warnings[0].message
-    first, again = workers_events(events)
-    assert first.data["resumed_step"] is None
-    assert again.data["resumed_step"] == 3
-    assert again.message.endswith("resumed from the checkpoint at step 3")
-    # The steps run again after the restart are recorded once; the training is unchanged.
+    warnings = [e.message for e in events if e.level == "warn"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("Ray worker(s) ")
+    assert warnings[0].endswith("Ray restarts the workers from the last checkpoint")
+    assert warnings[1].startswith("The job's actor on the Ray cluster was lost (")
+    groups = workers_events(events)
+    assert [g.data["resumed_step"] for g in groups] == [None, 3, 6]
+    assert groups[1].message.endswith("resumed from the checkpoint at step 3")
+    # The steps run again after each restart are recorded once; the training is unchanged.
     assert_same_training(events, done, reference)
 
 

@@ -34,7 +34,15 @@ from typing import Any
 
 from .cluster import NAMESPACE
 
-__all__ = ["ACTOR_PREFIX", "JobActor", "actor_name", "find", "hard_stop", "launch"]
+__all__ = [
+    "ACTOR_PREFIX",
+    "JobActor",
+    "actor_name",
+    "find",
+    "hard_stop",
+    "launch",
+    "remove_placement_group",
+]
 
 logger = logging.getLogger("finetune_kit.local.worker")
 
@@ -238,21 +246,40 @@ def find(job_id: str) -> Any | None:
         return None
 
 
-def hard_stop(handle: Any) -> None:
-    """Kill the job's actor (its run's controller and workers die with it) and free its CPUs."""
+def hard_stop(handle: Any, placement_group: str | None = None) -> None:
+    """Kill the job's actor (its run's controller and workers die with it) and free its CPUs.
+
+    Args:
+        handle: The job actor.
+        placement_group: The run's placement group (hex) when known already; else the actor is
+            asked for it first.
+    """
     import ray
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
 
-    group: str | None = None
-    try:
-        group = ray.get(handle.placement_group_id.remote(), timeout=10)
-    except Exception:  # the actor may be dead already: nothing to ask it
-        logger.debug("could not ask the job actor for its placement group", exc_info=True)
-    ray.kill(handle, no_restart=True)
-    if group:
-        from ray._raylet import PlacementGroupID
-
+    group = placement_group
+    if group is None:
         try:
-            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(group)))
-        except Exception:  # removed already, when Ray Train's own cleanup came first
-            logger.debug("placement group %s already gone", group, exc_info=True)
+            group = ray.get(handle.placement_group_id.remote(), timeout=10)
+        except Exception:  # the actor may be dead already: nothing to ask it
+            logger.debug("could not ask the job actor for its placement group", exc_info=True)
+    ray.kill(handle, no_restart=True)
+    remove_placement_group(group)
+
+
+def remove_placement_group(group: str | None) -> None:
+    """Free a run's placement group (hex id), whose owner was killed; gone already is fine.
+
+    Ray Train's own cleaner needs Ray's state API (the ``ray[default]`` extra and its dashboard)
+    to see that the controller died; without it the group keeps its resources, and the next run
+    waits for them forever.
+    """
+    if not group:
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+    from ray.util.placement_group import remove_placement_group as remove
+
+    try:
+        remove(PlacementGroup(PlacementGroupID.from_hex(group)))
+    except Exception:  # removed already, when Ray Train's own cleanup came first
+        logger.debug("placement group %s already gone", group, exc_info=True)

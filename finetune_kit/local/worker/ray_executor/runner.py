@@ -52,7 +52,7 @@ from ...settings import ServerSettings
 from ...store import FileRecord, JobRecord, Store
 from ..runner import MAX_CRASHES, JobRunner, _JobCallbacks
 from .cluster import ClusterUnreachableError, check_reachable, connect, resolve_address
-from .job_actor import find, hard_stop, launch
+from .job_actor import find, hard_stop, launch, remove_placement_group
 from .storage import (
     copy_back,
     list_folders,
@@ -107,6 +107,7 @@ class _Following:
     request: TrainingRequest
     started: float = field(default_factory=time.monotonic)
     workers_seen: bool = False
+    placement_group: str | None = None
     waiting_told: bool = False
     end: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -380,8 +381,11 @@ class RayJobRunner(JobRunner):
                     "starting its run again from the last checkpoint",
                     level="warn",
                 )
+                # The lost run's workers are gone with it; their placement group is not.
+                remove_placement_group(run.placement_group)
                 handle, index, sent = self._relaunch(job, run), 0, None
                 run.started, run.workers_seen = time.monotonic(), False
+                run.placement_group = None
                 continue
             index += len(events)
             for event in events:
@@ -408,7 +412,7 @@ class RayJobRunner(JobRunner):
                 logger.warning(
                     "job %s: the Ray run did not stop in %.0f s; killing it", job.id, grace
                 )
-                hard_stop(handle)
+                hard_stop(handle, run.placement_group)
                 self._stopped_hard(job, run, sent)
                 return
             self.stop_event.wait(POLL_SECONDS)
@@ -459,6 +463,8 @@ class RayJobRunner(JobRunner):
         kind = event.get("type")
         if kind == "workers":
             run.workers_seen = True
+            # Known here too: when the actor is lost, the bridge frees its workers' group.
+            run.placement_group = event.get("placement_group")
             workers = list(event["workers"])
             message = describe_workers(workers)
             resumed = event.get("resumed_step")

@@ -59,12 +59,96 @@ from .registry import ModelRegistry
 from .tiny_model import TINY_MODEL_NAME
 from .training import threads_for
 
-__all__ = ["ChatChoice", "ChatDelta", "ChatResult", "ChatStream", "Generator", "ModelRef"]
+__all__ = [
+    "ChatChoice",
+    "ChatDelta",
+    "ChatResult",
+    "ChatStream",
+    "Generator",
+    "ModelRef",
+    "sampling_params",
+]
 
 logger = logging.getLogger("finetune_kit.local.generation")
 
 # 2**56 * 131 + 127 (the largest per-choice seed) stays below 2**64, the most torch accepts.
 _SEED_SPAN = 2**56
+
+
+def sampling_params(
+    *,
+    context: int,
+    n_prompt: int,
+    default_max_tokens: int,
+    max_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    stop: str | Sequence[str] | None,
+    seed: int | None,
+    n: int,
+) -> DecodeParams:
+    """Check a request's sampling parameters against OpenAI's ranges and the model's context.
+
+    Shared by every engine, so a request is refused alike whichever serves it.
+
+    Args:
+        context: The model's context in tokens.
+        n_prompt: Tokens of the rendered prompt.
+        default_max_tokens: A choice's token limit when the request gives none (bounded by the
+            room the prompt leaves).
+        max_tokens: The request's limit, or ``None``.
+        temperature: 0 to 2; ``None`` means 1.
+        top_p: In (0, 1]; ``None`` means 1.
+        stop: Up to four non-empty strings.
+        seed: Any integer, folded into 56 bits; ``None`` draws one.
+        n: Choices, 1 to 128.
+
+    Raises:
+        ConfigurationError: A parameter is out of range, or the prompt leaves no room
+            (``param`` names which).
+
+    Example:
+        >>> sampling_params(context=100, n_prompt=10, default_max_tokens=512, max_tokens=None,
+        ...                 temperature=0, top_p=None, stop="x", seed=1, n=1).max_tokens
+        90
+    """
+    temperature = 1.0 if temperature is None else float(temperature)
+    top_p = 1.0 if top_p is None else float(top_p)
+    if not 0 <= temperature <= 2:
+        raise ConfigurationError(f"temperature is {temperature}; use 0 to 2", param="temperature")
+    if not 0 < top_p <= 1:
+        raise ConfigurationError(f"top_p is {top_p}; use a number in (0, 1]", param="top_p")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise ConfigurationError(f"n is {n!r}; use 1 to 128", param="n")
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
+        raise ConfigurationError("stop takes up to 4 non-empty strings", param="stop")
+    room = context - n_prompt
+    if room < 1:
+        raise ConfigurationError(
+            f"the prompt is {n_prompt} tokens; this model's context is {context}: "
+            "shorten the messages",
+            param="messages",
+        )
+    if max_tokens is None:
+        limit = min(default_max_tokens, room)
+    elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ConfigurationError(f"max_tokens is {max_tokens!r}; use 1 or more", param="max_tokens")
+    elif max_tokens > room:
+        raise ConfigurationError(
+            f"max_tokens is {max_tokens}, but the prompt ({n_prompt} tokens) leaves {room} of "
+            f"this model's {context}-token context; lower max_tokens",
+            param="max_tokens",
+        )
+    else:
+        limit = max_tokens
+    if seed is None:
+        seed = int.from_bytes(os.urandom(6), "big")
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigurationError(f"seed is {seed!r}; use an integer", param="seed")
+    # Each choice's generator is seeded with seed * 131 + index, which torch takes only within
+    # 64 bits: any integer is folded into 56 bits first (seeds below 2**56 are unchanged).
+    return DecodeParams(limit, temperature, top_p, stops, seed % _SEED_SPAN, n)
 
 
 @dataclass(frozen=True)
@@ -428,47 +512,17 @@ class Generator:
         seed: int | None,
         n: int,
     ) -> DecodeParams:
-        temperature = 1.0 if temperature is None else float(temperature)
-        top_p = 1.0 if top_p is None else float(top_p)
-        if not 0 <= temperature <= 2:
-            raise ConfigurationError(
-                f"temperature is {temperature}; use 0 to 2", param="temperature"
-            )
-        if not 0 < top_p <= 1:
-            raise ConfigurationError(f"top_p is {top_p}; use a number in (0, 1]", param="top_p")
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
-            raise ConfigurationError(f"n is {n!r}; use 1 to 128", param="n")
-        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        if len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
-            raise ConfigurationError("stop takes up to 4 non-empty strings", param="stop")
-        room = slot.context - n_prompt
-        if room < 1:
-            raise ConfigurationError(
-                f"the prompt is {n_prompt} tokens; this model's context is {slot.context}: "
-                "shorten the messages",
-                param="messages",
-            )
-        if max_tokens is None:
-            limit = min(self.default_max_tokens, room)
-        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ConfigurationError(
-                f"max_tokens is {max_tokens!r}; use 1 or more", param="max_tokens"
-            )
-        elif max_tokens > room:
-            raise ConfigurationError(
-                f"max_tokens is {max_tokens}, but the prompt ({n_prompt} tokens) leaves {room} of "
-                f"this model's {slot.context}-token context; lower max_tokens",
-                param="max_tokens",
-            )
-        else:
-            limit = max_tokens
-        if seed is None:
-            seed = int.from_bytes(os.urandom(6), "big")
-        elif isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigurationError(f"seed is {seed!r}; use an integer", param="seed")
-        # Each choice's generator is seeded with seed * 131 + index, which torch takes only within
-        # 64 bits: any integer is folded into 56 bits first (seeds below 2**56 are unchanged).
-        return DecodeParams(limit, temperature, top_p, stops, seed % _SEED_SPAN, n)
+        return sampling_params(
+            context=slot.context,
+            n_prompt=n_prompt,
+            default_max_tokens=self.default_max_tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            n=n,
+        )
 
     # -- the decoding thread -----------------------------------------------------------------
 

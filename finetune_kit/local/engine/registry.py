@@ -49,7 +49,7 @@ from typing import Any
 from ...errors import ConfigurationError, LocalBackendError
 from ._quiet import quiet_loading
 from .families import end_of_turn_ids
-from .tiny_model import TINY_MODEL_NAME, build_tiny_model
+from .tiny_model import TINY_MODEL_NAME, build_tiny_model, build_tiny_tokenizer
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
@@ -187,6 +187,7 @@ class ModelRegistry:
         self._aliases.update(aliases or {})
         self._lock = threading.Lock()
         self._loaded: dict[str, tuple[Any, Any]] = {}
+        self._tokenizers: dict[str, Any] = {}
         self._hashes: dict[Path, str] = {}
         # Fails early, with the list of choices, when the default is not a usable model.
         self.default_model = self.resolve(chosen)
@@ -393,6 +394,53 @@ class ModelRegistry:
                 self._loaded[source.name] = (model, tokenizer)
             return model, tokenizer
 
+    def tokenizer(self, name: str) -> Any:
+        """The fast tokenizer of a base model (with its chat template), without its weights.
+
+        The very tokenizer ``load`` returns (for a GGUF file, the dequantized copy's once it
+        exists, else read from the file), cached: an engine that serves the weights elsewhere
+        (llama.cpp) renders prompts with it exactly as training did.
+
+        Raises:
+            ConfigurationError: The name is unknown.
+            LocalBackendError: The model files cannot be read.
+        """
+        source = self.source(name)
+        with self._lock:
+            cached = self._tokenizers.get(source.name)
+            if cached is not None:
+                return cached
+            loaded = self._loaded.get(source.name)
+            tokenizer = loaded[1] if loaded is not None else self._read_tokenizer(source)
+            self._tokenizers[source.name] = tokenizer
+            return tokenizer
+
+    def _read_tokenizer(self, source: ModelSource) -> Any:
+        from transformers import AutoTokenizer
+
+        if source.kind == "tiny":
+            return build_tiny_tokenizer()
+        try:
+            with quiet_loading():
+                if source.kind == "hf":
+                    assert source.path is not None
+                    return AutoTokenizer.from_pretrained(source.path)
+                gguf = source.path if source.path is not None else self.default_gguf_path()
+                folder = self._cached_copy(gguf, source.name)
+                if folder is not None:
+                    return AutoTokenizer.from_pretrained(folder)
+                return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        except (OSError, ValueError) as exc:
+            raise LocalBackendError(f"cannot read the tokenizer of {source.name}: {exc}") from exc
+
+    def _cached_copy(self, gguf: Path, name: str) -> Path | None:
+        """The dequantized copy of a GGUF file when it exists (never writes one)."""
+        digest = self._hashes.get(gguf)
+        if digest is None:
+            digest = self._hashes[gguf] = _sha256_of(gguf)
+        folder = self.cache_dir / f"{_slug(name)}-{digest[:16]}"
+        return folder if (folder / _MARKER).is_file() else None
+
     def _load_source(
         self, source: ModelSource, dtype: Any, device: str | None, quantization_config: Any
     ) -> tuple[Any, Any]:
@@ -443,8 +491,7 @@ class ModelRegistry:
         digest = self._hashes.get(gguf)
         if digest is None:
             digest = self._hashes[gguf] = _sha256_of(gguf)
-        slug = re.sub(r"[^a-z0-9.]+", "-", Path(name).stem.lower()).strip("-") or "model"
-        folder = self.cache_dir / f"{slug}-{digest[:16]}"
+        folder = self.cache_dir / f"{_slug(name)}-{digest[:16]}"
         marker = folder / _MARKER
         if marker.is_file():
             return folder
@@ -525,6 +572,10 @@ class ModelRegistry:
                 f"the tokenizer in {folder} is not a fast tokenizer; add a tokenizer.json"
             )
         return model, tokenizer
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", Path(name).stem.lower()).strip("-") or "model"
 
 
 def _stop_at_end_of_turn(model: Any, tokenizer: Any) -> None:

@@ -1,0 +1,903 @@
+"""Chat through llama.cpp: base models, fine-tuned models and checkpoints at llama.cpp's speed.
+
+``LlamaCppEngine`` is a ``ChatEngine`` (``engine.serving``). It runs one llama.cpp server
+process per base model: the server embedded in the ``xllamacpp`` wheel (installed with the
+``local`` extra, prebuilt, no compiler), or a ``llama-server`` binary named by
+``$FINETUNE_KIT_LLAMA_SERVER`` (a faster build of one's own: docs/local-models.md). The
+process decodes the requests of up to ``slots`` sequences together (continuous batching), and
+holds the base's fine-tuned adapters as GGUF LoRA adapters, one base shared by all.
+
+What it serves (``serves``): the default SmolLM2 (its Q4_1 GGUF file, the very weights training
+dequantized), any ``.gguf`` base, and Hugging Face folders of the Llama architecture (converted
+once into the cache folder: ``gguf.hf_folder_to_gguf``); with each, the LoRA adapters
+``gguf.write_adapter_gguf`` can convert. ``tiny-random`` (built in memory) and everything else
+stays with the torch ``Generator``.
+
+How a request runs:
+
+- The prompt is rendered by ``chat_format`` with the base's own tokenizer, tool declarations and
+  calls written as training wrote them, and sent as token ids to the native ``/completion``
+  endpoint, so llama.cpp sees exactly the tokens a tuned model was trained on. Answers come back
+  as text for the chat service's tool-call parsing.
+- Parameters are checked as the torch engine checks them (``generation.sampling_params``);
+  sampling is OpenAI's: temperature and ``top_p`` only (llama.cpp's ``top_k``, ``min_p`` and
+  penalties off); ``temperature`` 0 is greedy. Each of the ``n`` choices is a request of its own,
+  seeded ``seed * 131 + index``, so a seed gives the same answers run after run.
+- ``stop`` strings end a choice and are not returned; llama.cpp's stop reasons ``eos`` and
+  ``word`` read ``stop``, ``limit`` reads ``length``.
+- Every request names every loaded adapter with its scale (1 for its own, 0 for the others):
+  llama.cpp applies an adapter a request leaves out at its global scale.
+
+Adapters are loaded when a process starts, not into a running one; so the first request for an
+adapter the process lacks starts a new process with it (and the most recently used others, up to
+``max_adapters``), waits until it answers, switches to it and stops the old one once its last
+request has ended (blue/green). A job's runner writes each adapter's GGUF when it is saved;
+one that is missing (an older job) is written on first use.
+
+Threads: llama.cpp's OpenMP threads spin while they wait, and on a shared machine a spinning
+engine slowed to a token per second; the process gets ``OMP_WAIT_POLICY=PASSIVE``.
+
+Example:
+    >>> from finetune_kit.local.engine.registry import ModelRegistry
+    >>> engine = LlamaCppEngine(ModelRegistry(default_model="tiny-random"))
+    >>> engine.serves(ModelRef("tiny-random"))
+    False
+    >>> engine.close()
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import queue
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ...errors import ConfigurationError, LocalBackendError
+from .batch_decoding import DecodeParams, FinishReason
+from .chat_format import ChatRenderer, MessageFormatError, normalize_messages
+from .generation import ChatChoice, ChatDelta, ChatResult, ModelRef, sampling_params
+from .gguf import (
+    BaseLayout,
+    GgufHeader,
+    UnsupportedModelError,
+    adapter_unsupported_reason,
+    gguf_architecture,
+    hf_folder_to_gguf,
+    requantize_gguf,
+    unsupported_reason,
+    write_adapter_gguf,
+)
+from .registry import ModelRegistry, ModelSource
+
+__all__ = [
+    "LLAMA_SERVER_ENV",
+    "LLAMA_THREADS_ENV",
+    "EngineProcess",
+    "LlamaCppEngine",
+    "llama_cpp_unavailable_reason",
+]
+
+logger = logging.getLogger("finetune_kit.local.llama_cpp")
+
+LLAMA_SERVER_ENV = "FINETUNE_KIT_LLAMA_SERVER"
+"""A ``llama-server`` binary (or the folder holding it) to run instead of xllamacpp's server."""
+
+LLAMA_THREADS_ENV = "FINETUNE_KIT_LLAMA_THREADS"
+"""Threads of each llama.cpp process (default: every core this process may use)."""
+
+_CHILD = Path(__file__).with_name("_llama_child.py")
+# Run by path, not as a module (importing the package would slow the start), and without its
+# folder on sys.path: engine/types.py would shadow the standard library's types.
+_RUN_CHILD = (
+    "import runpy, sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "runpy.run_path(sys.argv[1], run_name='__main__')"
+)
+# llama.cpp's seed is 32 bits and 0xFFFFFFFF asks it for a random one.
+_SEED_SPAN = 2**32 - 1
+_FINISH: dict[str, FinishReason] = {"eos": "stop", "word": "stop", "limit": "length"}
+
+
+def _server_binary() -> Path | None:
+    raw = os.environ.get(LLAMA_SERVER_ENV, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        path = path / "llama-server"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise ConfigurationError(
+            f"${LLAMA_SERVER_ENV} is {raw!r}, which is no llama-server executable; build one "
+            "(docs/local-models.md) or unset it to use the one in the xllamacpp wheel",
+            param=LLAMA_SERVER_ENV,
+        )
+    return path
+
+
+def llama_cpp_unavailable_reason() -> str | None:
+    """Why llama.cpp cannot run here, or ``None`` when it can.
+
+    It can when ``$FINETUNE_KIT_LLAMA_SERVER`` names a ``llama-server`` or the ``xllamacpp``
+    wheel is installed (``pip install 'finetune-kit[local]'``).
+    """
+    try:
+        if _server_binary() is not None:
+            return None
+    except ConfigurationError as exc:
+        return str(exc)
+    if importlib.util.find_spec("xllamacpp") is None:
+        return "the xllamacpp package is not installed (pip install 'finetune-kit[local]')"
+    return None
+
+
+def _threads() -> int:
+    raw = os.environ.get(LLAMA_THREADS_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigurationError(
+                f"${LLAMA_THREADS_ENV} is {raw!r}; give a whole number of at least 1",
+                param=LLAMA_THREADS_ENV,
+            )
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class EngineProcess:
+    """One llama.cpp server process: a base GGUF model and its adapters, on a port of 127.0.0.1.
+
+    Args:
+        model: The base GGUF file.
+        adapters: GGUF LoRA adapters to load (each request names its own, by index).
+        slots: Sequences decoded together.
+        context: Tokens of the KV cache, shared by the slots (each request may use it all).
+        threads: Compute threads.
+        log_path: Where the process writes its log.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        adapters: Sequence[Path],
+        *,
+        slots: int,
+        context: int,
+        threads: int,
+        log_path: Path,
+    ) -> None:
+        self.model = model
+        self.adapters = list(adapters)
+        self.adapter_ids = {path: index for index, path in enumerate(self.adapters)}
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.key = secrets.token_urlsafe(24)
+        self.inflight = 0
+        self.retired = False
+        binary = _server_binary()
+        env = dict(os.environ)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        if binary is not None:
+            self.kind = f"llama-server ({binary})"
+            command = [
+                str(binary),
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--threads",
+                str(threads),
+                "--threads-batch",
+                str(threads),
+                "--parallel",
+                str(slots),
+                "--ctx-size",
+                str(context),
+                "--kv-unified",
+                "--no-webui",
+                "--lora-init-without-apply",
+            ]
+            for adapter in self.adapters:
+                command += ["--lora", str(adapter)]
+            # llama-server reads its options from LLAMA_ARG_* too: the key stays off argv.
+            env["LLAMA_ARG_API_KEY"] = self.key
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                [str(binary.parent), env.get("LD_LIBRARY_PATH", "")]
+            ).rstrip(os.pathsep)
+        else:
+            self.kind = "xllamacpp"
+            spec = {
+                "model": str(model),
+                "adapters": [str(a) for a in self.adapters],
+                "port": self.port,
+                "slots": slots,
+                "context": context,
+                "threads": threads,
+                "parent": os.getpid(),
+            }
+            command = [sys.executable, "-c", _RUN_CHILD, str(_CHILD), json.dumps(spec)]
+            env["FINETUNE_KIT_LLAMA_KEY"] = self.key
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115  # lives with the process
+        logger.info(
+            "starting llama.cpp (%s) on %s with %d adapter(s); log: %s",
+            self.kind,
+            model.name,
+            len(self.adapters),
+            log_path,
+        )
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=env, close_fds=True
+        )
+
+    def __repr__(self) -> str:
+        return f"EngineProcess({self.model.name!r}, adapters={len(self.adapters)}, {self.url})"
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is running."""
+        return self.process.poll() is None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until the server answers ``/health``.
+
+        Raises:
+            LocalBackendError: It exited, or did not answer within ``timeout`` seconds (the
+                message points at its log).
+        """
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive:
+                raise LocalBackendError(
+                    f"the llama.cpp engine for {self.model.name} exited with code "
+                    f"{self.process.returncode} before serving; see {self.log_path}"
+                )
+            try:
+                if httpx.get(self.url + "/health", timeout=2, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalBackendError(
+                    f"the llama.cpp engine for {self.model.name} did not answer within "
+                    f"{timeout:.0f} s; see {self.log_path}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the process."""
+        if self.alive:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@dataclass
+class _Base:
+    """A base model served by llama.cpp: its GGUF file, tokenizer and current process."""
+
+    name: str
+    gguf: Path
+    layout: BaseLayout
+    renderer: ChatRenderer
+    context: int
+    process: EngineProcess | None = None
+    recent: OrderedDict[Path, None] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    restart_lock: threading.Lock = field(default_factory=threading.Lock)
+    starts: int = 0
+
+
+class LlamaCppEngine:
+    """Chat completions through llama.cpp server processes (see the module docstring).
+
+    Args:
+        registry: Resolves base model names (and holds the cache folder for converted GGUFs).
+        default_max_tokens: A choice's token limit when a request gives none.
+        slots: Sequences each process decodes together.
+        max_context: The most tokens a request may span (a model's own context may be less).
+        max_adapters: Adapters one process holds at most (the most recently used are kept).
+        threads: Threads of each process (``None``: ``$FINETUNE_KIT_LLAMA_THREADS`` or every
+            core).
+        base_type: ``"same"`` serves a GGUF base as it is; ``"Q8_0"`` serves a Q8_0 copy of a
+            quantized one (llama.cpp batches Q8_0 faster than Q4_1, at the cost of serving
+            weights that differ from the trained-on ones by Q8_0's rounding).
+        log_dir: Where the processes write their logs (default: the cache folder).
+        start_timeout: Seconds a process may take to load its model.
+    """
+
+    name = "llama.cpp"
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        default_max_tokens: int = 512,
+        slots: int = 8,
+        max_context: int = 8192,
+        max_adapters: int = 8,
+        threads: int | None = None,
+        base_type: str = "same",
+        log_dir: Path | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if slots < 1 or max_adapters < 1:
+            raise ConfigurationError("slots and max_adapters must be at least 1", param="slots")
+        self.registry = registry
+        self.default_max_tokens = default_max_tokens
+        self.slots = slots
+        self.max_context = max_context
+        self.max_adapters = max_adapters
+        self.threads = threads
+        self.base_type = base_type
+        self.log_dir = log_dir or registry.cache_dir / "logs"
+        self.start_timeout = start_timeout
+        self._bases: dict[str, _Base] = {}
+        self._bases_lock = threading.Lock()
+        self._reasons: dict[str, str | None] = {}
+        self._closed = False
+        self._adapter_lock = threading.Lock()
+        import httpx
+
+        # No kept-alive connections: the server may close one right after a stream ends, and
+        # a request sent on it would fail (a fresh loopback connection costs far less).
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(30.0, read=None),
+            limits=httpx.Limits(max_keepalive_connections=0),
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"LlamaCppEngine(bases={sorted(self._bases)})"
+
+    # -- which models ------------------------------------------------------------------------
+
+    def unsupported_reason(self, model: ModelRef) -> str | None:
+        """Why this engine does not serve ``model``, or ``None`` when it does (cached per base)."""
+        try:
+            base = self.registry.resolve(model.base)
+        except ConfigurationError as exc:
+            return str(exc)
+        if base not in self._reasons:
+            self._reasons[base] = self._base_reason(self.registry.source(base))
+        reason = self._reasons[base]
+        if reason is None and model.adapter_path is not None:
+            return adapter_unsupported_reason(Path(model.adapter_path))
+        return reason
+
+    def _base_reason(self, source: ModelSource) -> str | None:
+        unavailable = llama_cpp_unavailable_reason()
+        if unavailable is not None:
+            return unavailable
+        if source.kind == "tiny":
+            return f"{source.name} is built in memory for tests"
+        if source.kind == "hf":
+            assert source.path is not None
+            return unsupported_reason(source.path)
+        path = source.path if source.path is not None else self.registry.default_gguf_path()
+        try:
+            architecture = gguf_architecture(path)
+        except (OSError, ValueError) as exc:
+            return f"{path} cannot be read as GGUF: {exc}"
+        if architecture != "llama":
+            # llama.cpp serves it, but adapters are converted for Llama only: one engine for
+            # a base and its tuned models keeps their answers comparable.
+            return f"its architecture is {architecture!r}; adapters are converted for Llama"
+        return None
+
+    def serves(self, model: ModelRef) -> bool:
+        """Whether llama.cpp serves ``model`` (its base and adapter have a GGUF form)."""
+        return self.unsupported_reason(model) is None
+
+    # -- bases and processes -----------------------------------------------------------------
+
+    def _base(self, name: str) -> _Base:
+        canonical = self.registry.resolve(name)
+        with self._bases_lock:
+            base = self._bases.get(canonical)
+            if base is None:
+                base = self._prepare(canonical)
+                self._bases[canonical] = base
+            return base
+
+    def base_gguf(self, name: str) -> Path:
+        """The GGUF file llama.cpp serves for a base model (made and cached on first use).
+
+        Raises:
+            ConfigurationError: The name is unknown.
+            LocalBackendError: The model has no GGUF form here (the message says why).
+        """
+        source = self.registry.source(name)
+        reason = self._base_reason(source)
+        if reason is not None and source.kind == "tiny":
+            raise LocalBackendError(f"llama.cpp does not serve {source.name}: {reason}")
+        if source.kind == "hf":
+            assert source.path is not None
+            return self._converted(source.path)
+        path = source.path if source.path is not None else self.registry.default_gguf_path()
+        if self.base_type == "same":
+            return path
+        return self._requantized(path)
+
+    def _cache_file(self, key: str, stem: str) -> Path:
+        import hashlib
+
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.registry.cache_dir / "gguf" / f"{stem}-{digest}.gguf"
+
+    def _converted(self, folder: Path) -> Path:
+        # Keyed by the folder and its files' sizes and times: a changed model is converted anew.
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        key = json.dumps(
+            [str(folder)] + [[p.name, p.stat().st_size, p.stat().st_mtime] for p in files]
+        )
+        target = self._cache_file(key, folder.name.lower().replace(" ", "-"))
+        if not target.is_file():
+            logger.info("converting %s to GGUF for llama.cpp (once): %s", folder, target)
+            try:
+                hf_folder_to_gguf(folder, target)
+            except UnsupportedModelError as exc:
+                raise LocalBackendError(str(exc)) from exc
+        return target
+
+    def _requantized(self, path: Path) -> Path:
+        stat = path.stat()
+        key = json.dumps([str(path), stat.st_size, stat.st_mtime, self.base_type])
+        target = self._cache_file(key, f"{path.stem}.{self.base_type}".lower())
+        if not target.is_file():
+            logger.info("writing a %s copy of %s for llama.cpp (once)", self.base_type, path)
+            requantize_gguf(path, target, type_name=self.base_type)
+        return target
+
+    def _prepare(self, name: str) -> _Base:
+        reason = self._base_reason(self.registry.source(name))
+        if reason is not None:
+            raise LocalBackendError(f"llama.cpp does not serve {name}: {reason}")
+        gguf = self.base_gguf(name)
+        layout = BaseLayout.from_gguf(gguf)
+        header = GgufHeader.read(gguf)
+        trained = int(header.metadata.get(f"{layout.architecture}.context_length", 2048))
+        renderer = ChatRenderer(self.registry.tokenizer(name))
+        return _Base(name, gguf, layout, renderer, min(trained, self.max_context))
+
+    def _start(self, base: _Base, adapters: Sequence[Path]) -> EngineProcess:
+        base.starts += 1
+        # The KV cache holds several full-length requests at once (unified across the slots).
+        context = max(base.context, min(2048, base.context) * self.slots)
+        process = EngineProcess(
+            base.gguf,
+            adapters,
+            slots=self.slots,
+            context=context,
+            threads=self.threads or _threads(),
+            log_path=self.log_dir / f"llama-cpp-{Path(base.name).stem}-{base.starts}.log",
+        )
+        try:
+            process.wait_ready(self.start_timeout)
+        except BaseException:
+            process.stop()
+            raise
+        return process
+
+    def _adapter_gguf(self, base: _Base, adapter: Path) -> Path:
+        """The adapter's GGUF file, written now when it is missing or older than the adapter."""
+        with self._adapter_lock:
+            try:
+                return write_adapter_gguf(adapter, base.layout)
+            except UnsupportedModelError as exc:
+                raise ConfigurationError(
+                    f"the adapter in {str(adapter)!r} cannot be served by llama.cpp: {exc}",
+                    param="model",
+                ) from exc
+            except OSError as exc:
+                raise LocalBackendError(
+                    f"cannot write the GGUF adapter of {str(adapter)!r}: {exc}"
+                ) from exc
+
+    def _acquire(self, base: _Base, adapter: Path | None) -> EngineProcess:
+        """A running process that holds ``adapter``, counted in use until ``_release``."""
+        with base.lock:
+            process = base.process
+            if adapter is not None:
+                base.recent[adapter] = None
+                base.recent.move_to_end(adapter)
+                while len(base.recent) > 4 * self.max_adapters:
+                    base.recent.popitem(last=False)
+            if self._holds(process, adapter):
+                assert process is not None
+                process.inflight += 1
+                return process
+        with base.restart_lock:
+            with base.lock:
+                process = base.process
+                if self._holds(process, adapter):
+                    assert process is not None
+                    process.inflight += 1
+                    return process
+                if self._closed:
+                    raise LocalBackendError("the llama.cpp engine is closed")
+                wanted = [p for p in reversed(base.recent) if p.is_dir()][: self.max_adapters]
+            files = [self._adapter_gguf(base, path) for path in wanted]
+            new = self._start(base, files)
+            # The process knows adapters by their folders: requests name folders.
+            new.adapter_ids = {path: index for index, path in enumerate(wanted)}
+            with base.lock:
+                old, base.process = base.process, new
+                new.inflight += 1
+                stop_old = old is not None and self._retire(old)
+            if stop_old and old is not None:
+                old.stop()
+            return new
+
+    @staticmethod
+    def _holds(process: EngineProcess | None, adapter: Path | None) -> bool:
+        if process is None or not process.alive:
+            return False
+        return adapter is None or adapter in process.adapter_ids
+
+    @staticmethod
+    def _retire(process: EngineProcess) -> bool:
+        """Mark a replaced process; return whether it can be stopped now (nothing in flight)."""
+        process.retired = True
+        return process.inflight == 0
+
+    def _release(self, base: _Base, process: EngineProcess) -> None:
+        with base.lock:
+            process.inflight -= 1
+            done = process.retired and process.inflight == 0
+        if done:
+            logger.debug("stopping the replaced llama.cpp engine %s", process)
+            process.stop()
+
+    def processes(self) -> list[EngineProcess]:
+        """The running processes, one per base model in use."""
+        with self._bases_lock:
+            bases = list(self._bases.values())
+        return [b.process for b in bases if b.process is not None and b.process.alive]
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _request(
+        self,
+        model: ModelRef,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        top_p: float | None,
+        stop: str | Sequence[str] | None,
+        seed: int | None,
+        n: int,
+    ) -> tuple[_Base, Path | None, list[int], DecodeParams]:
+        base = self._base(model.base)
+        try:
+            prompt = base.renderer.render_prompt(normalize_messages(messages, tools))
+        except MessageFormatError as exc:
+            raise ConfigurationError(str(exc), param="messages") from exc
+        params = sampling_params(
+            context=base.context,
+            n_prompt=len(prompt),
+            default_max_tokens=self.default_max_tokens,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            n=n,
+        )
+        adapter = Path(model.adapter_path).resolve() if model.adapter_path is not None else None
+        if adapter is not None and not (adapter / "adapter_config.json").is_file():
+            raise ConfigurationError(
+                f"no adapter in {str(adapter)!r}: the folder has no adapter_config.json",
+                param="model",
+            )
+        return base, adapter, prompt, params
+
+    @staticmethod
+    def _body(
+        process: EngineProcess,
+        adapter: Path | None,
+        prompt: list[int],
+        params: DecodeParams,
+        index: int,
+        stream: bool,
+    ) -> dict[str, Any]:
+        lora = [
+            {"id": i, "scale": 1.0 if path == adapter else 0.0}
+            for path, i in process.adapter_ids.items()
+        ]
+        return {
+            "prompt": prompt,
+            "n_predict": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            # OpenAI's sampling is temperature and top_p alone: llama.cpp's other samplers off.
+            "top_k": 0,
+            "min_p": 0.0,
+            "typical_p": 1.0,
+            "repeat_penalty": 1.0,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "stop": list(params.stop),
+            "seed": (params.seed * 131 + index) % _SEED_SPAN,
+            "lora": lora,
+            "stream": stream,
+            "cache_prompt": True,
+            "return_tokens": False,
+        }
+
+    def _post(self, process: EngineProcess, body: Mapping[str, Any]) -> Any:
+        import httpx
+
+        try:
+            response = self.http.post(
+                process.url + "/completion",
+                json=dict(body),
+                headers={"Authorization": f"Bearer {process.key}"},
+            )
+        except httpx.HTTPError as exc:
+            raise LocalBackendError(
+                f"the llama.cpp engine did not answer ({exc}); see {process.log_path}"
+            ) from exc
+        if response.status_code != 200:
+            raise _refusal(response, process)
+        return response.json()
+
+    def chat(
+        self,
+        model: ModelRef,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        n: int = 1,
+    ) -> ChatResult:
+        """Generate a chat completion (``Generator.chat``'s arguments and errors)."""
+        base, adapter, prompt, params = self._request(
+            model, messages, tools, max_tokens, temperature, top_p, stop, seed, n
+        )
+        process = self._acquire(base, adapter)
+        try:
+            bodies = [self._body(process, adapter, prompt, params, i, False) for i in range(n)]
+            if n == 1:
+                answers = [self._post(process, bodies[0])]
+            else:
+                answers = _in_parallel([lambda b=b: self._post(process, b) for b in bodies])
+        finally:
+            self._release(base, process)
+        choices = [
+            ChatChoice(
+                i,
+                str(answer.get("content", "")),
+                _FINISH.get(str(answer.get("stop_type")), "length"),
+                int(answer.get("tokens_predicted", 0)),
+            )
+            for i, answer in enumerate(answers)
+        ]
+        return ChatResult(
+            choices, len(prompt), sum(c.completion_tokens for c in choices), base.name
+        )
+
+    def stream(
+        self,
+        model: ModelRef,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        n: int = 1,
+    ) -> LlamaCppStream:
+        """Start a chat completion; its deltas come as llama.cpp generates them."""
+        base, adapter, prompt, params = self._request(
+            model, messages, tools, max_tokens, temperature, top_p, stop, seed, n
+        )
+        process = self._acquire(base, adapter)
+        bodies = [self._body(process, adapter, prompt, params, i, True) for i in range(n)]
+        return LlamaCppStream(self, base, process, bodies, len(prompt))
+
+    def close(self) -> None:
+        """Stop every process."""
+        self._closed = True
+        with self._bases_lock:
+            bases = list(self._bases.values())
+        for base in bases:
+            with base.restart_lock, base.lock:
+                process, base.process = base.process, None
+            if process is not None:
+                process.stop()
+        self.http.close()
+
+
+def _refusal(response: Any, process: EngineProcess) -> Exception:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    message = str(error.get("message") or response.text[:300])
+    if response.status_code == 400:
+        param = "messages" if "context" in message else "model"
+        return ConfigurationError(f"llama.cpp refused the request: {message}", param=param)
+    return LocalBackendError(
+        f"the llama.cpp engine failed ({response.status_code}: {message}); see {process.log_path}"
+    )
+
+
+def _in_parallel(calls: Sequence[Any]) -> list[Any]:
+    """Run calls in threads (llama.cpp batches them); return their results in order."""
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+class LlamaCppStream:
+    """The deltas of a chat completion streamed from llama.cpp (``ChatDeltas``).
+
+    Each choice is read from its own ``/completion`` stream in a thread; iterating gives the
+    deltas as they arrive, each choice's last with its finish reason. Closing stops reading,
+    and llama.cpp stops generating a request whose connection is closed.
+    """
+
+    def __init__(
+        self,
+        engine: LlamaCppEngine,
+        base: _Base,
+        process: EngineProcess,
+        bodies: Sequence[Mapping[str, Any]],
+        prompt_tokens: int,
+    ) -> None:
+        self._engine = engine
+        self._base = base
+        self._process = process
+        self.base_model = base.name
+        self.prompt_tokens = prompt_tokens
+        self.choice_tokens = [0] * len(bodies)
+        self._events: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._remaining = len(bodies)
+        self._released = False
+        self._release_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._read, args=(i, body), daemon=True)
+            for i, body in enumerate(bodies)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens generated over all choices (complete once iteration has ended)."""
+        return sum(self.choice_tokens)
+
+    def _read(self, index: int, body: Mapping[str, Any]) -> None:
+        import httpx
+
+        process = self._process
+        try:
+            with self._engine.http.stream(
+                "POST",
+                process.url + "/completion",
+                json=dict(body),
+                headers={"Authorization": f"Bearer {process.key}"},
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self._events.put(_refusal(response, process))
+                    return
+                for line in response.iter_lines():
+                    if self._stop.is_set():
+                        return
+                    if not line.startswith("data: "):
+                        continue
+                    chunk = json.loads(line[6:])
+                    if "error" in chunk:
+                        self._events.put(_refusal_chunk(chunk, process))
+                        return
+                    text = str(chunk.get("content", ""))
+                    if chunk.get("stop"):
+                        finish = _FINISH.get(str(chunk.get("stop_type")), "length")
+                        tokens = int(chunk.get("tokens_predicted", 0))
+                        self._events.put((index, text, finish, tokens))
+                        return
+                    if text:
+                        self._events.put((index, text, None, 0))
+            self._events.put(
+                LocalBackendError(
+                    f"the llama.cpp engine ended a stream early; see {process.log_path}"
+                )
+            )
+        except httpx.HTTPError as exc:
+            if not self._stop.is_set():
+                self._events.put(
+                    LocalBackendError(
+                        f"the llama.cpp engine did not answer ({exc}); see {process.log_path}"
+                    )
+                )
+
+    def __iter__(self) -> Iterator[ChatDelta]:
+        try:
+            while self._remaining:
+                event = self._events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                index, text, finish, tokens = event
+                if finish is not None:
+                    self._remaining -= 1
+                    self.choice_tokens[index] = tokens
+                yield ChatDelta(index, text, finish)
+        finally:
+            self.close()
+
+    def __del__(self) -> None:
+        # A stream dropped unread (a client gone before its response started) must still give
+        # its process back, or a replaced process would never be stopped.
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading (llama.cpp cancels a request whose connection closes)."""
+        self._stop.set()
+        with self._release_lock:
+            if self._released:
+                return
+            self._released = True
+        self._engine._release(self._base, self._process)  # the engine's own stream
+
+
+def _refusal_chunk(chunk: Mapping[str, Any], process: EngineProcess) -> Exception:
+    error = chunk.get("error") or {}
+    message = str(error.get("message") if isinstance(error, dict) else error)
+    return LocalBackendError(f"the llama.cpp engine failed: {message}; see {process.log_path}")

@@ -28,7 +28,7 @@ from .engine.vllm import vllm_setting
 from .faults import FaultInjector
 from .server.app import LocalApp
 from .server.exposure import exposure_refusal, exposure_warning
-from .settings import RequestLimits, ServerSettings, executor_options
+from .settings import RequestLimits, ServerSettings, chat_engine_setting, executor_options
 
 if TYPE_CHECKING:
     import openai
@@ -83,6 +83,9 @@ class LocalBackend:
         vllm: Chat through vLLM for ``vllm_model``: ``"start"`` (``vllm serve`` here, the
             ``vllm`` extra) or a vLLM server's URL; ``None`` reads ``$FINETUNE_KIT_LOCAL_VLLM``.
         vllm_model: The base model vLLM serves (default: ``default_model``).
+        chat_engine: What serves chat: ``"auto"`` (llama.cpp for every model it can load, when
+            chat runs on the CPU; the torch generator for the rest), ``"llama.cpp"`` or
+            ``"torch"``; ``None`` reads ``$FINETUNE_KIT_LOCAL_CHAT_ENGINE`` (docs/local-models.md).
         executor: ``"local"`` trains jobs in worker processes here; ``"ray"`` runs them on a
             Ray cluster (docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
         ray_address: The Ray cluster (``host:port``, ``ray://host:10001``, ``auto``);
@@ -128,6 +131,7 @@ class LocalBackend:
         qlora: bool = False,
         vllm: str | None = None,
         vllm_model: str | None = None,
+        chat_engine: str | None = None,
         executor: str | None = None,
         ray_address: str | None = None,
         workers_per_job: int | None = None,
@@ -165,6 +169,7 @@ class LocalBackend:
             qlora=qlora,
             vllm=vllm,
             vllm_model=vllm_model,
+            chat_engine=chat_engine_setting(chat_engine),
             **executor_options(
                 executor=executor,
                 ray_address=ray_address,

@@ -20,6 +20,8 @@ from typing import Any
 from ..errors import ConfigurationError
 
 __all__ = [
+    "CHAT_ENGINES",
+    "CHAT_ENGINE_ENV",
     "EXECUTORS",
     "EXECUTOR_ENV",
     "MODEL_DIRS_ENV",
@@ -29,6 +31,7 @@ __all__ = [
     "WORKERS_PER_JOB_ENV",
     "RequestLimits",
     "ServerSettings",
+    "chat_engine_setting",
     "executor_options",
     "parse_resources",
 ]
@@ -55,6 +58,38 @@ RESOURCES_PER_WORKER_ENV = "FINETUNE_KIT_LOCAL_RESOURCES_PER_WORKER"
 
 RAY_STORAGE_ENV = "FINETUNE_KIT_LOCAL_RAY_STORAGE"
 """Where Ray runs persist (a shared folder or a URI), read when none is given."""
+
+
+CHAT_ENGINES = ("auto", "llama.cpp", "torch")
+"""What serves chat (docs/local-models.md): ``auto`` is llama.cpp for every model it can load
+when it is installed and chat runs on the CPU, the torch generator for the rest; ``llama.cpp``
+insists on it being there; ``torch`` serves everything with the built-in decoder."""
+
+CHAT_ENGINE_ENV = "FINETUNE_KIT_LOCAL_CHAT_ENGINE"
+"""``auto``, ``llama.cpp`` or ``torch``, read when no chat engine is given."""
+
+
+def chat_engine_setting(value: str | None) -> str:
+    """The chat engine setting: ``value``, else ``$FINETUNE_KIT_LOCAL_CHAT_ENGINE``, else ``auto``.
+
+    Raises:
+        ConfigurationError: Not one of ``CHAT_ENGINES`` (``param="chat_engine"``).
+
+    Example:
+        >>> chat_engine_setting("TORCH")
+        'torch'
+    """
+    raw = value if value is not None else os.environ.get(CHAT_ENGINE_ENV)
+    text = (raw or "auto").strip().lower()
+    if text in ("llamacpp", "llama-cpp", "llama_cpp"):
+        text = "llama.cpp"
+    if text not in CHAT_ENGINES:
+        raise ConfigurationError(
+            f"chat engine is {raw!r}; use {', '.join(CHAT_ENGINES)} (--chat-engine, "
+            f"LocalBackend(chat_engine=...) or ${CHAT_ENGINE_ENV})",
+            param="chat_engine",
+        )
+    return text
 
 
 def parse_resources(text: str, *, where: str = "--resources-per-worker") -> dict[str, float]:
@@ -182,6 +217,8 @@ class ServerSettings:
             machine) or a vLLM server's URL; ``None`` reads ``$FINETUNE_KIT_LOCAL_VLLM`` (unset:
             the built-in decoder serves every model; see ``engine.vllm``).
         vllm_model: The base model vLLM serves (default: ``default_model``).
+        chat_engine: What serves chat: ``auto``, ``llama.cpp`` or ``torch`` (see
+            ``CHAT_ENGINES``).
         executor: ``"local"`` trains each job in a worker process on this machine; ``"ray"``
             runs it on a Ray cluster (a worker process here only follows it).
         ray_address: The Ray cluster (``host:port`` of its head, ``ray://host:10001`` or
@@ -216,6 +253,7 @@ class ServerSettings:
     qlora: bool = False
     vllm: str | None = None
     vllm_model: str | None = None
+    chat_engine: str = "auto"
     executor: str = "local"
     ray_address: str | None = None
     workers_per_job: int = 1
@@ -223,6 +261,8 @@ class ServerSettings:
     ray_storage: str | None = None
 
     def __post_init__(self) -> None:
+        if self.chat_engine not in CHAT_ENGINES:
+            chat_engine_setting(self.chat_engine)  # raises, naming the choices
         if self.executor not in EXECUTORS:
             raise ConfigurationError(
                 f"executor is {self.executor!r}; use 'local' (this machine) or 'ray' (a Ray "
@@ -303,6 +343,7 @@ class ServerSettings:
             "log_level": self.log_level,
             "device": self.device,
             "qlora": self.qlora,
+            "chat_engine": self.chat_engine,
             "executor": self.executor,
             "ray_address": self.ray_address,
             "workers_per_job": self.workers_per_job,
@@ -334,6 +375,7 @@ class ServerSettings:
             log_level=str(raw["log_level"]),
             device=raw.get("device"),
             qlora=bool(raw.get("qlora", False)),
+            chat_engine=str(raw.get("chat_engine", "auto")),
             executor=str(raw.get("executor", "local")),
             ray_address=raw.get("ray_address"),
             workers_per_job=int(raw.get("workers_per_job", 1)),

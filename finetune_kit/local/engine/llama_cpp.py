@@ -655,7 +655,9 @@ class LlamaCppEngine:
             "seed": (params.seed * 131 + index) % _SEED_SPAN,
             "lora": lora,
             "stream": stream,
-            "cache_prompt": True,
+            # Off: a prompt found in the cache is evaluated in other batch shapes, whose
+            # arithmetic differs, and the same request could get another greedy answer.
+            "cache_prompt": False,
             "return_tokens": False,
         }
 

@@ -1,6 +1,9 @@
-"""Chat generation for the HTTP layer: the engine's ``Generator`` behind plain values.
+"""Chat generation for the HTTP layer: a ``ChatEngine`` behind plain values.
 
-The generator's errors about a request (a parameter out of range, a prompt longer than the
+The engine is the server's ``EngineRouter`` (``engine.serving``): llama.cpp, vLLM or the torch
+``Generator``, whichever serves the request's model; this service does not know which.
+
+The engine's errors about a request (a parameter out of range, a prompt longer than the
 context) become 400s naming the parameter.
 
 With tools (``ToolOptions``), their declarations go into the prompt exactly as training writes an
@@ -28,7 +31,8 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ..api_errors import InvalidRequestError
-from ..engine.generation import ChatStream, Generator, ModelRef
+from ..engine.generation import ModelRef
+from ..engine.serving import ChatDeltas, ChatEngine
 from ..engine.tool_parsing import ParsedAnswer, ToolCallStreamParser, parse_tool_calls
 from .catalog import ChatTarget
 
@@ -171,14 +175,14 @@ def _as_request_error(exc: ConfigurationError, params: ChatParams) -> InvalidReq
 
 
 class ChatService:
-    """Runs chat requests on the engine's generator.
+    """Runs chat requests on a chat engine.
 
     Args:
-        generator: The engine's ``Generator`` (base model loaded once, adapters swapped).
+        engine: The server's engine (an ``EngineRouter``, or any one ``ChatEngine``).
     """
 
-    def __init__(self, generator: Generator) -> None:
-        self._generator = generator
+    def __init__(self, engine: ChatEngine) -> None:
+        self._engine = engine
 
     def _kwargs(self, params: ChatParams) -> dict[str, Any]:
         return {
@@ -211,7 +215,7 @@ class ChatService:
         ref = ModelRef(target.base_model, target.adapter_path)
         declarations = tools.declarations if tools is not None else None
         try:
-            result = self._generator.chat(ref, messages, tools=declarations, **self._kwargs(params))
+            result = self._engine.chat(ref, messages, tools=declarations, **self._kwargs(params))
         except ConfigurationError as exc:
             raise _as_request_error(exc, params) from exc
         choices = []
@@ -253,15 +257,13 @@ class ChatService:
         ref = ModelRef(target.base_model, target.adapter_path)
         declarations = tools.declarations if tools is not None else None
         try:
-            stream = self._generator.stream(
-                ref, messages, tools=declarations, **self._kwargs(params)
-            )
+            stream = self._engine.stream(ref, messages, tools=declarations, **self._kwargs(params))
         except ConfigurationError as exc:
             raise _as_request_error(exc, params) from exc
         return self._pieces(stream, tools)
 
     @staticmethod
-    def _pieces(stream: ChatStream, tools: ToolOptions | None) -> Iterator[StreamPiece]:
+    def _pieces(stream: ChatDeltas, tools: ToolOptions | None) -> Iterator[StreamPiece]:
         parsers: dict[int, ToolCallStreamParser] = {}
         try:
             for delta in stream:

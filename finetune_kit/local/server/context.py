@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import LocalBackendError
+from ...errors import ConfigurationError, LocalBackendError
 from ..engine.registry import ModelRegistry
 from ..faults import FaultInjector
 from ..settings import ServerSettings
@@ -31,7 +31,7 @@ from .catalog import ModelCatalog
 from .validator import FileValidator
 
 if TYPE_CHECKING:
-    from ..engine.generation import Generator
+    from ..engine.serving import ChatEngine, EngineRouter
     from ..engine.vllm import VllmService
 
 __all__ = ["ServerContext"]
@@ -55,7 +55,7 @@ class ServerContext:
         self._catalog: ModelCatalog | None = None
         self._validator: FileValidator | None = None
         self._pool: WorkerPool | None = None
-        self._generator: Generator | None = None
+        self._generator: EngineRouter | None = None
         self._generator_lock = threading.Lock()
         self._vllm: VllmService | None = None
         self.registry = ModelRegistry(
@@ -124,20 +124,74 @@ class ServerContext:
             "problems": problems,
         }
 
-    def generator(self) -> Generator:
-        """The chat generator, loaded on first use (it imports torch)."""
-        with self._generator_lock:
-            if self._generator is None and self._vllm is not None:
-                self._generator = self._vllm.generator
-            if self._generator is None:
-                from ..engine.generation import Generator
+    def generator(self) -> EngineRouter:
+        """The chat engines behind one router, made on first use (torch is imported then).
 
-                self._generator = Generator(
+        llama.cpp serves every model it can load (``settings.chat_engine``); vLLM's generator,
+        when vLLM is on, or else the torch ``Generator`` serves the rest.
+        """
+        with self._generator_lock:
+            if self._generator is None:
+                self._generator = self._engines()
+            return self._generator
+
+    def _engines(self) -> EngineRouter:
+        from ..engine.generation import Generator
+        from ..engine.serving import EngineRouter
+
+        fallback: ChatEngine
+        if self._vllm is not None:
+            fallback = self._vllm.generator
+        else:
+            fallback = Generator(
+                self.registry,
+                default_max_tokens=self.settings.default_max_tokens,
+                device=self.settings.device,
+            )
+        engines: list[ChatEngine] = []
+        if self._uses_llama_cpp():
+            from ..engine.llama_cpp import LlamaCppEngine
+
+            engines.append(
+                LlamaCppEngine(
                     self.registry,
                     default_max_tokens=self.settings.default_max_tokens,
-                    device=self.settings.device,
+                    log_dir=self.settings.data_dir / "logs",
                 )
-            return self._generator
+            )
+        return EngineRouter(engines, fallback)
+
+    def _uses_llama_cpp(self) -> bool:
+        """Whether llama.cpp serves the models it can (``chat_engine``, vLLM, the device)."""
+        choice = self.settings.chat_engine
+        if choice == "torch":
+            return False
+        if choice == "llama.cpp":
+            return True
+        from ..engine.device import requested_device
+        from ..engine.llama_cpp import llama_cpp_unavailable_reason
+
+        if self._vllm is not None or llama_cpp_unavailable_reason() is not None:
+            return False
+        device = requested_device(self.settings.device)
+        if device == "auto":
+            import torch
+
+            # A GPU serves the torch generator faster than llama.cpp's CPU build serves it.
+            return not torch.cuda.is_available()
+        return device == "cpu"
+
+    def _check_chat_engine(self) -> None:
+        """A chat engine asked for by name must be there: said at start, not at first chat."""
+        if self.settings.chat_engine != "llama.cpp":
+            return
+        from ..engine.llama_cpp import llama_cpp_unavailable_reason
+
+        reason = llama_cpp_unavailable_reason()
+        if reason is not None:
+            raise ConfigurationError(
+                f"chat engine 'llama.cpp' cannot run: {reason}", param="chat_engine"
+            )
 
     def _start_vllm(self, store: Store) -> None:
         """Start (or connect to) the vLLM engine, when the settings ask for one."""
@@ -169,6 +223,7 @@ class ServerContext:
 
     def start(self) -> None:
         """Lock the data folder, open the store, requeue interrupted jobs, start the workers."""
+        self._check_chat_engine()
         self._lock.acquire()
         try:
             store = Store(self.settings.data_dir)

@@ -17,7 +17,7 @@ from ..._served import default_data_dir, find_served, publish, withdraw
 from ...errors import ConfigurationError, LocalBackendError
 from ..engine.device import check_device, default_workers, parse_gpus
 from ..engine.vllm import vllm_setting
-from ..settings import RequestLimits, ServerSettings, executor_options
+from ..settings import RequestLimits, ServerSettings, chat_engine_setting, executor_options
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
 
@@ -46,6 +46,7 @@ def serve(
     qlora: bool = False,
     vllm: str | None = None,
     vllm_model: str | None = None,
+    chat_engine: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
     workers_per_job: int | None = None,
@@ -85,6 +86,9 @@ def serve(
         vllm: Chat through vLLM for ``vllm_model``: ``"start"`` (``vllm serve`` here, the
             ``vllm`` extra) or a vLLM server's URL; ``None`` reads ``$FINETUNE_KIT_LOCAL_VLLM``.
         vllm_model: The base model vLLM serves (default: ``default_model``).
+        chat_engine: What serves chat: ``"auto"`` (llama.cpp for every model it can load, when
+            chat runs on the CPU; the torch generator for the rest), ``"llama.cpp"`` or
+            ``"torch"``; ``None`` reads ``$FINETUNE_KIT_LOCAL_CHAT_ENGINE`` (docs/local-models.md).
         executor: ``"local"`` (worker processes here) or ``"ray"`` (a Ray cluster, see
             docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
         ray_address: The Ray cluster; ``None`` reads ``$FINETUNE_KIT_LOCAL_RAY_ADDRESS``, then
@@ -136,6 +140,7 @@ def serve(
         qlora=qlora,
         vllm=vllm,
         vllm_model=vllm_model,
+        chat_engine=chat_engine_setting(chat_engine),
         **executor_options(
             executor=executor,
             ray_address=ray_address,

@@ -314,3 +314,18 @@ def test_the_cluster_going_away_fails_the_job_and_the_backend_keeps_serving(
         assert ended.error.code == "cluster_unreachable"
         assert f"The Ray cluster at {ray_head.address} cannot be reached" in ended.error.message
         assert "--ray-address" in ended.error.message
+
+
+def test_a_cluster_that_refuses_the_server_fails_the_job_saying_why(
+    ray_cluster: RayCluster, reference: Reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cluster demands its token; this server's worker processes are given another one.
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)
+    backend = ray_backend(tmp_path, ray_cluster.address, tmp_path / "storage", workers_per_job=1)
+    with backend, backend.client() as client:
+        failed = wait_for_job(client, create_job(client, reference.path).id, timeout=120)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error.code == "cluster_unreachable"
+    assert f"The Ray cluster at {ray_cluster.address} answers but refused" in failed.error.message
+    assert "RAY_AUTH_TOKEN" in failed.error.message

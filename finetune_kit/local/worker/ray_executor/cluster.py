@@ -116,6 +116,16 @@ def connect(address: str) -> None:
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
-    except ConnectionError as exc:  # "auto" found no cluster, or the address refused us
-        raise ClusterUnreachableError(unreachable_message(address, exc)) from exc
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+        if gcs_endpoint(address) is None:  # "auto" found no cluster on this machine
+            raise ClusterUnreachableError(unreachable_message(address, exc)) from exc
+        # Its port answered the check above, so the cluster is there and turned this server
+        # away: most often a token it does not accept (Ray only says it could not connect).
+        raise ClusterUnreachableError(
+            f"The Ray cluster at {address} answers but refused this server "
+            f"({type(exc).__name__}: {exc}). A cluster with token authentication (Ray's "
+            "default) needs its token in the server's environment: RAY_AUTH_TOKEN, or the "
+            "same user's ~/.ray/auth_token on the head node's machine (see docs/scale-out.md, "
+            "Security)."
+        ) from exc
     logger.debug("connected to the Ray cluster at %s", address)

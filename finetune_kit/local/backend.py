@@ -272,7 +272,11 @@ class LocalBackend:
             return self
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only
+        # on connections whose socket says TCP, and with it on every answer waited ~40 ms for
+        # the client's delayed ACK between its headers and its body.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.bind((self.host, self.port))
         except OSError as exc:

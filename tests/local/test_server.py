@@ -374,3 +374,14 @@ def test_a_key_in_a_query_string_is_refused_and_never_logged(
     assert "2D" not in logged  # the percent-encoded key neither
     assert "api_key=***" in logged
     assert "limit=2&key=***&after=x" in logged
+
+
+def test_connections_of_the_in_process_server_turn_nagle_off(local_backend: LocalBackend) -> None:
+    # asyncio sets TCP_NODELAY on an accepted connection only when the listening socket says
+    # IPPROTO_TCP; a socket made with proto 0 left Nagle on, and every answer waited ~40 ms for
+    # the client's delayed ACK between its headers and its body (about 20 requests a second).
+    server = local_backend._server
+    assert server is not None
+    listening = [sock for s in server.servers for sock in s.sockets]
+    assert listening
+    assert all(sock.proto == socket.IPPROTO_TCP for sock in listening)

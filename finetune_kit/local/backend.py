@@ -230,6 +230,11 @@ class LocalBackend:
         """Process ids of the worker processes that train jobs (empty when stopped)."""
         return self._app.context.worker_pids if self._app is not None else []
 
+    @property
+    def engine_pids(self) -> list[int]:
+        """Process ids of the running llama.cpp engine processes (one per base model in use)."""
+        return self._app.context.engine_pids if self._app is not None else []
+
     def client(self, **kwargs: Any) -> openai.OpenAI:
         """Return an ``openai.OpenAI`` client for this server, with ``max_retries=0``.
 

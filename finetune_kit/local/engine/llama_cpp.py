@@ -86,7 +86,12 @@ __all__ = [
     "LLAMA_THREADS_ENV",
     "EngineProcess",
     "LlamaCppEngine",
+    "base_layout",
+    "base_unsupported_reason",
+    "gguf_unsupported_reason",
     "llama_cpp_unavailable_reason",
+    "served_base_gguf",
+    "write_served_adapter",
 ]
 
 logger = logging.getLogger("finetune_kit.local.llama_cpp")
@@ -139,6 +144,124 @@ def llama_cpp_unavailable_reason() -> str | None:
     if importlib.util.find_spec("xllamacpp") is None:
         return "the xllamacpp package is not installed (pip install 'finetune-kit[local]')"
     return None
+
+
+def base_unsupported_reason(registry: ModelRegistry, source: ModelSource) -> str | None:
+    """Why llama.cpp does not serve a base model here, or ``None`` when it does.
+
+    Reads headers only (``config.json``, the GGUF metadata): nothing is converted or loaded.
+    """
+    unavailable = llama_cpp_unavailable_reason()
+    if unavailable is not None:
+        return unavailable
+    return gguf_unsupported_reason(registry, source)
+
+
+def gguf_unsupported_reason(registry: ModelRegistry, source: ModelSource) -> str | None:
+    """Why a base model has no GGUF form with Llama adapters here, or ``None`` when it has."""
+    if source.kind == "tiny":
+        return f"{source.name} is built in memory for tests"
+    if source.kind == "hf":
+        assert source.path is not None
+        return unsupported_reason(source.path)
+    try:
+        path = source.path if source.path is not None else registry.default_gguf_path()
+        architecture = gguf_architecture(path)
+    except LocalBackendError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:
+        return f"{source.name} cannot be read as GGUF: {exc}"
+    if architecture != "llama":
+        # llama.cpp serves it, but adapters are converted for Llama only: one engine for a
+        # base and its tuned models keeps their answers comparable.
+        return f"its architecture is {architecture!r}; adapters are converted for Llama"
+    return None
+
+
+def base_layout(registry: ModelRegistry, name: str) -> BaseLayout:
+    """The layout adapters of a base model are converted for (no GGUF is made for it).
+
+    Raises:
+        UnsupportedModelError: The base has no GGUF form here (the message says why).
+    """
+    source = registry.source(name)
+    reason = gguf_unsupported_reason(registry, source)
+    if reason is not None:
+        raise UnsupportedModelError(f"{source.name} has no GGUF form here: {reason}")
+    if source.kind == "hf":
+        assert source.path is not None
+        return BaseLayout.from_config(source.path)
+    return BaseLayout.from_gguf(source.path or registry.default_gguf_path())
+
+
+def _cache_file(registry: ModelRegistry, key: str, stem: str) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return registry.cache_dir / "gguf" / f"{stem}-{digest}.gguf"
+
+
+def served_base_gguf(registry: ModelRegistry, name: str, *, base_type: str = "same") -> Path:
+    """The GGUF file llama.cpp serves for a base model, made once and cached when needed.
+
+    A GGUF base is served as it is (``base_type="same"``) or as a copy in ``base_type``
+    (``"Q8_0"``); a Llama-architecture folder is converted (``gguf.hf_folder_to_gguf``) into
+    the registry's cache folder, keyed by the folder and its files' sizes and times, so a
+    changed model is converted anew.
+
+    Raises:
+        ConfigurationError: The name is unknown.
+        LocalBackendError: The model has no GGUF form here (the message says why).
+    """
+    source = registry.source(name)
+    reason = gguf_unsupported_reason(registry, source)
+    if reason is not None:
+        raise LocalBackendError(f"{source.name} has no GGUF form here: {reason}")
+    if source.kind == "hf":
+        assert source.path is not None
+        folder = source.path
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+        key = json.dumps(
+            [str(folder)] + [[p.name, p.stat().st_size, p.stat().st_mtime] for p in files]
+        )
+        target = _cache_file(registry, key, folder.name.lower().replace(" ", "-"))
+        if not target.is_file():
+            logger.info("converting %s to GGUF for llama.cpp (once): %s", folder, target)
+            try:
+                hf_folder_to_gguf(folder, target)
+            except UnsupportedModelError as exc:
+                raise LocalBackendError(str(exc)) from exc
+        return target
+    path = source.path if source.path is not None else registry.default_gguf_path()
+    if base_type == "same":
+        return path
+    stat = path.stat()
+    key = json.dumps([str(path), stat.st_size, stat.st_mtime, base_type])
+    target = _cache_file(registry, key, f"{path.stem}.{base_type}".lower())
+    if not target.is_file():
+        logger.info("writing a %s copy of %s for llama.cpp (once)", base_type, path)
+        requantize_gguf(path, target, type_name=base_type)
+    return target
+
+
+def write_served_adapter(registry: ModelRegistry, base: str, adapter: Path) -> Path:
+    """Write the GGUF LoRA adapter llama.cpp serves a fine-tuned model or checkpoint with.
+
+    Called by a job's worker when it saves an adapter, so the first chat need not convert it.
+
+    Args:
+        registry: Resolves the base model.
+        base: The base model the adapter was trained on.
+        adapter: The peft adapter folder.
+
+    Returns:
+        The GGUF file (``adapter/adapter.gguf``).
+
+    Raises:
+        UnsupportedModelError: llama.cpp does not serve the base or the adapter (the message
+            says why: the torch generator serves the model then).
+    """
+    return write_adapter_gguf(adapter, base_layout(registry, base))
 
 
 def _threads() -> int:
@@ -399,24 +522,7 @@ class LlamaCppEngine:
         return reason
 
     def _base_reason(self, source: ModelSource) -> str | None:
-        unavailable = llama_cpp_unavailable_reason()
-        if unavailable is not None:
-            return unavailable
-        if source.kind == "tiny":
-            return f"{source.name} is built in memory for tests"
-        if source.kind == "hf":
-            assert source.path is not None
-            return unsupported_reason(source.path)
-        path = source.path if source.path is not None else self.registry.default_gguf_path()
-        try:
-            architecture = gguf_architecture(path)
-        except (OSError, ValueError) as exc:
-            return f"{path} cannot be read as GGUF: {exc}"
-        if architecture != "llama":
-            # llama.cpp serves it, but adapters are converted for Llama only: one engine for
-            # a base and its tuned models keeps their answers comparable.
-            return f"its architecture is {architecture!r}; adapters are converted for Llama"
-        return None
+        return base_unsupported_reason(self.registry, source)
 
     def serves(self, model: ModelRef) -> bool:
         """Whether llama.cpp serves ``model`` (its base and adapter have a GGUF form)."""
@@ -434,53 +540,8 @@ class LlamaCppEngine:
             return base
 
     def base_gguf(self, name: str) -> Path:
-        """The GGUF file llama.cpp serves for a base model (made and cached on first use).
-
-        Raises:
-            ConfigurationError: The name is unknown.
-            LocalBackendError: The model has no GGUF form here (the message says why).
-        """
-        source = self.registry.source(name)
-        reason = self._base_reason(source)
-        if reason is not None and source.kind == "tiny":
-            raise LocalBackendError(f"llama.cpp does not serve {source.name}: {reason}")
-        if source.kind == "hf":
-            assert source.path is not None
-            return self._converted(source.path)
-        path = source.path if source.path is not None else self.registry.default_gguf_path()
-        if self.base_type == "same":
-            return path
-        return self._requantized(path)
-
-    def _cache_file(self, key: str, stem: str) -> Path:
-        import hashlib
-
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.registry.cache_dir / "gguf" / f"{stem}-{digest}.gguf"
-
-    def _converted(self, folder: Path) -> Path:
-        # Keyed by the folder and its files' sizes and times: a changed model is converted anew.
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-        key = json.dumps(
-            [str(folder)] + [[p.name, p.stat().st_size, p.stat().st_mtime] for p in files]
-        )
-        target = self._cache_file(key, folder.name.lower().replace(" ", "-"))
-        if not target.is_file():
-            logger.info("converting %s to GGUF for llama.cpp (once): %s", folder, target)
-            try:
-                hf_folder_to_gguf(folder, target)
-            except UnsupportedModelError as exc:
-                raise LocalBackendError(str(exc)) from exc
-        return target
-
-    def _requantized(self, path: Path) -> Path:
-        stat = path.stat()
-        key = json.dumps([str(path), stat.st_size, stat.st_mtime, self.base_type])
-        target = self._cache_file(key, f"{path.stem}.{self.base_type}".lower())
-        if not target.is_file():
-            logger.info("writing a %s copy of %s for llama.cpp (once)", self.base_type, path)
-            requantize_gguf(path, target, type_name=self.base_type)
-        return target
+        """The GGUF file this engine serves for a base model (see ``served_base_gguf``)."""
+        return served_base_gguf(self.registry, name, base_type=self.base_type)
 
     def _prepare(self, name: str) -> _Base:
         reason = self._base_reason(self.registry.source(name))

@@ -91,6 +91,18 @@ class ServerContext:
         """Process ids of the live worker processes."""
         return [p.pid for p in self._pool.processes] if self._pool is not None else []
 
+    @property
+    def engine_pids(self) -> list[int]:
+        """Process ids of the running chat engine processes (llama.cpp's)."""
+        if self._generator is None:
+            return []
+        pids: list[int] = []
+        for engine in self._generator.engines:
+            processes = getattr(engine, "processes", None)
+            if callable(processes):
+                pids.extend(p.process.pid for p in processes())
+        return pids
+
     def health(self) -> dict[str, Any]:
         """What ``/health`` answers: ``ok``, or ``degraded`` with the problems found.
 

@@ -403,6 +403,7 @@ class JobRunner:
             return
         assert result.adapter_path is not None
         name = job.model_name
+        engine_note = self._write_served_adapters(job, result)
         points = store.events.metrics(job.id)
         results = store.files.save_bytes(
             result_csv(points, method=job.method_type),
@@ -421,6 +422,8 @@ class JobRunner:
                 base_model=job.base_model,
                 adapter_path=str(result.adapter_path),
             )
+            if engine_note is not None:
+                store.events.add(job.id, "engine", engine_note)
             store.events.add(job.id, "model", f"New fine-tuned model created: {name}")
             store.events.add(job.id, "completed", "The job has successfully completed")
             store.jobs.transition(
@@ -433,6 +436,46 @@ class JobRunner:
                 estimated_finish=None,
                 resolved_hyperparameters=result.hyperparameters.to_dict(),
             )
+
+    def _write_served_adapters(self, job: JobRecord, result: TrainingResult) -> str | None:
+        """Write the GGUF adapters llama.cpp serves the model and its checkpoints with.
+
+        Returns the job event saying which engine serves chat with the model (``None`` when the
+        server's chat engine is ``torch``). Never fails the job: llama.cpp converts an adapter
+        it lacks on first use.
+        """
+        if self.settings.chat_engine == "torch":
+            return None
+        from ..engine.gguf import UnsupportedModelError
+        from ..engine.llama_cpp import llama_cpp_unavailable_reason, write_served_adapter
+        from ..engine.registry import ModelRegistry
+
+        torch_note = "Chat with this model runs on the torch generator: {}"
+        unavailable = llama_cpp_unavailable_reason()
+        if unavailable is not None:
+            return torch_note.format(unavailable)
+        assert result.adapter_path is not None
+        folders = [result.adapter_path, *(c.path for c in result.checkpoints)]
+        try:
+            registry = ModelRegistry(
+                cache_dir=self.settings.model_cache_dir,
+                default_model=self.settings.default_model,
+                aliases=self.settings.aliases,
+            )
+            for folder in folders:
+                write_served_adapter(registry, job.base_model, folder)
+        except UnsupportedModelError as exc:
+            return torch_note.format(exc)
+        except Exception as exc:  # a conversion that fails here is retried on first use
+            logger.exception("job %s: writing the GGUF adapters failed", job.id)
+            return (
+                "Chat with this model runs on llama.cpp; its GGUF adapter could not be written "
+                f"now ({type(exc).__name__}: {exc}) and will be on first use"
+            )
+        return (
+            "Chat with this model runs on llama.cpp (on the CPU): wrote its GGUF LoRA adapter "
+            f"and those of its {len(folders) - 1} checkpoint(s)"
+        )
 
     def _fail_unexpected(self, job: JobRecord, exc: Exception) -> None:
         log = self.settings.data_dir / "logs"

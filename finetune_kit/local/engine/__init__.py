@@ -1,19 +1,37 @@
 """The local backend's engine: LoRA training (in a worker process) and chat (in the server).
 
-Owns the models and what is done with them: base models and where they come from
-(``registry``: the shipped SmolLM2, Hugging Face folders, GGUF files; ``tiny_model``: the test
-model), the chat template and the data it renders (``chat_format``, ``training_data``),
-training (``training``: the loop; ``objectives``: supervised and DPO losses;
-``packed_attention``; ``types``: what goes in and out), generation (``generation``: the
-``Generator`` the server chats with; ``batch_decoding``; ``tool_parsing``: tool calls read back
-from an answer), and the numerics and library quirks (``precision``, ``transformers_compat``,
-``_quiet``). This package gathers the public names.
+Owns the models and what is done with them. Its modules:
 
-May import: ``finetune_kit.errors`` and ``finetune_kit.data``; nothing else of the local backend
-(no server, worker, store or faults: the engine knows files and folders, not jobs or HTTP). A
-new training method is an objective in ``objectives`` picked by ``training``; another engine
-(vLLM, llama.cpp, an accelerator) is a module here behind ``Generator``'s or ``train``'s
-signature.
+- base models: ``registry`` (names, OpenAI aliases, loading: the shipped SmolLM2, Hugging Face
+  folders, GGUF files), ``families`` (what differs per architecture: LoRA targets, end-of-turn
+  tokens, context length), ``tiny_model`` (``tiny-random``, the test model);
+- the data: ``chat_format`` (messages to the token ids a model trains on or answers, one layout
+  for both), ``training_data`` (a JSONL file to token ids: supervised, DPO, reinforcement);
+- training: ``training`` (the loop), ``objectives`` (supervised and DPO losses over packed
+  examples), ``packed_attention``, ``rft`` (reinforcement fine-tuning: on-policy answers,
+  graded, GRPO's loss), ``distributed`` (data-parallel objectives: N processes that train like
+  one, for the Ray executor), ``types`` (what goes in and out);
+- where it computes: ``device`` (device choice, GPU placement, memory planning), ``placement``
+  (dtype, QLoRA and memory plan of a training run), ``precision`` (bfloat16 or float32);
+- chat: ``serving`` (the ``ChatEngine`` protocol and the ``EngineRouter`` that picks an engine
+  per model), ``generation`` (``Generator``, the built-in torch engine, serving every model),
+  ``batch_decoding`` (its continuous batching), ``llama_cpp`` (llama.cpp's server as an engine;
+  ``_llama_child``, the process it runs on the ``xllamacpp`` wheel), ``vllm`` (a vLLM server as
+  an engine, adapters loaded at runtime), ``tool_parsing`` (tool calls read back from an
+  answer);
+- weights for other tools: ``gguf`` (GGUF files written with the ``gguf`` package: LoRA
+  adapters, bases made from Llama folders, merged models, Ollama Modelfiles), ``export`` (a
+  tuned model's weights as a peft folder, a merged Hugging Face folder or GGUF files);
+- library quirks: ``transformers_compat``, ``_quiet``.
+
+This package gathers the public names.
+
+May import: ``finetune_kit.errors``, ``finetune_kit.data`` and ``finetune_kit.graders`` (``rft``
+grades answers with a job's grader); nothing else of the local backend (no server, worker,
+store or faults: the engine knows files and folders, not jobs or HTTP). A new training method
+is an objective in ``objectives`` (or a loop beside it, as ``rft``) picked by ``training``;
+another chat engine is a ``serving.ChatEngine`` here, placed in the router by the server;
+another accelerator, a case of ``device`` and ``placement``.
 
 Training, called by the worker process::
 

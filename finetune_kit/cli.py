@@ -594,13 +594,32 @@ def _scorers(specs: Sequence[str] | None, *, graders: Sequence[Any] = ()) -> lis
 
 
 def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
-    from .jobs import export_job
+    from .jobs import check_weights_request, download_weights, export_job
 
-    folder = _with_job(
-        args,
-        lambda s: s.export(args.folder),
-        lambda s, job_id: export_job(s.client, job_id, args.folder, policy=s.policy),
-    )
+    weights = [w.strip() for w in (args.weights or "").split(",") if w.strip()]
+
+    def by_id(session: Any, job_id: str) -> Path:
+        if weights:
+            check_weights_request(str(session.client.base_url), weights)
+        folder = export_job(session.client, job_id, args.folder, policy=session.policy)
+        if weights:
+            job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+            if not job.get("fine_tuned_model"):
+                raise ConfigurationError(
+                    f"job {job_id} has no fine-tuned model yet ({job.get('status')}): its "
+                    "weights exist once it succeeds",
+                    param="--weights",
+                )
+            download_weights(
+                session.client,
+                job["fine_tuned_model"],
+                folder / "weights",
+                formats=weights,
+                policy=session.policy,
+            )
+        return folder
+
+    folder = _with_job(args, lambda s: s.export(args.folder, weights=weights), by_id)
     files = sorted(p.name for p in Path(folder).iterdir())
     out.result(
         {"folder": str(folder), "files": files}, f"exported to {folder}: " + ", ".join(files)
@@ -920,6 +939,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("export", _cmd_export, "download the job's files, results, events and checkpoints")
     p.add_argument("folder", help="where to write them")
+    p.add_argument(
+        "--weights",
+        metavar="FORMATS",
+        help="also the tuned model's weights (local backend only), comma-separated: adapter "
+        "(peft folder), hf (merged Hugging Face folder), gguf (llama.cpp and Ollama files); "
+        "into FOLDER/weights/<format>/",
+    )
     _add_job_id(p)
 
     local = add("local", _no_subcommand, "the local backend")

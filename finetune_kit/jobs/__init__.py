@@ -5,8 +5,9 @@ results), ``following`` (the pure follow logic: polling, event tailing, ``Follow
 ``watcher`` (its sync and async drivers, the progress bar, the Ctrl-C note), ``views`` (events,
 status changes, checkpoint records, what a job names a file by), ``methods`` and ``options``
 (the method models and the other create parameters, checked before anything is sent),
-``metrics`` (metric series from events and result files) and ``lifecycle`` (model shutdown
-dates, OpenAI's wind-down, exporting a job).
+``metrics`` (metric series from events and result files), ``lifecycle`` (model shutdown
+dates, OpenAI's wind-down, exporting a job) and ``weights`` (a tuned model's weights, from the
+local backend, the one backend that offers them).
 
 May import: ``finetune_kit.data``, ``finetune_kit.files`` (an upload's view),
 ``finetune_kit.azure`` (its suffix limit), ``finetune_kit.errors`` and the shared
@@ -48,6 +49,10 @@ if _typing.TYPE_CHECKING:  # the export table: read at import for __all__ and th
     from .watcher import AsyncJobWatcher as AsyncJobWatcher
     from .watcher import JobWatcher as JobWatcher
     from .watcher import interruption_noted as interruption_noted
+    from .weights import WEIGHT_FORMATS as WEIGHT_FORMATS
+    from .weights import adownload_weights as adownload_weights
+    from .weights import check_weights_request as check_weights_request
+    from .weights import download_weights as download_weights
 
 _EXPORTS = _lazy.export_table(__name__)
 __all__ = sorted(_EXPORTS)

@@ -75,6 +75,7 @@ from ..jobs.methods import make_method
 from ..jobs.metrics import MetricSeries
 from ..jobs.options import detect_provider
 from ..jobs.views import TERMINAL_STATUSES
+from ..jobs.weights import adownload_weights, check_weights_request, download_weights
 from .state import CheckpointRecord, SessionState
 
 if TYPE_CHECKING:
@@ -151,6 +152,7 @@ class _SessionCore(Generic[ClientT]):
     _inference_class: Any
     _check_model_shutdown: Callable[..., Any]
     _export_job: Callable[..., Any]
+    _download_weights: Callable[..., Any]
     files: Any
     jobs: Any
     inference: Any
@@ -1140,10 +1142,27 @@ class _SessionCore(Generic[ClientT]):
         self._record_deployment(deployment_name, model)
         return deployment
 
-    def _export_steps(self, folder: str | os.PathLike[str]) -> _Steps[Path]:
+    def _export_steps(
+        self, folder: str | os.PathLike[str], weights: Sequence[str] = ()
+    ) -> _Steps[Path]:
+        formats: list[str] = []
+        model = ""
+        if weights:
+            # Refused before anything is downloaded: OpenAI and Azure keep the weights.
+            formats = check_weights_request(str(self.client.base_url), weights)
+            model = self._require("fine_tuned_model", say(*_TRAINED_FIRST))
         out: Path = yield _Call.of(
             self._export_job, self.client, self._job_id(None), folder, policy=self.policy
         )
+        if formats:
+            yield _Call.of(
+                self._download_weights,
+                self.client,
+                model,
+                out / "weights",
+                formats=formats,
+                policy=self.policy,
+            )
         # The state holds no secret: it goes with the job's files.
         self.state.save(out / "session.json")
         return out
@@ -1312,6 +1331,7 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
     _inference_class = InferenceClient
     _check_model_shutdown = staticmethod(check_shutdown)
     _export_job = staticmethod(export_job)
+    _download_weights = staticmethod(download_weights)
 
     files: FileUploader
     jobs: JobManager
@@ -1623,12 +1643,22 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
         )
         return run_steps(steps, _call)
 
-    def export(self, folder: str | os.PathLike[str]) -> Path:
+    def export(self, folder: str | os.PathLike[str], *, weights: Sequence[str] = ()) -> Path:
         """Download the job's files, results, events, checkpoints and metadata into ``folder``.
 
         Also writes ``session.json`` (the state, which holds no secret).
+
+        Args:
+            folder: Where to write (created when missing).
+            weights: Also the tuned model's weights, in any of ``adapter`` (a peft folder),
+                ``hf`` (a merged Hugging Face folder) and ``gguf`` (llama.cpp and Ollama
+                files), each into ``folder/weights/<format>/``. Only the local backend offers
+                weights; OpenAI and Azure OpenAI are refused before anything is downloaded.
+
+        Raises:
+            ConfigurationError: Weights asked of a backend that keeps them, or an unknown form.
         """
-        return run_steps(self._export_steps(folder), _call)
+        return run_steps(self._export_steps(folder, weights), _call)
 
 
 class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
@@ -1653,6 +1683,7 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     _inference_class = AsyncInferenceClient
     _check_model_shutdown = staticmethod(acheck_shutdown)
     _export_job = staticmethod(aexport_job)
+    _download_weights = staticmethod(adownload_weights)
 
     files: AsyncFileUploader
     jobs: AsyncJobManager
@@ -1836,6 +1867,6 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
         )
         return await arun_steps(steps, _acall)
 
-    async def export(self, folder: str | os.PathLike[str]) -> Path:
+    async def export(self, folder: str | os.PathLike[str], *, weights: Sequence[str] = ()) -> Path:
         """Download the job's artifacts into ``folder`` (see :meth:`FineTuneSession.export`)."""
-        return await arun_steps(self._export_steps(folder), _acall)
+        return await arun_steps(self._export_steps(folder, weights), _acall)

@@ -71,8 +71,9 @@ logger = logging.getLogger("finetune_kit.local.gguf")
 ADAPTER_GGUF = "adapter.gguf"
 """The GGUF LoRA adapter's name inside an adapter folder (deleted with the folder)."""
 
-GGUF_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_1", "same")
-"""Tensor types a merged or requantized GGUF can be written in (``same``: the base's own)."""
+GGUF_TYPES = ("auto", "F32", "F16", "BF16", "Q8_0", "Q4_1", "same")
+"""Tensor types a merged or requantized GGUF can be written in: ``same`` is the base's own;
+``auto`` keeps a float base's precision (F32, F16, BF16) and writes a quantized one's as Q8_0."""
 
 # peft module path -> llama.cpp tensor name, for the seven projections LoRA adapts.
 _PROJECTIONS = {
@@ -669,6 +670,13 @@ def _qtype(name: str, base: Any) -> Any:
 
     if name == "same":
         return base
+    if name == "auto":
+        floats = (
+            gguf.GGMLQuantizationType.F32,
+            gguf.GGMLQuantizationType.F16,
+            gguf.GGMLQuantizationType.BF16,
+        )
+        return base if base in floats else gguf.GGMLQuantizationType.Q8_0
     try:
         return gguf.GGMLQuantizationType[name]
     except KeyError:
@@ -742,7 +750,7 @@ def _dequantized(tensor: Any) -> np.ndarray:
 
 
 def merge_adapter_gguf(
-    adapter_dir: Path, base_gguf: Path, out: Path, *, type_name: str = "Q8_0", name: str = ""
+    adapter_dir: Path, base_gguf: Path, out: Path, *, type_name: str = "auto", name: str = ""
 ) -> Path:
     """Write base + adapter as one GGUF model.
 
@@ -750,9 +758,10 @@ def merge_adapter_gguf(
         adapter_dir: The peft adapter folder.
         base_gguf: The GGUF base it was trained on.
         out: The file to write.
-        type_name: The adapted tensors' type: ``F32`` (the closest to base + adapter), ``F16``,
-            ``Q8_0`` (the default: within 8-bit rounding), or ``same`` (the base's type; a
-            second 4-bit rounding of a Q4 base loses much of a fine-tune).
+        type_name: The adapted tensors' type: ``auto`` (the default: a float base's own
+            precision, Q8_0 for a quantized base, within 8-bit rounding of base + adapter),
+            ``F32`` (the closest to base + adapter), ``F16``, ``Q8_0``, or ``same`` (the base's
+            type; a second 4-bit rounding of a Q4 base loses much of a fine-tune).
         name: ``general.name`` of the merged model.
 
     Raises:

@@ -41,7 +41,7 @@ from ..settings import ServerSettings
 from .access_log import redact_access_log
 from .context import ServerContext
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware, KeepAliveGuard
-from .routes import chat, files, graders, health, jobs, models, tokenize, uploads
+from .routes import chat, files, graders, health, jobs, models, tokenize, uploads, weights
 from .routes import faults as fault_admin
 from .routes.common import _param
 from .routes.schemas import REQUEST_MODELS, ErrorResponse
@@ -175,7 +175,9 @@ def build_fastapi(context: ServerContext) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     app.state.context = context
     routers = [
-        module.router for module in (health, files, uploads, jobs, models, chat, tokenize, graders)
+        # weights before models: /v1/models/{model:path} would take its URLs.
+        module.router
+        for module in (health, files, uploads, jobs, weights, models, chat, tokenize, graders)
     ]
     if context.faults is not None:
         routers.append(fault_admin.router)

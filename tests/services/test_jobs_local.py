@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -270,8 +271,14 @@ def test_ctrl_c_leaves_the_job_running_and_says_how_to_resume(
 def test_pause_and_resume(
     manager: JobManager, client: openai.OpenAI, training_file: UploadedFile
 ) -> None:
-    job = manager.create(model="gpt-4o-mini", training_file=training_file)
+    # Enough epochs that it cannot end first; paused once validated (a job validating its files
+    # cannot be paused: the server says so, as OpenAI does).
+    job = manager.create(
+        model="gpt-4o-mini", training_file=training_file, hyperparameters={"n_epochs": 50}
+    )
     try:
+        while manager.retrieve(job.id).status == "validating_files":
+            time.sleep(0.05)
         paused = manager.pause(job.id)
         assert paused.status == "paused"
         assert manager.retrieve(job.id).status == "paused"

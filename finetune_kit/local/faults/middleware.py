@@ -107,7 +107,8 @@ class FaultInjectionMiddleware:
         try:
             await self._apply(decision, scope, receive, send, record)
         finally:
-            record.finished_at = time.time()
+            if record.finished_at is None:  # dropped, cut or refused: done now
+                record.finished_at = time.time()
 
     async def _apply(
         self,
@@ -144,6 +145,7 @@ class FaultInjectionMiddleware:
             *((k.encode(), v.encode()) for k, v in headers),
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        record.finished_at = time.time()
         await send({"type": "http.response.body", "body": payload})
 
     async def _handle_then_drop(
@@ -218,6 +220,10 @@ def _status_recorder(send: Send, record: RequestRecord) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = int(message["status"])
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            # Before the last chunk leaves: a client holding its answer must find the record
+            # finished (set after ``send``, the client's next request could come first).
+            record.finished_at = time.time()
         await send(message)
 
     return wrapped

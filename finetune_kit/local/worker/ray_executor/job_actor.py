@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -50,6 +51,15 @@ TORCH_TIMEOUT_S = 300
 """Seconds a collective may wait for a slow rank (a model load) before the run fails."""
 
 _NAME_WAIT_SECONDS = 10.0
+
+CONTROLLER_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+"""How often Ray Train's controller polls its workers; the run's value comes from the server's
+environment, else ``CONTROLLER_POLL_SECONDS``."""
+
+CONTROLLER_POLL_SECONDS = "0.5"
+"""The controller takes one checkpoint report at a time, when it polls (every 2 s by Ray's
+default): an epoch shorter than that waited up to 2 s at its checkpoint (measured 1.4 s per
+epoch on the tiny model). Polling every 0.5 s costs the controller a few small calls a second."""
 
 
 ACTOR_PREFIX = "ftk-job-"
@@ -224,6 +234,8 @@ def launch(job_id: str, spec: dict[str, Any]) -> Any:
                 name=actor_name(job_id),
                 namespace=NAMESPACE,
                 lifetime="detached",
+                # Inherited by the run's controller and workers, which the actor starts.
+                runtime_env={"env_vars": run_environment()},
             ).remote(job_id, spec)
             break
         except ValueError:
@@ -234,6 +246,11 @@ def launch(job_id: str, spec: dict[str, Any]) -> Any:
             time.sleep(0.2)
     ray.get(handle.start.remote())
     return handle
+
+
+def run_environment() -> dict[str, str]:
+    """Environment variables a job's run gets on the cluster (see ``CONTROLLER_POLL_SECONDS``)."""
+    return {CONTROLLER_POLL_ENV: os.environ.get(CONTROLLER_POLL_ENV) or CONTROLLER_POLL_SECONDS}
 
 
 def find(job_id: str) -> Any | None:

@@ -674,6 +674,7 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         faults=args.faults,
         allow_no_key=args.allow_no_key,
         device=args.device,
+        chat_engine=args.chat_engine,
         gpus=args.gpus,
         qlora=args.qlora,
         max_concurrent_jobs=args.max_concurrent_jobs,
@@ -988,6 +989,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         help="where jobs train and chat runs: auto (default: a CUDA GPU when torch sees one, "
         "else the CPU), cpu, cuda, cuda:N or mps (default $FINETUNE_KIT_LOCAL_DEVICE)",
+    )
+    p.add_argument(
+        "--chat-engine",
+        help="what serves chat: auto (default: llama.cpp for every model it can load when chat "
+        "runs on the CPU, else vLLM or the torch generator), llama.cpp or torch (default "
+        "$FINETUNE_KIT_LOCAL_CHAT_ENGINE)",
     )
     p.add_argument(
         "--gpus",

@@ -85,7 +85,7 @@ def chat_engine_setting(value: str | None) -> str:
         text = "llama.cpp"
     if text not in CHAT_ENGINES:
         raise ConfigurationError(
-            f"chat engine is {raw!r}; use {', '.join(CHAT_ENGINES)} (--chat-engine, "
+            f"chat engine is {raw!r}; use {', '.join(CHAT_ENGINES)} (local serve --chat-engine, "
             f"LocalBackend(chat_engine=...) or ${CHAT_ENGINE_ENV})",
             param="chat_engine",
         )

@@ -186,3 +186,29 @@ def test_local_serve_takes_model_folders_on_the_command_line(tmp_path: Path) -> 
         server.wait(30)
         if server.stderr is not None:
             server.stderr.close()
+
+
+def test_local_serve_takes_the_chat_engine_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.fixtures.cli import run
+
+    code, _, err = run(
+        capsys, "local", "serve", "--chat-engine", "vulkan", "--data-dir", str(tmp_path / "x")
+    )
+    assert code != 0
+    assert "chat engine is 'vulkan'; use auto, llama.cpp, torch" in err
+    # The flag wins over the environment: a bad value there is never read.
+    env = {**os.environ, "FINETUNE_KIT_LOCAL_CHAT_ENGINE": "vulkan"}
+    server, base = serve_cli(tmp_path, "--chat-engine", "torch", env=env)
+    try:
+        with openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as client:
+            answer = client.chat.completions.create(
+                model="tiny-random", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
+            assert answer.choices[0].finish_reason in ("stop", "length")
+    finally:
+        server.terminate()
+        server.wait(30)
+        if server.stderr is not None:
+            server.stderr.close()

@@ -11,8 +11,8 @@ server's default model) go to a vLLM engine instead of the built-in decoder:
   checkpoint of that base is loaded (``POST /v1/load_lora_adapter``) once its job has written it,
   and unloaded (``POST /v1/unload_lora_adapter``) when it is deleted or pruned. A request for an
   adapter not loaded yet loads it first.
-- ``VllmEngine`` is a ``serving.ChatEngine`` (``VllmGenerator`` puts it in front of the built-in
-  ``Generator``, the shape the server's chat service takes): requests for the vLLM-served base
+- ``VllmEngine`` is a ``serving.ChatEngine``, first in the server's ``EngineRouter``: requests
+  for the vLLM-served base
   (and its adapters) become ``POST /v1/chat/completions`` with the
   messages rendered as training rendered them (``chat_format.normalize_messages``: tool
   declarations and calls written as text), so the engine applies the same chat template, and
@@ -47,7 +47,7 @@ from typing import IO, Any
 from ...errors import ConfigurationError, LocalBackendError
 from .batch_decoding import FinishReason
 from .chat_format import MessageFormatError, normalize_messages
-from .generation import ChatChoice, ChatDelta, ChatResult, ChatStream, Generator, ModelRef
+from .generation import ChatChoice, ChatDelta, ChatResult, ChatStream, ModelRef
 from .registry import ModelRegistry
 from .tiny_model import TINY_MODEL_NAME
 
@@ -56,7 +56,6 @@ __all__ = [
     "AdapterSync",
     "VllmClient",
     "VllmEngine",
-    "VllmGenerator",
     "VllmProcess",
     "adapter_name",
     "vllm_setting",
@@ -638,79 +637,8 @@ class VllmEngine:
         return VllmChatStream(response, self.client.base_model, n)
 
 
-class VllmGenerator(Generator):
-    """The built-in ``Generator`` with a ``VllmEngine`` in front for the model vLLM serves.
-
-    What ``serving.EngineRouter([engine], generator)`` does, in the ``Generator`` shape the
-    server's chat service takes today.
-
-    Args:
-        registry: Resolves base model names.
-        engine: The vLLM engine.
-        **options: ``Generator``'s options, for the built-in decoder of every other model.
-    """
-
-    def __init__(self, registry: ModelRegistry, engine: VllmEngine, **options: Any) -> None:
-        super().__init__(registry, **options)
-        self.engine = engine
-
-    def chat(
-        self,
-        model: ModelRef,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: str | Sequence[str] | None = None,
-        seed: int | None = None,
-        n: int = 1,
-    ) -> ChatResult:
-        """Generate a chat completion (see ``Generator.chat``) on vLLM or here."""
-        serving = self.engine.chat if self.engine.serves(model) else super().chat
-        return serving(
-            model,
-            messages,
-            tools=tools,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-            n=n,
-        )
-
-    def stream(
-        self,
-        model: ModelRef,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        stop: str | Sequence[str] | None = None,
-        seed: int | None = None,
-        n: int = 1,
-    ) -> ChatStream:
-        """Start a chat completion (see ``Generator.stream``) on vLLM or here."""
-        serving = self.engine.stream if self.engine.serves(model) else super().stream
-        return serving(
-            model,
-            messages,
-            tools=tools,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            stop=stop,
-            seed=seed,
-            n=n,
-        )
-
-
 class VllmService:
-    """A server's vLLM side: the engine (started or connected), its adapters, its generator.
+    """A server's vLLM side: the engine (started or connected) and its adapters.
 
     Args:
         setting: ``start`` or a URL (``vllm_setting``).
@@ -720,7 +648,7 @@ class VllmService:
         log_dir: Where a started engine writes its log.
         api_key: The vLLM server's key, when it wants one.
         start_timeout: Seconds a started engine may take to load its model.
-        generator_options: ``Generator`` options for the built-in decoder.
+        default_max_tokens: The answer budget of a request that sets none.
     """
 
     def __init__(
@@ -733,7 +661,7 @@ class VllmService:
         log_dir: Path,
         api_key: str | None = None,
         start_timeout: float = 900.0,
-        generator_options: Mapping[str, Any] | None = None,
+        default_max_tokens: int = 512,
     ) -> None:
         canonical = registry.resolve(base_model)
         served = Path(canonical).name if os.path.isabs(canonical) else canonical
@@ -749,16 +677,10 @@ class VllmService:
         self._ready_lock = threading.Lock()
         self._is_ready = False
         self.sync = AdapterSync(self.client, adapters, ready=self._up)
-        options = dict(generator_options or {})
         self.engine = VllmEngine(
-            registry,
-            self.client,
-            ready=self.wait_ready,
-            default_max_tokens=int(options.get("default_max_tokens", 512)),
+            registry, self.client, ready=self.wait_ready, default_max_tokens=default_max_tokens
         )
-        """The ``serving.ChatEngine`` for an ``EngineRouter``."""
-        self.generator = VllmGenerator(registry, self.engine, **options)
-        """The same in front of the built-in ``Generator`` (what the chat service takes)."""
+        """The ``serving.ChatEngine`` the server's ``EngineRouter`` puts first."""
 
     def _up(self) -> bool:
         if self._is_ready:
@@ -790,9 +712,8 @@ class VllmService:
         self.sync.start()
 
     def stop(self) -> None:
-        """Stop the adapter thread, the generator, and a started engine."""
+        """Stop the adapter thread and a started engine."""
         self.sync.stop()
-        self.generator.close()
         self.client.close()
         if self.process is not None:
             self.process.stop()

@@ -139,8 +139,8 @@ class ServerContext:
     def generator(self) -> EngineRouter:
         """The chat engines behind one router, made on first use (torch is imported then).
 
-        llama.cpp serves every model it can load (``settings.chat_engine``); vLLM's generator,
-        when vLLM is on, or else the torch ``Generator`` serves the rest.
+        vLLM, when it is on, serves its base model and that model's adapters; llama.cpp every
+        other model it can load (``settings.chat_engine``); the torch ``Generator`` the rest.
         """
         with self._generator_lock:
             if self._generator is None:
@@ -151,16 +151,9 @@ class ServerContext:
         from ..engine.generation import Generator
         from ..engine.serving import EngineRouter
 
-        fallback: ChatEngine
-        if self._vllm is not None:
-            fallback = self._vllm.generator
-        else:
-            fallback = Generator(
-                self.registry,
-                default_max_tokens=self.settings.default_max_tokens,
-                device=self.settings.device,
-            )
         engines: list[ChatEngine] = []
+        if self._vllm is not None:
+            engines.append(self._vllm.engine)
         if self._uses_llama_cpp():
             from ..engine.llama_cpp import LlamaCppEngine
 
@@ -171,6 +164,11 @@ class ServerContext:
                     log_dir=self.settings.data_dir / "logs",
                 )
             )
+        fallback = Generator(
+            self.registry,
+            default_max_tokens=self.settings.default_max_tokens,
+            device=self.settings.device,
+        )
         return EngineRouter(engines, fallback)
 
     def _uses_llama_cpp(self) -> bool:
@@ -226,10 +224,7 @@ class ServerContext:
             base,
             adapters,
             log_dir=self.settings.data_dir / "logs",
-            generator_options={
-                "default_max_tokens": self.settings.default_max_tokens,
-                "device": self.settings.device,
-            },
+            default_max_tokens=self.settings.default_max_tokens,
         )
         self._vllm.start()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 from openai.types.fine_tuning import FineTuningJobEvent
 
 from finetune_kit.local import LocalBackend
@@ -241,3 +242,33 @@ def test_a_crash_in_the_file_validator_fails_the_job_with_an_error_event(
             if e.level == "error"
         ]
         assert [e.message for e in errors] == [failed.error.message]
+
+
+def test_damaged_events_checkpoints_and_a_lost_file_answer_without_a_5xx(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    path = write_jsonl(tmp_path / "train.jsonl", chat_examples(10))
+    with LocalBackend(data_dir, default_model="tiny-random") as first, first.client() as client:
+        file_id = client.files.create(file=path, purpose="fine-tune").id
+        job = client.fine_tuning.jobs.create(
+            model="tiny-random", training_file=file_id, hyperparameters={"n_epochs": 2}
+        )
+        assert wait_for_job(client, job.id, timeout=120).status == "succeeded"
+    # As a bad disk might: text that is not JSON in an event's data and a checkpoint's metrics,
+    # and the training file's bytes gone from the data folder.
+    with closing(sqlite3.connect(data_dir / "local.sqlite3")) as db, db:
+        db.execute("UPDATE events SET data = '{\"step\": 1' WHERE job_id = ?", (job.id,))
+        db.execute("UPDATE checkpoints SET metrics = '{\"step\"' WHERE job_id = ?", (job.id,))
+    blob = next(p for p in data_dir.rglob(file_id) if p.is_file())
+    blob.unlink()
+
+    with LocalBackend(data_dir, default_model="tiny-random") as second, second.client() as client:
+        events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+        assert events  # every event still listed, its damaged data left out
+        checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+        assert checkpoints
+        assert all(c.fine_tuning_job_id == job.id for c in checkpoints)
+        assert client.fine_tuning.jobs.retrieve(job.id).status == "succeeded"
+        with pytest.raises(openai.NotFoundError) as caught:
+            client.files.content(file_id)
+        assert file_id in caught.value.message
+        assert "data folder" in caught.value.message

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Database"]
+__all__ = ["SCHEMA_VERSION", "Database", "json_column"]
 
 logger = logging.getLogger("finetune_kit.local.store")
 
@@ -137,6 +138,27 @@ _ADDED_COLUMNS = (
     ("uploads", "part_ids", "TEXT"),
     ("uploads", "md5", "TEXT"),
 )
+
+
+def json_column(text: str | None, default: Any, *, where: str) -> Any:
+    """Decode a JSON column; ``default`` for NULL or for text that is not JSON.
+
+    A damaged row (a bad disk, a hand edit) must not turn every listing that reads it into a
+    500: the value is left out, and the log says where.
+
+    Example:
+        >>> json_column('{"step": 1}', None, where="events.data")
+        {'step': 1}
+        >>> json_column('{"step"', {}, where="checkpoints.metrics")
+        {}
+    """
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        logger.warning("%s holds text that is not JSON; read as %r", where, default)
+        return default
 
 
 class Database:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .db import Database
+from .db import Database, json_column
 from .ids import new_id
 
 __all__ = ["EventRecord", "EventStore"]
@@ -75,7 +75,7 @@ def _record(row: sqlite3.Row) -> EventRecord:
         level=row["level"],
         message=row["message"],
         type=row["type"],
-        data=json.loads(row["data"]) if row["data"] is not None else None,
+        data=json_column(row["data"], None, where=f"events.data of {row['id']}"),
     )
 
 
@@ -172,5 +172,6 @@ class EventStore:
             "SELECT data FROM events WHERE job_id = ? AND type = 'metrics' ORDER BY seq",
             (job_id,),
         )
-        points = [json.loads(r["data"]) for r in rows if r["data"] is not None]
-        return sorted(points, key=lambda p: int(p.get("step", 0)))
+        points = [json_column(r["data"], None, where=f"a metrics event of {job_id}") for r in rows]
+        steps = [p for p in points if isinstance(p, dict)]
+        return sorted(steps, key=lambda p: int(p.get("step", 0)))

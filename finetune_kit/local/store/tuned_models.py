@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .db import Database
+from .db import Database, json_column
 from .ids import new_id
 
 __all__ = ["FineTunedModelRecord", "JobCheckpointRecord", "TunedModelStore"]
@@ -125,7 +125,7 @@ def _checkpoint(row: sqlite3.Row) -> JobCheckpointRecord:
         model_name=row["model_name"],
         base_model=row["base_model"],
         path=row["path"],
-        metrics=json.loads(row["metrics"]),
+        metrics=json_column(row["metrics"], {}, where=f"checkpoints.metrics of {row['id']}"),
     )
 
 

@@ -163,9 +163,14 @@ _CONTENT = {"application/octet-stream": {"schema": {"type": "string", "format": 
 def file_content(request: Request, file_id: str) -> FileResponse:
     """Return a file's bytes."""
     record = _file_or_404(request, file_id)
-    return FileResponse(
-        context(request).store.files.path(record.id), media_type="application/octet-stream"
-    )
+    blob = context(request).store.files.path(record.id)
+    if not blob.is_file():
+        raise NotFoundError(
+            f"The bytes of file {record.id} are gone from the server's data folder (removed "
+            "by hand, or a damaged disk); upload the file again.",
+            param="id",
+        )
+    return FileResponse(blob, media_type="application/octet-stream")
 
 
 @router.delete("/v1/files/{file_id}", response_model=None, responses=answers(DeletedObject))

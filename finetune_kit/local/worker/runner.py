@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import ConfigurationError, TrainingDataError
 from ..engine.device import DeviceInfo, summary_for_event
@@ -222,6 +222,16 @@ class _JobCallbacks:
         return signal
 
 
+class Prepared(NamedTuple):
+    """What a claimed job needs to train (``JobRunner._prepare``)."""
+
+    training: FileRecord
+    validation: FileRecord | None
+    request: TrainingRequest
+    resume_from: Path | None
+    resume_step: int | None
+
+
 class JobRunner:
     """Trains claimed jobs one after the other (one runner per worker process).
 
@@ -232,6 +242,9 @@ class JobRunner:
         stop_event: Set when the worker must stop; a running job then stops at the next step
             and goes back to the queue, to resume from its last checkpoint.
     """
+
+    crash_subject = "The worker process training this job"
+    """Who stopped, in the message of a job failed after ``MAX_CRASHES`` crashes."""
 
     def __init__(
         self, store: Store, settings: ServerSettings, token: str, stop_event: threading.Event
@@ -260,53 +273,18 @@ class JobRunner:
 
     def run(self, job: JobRecord) -> None:
         """Train one claimed (``running``) job to its end, pause, cancellation or failure."""
+        prepared = self._prepare(job)
+        if prepared is None:
+            return
         store = self.store
-        if job.damaged:
-            logger.warning("job %s: its stored record is damaged (%s)", job.id, job.damaged)
-            self._fail(job, "server_error", job.damage_message(str(store.db.path)))
-            return
-        if job.crashes >= MAX_CRASHES:
-            self._fail(
-                job,
-                "server_error",
-                f"The worker process training this job stopped unexpectedly {job.crashes} "
-                f"times; see the worker logs in {self.settings.data_dir / 'logs'}.",
-            )
-            return
-        training = store.files.get(job.training_file)
-        validation = store.files.get(job.validation_file) if job.validation_file else None
-        if training is None or (job.validation_file and validation is None):
-            missing = job.training_file if training is None else job.validation_file
-            param = "training_file" if training is None else "validation_file"
-            self._fail(
-                job,
-                f"invalid_{param}",
-                f"File {missing} was deleted before training started; upload it again and "
-                "create a new job.",
-                param=param,
-            )
-            return
-        resume_from, resume_step = self._resume_point(job)
         store.events.add(job.id, "started", "Fine-tuning job started")
-        if resume_from is not None:
+        if prepared.resume_from is not None:
             store.events.add(
                 job.id,
                 f"resume-{job.attempts}",
-                f"Resuming training from the checkpoint at step {resume_step}",
+                f"Resuming training from the checkpoint at step {prepared.resume_step}",
             )
-        hyper = job.requested_hyperparameters()
-        try:
-            request = self._request(job, training, validation, resume_from, hyper)
-        except ConfigurationError as exc:
-            # A job stored before the server checked every range the engine enforces.
-            hyperparameter = exc.param in HYPERPARAMETER_RANGES or exc.param == "reasoning_effort"
-            self._fail(
-                job,
-                "invalid_hyperparameters" if hyperparameter else "invalid_request",
-                f"This job cannot be trained: {exc}. Create a new job with a valid value.",
-                param=exc.param,
-            )
-            return
+        request, resume_from = prepared.request, prepared.resume_from
         callbacks = _JobCallbacks(self, job)
         logger.debug("job %s: training %s (resume from %s)", job.id, job.base_model, resume_from)
         try:
@@ -328,6 +306,55 @@ class JobRunner:
             self._fail(job, "training_failed", f"Training failed: {type(exc).__name__}: {exc}")
             return
         self._finish(job, result, shutdown=callbacks.shutdown_requested)
+
+    def _prepare(self, job: JobRecord) -> Prepared | None:
+        """What training ``job`` needs, or ``None`` once it has failed for want of it.
+
+        A damaged record, too many crashes, a deleted file or a hyperparameter the engine
+        refuses each fail the job, with a message that says what to do.
+        """
+        store = self.store
+        if job.damaged:
+            logger.warning("job %s: its stored record is damaged (%s)", job.id, job.damaged)
+            self._fail(job, "server_error", job.damage_message(str(store.db.path)))
+            return None
+        if job.crashes >= MAX_CRASHES:
+            self._fail(
+                job,
+                "server_error",
+                f"{self.crash_subject} stopped unexpectedly {job.crashes} times; see the "
+                f"worker logs in {self.settings.data_dir / 'logs'}.",
+            )
+            return None
+        training = store.files.get(job.training_file)
+        validation = store.files.get(job.validation_file) if job.validation_file else None
+        if training is None or (job.validation_file and validation is None):
+            missing = job.training_file if training is None else job.validation_file
+            param = "training_file" if training is None else "validation_file"
+            self._fail(
+                job,
+                f"invalid_{param}",
+                f"File {missing} was deleted before training started; upload it again and "
+                "create a new job.",
+                param=param,
+            )
+            return None
+        resume_from, resume_step = self._resume_point(job)
+        try:
+            request = self._request(
+                job, training, validation, resume_from, job.requested_hyperparameters()
+            )
+        except ConfigurationError as exc:
+            # A job stored before the server checked every range the engine enforces.
+            hyperparameter = exc.param in HYPERPARAMETER_RANGES or exc.param == "reasoning_effort"
+            self._fail(
+                job,
+                "invalid_hyperparameters" if hyperparameter else "invalid_request",
+                f"This job cannot be trained: {exc}. Create a new job with a valid value.",
+                param=exc.param,
+            )
+            return None
+        return Prepared(training, validation, request, resume_from, resume_step)
 
     def _request(
         self,

@@ -38,10 +38,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ....errors import ConfigurationError
 from ...engine.device import DeviceInfo
 from ...engine.types import (
-    HYPERPARAMETER_RANGES,
     CheckpointInfo,
     Hyperparameters,
     StepMetrics,
@@ -50,7 +48,7 @@ from ...engine.types import (
 )
 from ...settings import ServerSettings
 from ...store import FileRecord, JobRecord, Store
-from ..runner import MAX_CRASHES, JobRunner, _JobCallbacks
+from ..runner import JobRunner, _JobCallbacks
 from .cluster import ClusterUnreachableError, check_reachable, connect, resolve_address
 from .job_actor import find, hard_stop, launch, remove_placement_group
 from .storage import (
@@ -123,6 +121,8 @@ class RayJobRunner(JobRunner):
         token: This worker's identity, as stored in a job's ``held_by``.
         stop_event: Set when the server stops: the bridge stops following, the run goes on.
     """
+
+    crash_subject = "The worker process following this job on the Ray cluster"
 
     def __init__(
         self, store: Store, settings: ServerSettings, token: str, stop_event: threading.Event
@@ -207,47 +207,12 @@ class RayJobRunner(JobRunner):
 
     def run(self, job: JobRecord) -> None:
         """Run one claimed (``running``) job on the cluster to its end, pause or failure."""
+        prepared = self._prepare(job)
+        if prepared is None:
+            return
         store = self.store
-        if job.damaged:
-            logger.warning("job %s: its stored record is damaged (%s)", job.id, job.damaged)
-            self._fail(job, "server_error", job.damage_message(str(store.db.path)))
-            return
-        if job.crashes >= MAX_CRASHES:
-            self._fail(
-                job,
-                "server_error",
-                f"The worker process following this job on the Ray cluster stopped "
-                f"unexpectedly {job.crashes} times; see the worker logs in "
-                f"{self.settings.data_dir / 'logs'}.",
-            )
-            return
-        training = store.files.get(job.training_file)
-        validation = store.files.get(job.validation_file) if job.validation_file else None
-        if training is None or (job.validation_file and validation is None):
-            missing = job.training_file if training is None else job.validation_file
-            param = "training_file" if training is None else "validation_file"
-            self._fail(
-                job,
-                f"invalid_{param}",
-                f"File {missing} was deleted before training started; upload it again and "
-                "create a new job.",
-                param=param,
-            )
-            return
-        resume_from, resume_step = self._resume_point(job)
-        try:
-            request = self._request(
-                job, training, validation, resume_from, job.requested_hyperparameters()
-            )
-        except ConfigurationError as exc:
-            hyperparameter = exc.param in HYPERPARAMETER_RANGES
-            self._fail(
-                job,
-                "invalid_hyperparameters" if hyperparameter else "invalid_request",
-                f"This job cannot be trained: {exc}. Create a new job with a valid value.",
-                param=exc.param,
-            )
-            return
+        request, resume_from = prepared.request, prepared.resume_from
+        training, validation = prepared.training, prepared.validation
         try:
             connect(self.address)
             self._sweep()
@@ -264,7 +229,7 @@ class RayJobRunner(JobRunner):
                     store.events.add(
                         job.id,
                         f"resume-{job.attempts}",
-                        f"Resuming training from the checkpoint at step {resume_step}",
+                        f"Resuming training from the checkpoint at step {prepared.resume_step}",
                     )
                 handle = self._launch(job, request, training, validation, resume_from)
             self._follow(job, handle, _Following(request))

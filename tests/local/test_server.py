@@ -304,6 +304,13 @@ def test_the_openapi_schema_declares_every_route_and_body(local_backend: LocalBa
         for method in (route.methods or set()) - {"HEAD"}
     }
     assert served - declared == {"POST /tokenize"}
+    # /health answers 503 when degraded (a load balancer's signal): declared with its report.
+    health = paths["/health"]["get"]["responses"]
+    assert {"200", "503"} <= set(health)
+    assert health["503"]["content"]["application/json"]["schema"]["properties"]["status"] == {
+        "type": "string",
+        "enum": ["ok", "degraded"],
+    }
 
     def body_schema(method: str, path: str, media: str) -> dict[str, Any]:
         body: dict[str, Any] = paths[path][method]["requestBody"]["content"][media]["schema"]

@@ -26,7 +26,31 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-@router.get("/health")
+_REPORT = {
+    "type": "object",
+    "required": ["status", "version", "workers", "validator", "problems"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded"]},
+        "version": {"type": "string"},
+        "workers": {"type": "object"},
+        "validator": {"type": "object"},
+        "problems": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every part works.",
+        "content": {"application/json": {"schema": _REPORT}},
+    },
+    503: {
+        "description": "Degraded: workers crash-looping or the file validator stopped; "
+        "`problems` says which (the API routes still answer).",
+        "content": {"application/json": {"schema": _REPORT}},
+    },
+}
+
+
+@router.get("/health", response_model=None, responses=_ANSWERS)
 def health(request: Request) -> JSONResponse:
     """Report whether the server, its workers and its file validator work."""
     report: dict[str, Any] = {"status": "ok", "version": __version__}

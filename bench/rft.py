@@ -154,6 +154,7 @@ def main() -> int:
     parser.add_argument("--reasoning-effort", default="low")
     parser.add_argument("--eval-samples", type=int, default=4)
     parser.add_argument("--eval-interval", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=None, help="the job's seed (default: drawn)")
     parser.add_argument(
         "--held-out-samples",
         type=int,
@@ -162,6 +163,8 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "rft.json")
     args = parser.parse_args()
+
+    import openai
 
     from finetune_kit.local import LocalBackend
     from finetune_kit.local.engine.registry import DEFAULT_BASE_MODEL
@@ -197,6 +200,7 @@ def main() -> int:
         }
         job = client.fine_tuning.jobs.create(
             model=base,
+            seed=args.seed if args.seed is not None else openai.NOT_GIVEN,
             training_file=files[0],
             validation_file=files[1],
             method={  # type: ignore[arg-type]
@@ -234,16 +238,20 @@ def main() -> int:
     load_after = uptime()
     step_seconds = [float(d["step_seconds"]) for d in metrics]  # type: ignore[index]
     generation = [float(d["generation_seconds"]) for d in metrics]  # type: ignore[index]
+    grading = [float(d["grading_seconds"]) for d in metrics]  # type: ignore[index]
     share = sum(generation) / sum(step_seconds)
+    grading_share = sum(grading) / sum(step_seconds)
     figures.update(
         {
             "uptime_after": load_after,
             "hyperparameters": hyperparameters,
+            "seed": job.seed,
             "steps": len(metrics),
             "job_seconds": job_seconds,
             "step_seconds_median": statistics.median(step_seconds),
             "step_seconds_mean": statistics.fmean(step_seconds),
             "generation_share": share,
+            "grading_share": grading_share,
             "held_out_reward_before": before,
             "held_out_reward_after": after,
             "rise": after - before,
@@ -254,9 +262,12 @@ def main() -> int:
     print(
         f"\n{len(metrics)} steps in {job_seconds:.0f} s (job wall time, model loading included);"
         f" {statistics.median(step_seconds):.1f} s per step (median), "
-        f"{share:.0%} of it generating answers"
+        f"{share:.0%} of it generating answers, {grading_share:.1%} grading them"
     )
-    print(f"held-out mean reward: {before:.3f} -> {after:.3f} ({after - before:+.3f})")
+    print(
+        f"held-out mean reward: {before:.3f} -> {after:.3f} ({after - before:+.3f});"
+        f" job seed {job.seed}"
+    )
     print(f"machine after: {load_after}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")

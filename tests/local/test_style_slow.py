@@ -1,13 +1,15 @@
 """The real thing: SmolLM2 fine-tuned on 10 limericks answers an unseen element in limerick form.
 
-The engine runs directly. Over HTTP, tests/test_examples.py runs the quickstart (a session on
-the local backend; the style on held-out elements) and tests/local/test_fidelity.py the seeds'
-notebook on SmolLM2 (its calls and response types, not the style). Auto hyperparameters, as a
-user who sets none gets: 10 epochs of 10 steps. How long it takes (the target: under 3 minutes on
-2 cores) is measured by bench/train.py, not asserted here: a shared machine's load would make a
-timed test fail for reasons that are not the code's. The style check is structural, so it can
-fail: a limerick is four to seven short lines (or " - "-separated parts, the lesson's own
-layout), where the base model writes prose.
+The engine runs directly, and the tuned model is asked through both chat engines: the torch
+generator and llama.cpp (``LlamaCppEngine``, as the backend serves chat on a CPU: the Q4_1 GGUF
+base with the adapter converted to a GGUF LoRA adapter). Over HTTP, tests/test_examples.py runs
+the quickstart (a session on the local backend; the style on held-out elements) and
+tests/local/test_fidelity.py the seeds' notebook on SmolLM2 (its calls and response types, not
+the style). Auto hyperparameters, as a user who sets none gets: 10 epochs of 10 steps. How long
+it takes (the target: under 3 minutes on 2 cores) is measured by bench/train.py, not asserted
+here: a shared machine's load would make a timed test fail for reasons that are not the code's.
+The style check is structural, so it can fail: a limerick is four to seven short lines (or
+" - "-separated parts, the lesson's own layout), where the base model writes prose.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 import finetune_kit
 from finetune_kit.local.engine.generation import Generator, ModelRef
+from finetune_kit.local.engine.llama_cpp import LlamaCppEngine
 from finetune_kit.local.engine.registry import ModelRegistry
 from finetune_kit.local.engine.training import train
 from finetune_kit.local.engine.types import TrainingRequest
@@ -117,6 +120,37 @@ def test_tuned_model_answers_an_unseen_element_in_limerick_form(
     base = generator.chat(ModelRef("gpt-3.5-turbo"), messages, max_tokens=120, temperature=0)
     tuned_text = answer.choices[0].text
     base_text = base.choices[0].text
+    assert looks_like_a_limerick(tuned_text), tuned_text
+    assert answer.choices[0].finish_reason == "stop", tuned_text
+    assert not looks_like_a_limerick(base_text), base_text
+
+
+@pytest.fixture(scope="module")
+def llama(tuned: tuple[Generator, Path, Recorder]) -> Iterator[LlamaCppEngine]:
+    generator, _, _ = tuned
+    engine = LlamaCppEngine(generator.registry)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("element", UNSEEN)
+def test_tuned_model_on_llama_cpp_answers_an_unseen_element_in_limerick_form(
+    tuned: tuple[Generator, Path, Recorder], llama: LlamaCppEngine, element: str
+) -> None:
+    # llama.cpp computes on the Q4_1 weights training dequantized, with activations rounded to
+    # 8 bits: its greedy words differ from the torch generator's, the style must not.
+    _, adapter, _ = tuned
+    model = ModelRef("gpt-3.5-turbo", adapter)
+    assert llama.serves(model)
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Tell me about {element}"},
+    ]
+    answer = llama.chat(model, messages, max_tokens=120, temperature=0)
+    base = llama.chat(ModelRef("gpt-3.5-turbo"), messages, max_tokens=120, temperature=0)
+    tuned_text = answer.choices[0].text
+    base_text = base.choices[0].text
+    assert (adapter / "adapter.gguf").is_file()
     assert looks_like_a_limerick(tuned_text), tuned_text
     assert answer.choices[0].finish_reason == "stop", tuned_text
     assert not looks_like_a_limerick(base_text), base_text

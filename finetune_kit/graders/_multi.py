@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import GraderValidationError
 from .base import CompiledGrader, GradeContext, Outcome
 from .formula import Formula, FormulaError
 from .result import GraderErrors, TokenUsage
@@ -32,6 +33,11 @@ class Multi(CompiledGrader):
         try:
             for key, sub in spec.graders.items():
                 self._graders[key] = compile_sub(sub)
+        except GraderValidationError as exc:
+            self.close()
+            # The sub-grader names its own fields; the request names them from the top.
+            path = f"graders.{key}.{exc.field}" if exc.field else f"graders.{key}"
+            raise GraderValidationError(str(exc), grader=exc.grader, field=path) from exc
         except BaseException:
             self.close()
             raise

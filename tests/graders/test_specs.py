@@ -294,3 +294,19 @@ def test_python_source_is_checked_without_running_it(tmp_path: Any) -> None:
 )
 def test_grade_may_be_defined_any_top_level_way(source: str) -> None:
     validate_grader({"type": "python", "name": "p", "source": source})
+
+
+def test_a_bad_template_inside_a_multi_grader_is_named_by_its_path() -> None:
+    from finetune_kit.graders import compile_grader
+
+    bad = {
+        "type": "multi",
+        "name": "m",
+        "calculate_output": "a",
+        "graders": {"a": string_check(name="inner", input="{{answer}}")},
+    }
+    with pytest.raises(GraderValidationError) as info:
+        compile_grader(bad)
+    assert info.value.field == "graders.a.input"
+    assert info.value.param == "grader.graders.a.input"
+    assert info.value.grader == "inner"

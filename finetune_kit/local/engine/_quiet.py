@@ -49,6 +49,7 @@ def quiet_loading() -> Iterator[None]:
 
     _ignore_peft_deprecation()
     was_enabled = transformers_logging.is_progress_bar_enabled()
+    # The two ignores: transformers leaves these functions unannotated.
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         yield

@@ -52,6 +52,7 @@ def _watch_stdin(stop: threading.Event) -> None:
 def _warm_up() -> None:
     """Import the heavy libraries now, while idle, so the first job does not wait for them."""
     started = time.perf_counter()
+    # The noqa: imported for their side effect alone (loaded once, while the worker is idle).
     import peft  # noqa: F401
     import torch  # noqa: F401
     from transformers import AutoModelForCausalLM  # noqa: F401

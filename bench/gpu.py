@@ -15,7 +15,7 @@ a. Training throughput, per model: the engine's ``train()`` (what a job runs: pa
    least 1.5x trl.
 b. Chat throughput, first model, with the adapter (a) trained: ``--concurrency`` requests at a
    time (1, 8, 32), each generating up to ``--max-tokens`` tokens, through the built-in
-   ``Generator`` on the GPU and through vLLM (``VllmGenerator`` on ``vllm serve --enable-lora``,
+   ``Generator`` on the GPU and through vLLM (``VllmEngine`` on ``vllm serve --enable-lora``,
    the path ``local serve --vllm start`` takes) when vLLM is installed. Generated tokens per
    second. Target: vLLM at least 10x the built-in path at 32.
 
@@ -442,7 +442,7 @@ def vllm_chat(
 ) -> dict[int, dict[str, float]]:
     from finetune_kit.local.engine.generation import ModelRef
     from finetune_kit.local.engine.registry import ModelRegistry
-    from finetune_kit.local.engine.vllm import VllmClient, VllmGenerator, VllmProcess
+    from finetune_kit.local.engine.vllm import VllmClient, VllmEngine, VllmProcess
 
     registry = ModelRegistry(default_model="tiny-random")
     log = ROOT / "bench" / "out" / "vllm.log"
@@ -452,10 +452,10 @@ def vllm_chat(
         started = time.perf_counter()
         process.wait_ready(client, timeout=420)
         print(f"    vllm serve ready in {time.perf_counter() - started:.0f} s", flush=True)
-        generator = VllmGenerator(registry, client)
+        engine = VllmEngine(registry, client)
         ref = ModelRef(str(folder), Path(adapter))
         return chat_throughput(
-            lambda messages, **options: generator.chat(ref, messages, **options),
+            lambda messages, **options: engine.chat(ref, messages, **options),
             levels,
             max_tokens,
         )

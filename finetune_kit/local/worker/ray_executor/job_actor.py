@@ -58,8 +58,8 @@ environment, else ``CONTROLLER_POLL_SECONDS``."""
 
 CONTROLLER_POLL_SECONDS = "0.5"
 """The controller takes one checkpoint report at a time, when it polls (every 2 s by Ray's
-default): an epoch shorter than that waited up to 2 s at its checkpoint (measured 1.4 s per
-epoch on the tiny model). Polling every 0.5 s costs the controller a few small calls a second."""
+default): an epoch shorter than that waited up to 2 s at its checkpoint. Polling every 0.5 s
+costs the controller a few small calls a second."""
 
 
 ACTOR_PREFIX = "ftk-job-"

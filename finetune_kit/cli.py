@@ -594,32 +594,16 @@ def _scorers(specs: Sequence[str] | None, *, graders: Sequence[Any] = ()) -> lis
 
 
 def _cmd_export(args: argparse.Namespace, out: _Output) -> int:
-    from .jobs import check_weights_request, download_weights, export_job
+    from .jobs import export_job
 
     weights = [w.strip() for w in (args.weights or "").split(",") if w.strip()]
-
-    def by_id(session: Any, job_id: str) -> Path:
-        if weights:
-            check_weights_request(str(session.client.base_url), weights)
-        folder = export_job(session.client, job_id, args.folder, policy=session.policy)
-        if weights:
-            job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
-            if not job.get("fine_tuned_model"):
-                raise ConfigurationError(
-                    f"job {job_id} has no fine-tuned model yet ({job.get('status')}): its "
-                    "weights exist once it succeeds",
-                    param="--weights",
-                )
-            download_weights(
-                session.client,
-                job["fine_tuned_model"],
-                folder / "weights",
-                formats=weights,
-                policy=session.policy,
-            )
-        return folder
-
-    folder = _with_job(args, lambda s: s.export(args.folder, weights=weights), by_id)
+    folder = _with_job(
+        args,
+        lambda s: s.export(args.folder, weights=weights),
+        lambda s, job_id: export_job(
+            s.client, job_id, args.folder, policy=s.policy, weights=weights
+        ),
+    )
     files = sorted(p.name for p in Path(folder).iterdir())
     out.result(
         {"folder": str(folder), "files": files}, f"exported to {folder}: " + ", ".join(files)

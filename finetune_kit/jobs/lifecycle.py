@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ from .._retry import (
     without_client_retries,
 )
 from ..data.base_models import get_model_info, resolve_model_name
-from ..errors import ModelShutdownWarning
+from ..errors import ConfigurationError, ModelShutdownWarning
 from .metrics import decode_result_file
+from .weights import adownload_weights, check_weights_request, download_weights
 
 __all__ = [
     "OPENAI_NEW_JOBS_END",
@@ -266,8 +268,26 @@ def _write_export(
     return out
 
 
+def _weights_of(job: Any, formats: Sequence[str]) -> str | None:
+    """The model whose weights to download with the export, once the job is read."""
+    if not formats:
+        return None
+    if not job.fine_tuned_model:
+        raise ConfigurationError(
+            f"job {job.id} has no fine-tuned model yet ({job.status}): its weights exist once "
+            "it succeeds",
+            param="weights",
+        )
+    return str(job.fine_tuned_model)
+
+
 def export_job(
-    client: Any, job_id: str, folder: str | os.PathLike[str], *, policy: RetryPolicy | None = None
+    client: Any,
+    job_id: str,
+    folder: str | os.PathLike[str],
+    *,
+    policy: RetryPolicy | None = None,
+    weights: Sequence[str] = (),
 ) -> Path:
     """Download everything a job produced into ``folder``.
 
@@ -281,16 +301,24 @@ def export_job(
         job_id: The job to export.
         folder: The folder to write (created when missing).
         policy: The retry policy for every request.
+        weights: Also the tuned model's weights, into ``folder/weights/<format>/``
+            (``download_weights``; the local backend alone offers them).
 
     Returns:
         The folder.
+
+    Raises:
+        ConfigurationError: Weights asked of a backend that keeps them, in an unknown form,
+            or of a job without a fine-tuned model (before anything is written).
     """
     import openai
 
+    formats = check_weights_request(str(client.base_url), weights) if weights else []
     policy = policy or DEFAULT_RETRY_POLICY
     client = without_client_retries(client)
     jobs = client.fine_tuning.jobs
     job = policy.call(jobs.retrieve, job_id)
+    model = _weights_of(job, formats)
     events = list(iter_items(policy, lambda: jobs.list_events(job_id, limit=100)))
     checkpoints = list(iter_items(policy, lambda: jobs.checkpoints.list(job_id, limit=100)))
     contents: dict[str, bytes | None] = {}
@@ -299,19 +327,29 @@ def export_job(
             contents[name] = policy.call(lambda fid=file_id: client.files.content(fid).read())
         except openai.NotFoundError:
             contents[name] = None
-    return _write_export(Path(folder), job, events, checkpoints, contents)
+    out = _write_export(Path(folder), job, events, checkpoints, contents)
+    if model is not None:
+        download_weights(client, model, out / "weights", formats=formats, policy=policy)
+    return out
 
 
 async def aexport_job(
-    client: Any, job_id: str, folder: str | os.PathLike[str], *, policy: RetryPolicy | None = None
+    client: Any,
+    job_id: str,
+    folder: str | os.PathLike[str],
+    *,
+    policy: RetryPolicy | None = None,
+    weights: Sequence[str] = (),
 ) -> Path:
     """The async twin of :func:`export_job` (an ``openai.AsyncOpenAI`` client)."""
     import openai
 
+    formats = check_weights_request(str(client.base_url), weights) if weights else []
     policy = policy or DEFAULT_RETRY_POLICY
     client = without_client_retries(client)
     jobs = client.fine_tuning.jobs
     job = await policy.acall(jobs.retrieve, job_id)
+    model = _weights_of(job, formats)
     events = [e async for e in aiter_items(policy, lambda: jobs.list_events(job_id, limit=100))]
     checkpoints = [
         c async for c in aiter_items(policy, lambda: jobs.checkpoints.list(job_id, limit=100))
@@ -323,4 +361,7 @@ async def aexport_job(
             contents[name] = await response.aread()
         except openai.NotFoundError:
             contents[name] = None
-    return _write_export(Path(folder), job, events, checkpoints, contents)
+    out = _write_export(Path(folder), job, events, checkpoints, contents)
+    if model is not None:
+        await adownload_weights(client, model, out / "weights", formats=formats, policy=policy)
+    return out

@@ -75,7 +75,7 @@ from ..jobs.methods import make_method
 from ..jobs.metrics import MetricSeries
 from ..jobs.options import detect_provider
 from ..jobs.views import TERMINAL_STATUSES
-from ..jobs.weights import adownload_weights, check_weights_request, download_weights
+from ..jobs.weights import check_weights_request
 from .state import CheckpointRecord, SessionState
 
 if TYPE_CHECKING:
@@ -152,7 +152,6 @@ class _SessionCore(Generic[ClientT]):
     _inference_class: Any
     _check_model_shutdown: Callable[..., Any]
     _export_job: Callable[..., Any]
-    _download_weights: Callable[..., Any]
     files: Any
     jobs: Any
     inference: Any
@@ -1145,24 +1144,18 @@ class _SessionCore(Generic[ClientT]):
     def _export_steps(
         self, folder: str | os.PathLike[str], weights: Sequence[str] = ()
     ) -> _Steps[Path]:
-        formats: list[str] = []
-        model = ""
         if weights:
             # Refused before anything is downloaded: OpenAI and Azure keep the weights.
-            formats = check_weights_request(str(self.client.base_url), weights)
-            model = self._require("fine_tuned_model", say(*_TRAINED_FIRST))
+            check_weights_request(str(self.client.base_url), weights)
+            self._require("fine_tuned_model", say(*_TRAINED_FIRST))
         out: Path = yield _Call.of(
-            self._export_job, self.client, self._job_id(None), folder, policy=self.policy
+            self._export_job,
+            self.client,
+            self._job_id(None),
+            folder,
+            policy=self.policy,
+            weights=weights,
         )
-        if formats:
-            yield _Call.of(
-                self._download_weights,
-                self.client,
-                model,
-                out / "weights",
-                formats=formats,
-                policy=self.policy,
-            )
         # The state holds no secret: it goes with the job's files.
         self.state.save(out / "session.json")
         return out
@@ -1331,7 +1324,6 @@ class FineTuneSession(_SessionCore[openai.OpenAI]):
     _inference_class = InferenceClient
     _check_model_shutdown = staticmethod(check_shutdown)
     _export_job = staticmethod(export_job)
-    _download_weights = staticmethod(download_weights)
 
     files: FileUploader
     jobs: JobManager
@@ -1683,7 +1675,6 @@ class AsyncFineTuneSession(_SessionCore[openai.AsyncOpenAI]):
     _inference_class = AsyncInferenceClient
     _check_model_shutdown = staticmethod(acheck_shutdown)
     _export_job = staticmethod(aexport_job)
-    _download_weights = staticmethod(adownload_weights)
 
     files: AsyncFileUploader
     jobs: AsyncJobManager

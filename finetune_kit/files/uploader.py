@@ -37,6 +37,7 @@ import functools
 import logging
 import mimetypes
 import re
+import threading
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -603,6 +604,10 @@ class _UploaderBase(Generic[_ClientT]):
         return file
 
 
+class _PartSkippedError(Exception):
+    """A part not sent because another part of the same upload had failed for good."""
+
+
 class FileUploader(_UploaderBase[openai.OpenAI]):
     """Uploads training data once per content, preflighted, in parts when large.
 
@@ -723,17 +728,29 @@ class FileUploader(_UploaderBase[openai.OpenAI]):
         with self._bar(plan) as bar:
             counter = None if bar.disable else ProgressCounter(bar.update)
 
+            # Set by the worker whose part failed for good, before that worker takes the next
+            # part: the pool's queue would otherwise hand it the rest of the file while the
+            # parts beside it are still in flight, and every part would be sent in vain.
+            failed = threading.Event()
+
             def send(part: PartSpec) -> str:
                 def once() -> str:
                     with self._window(plan, counter, part) as window:
                         return client.uploads.parts.create(upload.id, data=window.as_io()).id
 
-                return self.policy.call(once)
+                if failed.is_set():
+                    raise _PartSkippedError
+                try:
+                    return self.policy.call(once)
+                except BaseException:
+                    failed.set()
+                    raise
 
             try:
                 with ThreadPoolExecutor(
                     max_workers=self.max_workers, thread_name_prefix="upload-part"
                 ) as pool:
+                    # In part order, a real failure comes before any part skipped after it.
                     part_ids = list(pool.map(send, parts))
             except Exception as exc:
                 self._cancel_quietly(upload.id)

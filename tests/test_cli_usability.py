@@ -19,6 +19,12 @@ from tests.fixtures.local_backend import chat_examples, wait_for_job, write_json
 if TYPE_CHECKING:
     from finetune_kit.local import LocalBackend
 
+# `python -m finetune_kit.cli` with Python's own Ctrl-C handler, whatever the parent ignores.
+_CLI_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('finetune_kit.cli', run_name='__main__', alter_sys=True)"
+)
+
 
 def _common(local_backend: LocalBackend, tmp_path: Path) -> list[str]:
     return [
@@ -111,7 +117,10 @@ def test_ctrl_c_says_once_how_to_carry_on_with_the_same_options(tmp_path: Path) 
             model="gpt-4o-mini", training_file=uploaded.id, hyperparameters={"n_epochs": 20}
         )
         state = tmp_path / "s.json"
-        argv = [sys.executable, "-m", "finetune_kit.cli", "--backend", "local"]
+        # A test run started in the background (`cmd &` in a script, nohup) hands its
+        # children SIGINT ignored, and Python keeps it so: this command must get Ctrl-C as a
+        # user at a terminal does.
+        argv = [sys.executable, "-c", _CLI_WITH_CTRL_C, "--backend", "local"]
         argv += ["--base-url", backend.base_url, "--state", str(state)]
         argv += ["events", job.id, "--follow"]
         with subprocess.Popen(

@@ -5,7 +5,8 @@ In one run, on the same GGUF file (the default SmolLM2-135M-Instruct Q4_1 of the
 greedy, 64 new tokens:
 
 - direct: llama.cpp's server from the same ``xllamacpp`` wheel, started here with the same
-  threads, slots and context as the backend's engine and otherwise its defaults, asked over
+  threads, slots and context as the backend's engine and otherwise its defaults (libgomp's
+  too: the environment the user had before importing finetune_kit), asked over
   HTTP (``/v1/chat/completions``) with the official ``openai`` client, as a user would run it;
 - ours: a ``LocalBackend`` (``chat_engine="llama.cpp"``) asked through its chat route with the
   ``openai`` client: FastAPI, the prompt rendered as training renders it, the engine's request
@@ -54,6 +55,7 @@ import openai
 
 from finetune_kit.inference import InferenceClient
 from finetune_kit.local import LocalBackend
+from finetune_kit.local.engine.registry import USER_OMP_WAIT_POLICY
 from finetune_kit.quickstart import HELD_OUT_ELEMENTS, SYSTEM_PROMPT, limerick_dataset
 
 PROMPTS = (
@@ -139,10 +141,16 @@ class Direct:
             "port": self.port,
         }
         self._log = open(log, "wb")  # noqa: SIM115  # lives with the process
+        # The user's environment, before the backend's import set OMP_WAIT_POLICY for torch:
+        # llama.cpp with libgomp's own defaults, as a user runs it.
+        env = dict(os.environ)
+        if USER_OMP_WAIT_POLICY is None:
+            env.pop("OMP_WAIT_POLICY", None)
         self.process = subprocess.Popen(
             [sys.executable, "-c", _DIRECT, json.dumps(spec)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 120

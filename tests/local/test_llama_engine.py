@@ -11,6 +11,7 @@ torch generator in the same server.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +126,23 @@ def test_the_tuned_model_is_served_by_llama_cpp_with_its_gguf_adapter(
     assert calls(answer) == [("weather", {"city": "Paris"})]
     assert answer.choices[0].finish_reason == "tool_calls"
     assert backend.engine_pids, "no llama.cpp process serves the model"
+
+
+def test_engine_threads_spin_briefly_not_sleep_as_torch_s_do(
+    client: openai.OpenAI, backend: LocalBackend, tuned: str
+) -> None:
+    from finetune_kit.local.engine.llama_cpp import ENGINE_SPINCOUNT
+    from finetune_kit.local.engine.registry import USER_OMP_WAIT_POLICY
+
+    ask(client, tuned, "hi")
+    # The backend set OMP_WAIT_POLICY=PASSIVE for torch here; sleeping at each of llama.cpp's
+    # barriers made it several times slower (bench/llama_threads.py).
+    assert os.environ["OMP_WAIT_POLICY"] == (USER_OMP_WAIT_POLICY or "PASSIVE")
+    for pid in backend.engine_pids:
+        raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+        assert env.get("OMP_WAIT_POLICY") == USER_OMP_WAIT_POLICY
+        assert env["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", str(ENGINE_SPINCOUNT))
 
 
 def test_the_base_is_converted_once_and_served_by_llama_cpp(

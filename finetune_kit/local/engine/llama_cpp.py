@@ -34,8 +34,15 @@ adapter the process lacks starts a new process with it (and the most recently us
 request has ended (blue/green). A job's runner writes each adapter's GGUF when it is saved;
 one that is missing (an older job) is written on first use.
 
-Threads: llama.cpp's OpenMP threads spin while they wait, and on a shared machine a spinning
-engine slowed to a token per second; the process gets ``OMP_WAIT_POLICY=PASSIVE``.
+Threads: llama.cpp's OpenMP threads meet at a barrier after each of the graph's operations,
+hundreds per token. Sleeping there (``OMP_WAIT_POLICY=PASSIVE``, which the backend sets
+for torch) makes the engine several times slower, and a LoRA adapter's extra operations slower
+still; spinning as long as libgomp does by default makes two engine processes decoding at once
+(two models) many times slower on a small machine, each spinning while the other's threads hold
+the cores. So each process waits with ``GOMP_SPINCOUNT=300``: longer than a barrier's usual
+wait, and short enough that a thread whose partner is not running soon gives its core up
+(``bench/llama_threads.py`` measures the three).
+A user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is kept.
 
 Example:
     >>> from finetune_kit.local.engine.registry import ModelRegistry
@@ -79,7 +86,7 @@ from .gguf import (
     unsupported_reason,
     write_adapter_gguf,
 )
-from .registry import ModelRegistry, ModelSource
+from .registry import USER_OMP_WAIT_POLICY, ModelRegistry, ModelSource
 
 __all__ = [
     "LLAMA_SERVER_ENV",
@@ -112,6 +119,8 @@ _RUN_CHILD = (
 # llama.cpp's seed is 32 bits and 0xFFFFFFFF asks it for a random one.
 _SEED_SPAN = 2**32 - 1
 _FINISH: dict[str, FinishReason] = {"eos": "stop", "word": "stop", "limit": "length"}
+ENGINE_SPINCOUNT = 300
+"""Spins of a waiting OpenMP thread before it sleeps (``GOMP_SPINCOUNT`` of each process)."""
 
 
 def _server_binary() -> Path | None:
@@ -283,6 +292,15 @@ def _threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _engine_environment() -> dict[str, str]:
+    """The environment of an engine process: libgomp's short spin (see the module docstring)."""
+    env = dict(os.environ)
+    if USER_OMP_WAIT_POLICY is None:
+        env.pop("OMP_WAIT_POLICY", None)  # the backend's PASSIVE, meant for torch
+    env.setdefault("GOMP_SPINCOUNT", str(ENGINE_SPINCOUNT))
+    return env
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -321,8 +339,7 @@ class EngineProcess:
         self.inflight = 0
         self.retired = False
         binary = _server_binary()
-        env = dict(os.environ)
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        env = _engine_environment()
         if binary is not None:
             self.kind = f"llama-server ({binary})"
             command = [

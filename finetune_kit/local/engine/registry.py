@@ -64,7 +64,9 @@ logger = logging.getLogger("finetune_kit.local.registry")
 
 # By default libgomp's idle threads spin; when other processes share the cores, that made torch
 # up to 100 times slower on a 2-core machine. It is read once, when torch is first imported,
-# which the engine's modules do lazily, after this line.
+# which the engine's modules do lazily, after this line. The llama.cpp engine's processes do not
+# inherit it unless it was the user's own (engine/llama_cpp.py says why).
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"

@@ -1,0 +1,265 @@
+"""How llama.cpp's OpenMP threads wait: why the engine's processes run with GOMP_SPINCOUNT=300.
+
+llama.cpp's CPU threads meet at an OpenMP barrier after each operation of the graph, hundreds
+per token. How a thread waits there is libgomp's setting, read when a process starts:
+
+- libgomp's default: spin for a long while (about 300,000 rounds) before sleeping;
+- ``OMP_WAIT_POLICY=PASSIVE``: sleep at once (what the backend sets for torch, whose few large
+  operations hardly notice; the engine's processes inherited it before);
+- ``GOMP_SPINCOUNT=300``: spin briefly, then sleep (the engine's setting).
+
+For each, in one run: llama.cpp's server from the ``xllamacpp`` wheel (as the engine runs it:
+8 slots, a unified KV cache, every core) on the default SmolLM2-135M-Instruct Q4_1 GGUF, greedy,
+64 new tokens per request, three prompts one after the other:
+
+- base: the model alone, single stream;
+- adapter: the same with a LoRA adapter applied per request (rank 16 on the 7 projections of
+  every block, the backend's default shape; random weights, which cost what trained ones do);
+- two models at once: two such processes, each given its own stream at the same time (two base
+  models, or a process being replaced while it finishes its requests), aggregate tokens/s.
+
+Each setting is measured in turn, round after round; the best round of each is the figure and
+the median is printed beside it. ``uptime`` is printed before and after. Each setting's worst
+case is its lowest ratio to the best setting over the three figures; target: the engine's
+setting has the best worst case (no setting serves all three better). Exits with status 1 when
+it has not.
+
+    .venv/bin/python bench/llama_threads.py [--rounds 3]
+
+(figures go to bench/out/llama_threads.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serve import CONTEXT, MAX_TOKENS, PROMPTS, SLOTS, default_gguf, free_port, threads, uptime
+
+from finetune_kit.local.engine.gguf import BaseLayout, write_adapter_gguf
+from finetune_kit.local.engine.llama_cpp import ENGINE_SPINCOUNT
+from finetune_kit.local.engine.registry import DEFAULT_BASE_MODEL, ModelRegistry
+from finetune_kit.local.engine.types import LoraSettings
+
+SETTINGS: dict[str, dict[str, str]] = {
+    "libgomp default": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)": {"GOMP_SPINCOUNT": str(ENGINE_SPINCOUNT)},
+}
+ENGINE = f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)"
+
+_SERVER = """
+import json, signal, sys, xllamacpp
+spec = json.loads(sys.argv[1])
+params = xllamacpp.CommonParams()
+params.model.path = spec["model"]
+params.n_parallel = spec["slots"]
+params.n_ctx = spec["context"]
+params.kv_unified = True
+params.cpuparams.n_threads = spec["threads"]
+params.cpuparams_batch.n_threads = spec["threads"]
+params.hostnames = ["127.0.0.1"]
+params.port = spec["port"]
+params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(spec["adapter"], 0.0)]
+params.lora_init_without_apply = True
+server = xllamacpp.Server(params)
+print("listening", server.listening_address, flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+import os; os._exit(0)
+"""
+
+
+def random_adapter(gguf: Path, folder: Path) -> Path:
+    """A GGUF LoRA adapter of the backend's default shape, with random weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    registry = ModelRegistry()
+    model, _ = registry.load(DEFAULT_BASE_MODEL, shared=False)  # read from `gguf`
+    settings = LoraSettings()
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        target_modules=list(settings.target_modules),
+        init_lora_weights=False,  # B not zero: the adapter changes the answers
+    )
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(folder)
+    return write_adapter_gguf(folder, BaseLayout.from_gguf(gguf))
+
+
+class Server:
+    """One llama.cpp server process with the adapter loaded (applied only when asked)."""
+
+    def __init__(self, gguf: Path, adapter: Path, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        spec = {
+            "model": str(gguf),
+            "adapter": str(adapter),
+            "slots": SLOTS,
+            "context": CONTEXT,
+            "threads": threads(),
+            "port": self.port,
+        }
+        self._log = open(log, "wb")  # noqa: SIM115  # lives with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, json.dumps(spec)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"llama.cpp exited before serving; see {log}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"llama.cpp did not answer in 120 s; see {log}")
+            time.sleep(0.1)
+
+    def stream(self, scale: float) -> int:
+        """The prompts one after the other; returns the tokens generated."""
+        tokens = 0
+        for prompt in PROMPTS:
+            reply = httpx.post(
+                self.url + "/completion",
+                json={
+                    "prompt": f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
+                    "n_predict": MAX_TOKENS,
+                    "temperature": 0,
+                    "ignore_eos": True,
+                    "cache_prompt": False,
+                    "lora": [{"id": 0, "scale": scale}],
+                },
+                timeout=600,
+                trust_env=False,
+            )
+            reply.raise_for_status()
+            tokens += int(reply.json()["tokens_predicted"])
+        return tokens
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self._log.close()
+
+
+def rate(run: Any) -> float:
+    started = time.perf_counter()
+    tokens = run()
+    return float(tokens) / (time.perf_counter() - started)
+
+
+def both(first: Server, second: Server) -> int:
+    counts = [0, 0]
+
+    def run(index: int, server: Server) -> None:
+        counts[index] = server.stream(0.0)
+
+    workers = [threading.Thread(target=run, args=(i, s)) for i, s in enumerate((first, second))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(counts)
+
+
+def measure(gguf: Path, adapter: Path, env: dict[str, str], logs: Path) -> dict[str, float]:
+    first = Server(gguf, adapter, env, logs / "first.log")
+    second = Server(gguf, adapter, env, logs / "second.log")
+    try:
+        return {
+            "base": rate(lambda: first.stream(0.0)),
+            "adapter": rate(lambda: first.stream(1.0)),
+            "two models at once": rate(lambda: both(first, second)),
+        }
+    finally:
+        first.close()
+        second.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    gguf = default_gguf()
+    before = uptime()
+    print(before, flush=True)
+    base_env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+    }
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in SETTINGS}
+    with tempfile.TemporaryDirectory() as scratch:
+        adapter = random_adapter(gguf, Path(scratch) / "adapter")
+        for round_index in range(args.rounds):
+            for name, extra in SETTINGS.items():
+                figures = measure(gguf, adapter, base_env | extra, Path(scratch))
+                rounds[name].append(figures)
+                shown = ", ".join(f"{k} {v:.1f}" for k, v in figures.items())
+                print(f"round {round_index + 1}, {name}: {shown} tokens/s", flush=True)
+    after = uptime()
+    print(after, flush=True)
+    figures = {
+        name: {
+            key: {
+                "best": max(r[key] for r in runs),
+                "median": statistics.median(r[key] for r in runs),
+                "rounds": [r[key] for r in runs],
+            }
+            for key in runs[0]
+        }
+        for name, runs in rounds.items()
+    }
+    print("\nbest round (median of rounds), tokens/s:")
+    for name, keys in figures.items():
+        shown = ", ".join(f"{key} {v['best']:.1f} ({v['median']:.1f})" for key, v in keys.items())
+        print(f"  {name}: {shown}")
+    worst = {
+        name: min(keys[key]["best"] / max(f[key]["best"] for f in figures.values()) for key in keys)
+        for name, keys in figures.items()
+    }
+    for name, ratio in worst.items():
+        print(f"  worst case of {name}: {ratio:.2f}x the best setting")
+    met = worst[ENGINE] == max(worst.values())
+    print(f"the engine's setting has the best worst case: {met}")
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "llama_threads.json").write_text(
+        json.dumps(
+            {
+                "gguf": str(gguf),
+                "threads": threads(),
+                "uptime_before": before,
+                "uptime_after": after,
+                "max_tokens": MAX_TOKENS,
+                "figures": figures,
+                "worst_case": worst,
+                "met": met,
+            },
+            indent=2,
+        )
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -659,6 +659,7 @@ def _cmd_local_serve(args: argparse.Namespace, out: _Output) -> int:
         allow_no_key=args.allow_no_key,
         device=args.device,
         chat_engine=args.chat_engine,
+        tuned_weights=args.tuned_weights,
         gpus=args.gpus,
         qlora=args.qlora,
         max_concurrent_jobs=args.max_concurrent_jobs,
@@ -979,6 +980,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="what serves chat: auto (default: llama.cpp for every model it can load when chat "
         "runs on the CPU, else vLLM or the torch generator), llama.cpp or torch (default "
         "$FINETUNE_KIT_LOCAL_CHAT_ENGINE)",
+    )
+    p.add_argument(
+        "--tuned-weights",
+        choices=("adapter", "merged"),
+        help="how llama.cpp serves a fine-tuned model: adapter (default: its LoRA adapter "
+        "applied per request to the shared base, the trained weights exactly) or merged (base "
+        "and adapter merged once into a model of its own, served as fast as the base by a "
+        "process of its own) (default $FINETUNE_KIT_LOCAL_TUNED_WEIGHTS)",
     )
     p.add_argument(
         "--gpus",

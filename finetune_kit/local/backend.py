@@ -28,7 +28,13 @@ from .engine.vllm import vllm_setting
 from .faults import FaultInjector
 from .server.app import LocalApp
 from .server.exposure import exposure_refusal, exposure_warning
-from .settings import RequestLimits, ServerSettings, chat_engine_setting, executor_options
+from .settings import (
+    RequestLimits,
+    ServerSettings,
+    chat_engine_setting,
+    executor_options,
+    tuned_weights_setting,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -86,6 +92,11 @@ class LocalBackend:
         chat_engine: What serves chat: ``"auto"`` (llama.cpp for every model it can load, when
             chat runs on the CPU; the torch generator for the rest), ``"llama.cpp"`` or
             ``"torch"``; ``None`` reads ``$FINETUNE_KIT_LOCAL_CHAT_ENGINE`` (docs/local-models.md).
+        tuned_weights: How llama.cpp serves fine-tuned models and checkpoints: ``"adapter"``
+            (their LoRA adapters applied per request to the shared base) or ``"merged"`` (each
+            merged with its base once into a model of its own: as fast as the base, a process
+            per tuned model in use); ``None`` reads ``$FINETUNE_KIT_LOCAL_TUNED_WEIGHTS``, else
+            ``"adapter"`` (docs/local-models.md).
         executor: ``"local"`` trains jobs in worker processes here; ``"ray"`` runs them on a
             Ray cluster (docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
         ray_address: The Ray cluster (``host:port``, ``ray://host:10001``, ``auto``);
@@ -132,6 +143,7 @@ class LocalBackend:
         vllm: str | None = None,
         vllm_model: str | None = None,
         chat_engine: str | None = None,
+        tuned_weights: str | None = None,
         executor: str | None = None,
         ray_address: str | None = None,
         workers_per_job: int | None = None,
@@ -170,6 +182,7 @@ class LocalBackend:
             vllm=vllm,
             vllm_model=vllm_model,
             chat_engine=chat_engine_setting(chat_engine),
+            tuned_weights=tuned_weights_setting(tuned_weights),
             **executor_options(
                 executor=executor,
                 ray_address=ray_address,

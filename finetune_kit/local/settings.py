@@ -28,12 +28,15 @@ __all__ = [
     "RAY_ADDRESS_ENV",
     "RAY_STORAGE_ENV",
     "RESOURCES_PER_WORKER_ENV",
+    "TUNED_WEIGHTS",
+    "TUNED_WEIGHTS_ENV",
     "WORKERS_PER_JOB_ENV",
     "RequestLimits",
     "ServerSettings",
     "chat_engine_setting",
     "executor_options",
     "parse_resources",
+    "tuned_weights_setting",
 ]
 
 _MB = 1024 * 1024
@@ -65,8 +68,41 @@ CHAT_ENGINES = ("auto", "llama.cpp", "torch")
 when it is installed and chat runs on the CPU, the torch generator for the rest; ``llama.cpp``
 insists on it being there; ``torch`` serves everything with the built-in decoder."""
 
+TUNED_WEIGHTS = ("adapter", "merged")
+"""How llama.cpp serves a tuned model: its GGUF LoRA adapter applied per request to the shared
+base, or base and adapter merged into a model of its own (``LlamaCppEngine``'s
+``tuned_weights``)."""
+
 CHAT_ENGINE_ENV = "FINETUNE_KIT_LOCAL_CHAT_ENGINE"
 """``auto``, ``llama.cpp`` or ``torch``, read when no chat engine is given."""
+
+
+TUNED_WEIGHTS_ENV = "FINETUNE_KIT_LOCAL_TUNED_WEIGHTS"
+"""``adapter`` or ``merged``, read when no ``tuned_weights`` is given."""
+
+
+def tuned_weights_setting(value: str | None) -> str:
+    """How llama.cpp serves tuned models: ``value``, else the variable, else ``adapter``.
+
+    The variable is ``$FINETUNE_KIT_LOCAL_TUNED_WEIGHTS``; the choices are ``TUNED_WEIGHTS``.
+
+    Raises:
+        ConfigurationError: Neither ``adapter`` nor ``merged`` (``param="tuned_weights"``).
+
+    Example:
+        >>> tuned_weights_setting("Merged")
+        'merged'
+    """
+    raw = value if value is not None else os.environ.get(TUNED_WEIGHTS_ENV)
+    text = (raw or "adapter").strip().lower()
+    if text not in TUNED_WEIGHTS:
+        raise ConfigurationError(
+            f"tuned weights is {raw!r}; use adapter (one process shares the base, the adapter "
+            "applied per request) or merged (a process per tuned model, as fast as its base): "
+            f"local serve --tuned-weights, LocalBackend(tuned_weights=...) or ${TUNED_WEIGHTS_ENV}",
+            param="tuned_weights",
+        )
+    return text
 
 
 def chat_engine_setting(value: str | None) -> str:
@@ -219,6 +255,8 @@ class ServerSettings:
         vllm_model: The base model vLLM serves (default: ``default_model``).
         chat_engine: What serves chat: ``auto``, ``llama.cpp`` or ``torch`` (see
             ``CHAT_ENGINES``).
+        tuned_weights: How llama.cpp serves tuned models: ``adapter`` or ``merged`` (see
+            ``TUNED_WEIGHTS``).
         executor: ``"local"`` trains each job in a worker process on this machine; ``"ray"``
             runs it on a Ray cluster (a worker process here only follows it).
         ray_address: The Ray cluster (``host:port`` of its head, ``ray://host:10001`` or
@@ -254,6 +292,7 @@ class ServerSettings:
     vllm: str | None = None
     vllm_model: str | None = None
     chat_engine: str = "auto"
+    tuned_weights: str = "adapter"
     executor: str = "local"
     ray_address: str | None = None
     workers_per_job: int = 1
@@ -263,6 +302,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.chat_engine not in CHAT_ENGINES:
             chat_engine_setting(self.chat_engine)  # raises, naming the choices
+        if self.tuned_weights not in TUNED_WEIGHTS:
+            tuned_weights_setting(self.tuned_weights)  # raises, naming the choices
         if self.executor not in EXECUTORS:
             raise ConfigurationError(
                 f"executor is {self.executor!r}; use 'local' (this machine) or 'ray' (a Ray "
@@ -344,6 +385,7 @@ class ServerSettings:
             "device": self.device,
             "qlora": self.qlora,
             "chat_engine": self.chat_engine,
+            "tuned_weights": self.tuned_weights,
             "executor": self.executor,
             "ray_address": self.ray_address,
             "workers_per_job": self.workers_per_job,
@@ -376,6 +418,7 @@ class ServerSettings:
             device=raw.get("device"),
             qlora=bool(raw.get("qlora", False)),
             chat_engine=str(raw.get("chat_engine", "auto")),
+            tuned_weights=str(raw.get("tuned_weights", "adapter")),
             executor=str(raw.get("executor", "local")),
             ray_address=raw.get("ray_address"),
             workers_per_job=int(raw.get("workers_per_job", 1)),

@@ -22,6 +22,7 @@ import pytest
 
 from finetune_kit.local import LocalBackend
 from finetune_kit.local.engine.chat_format import ChatRenderer, normalize_messages
+from finetune_kit.local.engine.generation import ModelRef
 from finetune_kit.local.engine.tiny_model import build_tiny_model
 from tests.fixtures.local_backend import wait_for_job, write_jsonl
 from tests.local.test_chat_tools import EXAMPLES, TOOLS, TRAINING_ROWS
@@ -341,3 +342,75 @@ def test_a_new_model_starts_a_new_process_and_the_old_one_stops(
     # Both models are served by the new process.
     assert ask(client, tuned, "hi").choices[0].message.content == "Hello!"
     assert set(backend.engine_pids) == after
+
+
+# -- merged tuned weights ----------------------------------------------------------------------
+
+
+def test_merged_tuned_weights_serve_each_tuned_model_from_a_merged_file_of_its_own(
+    base_folder: Path, tmp_path: Path
+) -> None:
+    from finetune_kit.local.engine.llama_cpp import LlamaCppEngine
+    from finetune_kit.local.engine.registry import ModelRegistry
+
+    rows = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Yo!"}]}
+    ] * 10
+    with (
+        LocalBackend(
+            tmp_path / "data",
+            default_model=str(base_folder),
+            model_dirs=[base_folder.parent],
+            model_cache_dir=tmp_path / "cache",
+            chat_engine="llama.cpp",
+            tuned_weights="merged",
+            default_max_tokens=16,
+        ) as merged_backend,
+        merged_backend.client() as client,
+    ):
+        tools = train(client, str(base_folder), TRAINING_ROWS, tmp_path)
+        answer = ask(client, tools, "weather Paris")
+        assert calls(answer) == [("weather", {"city": "Paris"})]
+        merged = list(merged_backend.data_dir.rglob("adapter/merged.gguf"))
+        assert len(merged) == 1
+        # The tuned model has a process of its own; the base gets another.
+        assert len(merged_backend.engine_pids) == 1
+        client.chat.completions.create(model=str(base_folder), messages=HELLO, max_tokens=2)
+        assert len(merged_backend.engine_pids) == 2
+        written = merged[0].stat().st_mtime_ns
+        (tmp_path / "yo").mkdir()
+        yo = train(client, str(base_folder), rows, tmp_path / "yo")
+        answer = client.chat.completions.create(
+            model=yo, messages=HELLO, temperature=0, max_tokens=10
+        )
+        assert answer.choices[0].message.content == "Yo!"
+        assert calls(ask(client, tools, "weather Paris")) == [("weather", {"city": "Paris"})]
+        assert merged[0].stat().st_mtime_ns == written  # merged once, not at each start
+        adapters = sorted(p.parent for p in merged_backend.data_dir.rglob("adapter/merged.gguf"))
+        assert len(adapters) == 2
+
+    # At most max_merged merged models run at once: the least recently used one stops.
+    engine = LlamaCppEngine(
+        ModelRegistry(tmp_path / "cache", model_dirs=[base_folder.parent]),
+        tuned_weights="merged",
+        max_merged=1,
+        log_dir=tmp_path / "logs",
+    )
+    try:
+        pids = []
+        for adapter in adapters:
+            engine.chat(ModelRef(str(base_folder), adapter), HELLO, max_tokens=2)
+            (process,) = engine.processes()
+            pids.append(process.process.pid)
+        assert pids[0] != pids[1]
+    finally:
+        engine.close()
+    assert not engine.processes()
+
+
+def test_tuned_weights_must_be_adapter_or_merged(tmp_path: Path) -> None:
+    from finetune_kit.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"use adapter .* or merged") as info:
+        LocalBackend(tmp_path, default_model="tiny-random", tuned_weights="fast")
+    assert info.value.param == "tuned_weights"

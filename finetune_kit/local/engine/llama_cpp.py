@@ -23,6 +23,10 @@ How a request runs:
   sampling is OpenAI's: temperature and ``top_p`` only (llama.cpp's ``top_k``, ``min_p`` and
   penalties off); ``temperature`` 0 is greedy. Each of the ``n`` choices is a request of its own,
   seeded ``seed * 131 + index``, so a seed gives the same answers run after run.
+- A request without a seed reuses the longest prefix of its prompt a slot holds (llama.cpp's
+  ``cache_prompt``: a shared system prompt is evaluated once, as OpenAI's prompt caching); the
+  rest is then evaluated in other batch shapes, whose arithmetic differs, so the same request
+  may get another greedy answer. A seeded request is evaluated whole, every time.
 - ``stop`` strings end a choice and are not returned; llama.cpp's stop reasons ``eos`` and
   ``word`` read ``stop``, ``limit`` reads ``length``.
 - Every request names every loaded adapter with its scale (1 for its own, 0 for the others):
@@ -54,6 +58,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -72,6 +77,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import ConfigurationError, LocalBackendError
+from ..settings import TUNED_WEIGHTS
 from .batch_decoding import DecodeParams, FinishReason
 from .chat_format import ChatRenderer, MessageFormatError, normalize_messages
 from .generation import ChatChoice, ChatDelta, ChatResult, ModelRef, sampling_params
@@ -82,6 +88,7 @@ from .gguf import (
     adapter_unsupported_reason,
     gguf_architecture,
     hf_folder_to_gguf,
+    merge_adapter_gguf,
     requantize_gguf,
     unsupported_reason,
     write_adapter_gguf,
@@ -454,11 +461,15 @@ class _Base:
     layout: BaseLayout
     renderer: ChatRenderer
     context: int
+    label: str = ""  # names the process logs (default: the base's name)
     process: EngineProcess | None = None
     recent: OrderedDict[Path, None] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     restart_lock: threading.Lock = field(default_factory=threading.Lock)
     starts: int = 0
+    # A merged model dropped from the engine's list: a process started for a request that
+    # still held it serves that request, then stops.
+    evicted: bool = False
 
 
 class LlamaCppEngine:
@@ -477,6 +488,14 @@ class LlamaCppEngine:
             weights that differ from the trained-on ones by Q8_0's rounding).
         log_dir: Where the processes write their logs (default: the cache folder).
         start_timeout: Seconds a process may take to load its model.
+        tuned_weights: How a fine-tuned model or checkpoint is served: ``"adapter"`` (its GGUF
+            LoRA adapter applied per request to the shared base: the trained weights exactly,
+            one process for a base and all its tuned models) or ``"merged"`` (base + adapter
+            merged into a GGUF of its own, written beside the adapter on first use, served by
+            a process of its own: as fast as the base, within Q8_0 rounding of base + adapter,
+            one process and one KV cache per tuned model in use).
+        max_merged: Merged models served at once with ``tuned_weights="merged"`` (the least
+            recently used one's process stops, once idle, when another is needed).
     """
 
     name = "llama.cpp"
@@ -493,9 +512,18 @@ class LlamaCppEngine:
         base_type: str = "same",
         log_dir: Path | None = None,
         start_timeout: float = 120.0,
+        tuned_weights: str = "adapter",
+        max_merged: int = 2,
     ) -> None:
-        if slots < 1 or max_adapters < 1:
-            raise ConfigurationError("slots and max_adapters must be at least 1", param="slots")
+        if slots < 1 or max_adapters < 1 or max_merged < 1:
+            raise ConfigurationError(
+                "slots, max_adapters and max_merged must be at least 1", param="slots"
+            )
+        if tuned_weights not in TUNED_WEIGHTS:
+            raise ConfigurationError(
+                f"tuned_weights is {tuned_weights!r}; use {' or '.join(TUNED_WEIGHTS)}",
+                param="tuned_weights",
+            )
         self.registry = registry
         self.default_max_tokens = default_max_tokens
         self.slots = slots
@@ -505,7 +533,11 @@ class LlamaCppEngine:
         self.base_type = base_type
         self.log_dir = log_dir or registry.cache_dir / "logs"
         self.start_timeout = start_timeout
+        self.tuned_weights = tuned_weights
+        self.max_merged = max_merged
         self._bases: dict[str, _Base] = {}
+        # Merged tuned models by adapter folder, least recently used first.
+        self._merged: OrderedDict[Path, _Base] = OrderedDict()
         self._bases_lock = threading.Lock()
         self._reasons: dict[str, str | None] = {}
         self._closed = False
@@ -575,13 +607,14 @@ class LlamaCppEngine:
         base.starts += 1
         # The KV cache holds several full-length requests at once (unified across the slots).
         context = max(base.context, min(2048, base.context) * self.slots)
+        stem = base.label or Path(base.name).stem
         process = EngineProcess(
             base.gguf,
             adapters,
             slots=self.slots,
             context=context,
             threads=self.threads or _threads(),
-            log_path=self.log_dir / f"llama-cpp-{Path(base.name).stem}-{base.starts}.log",
+            log_path=self.log_dir / f"llama-cpp-{stem}-{base.starts}.log",
         )
         try:
             process.wait_ready(self.start_timeout)
@@ -635,6 +668,7 @@ class LlamaCppEngine:
             with base.lock:
                 old, base.process = base.process, new
                 new.inflight += 1
+                new.retired = base.evicted
                 stop_old = old is not None and self._retire(old)
             if stop_old and old is not None:
                 old.stop()
@@ -661,10 +695,12 @@ class LlamaCppEngine:
             process.stop()
 
     def processes(self) -> list[EngineProcess]:
-        """The running processes, one per base model in use."""
+        """The running processes, one per base model (and per merged tuned model) in use."""
+        return [b.process for b in self._all_bases() if b.process is not None and b.process.alive]
+
+    def _all_bases(self) -> list[_Base]:
         with self._bases_lock:
-            bases = list(self._bases.values())
-        return [b.process for b in bases if b.process is not None and b.process.alive]
+            return [*self._bases.values(), *self._merged.values()]
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -702,7 +738,67 @@ class LlamaCppEngine:
                 f"no adapter in {str(adapter)!r}: the folder has no adapter_config.json",
                 param="model",
             )
+        if adapter is not None and self.tuned_weights == "merged":
+            return self._merged_base(base, adapter), None, prompt, params
         return base, adapter, prompt, params
+
+    def _merged_base(self, base: _Base, adapter: Path) -> _Base:
+        """The tuned model as a model of its own: base + adapter in one GGUF, its own process."""
+        with self._bases_lock:
+            merged = self._merged.get(adapter)
+            if merged is not None:
+                self._merged.move_to_end(adapter)
+                return merged
+        gguf = self._merged_gguf(base, adapter)
+        with self._bases_lock:
+            merged = self._merged.get(adapter)
+            if merged is None:
+                # Its process's log is named after the base and the adapter's folder.
+                digest = hashlib.sha256(str(adapter).encode()).hexdigest()[:8]
+                label = f"{Path(base.name).stem}+{digest}"
+                merged = _Base(base.name, gguf, base.layout, base.renderer, base.context, label)
+                self._merged[adapter] = merged
+            self._merged.move_to_end(adapter)
+            evicted = [
+                self._merged.popitem(last=False)[1]
+                for _ in range(len(self._merged) - self.max_merged)
+            ]
+        for old in evicted:
+            with old.lock:
+                old.evicted = True
+                process, old.process = old.process, None
+                stop = process is not None and self._retire(process)
+            if stop and process is not None:
+                process.stop()  # else its last request stops it (``_release``)
+        return merged
+
+    def _merged_gguf(self, base: _Base, adapter: Path) -> Path:
+        """``adapter/merged.gguf``, written now when it is missing or older than the adapter."""
+        target = adapter / "merged.gguf"
+        weights = adapter / "adapter_model.safetensors"
+        with self._adapter_lock:
+            # As ``write_adapter_gguf``: written again only when the adapter's weights change.
+            if (
+                target.is_file()
+                and weights.is_file()
+                and target.stat().st_mtime >= weights.stat().st_mtime
+            ):
+                return target
+            logger.info("merging %s into %s for llama.cpp (once)", adapter, base.gguf.name)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            try:
+                merge_adapter_gguf(adapter, base.gguf, partial, name=adapter.parent.name)
+                os.replace(partial, target)
+            except UnsupportedModelError as exc:
+                raise ConfigurationError(
+                    f"the adapter in {str(adapter)!r} cannot be merged for llama.cpp: {exc}",
+                    param="model",
+                ) from exc
+            except OSError as exc:
+                raise LocalBackendError(f"cannot write {target}: {exc}") from exc
+            finally:
+                partial.unlink(missing_ok=True)
+            return target
 
     @staticmethod
     def _body(
@@ -712,6 +808,7 @@ class LlamaCppEngine:
         params: DecodeParams,
         index: int,
         stream: bool,
+        cache_prompt: bool,
     ) -> dict[str, Any]:
         lora = [
             {"id": i, "scale": 1.0 if path == adapter else 0.0}
@@ -723,7 +820,9 @@ class LlamaCppEngine:
             "temperature": params.temperature,
             "top_p": params.top_p,
             # OpenAI's sampling is temperature and top_p alone: llama.cpp's other samplers off.
-            "top_k": 0,
+            # Greedy keeps the one likeliest token either way; top_k 1 says so, and spares
+            # llama.cpp's samplers a pass over the whole vocabulary at each token.
+            "top_k": 1 if params.temperature == 0 else 0,
             "min_p": 0.0,
             "typical_p": 1.0,
             "repeat_penalty": 1.0,
@@ -733,9 +832,11 @@ class LlamaCppEngine:
             "seed": (params.seed * 131 + index) % _SEED_SPAN,
             "lora": lora,
             "stream": stream,
-            # Off: a prompt found in the cache is evaluated in other batch shapes, whose
-            # arithmetic differs, and the same request could get another greedy answer.
-            "cache_prompt": False,
+            # The longest prefix a slot holds (a shared system prompt, the last turn's
+            # history) is not evaluated again, as OpenAI's prompt caching, except for a seeded
+            # request: the rest of a cached prompt is evaluated in other batch shapes, whose
+            # arithmetic differs, and a seed promises the same answer run after run.
+            "cache_prompt": cache_prompt,
             "return_tokens": False,
         }
 
@@ -775,7 +876,10 @@ class LlamaCppEngine:
         )
         process = self._acquire(base, adapter)
         try:
-            bodies = [self._body(process, adapter, prompt, params, i, False) for i in range(n)]
+            bodies = [
+                self._body(process, adapter, prompt, params, i, False, seed is None)
+                for i in range(n)
+            ]
             if n == 1:
                 answers = [self._post(process, bodies[0])]
             else:
@@ -813,15 +917,15 @@ class LlamaCppEngine:
             model, messages, tools, max_tokens, temperature, top_p, stop, seed, n
         )
         process = self._acquire(base, adapter)
-        bodies = [self._body(process, adapter, prompt, params, i, True) for i in range(n)]
+        bodies = [
+            self._body(process, adapter, prompt, params, i, True, seed is None) for i in range(n)
+        ]
         return LlamaCppStream(self, base, process, bodies, len(prompt))
 
     def close(self) -> None:
         """Stop every process."""
         self._closed = True
-        with self._bases_lock:
-            bases = list(self._bases.values())
-        for base in bases:
+        for base in self._all_bases():
             with base.restart_lock, base.lock:
                 process, base.process = base.process, None
             if process is not None:

@@ -162,6 +162,7 @@ class ServerContext:
                     self.registry,
                     default_max_tokens=self.settings.default_max_tokens,
                     log_dir=self.settings.data_dir / "logs",
+                    tuned_weights=self.settings.tuned_weights,
                 )
             )
         fallback = Generator(

@@ -17,7 +17,13 @@ from ..._served import default_data_dir, find_served, publish, withdraw
 from ...errors import ConfigurationError, LocalBackendError
 from ..engine.device import check_device, default_workers, parse_gpus
 from ..engine.vllm import vllm_setting
-from ..settings import RequestLimits, ServerSettings, chat_engine_setting, executor_options
+from ..settings import (
+    RequestLimits,
+    ServerSettings,
+    chat_engine_setting,
+    executor_options,
+    tuned_weights_setting,
+)
 from .app import LocalApp
 from .exposure import exposure_refusal, exposure_warning
 
@@ -47,6 +53,7 @@ def serve(
     vllm: str | None = None,
     vllm_model: str | None = None,
     chat_engine: str | None = None,
+    tuned_weights: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
     workers_per_job: int | None = None,
@@ -89,6 +96,11 @@ def serve(
         chat_engine: What serves chat: ``"auto"`` (llama.cpp for every model it can load, when
             chat runs on the CPU; the torch generator for the rest), ``"llama.cpp"`` or
             ``"torch"``; ``None`` reads ``$FINETUNE_KIT_LOCAL_CHAT_ENGINE`` (docs/local-models.md).
+        tuned_weights: How llama.cpp serves fine-tuned models and checkpoints: ``"adapter"``
+            (their LoRA adapters applied per request to the shared base) or ``"merged"`` (each
+            merged with its base once into a model of its own: as fast as the base, a process
+            per tuned model in use); ``None`` reads ``$FINETUNE_KIT_LOCAL_TUNED_WEIGHTS``, else
+            ``"adapter"`` (docs/local-models.md).
         executor: ``"local"`` (worker processes here) or ``"ray"`` (a Ray cluster, see
             docs/scale-out.md); ``None`` reads ``$FINETUNE_KIT_LOCAL_EXECUTOR``.
         ray_address: The Ray cluster; ``None`` reads ``$FINETUNE_KIT_LOCAL_RAY_ADDRESS``, then
@@ -141,6 +153,7 @@ def serve(
         vllm=vllm,
         vllm_model=vllm_model,
         chat_engine=chat_engine_setting(chat_engine),
+        tuned_weights=tuned_weights_setting(tuned_weights),
         **executor_options(
             executor=executor,
             ray_address=ray_address,

@@ -68,14 +68,14 @@ CHAT_ENGINES = ("auto", "llama.cpp", "torch")
 when it is installed and chat runs on the CPU, the torch generator for the rest; ``llama.cpp``
 insists on it being there; ``torch`` serves everything with the built-in decoder."""
 
+CHAT_ENGINE_ENV = "FINETUNE_KIT_LOCAL_CHAT_ENGINE"
+"""``auto``, ``llama.cpp`` or ``torch``, read when no chat engine is given."""
+
+
 TUNED_WEIGHTS = ("adapter", "merged")
 """How llama.cpp serves a tuned model: its GGUF LoRA adapter applied per request to the shared
 base, or base and adapter merged into a model of its own (``LlamaCppEngine``'s
 ``tuned_weights``)."""
-
-CHAT_ENGINE_ENV = "FINETUNE_KIT_LOCAL_CHAT_ENGINE"
-"""``auto``, ``llama.cpp`` or ``torch``, read when no chat engine is given."""
-
 
 TUNED_WEIGHTS_ENV = "FINETUNE_KIT_LOCAL_TUNED_WEIGHTS"
 """``adapter`` or ``merged``, read when no ``tuned_weights`` is given."""

@@ -410,6 +410,11 @@ def test_merged_tuned_weights_serve_each_tuned_model_from_a_merged_file_of_its_o
 
 def test_tuned_weights_must_be_adapter_or_merged(tmp_path: Path) -> None:
     from finetune_kit.errors import ConfigurationError
+    from finetune_kit.local import settings
+    from finetune_kit.local.engine import llama_cpp
+
+    # The server's setting and the engine's argument name the same choices.
+    assert settings.TUNED_WEIGHTS == llama_cpp.TUNED_WEIGHTS
 
     with pytest.raises(ConfigurationError, match=r"use adapter .* or merged") as info:
         LocalBackend(tmp_path, default_model="tiny-random", tuned_weights="fast")

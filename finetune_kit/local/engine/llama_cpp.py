@@ -77,7 +77,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import ConfigurationError, LocalBackendError
-from ..settings import TUNED_WEIGHTS
 from .batch_decoding import DecodeParams, FinishReason
 from .chat_format import ChatRenderer, MessageFormatError, normalize_messages
 from .generation import ChatChoice, ChatDelta, ChatResult, ModelRef, sampling_params
@@ -98,6 +97,7 @@ from .registry import USER_OMP_WAIT_POLICY, ModelRegistry, ModelSource
 __all__ = [
     "LLAMA_SERVER_ENV",
     "LLAMA_THREADS_ENV",
+    "TUNED_WEIGHTS",
     "EngineProcess",
     "LlamaCppEngine",
     "base_layout",
@@ -128,6 +128,9 @@ _SEED_SPAN = 2**32 - 1
 _FINISH: dict[str, FinishReason] = {"eos": "stop", "word": "stop", "limit": "length"}
 ENGINE_SPINCOUNT = 300
 """Spins of a waiting OpenMP thread before it sleeps (``GOMP_SPINCOUNT`` of each process)."""
+TUNED_WEIGHTS = ("adapter", "merged")
+"""How ``LlamaCppEngine`` serves a tuned model (its ``tuned_weights``; the server's setting,
+``local.settings.TUNED_WEIGHTS``, names the same choices: the engine imports nothing above it)."""
 
 
 def _server_binary() -> Path | None:

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,39 +46,19 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve import CONTEXT, MAX_TOKENS, PROMPTS, SLOTS, default_gguf, free_port, threads, uptime
+from serve import MAX_TOKENS, PROMPTS, Direct, default_gguf, threads, uptime
 
 from finetune_kit.local.engine.gguf import BaseLayout, write_adapter_gguf
 from finetune_kit.local.engine.llama_cpp import ENGINE_SPINCOUNT
 from finetune_kit.local.engine.registry import DEFAULT_BASE_MODEL, ModelRegistry
 from finetune_kit.local.engine.types import LoraSettings
 
+ENGINE = f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)"
 SETTINGS: dict[str, dict[str, str]] = {
     "libgomp default": {},
     "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)": {"GOMP_SPINCOUNT": str(ENGINE_SPINCOUNT)},
+    ENGINE: {"GOMP_SPINCOUNT": str(ENGINE_SPINCOUNT)},
 }
-ENGINE = f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)"
-
-_SERVER = """
-import json, signal, sys, xllamacpp
-spec = json.loads(sys.argv[1])
-params = xllamacpp.CommonParams()
-params.model.path = spec["model"]
-params.n_parallel = spec["slots"]
-params.n_ctx = spec["context"]
-params.kv_unified = True
-params.cpuparams.n_threads = spec["threads"]
-params.cpuparams_batch.n_threads = spec["threads"]
-params.hostnames = ["127.0.0.1"]
-params.port = spec["port"]
-params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(spec["adapter"], 0.0)]
-params.lora_init_without_apply = True
-server = xllamacpp.Server(params)
-print("listening", server.listening_address, flush=True)
-signal.sigwait({signal.SIGTERM, signal.SIGINT})
-import os; os._exit(0)
-"""
 
 
 def random_adapter(gguf: Path, folder: Path) -> Path:
@@ -102,65 +81,26 @@ def random_adapter(gguf: Path, folder: Path) -> Path:
     return write_adapter_gguf(folder, BaseLayout.from_gguf(gguf))
 
 
-class Server:
-    """One llama.cpp server process with the adapter loaded (applied only when asked)."""
-
-    def __init__(self, gguf: Path, adapter: Path, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        spec = {
-            "model": str(gguf),
-            "adapter": str(adapter),
-            "slots": SLOTS,
-            "context": CONTEXT,
-            "threads": threads(),
-            "port": self.port,
-        }
-        self._log = open(log, "wb")  # noqa: SIM115  # lives with the process
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, json.dumps(spec)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
+def stream(server: Direct, scale: float) -> int:
+    """The prompts one after the other, the adapter at ``scale``; the tokens generated."""
+    tokens = 0
+    for prompt in PROMPTS:
+        reply = httpx.post(
+            server.url + "/completion",
+            json={
+                "prompt": f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
+                "n_predict": MAX_TOKENS,
+                "temperature": 0,
+                "ignore_eos": True,
+                "cache_prompt": False,
+                "lora": [{"id": 0, "scale": scale}],
+            },
+            timeout=600,
+            trust_env=False,
         )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"llama.cpp exited before serving; see {log}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"llama.cpp did not answer in 120 s; see {log}")
-            time.sleep(0.1)
-
-    def stream(self, scale: float) -> int:
-        """The prompts one after the other; returns the tokens generated."""
-        tokens = 0
-        for prompt in PROMPTS:
-            reply = httpx.post(
-                self.url + "/completion",
-                json={
-                    "prompt": f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
-                    "n_predict": MAX_TOKENS,
-                    "temperature": 0,
-                    "ignore_eos": True,
-                    "cache_prompt": False,
-                    "lora": [{"id": 0, "scale": scale}],
-                },
-                timeout=600,
-                trust_env=False,
-            )
-            reply.raise_for_status()
-            tokens += int(reply.json()["tokens_predicted"])
-        return tokens
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self._log.close()
+        reply.raise_for_status()
+        tokens += int(reply.json()["tokens_predicted"])
+    return tokens
 
 
 def rate(run: Any) -> float:
@@ -169,11 +109,11 @@ def rate(run: Any) -> float:
     return float(tokens) / (time.perf_counter() - started)
 
 
-def both(first: Server, second: Server) -> int:
+def both(first: Direct, second: Direct) -> int:
     counts = [0, 0]
 
-    def run(index: int, server: Server) -> None:
-        counts[index] = server.stream(0.0)
+    def run(index: int, server: Direct) -> None:
+        counts[index] = stream(server, 0.0)
 
     workers = [threading.Thread(target=run, args=(i, s)) for i, s in enumerate((first, second))]
     for worker in workers:
@@ -184,12 +124,12 @@ def both(first: Server, second: Server) -> int:
 
 
 def measure(gguf: Path, adapter: Path, env: dict[str, str], logs: Path) -> dict[str, float]:
-    first = Server(gguf, adapter, env, logs / "first.log")
-    second = Server(gguf, adapter, env, logs / "second.log")
+    first = Direct(gguf, threads(), logs / "first.log", adapters=[adapter], env=env)
+    second = Direct(gguf, threads(), logs / "second.log", adapters=[adapter], env=env)
     try:
         return {
-            "base": rate(lambda: first.stream(0.0)),
-            "adapter": rate(lambda: first.stream(1.0)),
+            "base": rate(lambda: stream(first, 0.0)),
+            "adapter": rate(lambda: stream(first, 1.0)),
             "two models at once": rate(lambda: both(first, second)),
         }
     finally:

@@ -94,6 +94,8 @@ params.cpuparams.n_threads = spec["threads"]
 params.cpuparams_batch.n_threads = spec["threads"]
 params.hostnames = ["127.0.0.1"]
 params.port = spec["port"]
+params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(a, 0.0) for a in spec["adapters"]]
+params.lora_init_without_apply = True
 server = xllamacpp.Server(params)
 print("listening", server.listening_address, flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
@@ -132,31 +134,53 @@ def free_port() -> int:
         return port
 
 
-class Direct:
-    """llama.cpp's server from the xllamacpp wheel, started here and asked directly."""
+def user_environment() -> dict[str, str]:
+    """The environment before the backend's import set OMP_WAIT_POLICY for torch."""
+    env = dict(os.environ)
+    if USER_OMP_WAIT_POLICY is None:
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
 
-    def __init__(self, model: Path, n_threads: int, log: Path) -> None:
+
+class Direct:
+    """llama.cpp's server from the xllamacpp wheel, started here and asked directly.
+
+    Args:
+        model: The GGUF file.
+        n_threads: Its threads.
+        log: Where it writes.
+        adapters: GGUF LoRA adapters it loads (applied only when a request names them).
+        env: Its environment (default: the user's, so llama.cpp runs with libgomp's own
+            defaults, as a user runs it).
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        n_threads: int,
+        log: Path,
+        *,
+        adapters: Sequence[Path] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         spec = {
             "model": str(model),
+            "adapters": [str(a) for a in adapters],
             "slots": SLOTS,
             "context": CONTEXT,
             "threads": n_threads,
             "port": self.port,
         }
         self._log = open(log, "wb")  # noqa: SIM115  # lives with the process
-        # The user's environment, before the backend's import set OMP_WAIT_POLICY for torch:
-        # llama.cpp with libgomp's own defaults, as a user runs it.
-        env = dict(os.environ)
-        if USER_OMP_WAIT_POLICY is None:
-            env.pop("OMP_WAIT_POLICY", None)
+        env = user_environment() if env is None else env
         self.process = subprocess.Popen(
             [sys.executable, "-c", _DIRECT, json.dumps(spec)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
         )
-        url = f"http://127.0.0.1:{self.port}"
+        self.url = url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 120
         while True:
             if self.process.poll() is not None:

@@ -77,7 +77,7 @@ def random_adapter(gguf: Path, folder: Path) -> Path:
     )
     torch.manual_seed(0)
     peft_model = get_peft_model(model, config)
-    peft_model.save_pretrained(folder)
+    peft_model.save_pretrained(str(folder))
     return write_adapter_gguf(folder, BaseLayout.from_gguf(gguf))
 
 
@@ -152,13 +152,13 @@ def main() -> int:
         adapter = random_adapter(gguf, Path(scratch) / "adapter")
         for round_index in range(args.rounds):
             for name, extra in SETTINGS.items():
-                figures = measure(gguf, adapter, base_env | extra, Path(scratch))
-                rounds[name].append(figures)
-                shown = ", ".join(f"{k} {v:.1f}" for k, v in figures.items())
+                measured = measure(gguf, adapter, base_env | extra, Path(scratch))
+                rounds[name].append(measured)
+                shown = ", ".join(f"{k} {v:.1f}" for k, v in measured.items())
                 print(f"round {round_index + 1}, {name}: {shown} tokens/s", flush=True)
     after = uptime()
     print(after, flush=True)
-    figures = {
+    figures: dict[str, dict[str, dict[str, Any]]] = {
         name: {
             key: {
                 "best": max(r[key] for r in runs),

@@ -9,7 +9,7 @@ per token. How a thread waits there is libgomp's setting, read when a process st
 - ``GOMP_SPINCOUNT=300``: spin briefly, then sleep (the engine's setting).
 
 For each, in one run: llama.cpp's server from the ``xllamacpp`` wheel (as the engine runs it:
-8 slots, a unified KV cache, every core) on the default SmolLM2-135M-Instruct Q4_1 GGUF, greedy,
+8 slots, a KV cache per slot, every core) on the default SmolLM2-135M-Instruct Q4_1 GGUF, greedy,
 64 new tokens per request, three prompts one after the other:
 
 - base: the model alone, single stream;

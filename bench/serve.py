@@ -27,6 +27,12 @@ Figures (tokens/s = completion tokens / wall time), each side in turn, round aft
   ``InferenceClient.compare`` as ``session.compare`` calls it): seconds per answer, the first
   comparison after training (as the quickstart runs it) and again warm. Target: < 3 s.
 - the torch generator (``chat_engine="torch"``), for comparison only (``--no-torch`` skips it).
+- the route's own cost: one-token answers to a cached prompt, ours against direct (medians).
+- what limits the concurrent figure, on llama.cpp itself: the direct server with one KV cache
+  shared by the slots (the engine's layout when caches per slot would not fit its
+  ``kv_cache_mib``), and on a Q8_0 copy of the base (llama.cpp batches Q8_0 faster; its
+  weights differ from the trained-on ones by Q8_0's rounding, so the greedy answers of both
+  are compared on ``AGREEMENT_PROMPTS``).
 
 Ratios use the best round of each side (the one closest to an idle machine: on a shared
 machine the load swings by several times); medians are printed beside them. ``uptime`` is
@@ -59,6 +65,7 @@ import openai
 
 from finetune_kit.inference import InferenceClient
 from finetune_kit.local import LocalBackend
+from finetune_kit.local.engine.gguf import requantize_gguf
 from finetune_kit.local.engine.registry import USER_OMP_WAIT_POLICY
 from finetune_kit.quickstart import HELD_OUT_ELEMENTS, SYSTEM_PROMPT, limerick_dataset
 
@@ -67,12 +74,23 @@ PROMPTS = (
     "Write a short poem about the sea.",
     "What are three tips for learning to cook?",
 )
+# Prompts on which the Q8_0 copy's greedy answers are compared with the Q4_1 base's.
+AGREEMENT_PROMPTS = (
+    *PROMPTS,
+    *(f"Tell me about {element}" for element in HELD_OUT_ELEMENTS),
+    "What causes rain?",
+    "Explain recursion to a child.",
+    "Name three rivers in Africa.",
+)
 MAX_TOKENS = 64
 CONCURRENT = 8
-# The backend engine's defaults (LlamaCppEngine): 8 slots, a unified KV cache of 2048 tokens
-# per slot; the direct server gets the same, so only the route differs.
+# The backend engine's defaults (LlamaCppEngine) for this model: 8 slots, a KV cache of its own
+# for each, as long as the model's context (8192); the direct server gets the same, so only the
+# route differs. SHARED is the layout the engine falls back to for a model whose caches would
+# not fit in its kv_cache_mib: one cache of 2048 tokens a slot, shared by the slots.
 SLOTS = 8
-CONTEXT = 2048 * SLOTS
+CONTEXT = 8192 * SLOTS
+SHARED = 2048 * SLOTS
 SUFFIX = "bench-serve"
 
 TARGET_SINGLE = 1.0
@@ -89,7 +107,7 @@ params = xllamacpp.CommonParams()
 params.model.path = spec["model"]
 params.n_parallel = spec["slots"]
 params.n_ctx = spec["context"]
-params.kv_unified = True
+params.kv_unified = spec["unified"]
 params.cpuparams.n_threads = spec["threads"]
 params.cpuparams_batch.n_threads = spec["threads"]
 params.hostnames = ["127.0.0.1"]
@@ -152,6 +170,8 @@ class Direct:
         adapters: GGUF LoRA adapters it loads (applied only when a request names them).
         env: Its environment (default: the user's, so llama.cpp runs with libgomp's own
             defaults, as a user runs it).
+        shared: One KV cache shared by the slots (``SHARED`` tokens) instead of the engine's
+            cache per slot.
     """
 
     def __init__(
@@ -162,13 +182,15 @@ class Direct:
         *,
         adapters: Sequence[Path] = (),
         env: dict[str, str] | None = None,
+        shared: bool = False,
     ) -> None:
         self.port = free_port()
         spec = {
             "model": str(model),
             "adapters": [str(a) for a in adapters],
             "slots": SLOTS,
-            "context": CONTEXT,
+            "context": SHARED if shared else CONTEXT,
+            "unified": shared,
             "threads": n_threads,
             "port": self.port,
         }
@@ -213,6 +235,30 @@ def ask(client: openai.OpenAI, model: str, prompt: str) -> int:
     return reply.usage.completion_tokens
 
 
+def latency_ms(client: openai.OpenAI, model: str, n: int = 20) -> float:
+    """Median milliseconds of a one-token answer to a cached prompt: the route's own cost."""
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1, temperature=0
+        )
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def greedy_answer(client: openai.OpenAI, prompt: str) -> str:
+    """llama.cpp's greedy answer, its prompt evaluated whole (no cached prefix)."""
+    reply = client.chat.completions.create(
+        model="direct",
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        extra_body={"cache_prompt": False},
+    )
+    return reply.choices[0].message.content or ""
+
+
 def single(client: openai.OpenAI, model: str) -> float:
     started = time.perf_counter()
     tokens = sum(ask(client, model, prompt) for prompt in PROMPTS)
@@ -241,15 +287,17 @@ def concurrent(client: openai.OpenAI, model: str) -> float:
     return sum(counts) / elapsed
 
 
-def rounds(sides: dict[str, Callable[[], float]], n: int, label: str) -> dict[str, list[float]]:
-    """Each side once per round, in turn; the order alternates so neither always goes first."""
+def rounds(
+    sides: dict[str, Callable[[], float]], n: int, label: str, unit: str = "tok/s"
+) -> dict[str, list[float]]:
+    """Each side once per round, in turn; the order alternates so none always goes first."""
     figures: dict[str, list[float]] = {name: [] for name in sides}
     names = list(sides)
     for index in range(n):
         for name in names if index % 2 == 0 else reversed(names):
             figures[name].append(sides[name]())
         line = ", ".join(f"{name} {figures[name][-1]:.1f}" for name in names)
-        print(f"  {label} round {index + 1}: {line} tok/s", flush=True)
+        print(f"  {label} round {index + 1}: {line} {unit}", flush=True)
     return figures
 
 
@@ -332,8 +380,30 @@ def main() -> int:
     print(f"{gguf.name}, {n_threads} threads, {SLOTS} slots, context {CONTEXT}", flush=True)
 
     base = "smollm2-135m-instruct"
-    direct = Direct(gguf, n_threads, args.data / "direct-llama.log")
+    # What would raise the concurrent figure, measured on llama.cpp itself: the same server
+    # with one cache shared by the slots (the engine's layout for a model whose caches per slot
+    # do not fit), and with a Q8_0 copy of the base (which llama.cpp batches faster, but whose
+    # weights differ from the trained-on ones by Q8_0's rounding).
+    q8_gguf = args.data / "base-q8_0.gguf"
+    if not q8_gguf.is_file():
+        requantize_gguf(gguf, q8_gguf, type_name="Q8_0")
+    servers: list[Direct] = []
     try:
+        direct = Direct(gguf, n_threads, args.data / "direct-llama.log")
+        servers.append(direct)
+        shared = Direct(gguf, n_threads, args.data / "direct-shared.log", shared=True)
+        servers.append(shared)
+        q8 = Direct(q8_gguf, n_threads, args.data / "direct-q8_0.log")
+        servers.append(q8)
+        agreeing = [
+            greedy_answer(direct.client, prompt) == greedy_answer(q8.client, prompt)
+            for prompt in AGREEMENT_PROMPTS
+        ]
+        print(
+            f"Q8_0 copy: the same greedy answer as the Q4_1 base for {sum(agreeing)} of "
+            f"{len(agreeing)} prompts",
+            flush=True,
+        )
         backend = LocalBackend(args.data, default_model=base, chat_engine="llama.cpp")
         with backend, backend.client() as ours:
             print("tuned model:", flush=True)
@@ -349,15 +419,27 @@ def main() -> int:
                 f"answers, first after training), {answer_warm:.2f} s warm",
                 flush=True,
             )
-            # Warm both sides (model load, first request) before timing.
-            ask(direct.client, "direct", "Hi")
+            # Warm every side (model load, first request) before timing.
+            for server in servers:
+                ask(server.client, "direct", "Hi")
             ask(ours, base, "Hi")
             ask(ours, tuned, "Hi")
+            print("one-token answers to a cached prompt, median of 20 (ms):", flush=True)
+            latency = rounds(
+                {
+                    "direct": lambda: latency_ms(direct.client, "direct"),
+                    "ours": lambda: latency_ms(ours, base),
+                },
+                args.rounds,
+                "latency",
+                unit="ms",
+            )
             print(f"single stream ({len(PROMPTS)} prompts, {MAX_TOKENS} tokens):", flush=True)
             stream = rounds(
                 {
                     "direct": lambda: single(direct.client, "direct"),
                     "ours": lambda: single(ours, base),
+                    "direct Q8_0": lambda: single(q8.client, "direct"),
                 },
                 args.rounds,
                 "single",
@@ -367,6 +449,8 @@ def main() -> int:
                 {
                     "direct": lambda: concurrent(direct.client, "direct"),
                     "ours": lambda: concurrent(ours, base),
+                    "direct shared": lambda: concurrent(shared.client, "direct"),
+                    "direct Q8_0": lambda: concurrent(q8.client, "direct"),
                 },
                 args.rounds,
                 "concurrent",
@@ -381,7 +465,8 @@ def main() -> int:
                 "tuned",
             )
     finally:
-        direct.close()
+        for server in servers:
+            server.close()
 
     # The same tuned model merged with its base into a model of its own (tuned_weights=
     # "merged"): written on its first request, then served by a process of its own.
@@ -434,6 +519,10 @@ def main() -> int:
     median_merged = statistics.median(
         t / b for t, b in zip(merged_pair["tuned"], merged_pair["base"], strict=True)
     )
+    overhead_ms = statistics.median(
+        o - d for o, d in zip(latency["ours"], latency["direct"], strict=True)
+    )
+    q8_single = max(stream["direct Q8_0"])
     checks = {
         "single stream >= 1.0x llama.cpp": single_ratio >= TARGET_SINGLE,
         "8 concurrent >= 2x single": concurrent_ratio >= TARGET_CONCURRENT,
@@ -442,6 +531,11 @@ def main() -> int:
     }
     figures.update(
         {
+            "latency_ms": {
+                side: {"median": statistics.median(v), "rounds": v} for side, v in latency.items()
+            },
+            "route_overhead_ms": overhead_ms,
+            "q8_0_same_greedy_answers": [sum(agreeing), len(agreeing)],
             "single": {side: summary(v) | {"rounds": v} for side, v in stream.items()},
             "concurrent": {side: summary(v) | {"rounds": v} for side, v in together.items()},
             "tuned_vs_base": {side: summary(v) | {"rounds": v} for side, v in pair.items()},
@@ -453,6 +547,11 @@ def main() -> int:
                 "concurrent_over_single_ours": concurrent_ratio,
                 "concurrent_direct_over_single_direct": max(together["direct"])
                 / max(stream["direct"]),
+                "concurrent_direct_shared_over_single_direct": max(together["direct shared"])
+                / max(stream["direct"]),
+                "single_direct_q8_0_over_direct": q8_single / max(stream["direct"]),
+                "concurrent_direct_q8_0_over_single_direct_q8_0": max(together["direct Q8_0"])
+                / q8_single,
                 "tuned_over_base": tuned_ratio,
                 "tuned_over_base_median_of_rounds": median_tuned,
                 "merged_over_base": merged_ratio,
@@ -473,6 +572,21 @@ def main() -> int:
         f"{CONCURRENT} concurrent: ours {max(together['ours']):.1f}, llama.cpp "
         f"{max(together['direct']):.1f} tok/s: {concurrent_ratio:.2f}x our single stream "
         f"(llama.cpp's: {figures['ratios']['concurrent_direct_over_single_direct']:.2f}x)"
+    )
+    ratios = figures["ratios"]
+    print(
+        f"  what limits it, on llama.cpp itself: one cache shared by the slots "
+        f"{max(together['direct shared']):.1f} tok/s "
+        f"({ratios['concurrent_direct_shared_over_single_direct']:.2f}x its single stream); "
+        f"a Q8_0 copy of the base {max(together['direct Q8_0']):.1f} "
+        f"({ratios['concurrent_direct_q8_0_over_single_direct_q8_0']:.2f}x its single stream "
+        f"of {q8_single:.1f}), the same greedy answers as the Q4_1 base for {sum(agreeing)} "
+        f"of {len(agreeing)} prompts"
+    )
+    print(
+        f"the route's cost: {overhead_ms:.1f} ms a request (one-token answers: ours "
+        f"{statistics.median(latency['ours']):.1f}, llama.cpp "
+        f"{statistics.median(latency['direct']):.1f} ms, medians)"
     )
     print(
         f"fine-tuned (adapter per request): {max(pair['tuned']):.1f}, base "

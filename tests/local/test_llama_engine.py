@@ -419,3 +419,30 @@ def test_tuned_weights_must_be_adapter_or_merged(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"use adapter .* or merged") as info:
         LocalBackend(tmp_path, default_model="tiny-random", tuned_weights="fast")
     assert info.value.param == "tuned_weights"
+
+
+@pytest.mark.parametrize(("kv_cache_mib", "per_slot"), [(2048, True), (1024, False)])
+def test_each_slot_has_a_cache_of_its_own_when_they_fit_in_kv_cache_mib(
+    tmp_path: Path, kv_cache_mib: int, per_slot: bool
+) -> None:
+    from finetune_kit.local.engine.llama_cpp import LlamaCppEngine
+    from finetune_kit.local.engine.registry import DEFAULT_BASE_MODEL, ModelRegistry
+
+    # SmolLM2-135M: 30 layers of 3 key/value heads of 64, f16: 22.5 KiB a token. Its 8 slots of
+    # 8,192 tokens take 1,440 MiB; one shared cache of 2,048 tokens a slot takes 360. llama.cpp
+    # clears its cache when it starts, so the process's resident memory shows which it got.
+    engine = LlamaCppEngine(
+        ModelRegistry(tmp_path / "cache"), kv_cache_mib=kv_cache_mib, log_dir=tmp_path / "logs"
+    )
+    try:
+        answer = engine.chat(ModelRef(DEFAULT_BASE_MODEL), HELLO, max_tokens=2, temperature=0)
+        assert answer.completion_tokens == 2
+        (process,) = engine.processes()
+        status = Path(f"/proc/{process.process.pid}/status").read_text()
+        resident_mib = int(status.split("VmRSS:")[1].split()[0]) / 1024
+    finally:
+        engine.close()
+    if per_slot:
+        assert resident_mib > 1440
+    else:
+        assert resident_mib < 1000

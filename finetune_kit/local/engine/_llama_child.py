@@ -4,7 +4,8 @@
 the process imports nothing but the standard library and ``xllamacpp``: not the package, whose
 import would cost the engine's start-up. ``SPEC`` is a JSON object: ``model`` (a GGUF file),
 ``adapters`` (GGUF LoRA adapters, loaded at scale 0: each request names its own), ``port``,
-``slots`` (sequences decoded together), ``context`` (tokens, shared by the slots), ``threads``
+``slots`` (sequences decoded together), ``context`` (tokens of the KV cache), ``unified``
+(one cache for all slots, else ``context`` split evenly between them), ``threads``
 and ``parent`` (the pid to die with). The API key comes in ``$FINETUNE_KIT_LLAMA_KEY``, never on
 the command line (which any local user can read).
 
@@ -38,8 +39,7 @@ def main() -> None:
     params.model.path = spec["model"]
     params.n_parallel = int(spec["slots"])
     params.n_ctx = int(spec["context"])
-    # One cache for all slots: a slot may use the whole context while the others are idle.
-    params.kv_unified = True
+    params.kv_unified = bool(spec["unified"])
     params.cpuparams.n_threads = int(spec["threads"])
     params.cpuparams_batch.n_threads = int(spec["threads"])
     params.hostnames = ["127.0.0.1"]

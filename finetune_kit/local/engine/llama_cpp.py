@@ -325,9 +325,11 @@ class EngineProcess:
         model: The base GGUF file.
         adapters: GGUF LoRA adapters to load (each request names its own, by index).
         slots: Sequences decoded together.
-        context: Tokens of the KV cache, shared by the slots (each request may use it all).
+        context: Tokens of the KV cache: split evenly between the slots, or ``unified``, one
+            cache each request may use all of.
         threads: Compute threads.
         log_path: Where the process writes its log.
+        unified: One cache shared by the slots rather than one per slot.
     """
 
     def __init__(
@@ -339,6 +341,7 @@ class EngineProcess:
         context: int,
         threads: int,
         log_path: Path,
+        unified: bool = False,
     ) -> None:
         self.model = model
         self.adapters = list(adapters)
@@ -368,10 +371,11 @@ class EngineProcess:
                 str(slots),
                 "--ctx-size",
                 str(context),
-                "--kv-unified",
                 "--no-webui",
                 "--lora-init-without-apply",
             ]
+            if unified:
+                command.append("--kv-unified")
             for adapter in self.adapters:
                 command += ["--lora", str(adapter)]
             # llama-server reads its options from LLAMA_ARG_* too: the key stays off argv.
@@ -387,6 +391,7 @@ class EngineProcess:
                 "port": self.port,
                 "slots": slots,
                 "context": context,
+                "unified": unified,
                 "threads": threads,
                 "parent": os.getpid(),
             }
@@ -464,6 +469,7 @@ class _Base:
     layout: BaseLayout
     renderer: ChatRenderer
     context: int
+    kv_token_bytes: int  # of the KV cache (f16 keys and values, every layer)
     label: str = ""  # names the process logs (default: the base's name)
     process: EngineProcess | None = None
     recent: OrderedDict[Path, None] = field(default_factory=OrderedDict)
@@ -484,6 +490,10 @@ class LlamaCppEngine:
         slots: Sequences each process decodes together.
         max_context: The most tokens a request may span (a model's own context may be less).
         max_adapters: Adapters one process holds at most (the most recently used are kept).
+        kv_cache_mib: The most memory a process's KV cache may take for a cache per slot, each
+            as long as a request may be (the faster layout under concurrent requests); a model
+            whose slots need more shares one cache of 2,048 tokens a slot between them. The
+            default SmolLM2-135M's 8 slots of 8,192 tokens take 1,440 MiB.
         threads: Threads of each process (``None``: ``$FINETUNE_KIT_LLAMA_THREADS`` or every
             core).
         base_type: ``"same"`` serves a GGUF base as it is; ``"Q8_0"`` serves a Q8_0 copy of a
@@ -511,6 +521,7 @@ class LlamaCppEngine:
         slots: int = 8,
         max_context: int = 8192,
         max_adapters: int = 8,
+        kv_cache_mib: int = 2048,
         threads: int | None = None,
         base_type: str = "same",
         log_dir: Path | None = None,
@@ -532,6 +543,7 @@ class LlamaCppEngine:
         self.slots = slots
         self.max_context = max_context
         self.max_adapters = max_adapters
+        self.kv_cache_mib = kv_cache_mib
         self.threads = threads
         self.base_type = base_type
         self.log_dir = log_dir or registry.cache_dir / "logs"
@@ -602,14 +614,28 @@ class LlamaCppEngine:
         gguf = self.base_gguf(name)
         layout = BaseLayout.from_gguf(gguf)
         header = GgufHeader.read(gguf)
-        trained = int(header.metadata.get(f"{layout.architecture}.context_length", 2048))
+        arch = layout.architecture
+        trained = int(header.metadata.get(f"{arch}.context_length", 2048))
+        head_dim = int(header.metadata[f"{arch}.embedding_length"]) // layout.n_head
+        key = int(header.metadata.get(f"{arch}.attention.key_length", head_dim))
+        value = int(header.metadata.get(f"{arch}.attention.value_length", head_dim))
+        kv_token_bytes = int(header.metadata[f"{arch}.block_count"]) * layout.n_head_kv
+        kv_token_bytes *= (key + value) * 2
         renderer = ChatRenderer(self.registry.tokenizer(name))
-        return _Base(name, gguf, layout, renderer, min(trained, self.max_context))
+        return _Base(
+            name, gguf, layout, renderer, min(trained, self.max_context), kv_token_bytes
+        )
 
     def _start(self, base: _Base, adapters: Sequence[Path]) -> EngineProcess:
         base.starts += 1
-        # The KV cache holds several full-length requests at once (unified across the slots).
-        context = max(base.context, min(2048, base.context) * self.slots)
+        # A cache per slot, each as long as a request may be, when they fit in kv_cache_mib:
+        # a sequence then attends over its own cache alone, where one shared cache makes each
+        # of the batch attend over the others' cells too (masked, yet not free: bench/serve.py
+        # measures both layouts). Else one cache of 2,048 tokens a slot, shared, so a request
+        # may still use its whole context.
+        per_slot = self.slots * base.context
+        unified = per_slot * base.kv_token_bytes > self.kv_cache_mib * 2**20
+        context = max(base.context, min(2048, base.context) * self.slots) if unified else per_slot
         stem = base.label or Path(base.name).stem
         process = EngineProcess(
             base.gguf,
@@ -618,6 +644,7 @@ class LlamaCppEngine:
             context=context,
             threads=self.threads or _threads(),
             log_path=self.log_dir / f"llama-cpp-{stem}-{base.starts}.log",
+            unified=unified,
         )
         try:
             process.wait_ready(self.start_timeout)
@@ -759,7 +786,15 @@ class LlamaCppEngine:
                 # Its process's log is named after the base and the adapter's folder.
                 digest = hashlib.sha256(str(adapter).encode()).hexdigest()[:8]
                 label = f"{Path(base.name).stem}+{digest}"
-                merged = _Base(base.name, gguf, base.layout, base.renderer, base.context, label)
+                merged = _Base(
+                    base.name,
+                    gguf,
+                    base.layout,
+                    base.renderer,
+                    base.context,
+                    base.kv_token_bytes,
+                    label,
+                )
                 self._merged[adapter] = merged
             self._merged.move_to_end(adapter)
             evicted = [

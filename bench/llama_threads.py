@@ -6,7 +6,8 @@ per token. How a thread waits there is libgomp's setting, read when a process st
 - libgomp's default: spin for a long while (about 300,000 rounds) before sleeping;
 - ``OMP_WAIT_POLICY=PASSIVE``: sleep at once (what the backend sets for torch, whose few large
   operations hardly notice; the engine's processes inherited it before);
-- ``GOMP_SPINCOUNT=300``: spin briefly, then sleep (the engine's setting).
+- ``GOMP_SPINCOUNT=300``, ``3000``, ``30000``: spin briefly, then sleep (the engine's setting
+  is one of them, ``ENGINE_SPINCOUNT``).
 
 For each, in one run: llama.cpp's server from the ``xllamacpp`` wheel (as the engine runs it:
 8 slots, a KV cache per slot, every core) on the default SmolLM2-135M-Instruct Q4_1 GGUF, greedy,
@@ -16,11 +17,14 @@ For each, in one run: llama.cpp's server from the ``xllamacpp`` wheel (as the en
 - adapter: the same with a LoRA adapter applied per request (rank 16 on the 7 projections of
   every block, the backend's default shape; random weights, which cost what trained ones do);
 - two models at once: two such processes, each given its own stream at the same time (two base
-  models, or a process being replaced while it finishes its requests), aggregate tokens/s.
+  models, or a process being replaced while it finishes its requests), aggregate tokens/s;
+- beside training: the base, one stream after another, while a training job's kind of work
+  (torch matrix products on every core, its threads sleeping as the backend sets them) runs in
+  a process of its own for 8 s; and that work's steps/s (a user chatting while a job trains).
 
 Each setting is measured in turn, round after round; the best round of each is the figure and
 the median is printed beside it. ``uptime`` is printed before and after. Each setting's worst
-case is its lowest ratio to the best setting over the three figures; target: the engine's
+case is its lowest ratio to the best setting over the five figures; target: the engine's
 setting has the best worst case (no setting serves all three better). Exits with status 1 when
 it has not.
 
@@ -35,6 +39,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -55,10 +60,31 @@ from finetune_kit.local.engine.types import LoraSettings
 
 ENGINE = f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)"
 SETTINGS: dict[str, dict[str, str]] = {
-    "libgomp default": {},
+    "libgomp default": {},  # 300,000 spins
     "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    ENGINE: {"GOMP_SPINCOUNT": str(ENGINE_SPINCOUNT)},
 }
+# Short spins between none and libgomp's 300,000, the engine's among them.
+for _spins in sorted({300, 3_000, 30_000, ENGINE_SPINCOUNT}):
+    _name = ENGINE if _spins == ENGINE_SPINCOUNT else f"GOMP_SPINCOUNT={_spins}"
+    SETTINGS[_name] = {"GOMP_SPINCOUNT": str(_spins)}
+
+
+# A training job's kind of work, in a process of its own as the backend's worker runs it:
+# torch matrix products of a 135M model's shapes on every core, its threads sleeping at their
+# barriers (OMP_WAIT_POLICY=PASSIVE, the backend's setting for torch). It prints "ready" once
+# torch is loaded, then its steps per second after the given seconds.
+_TRAINING = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+x, w = torch.randn(256, 576), torch.randn(576, 1536)
+print("ready", flush=True)
+steps, end = 0, time.perf_counter() + float(sys.argv[1])
+while time.perf_counter() < end:
+    (x @ w).relu_().sum()
+    steps += 1
+print(steps / float(sys.argv[1]))
+"""
+TRAINING_SECONDS = 8.0
 
 
 def random_adapter(gguf: Path, folder: Path) -> Path:
@@ -123,15 +149,37 @@ def both(first: Direct, second: Direct) -> int:
     return sum(counts)
 
 
+def beside_training(server: Direct, env: dict[str, str]) -> tuple[float, float]:
+    """Tokens/s of the server, one stream after another, while a training loop runs beside it;
+    and the loop's steps/s."""
+    loop = subprocess.Popen(
+        [sys.executable, "-c", _TRAINING, str(TRAINING_SECONDS), str(threads())],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env | {"OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    assert loop.stdout is not None
+    if loop.stdout.readline().strip() != "ready":
+        raise SystemExit("the training loop did not start")
+    tokens = 0
+    started = time.perf_counter()
+    while loop.poll() is None:
+        tokens += stream(server, 0.0)
+    elapsed = time.perf_counter() - started
+    return tokens / elapsed, float(loop.stdout.read())
+
+
 def measure(gguf: Path, adapter: Path, env: dict[str, str], logs: Path) -> dict[str, float]:
     first = Direct(gguf, threads(), logs / "first.log", adapters=[adapter], env=env)
     second = Direct(gguf, threads(), logs / "second.log", adapters=[adapter], env=env)
     try:
-        return {
+        figures = {
             "base": rate(lambda: stream(first, 0.0)),
             "adapter": rate(lambda: stream(first, 1.0)),
             "two models at once": rate(lambda: both(first, second)),
         }
+        serving, steps = beside_training(first, env)
+        return figures | {"beside training": serving, "training steps/s beside it": steps}
     finally:
         first.close()
         second.close()

@@ -369,10 +369,12 @@ def test_merged_tuned_weights_serve_each_tuned_model_from_a_merged_file_of_its_o
         merged_backend.client() as client,
     ):
         tools = train(client, str(base_folder), TRAINING_ROWS, tmp_path)
-        answer = ask(client, tools, "weather Paris")
-        assert calls(answer) == [("weather", {"city": "Paris"})]
+        # The job's worker merged it, so its first chat does not wait for the merge.
         merged = list(merged_backend.data_dir.rglob("adapter/merged.gguf"))
         assert len(merged) == 1
+        assert any(m.endswith("and the model merged with its base") for m in events(client, tools))
+        answer = ask(client, tools, "weather Paris")
+        assert calls(answer) == [("weather", {"city": "Paris"})]
         # The tuned model has a process of its own; the base gets another.
         assert len(merged_backend.engine_pids) == 1
         client.chat.completions.create(model=str(base_folder), messages=HELLO, max_tokens=2)

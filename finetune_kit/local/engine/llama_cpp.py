@@ -105,6 +105,7 @@ __all__ = [
     "gguf_unsupported_reason",
     "llama_cpp_unavailable_reason",
     "served_base_gguf",
+    "write_merged_gguf",
     "write_served_adapter",
 ]
 
@@ -281,6 +282,30 @@ def write_served_adapter(registry: ModelRegistry, base: str, adapter: Path) -> P
             says why: the torch generator serves the model then).
     """
     return write_adapter_gguf(adapter, base_layout(registry, base))
+
+
+def write_merged_gguf(base_gguf: Path, adapter: Path) -> Path:
+    """Write ``adapter/merged.gguf``, base + adapter in one file, for ``tuned_weights="merged"``.
+
+    Written again only when it is missing or older than the adapter's weights (as
+    ``write_adapter_gguf``), through a partial file, so a reader never sees half of it.
+
+    Raises:
+        UnsupportedModelError: The adapter does not fit the base.
+        OSError: The file cannot be written.
+    """
+    target = adapter / "merged.gguf"
+    weights = adapter / "adapter_model.safetensors"
+    if target.is_file() and weights.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
+        return target
+    logger.info("merging %s into %s for llama.cpp (once)", adapter, base_gguf.name)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        merge_adapter_gguf(adapter, base_gguf, partial, name=adapter.parent.name)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
 
 
 def _threads() -> int:
@@ -622,9 +647,7 @@ class LlamaCppEngine:
         kv_token_bytes = int(header.metadata[f"{arch}.block_count"]) * layout.n_head_kv
         kv_token_bytes *= (key + value) * 2
         renderer = ChatRenderer(self.registry.tokenizer(name))
-        return _Base(
-            name, gguf, layout, renderer, min(trained, self.max_context), kv_token_bytes
-        )
+        return _Base(name, gguf, layout, renderer, min(trained, self.max_context), kv_token_bytes)
 
     def _start(self, base: _Base, adapters: Sequence[Path]) -> EngineProcess:
         base.starts += 1
@@ -812,31 +835,16 @@ class LlamaCppEngine:
 
     def _merged_gguf(self, base: _Base, adapter: Path) -> Path:
         """``adapter/merged.gguf``, written now when it is missing or older than the adapter."""
-        target = adapter / "merged.gguf"
-        weights = adapter / "adapter_model.safetensors"
         with self._adapter_lock:
-            # As ``write_adapter_gguf``: written again only when the adapter's weights change.
-            if (
-                target.is_file()
-                and weights.is_file()
-                and target.stat().st_mtime >= weights.stat().st_mtime
-            ):
-                return target
-            logger.info("merging %s into %s for llama.cpp (once)", adapter, base.gguf.name)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
             try:
-                merge_adapter_gguf(adapter, base.gguf, partial, name=adapter.parent.name)
-                os.replace(partial, target)
+                return write_merged_gguf(base.gguf, adapter)
             except UnsupportedModelError as exc:
                 raise ConfigurationError(
                     f"the adapter in {str(adapter)!r} cannot be merged for llama.cpp: {exc}",
                     param="model",
                 ) from exc
             except OSError as exc:
-                raise LocalBackendError(f"cannot write {target}: {exc}") from exc
-            finally:
-                partial.unlink(missing_ok=True)
-            return target
+                raise LocalBackendError(f"cannot write {adapter / 'merged.gguf'}: {exc}") from exc
 
     @staticmethod
     def _body(

@@ -467,14 +467,20 @@ class JobRunner:
     def _write_served_adapters(self, job: JobRecord, result: TrainingResult) -> str | None:
         """Write the GGUF adapters llama.cpp serves the model and its checkpoints with.
 
-        Returns the job event saying which engine serves chat with the model (``None`` when the
-        server's chat engine is ``torch``). Never fails the job: llama.cpp converts an adapter
-        it lacks on first use.
+        With ``tuned_weights="merged"``, the model's merged GGUF too, so its first chat does
+        not wait for the merge. Returns the job event saying which engine serves chat with the
+        model (``None`` when the server's chat engine is ``torch``). Never fails the job:
+        llama.cpp writes a file it lacks on first use.
         """
         if self.settings.chat_engine == "torch":
             return None
         from ..engine.gguf import UnsupportedModelError
-        from ..engine.llama_cpp import llama_cpp_unavailable_reason, write_served_adapter
+        from ..engine.llama_cpp import (
+            llama_cpp_unavailable_reason,
+            served_base_gguf,
+            write_merged_gguf,
+            write_served_adapter,
+        )
         from ..engine.registry import ModelRegistry
 
         torch_note = "Chat with this model runs on the torch generator: {}"
@@ -491,6 +497,9 @@ class JobRunner:
             )
             for folder in folders:
                 write_served_adapter(registry, job.base_model, folder)
+            merged = self.settings.tuned_weights == "merged"
+            if merged:
+                write_merged_gguf(served_base_gguf(registry, job.base_model), result.adapter_path)
         except UnsupportedModelError as exc:
             return torch_note.format(exc)
         except Exception as exc:  # a conversion that fails here is retried on first use
@@ -502,6 +511,7 @@ class JobRunner:
         return (
             "Chat with this model runs on llama.cpp (on the CPU): wrote its GGUF LoRA adapter "
             f"and those of its {len(folders) - 1} checkpoint(s)"
+            + (", and the model merged with its base" if merged else "")
         )
 
     def _fail_unexpected(self, job: JobRecord, exc: Exception) -> None:

@@ -34,9 +34,11 @@ Figures (tokens/s = completion tokens / wall time), each side in turn, round aft
   weights differ from the trained-on ones by Q8_0's rounding, so the greedy answers of both
   are compared on ``AGREEMENT_PROMPTS``).
 
-Ratios use the best round of each side (the one closest to an idle machine: on a shared
-machine the load swings by several times); medians are printed beside them. ``uptime`` is
-printed before and after. Exits with status 1 when a target is missed.
+Each ratio is printed twice: from the best round of each side (the one closest to an idle
+machine: on a shared machine the load swings by several times), and as the median of the
+rounds' own ratios (each round's sides measured one right after the other, so a load swing
+falls on both). Targets are judged on the median: a best round alone is one lucky moment.
+``uptime`` is printed before and after. Exits with status 1 when a target is missed.
 
 Run it under the lock shared with the other benchmarks:
     flock /tmp/finetune_kit-bench.lock .venv/bin/python bench/serve.py [--rounds 5]
@@ -57,6 +59,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +308,14 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     return {"best": max(values), "median": statistics.median(values)}
 
 
+def ratio(top: Sequence[float], bottom: Sequence[float]) -> dict[str, float]:
+    """``top`` over ``bottom``: of their best rounds, and the median of the rounds' ratios."""
+    return {
+        "best": max(top) / max(bottom),
+        "median": statistics.median(t / b for t, b in zip(top, bottom, strict=True)),
+    }
+
+
 def tuned_model(client: openai.OpenAI) -> tuple[str, float | None]:
     """A fine-tuned model of the default base: a finished job of an earlier run, or a new one."""
     for job in client.fine_tuning.jobs.list(limit=100):
@@ -434,27 +445,29 @@ def main() -> int:
                 "latency",
                 unit="ms",
             )
-            print(f"single stream ({len(PROMPTS)} prompts, {MAX_TOKENS} tokens):", flush=True)
-            stream = rounds(
+            print(
+                f"single stream ({len(PROMPTS)} prompts, {MAX_TOKENS} tokens) and {CONCURRENT} "
+                "concurrent requests (aggregate), each side both ways in each round:",
+                flush=True,
+            )
+            sides = {
+                "direct": (direct.client, "direct"),
+                "ours": (ours, base),
+                "direct shared": (shared.client, "direct"),
+                "direct Q8_0": (q8.client, "direct"),
+            }
+            kinds = {"single": single, "concurrent": concurrent}
+            measured = rounds(
                 {
-                    "direct": lambda: single(direct.client, "direct"),
-                    "ours": lambda: single(ours, base),
-                    "direct Q8_0": lambda: single(q8.client, "direct"),
+                    f"{side} {kind}": partial(run, client, model)
+                    for side, (client, model) in sides.items()
+                    for kind, run in kinds.items()
                 },
                 args.rounds,
-                "single",
+                "serving",
             )
-            print(f"{CONCURRENT} concurrent requests, aggregate:", flush=True)
-            together = rounds(
-                {
-                    "direct": lambda: concurrent(direct.client, "direct"),
-                    "ours": lambda: concurrent(ours, base),
-                    "direct shared": lambda: concurrent(shared.client, "direct"),
-                    "direct Q8_0": lambda: concurrent(q8.client, "direct"),
-                },
-                args.rounds,
-                "concurrent",
-            )
+            stream = {side: measured[f"{side} single"] for side in sides}
+            together = {side: measured[f"{side} concurrent"] for side in sides}
             print("fine-tuned model against its base, single stream:", flush=True)
             pair = rounds(
                 {
@@ -506,27 +519,31 @@ def main() -> int:
             flush=True,
         )
 
-    single_ratio = max(stream["ours"]) / max(stream["direct"])
-    concurrent_ratio = max(together["ours"]) / max(stream["ours"])
-    tuned_ratio = max(pair["tuned"]) / max(pair["base"])
-    merged_ratio = max(merged_pair["tuned"]) / max(merged_pair["base"])
-    median_single = statistics.median(
-        o / d for o, d in zip(stream["ours"], stream["direct"], strict=True)
-    )
-    median_tuned = statistics.median(
-        t / b for t, b in zip(pair["tuned"], pair["base"], strict=True)
-    )
-    median_merged = statistics.median(
-        t / b for t, b in zip(merged_pair["tuned"], merged_pair["base"], strict=True)
-    )
+    # Each ratio, of the best rounds and as the median of the rounds' own ratios.
+    ratios = {
+        "single_ours_over_direct": ratio(stream["ours"], stream["direct"]),
+        "concurrent_ours_over_single_ours": ratio(together["ours"], stream["ours"]),
+        "concurrent_direct_over_single_direct": ratio(together["direct"], stream["direct"]),
+        "concurrent_direct_shared_over_single_direct_shared": ratio(
+            together["direct shared"], stream["direct shared"]
+        ),
+        "single_direct_q8_0_over_direct": ratio(stream["direct Q8_0"], stream["direct"]),
+        "concurrent_direct_q8_0_over_single_direct_q8_0": ratio(
+            together["direct Q8_0"], stream["direct Q8_0"]
+        ),
+        "tuned_over_base": ratio(pair["tuned"], pair["base"]),
+        "merged_over_base": ratio(merged_pair["tuned"], merged_pair["base"]),
+    }
     overhead_ms = statistics.median(
         o - d for o, d in zip(latency["ours"], latency["direct"], strict=True)
     )
-    q8_single = max(stream["direct Q8_0"])
     checks = {
-        "single stream >= 1.0x llama.cpp": single_ratio >= TARGET_SINGLE,
-        "8 concurrent >= 2x single": concurrent_ratio >= TARGET_CONCURRENT,
-        "fine-tuned (merged) within 10% of base": merged_ratio >= TARGET_TUNED,
+        "single stream >= 1.0x llama.cpp": ratios["single_ours_over_direct"]["median"]
+        >= TARGET_SINGLE,
+        "8 concurrent >= 2x single": ratios["concurrent_ours_over_single_ours"]["median"]
+        >= TARGET_CONCURRENT,
+        "fine-tuned (merged) within 10% of base": ratios["merged_over_base"]["median"]
+        >= TARGET_TUNED,
         "quickstart comparison < 3 s per answer": answer_cold < TARGET_ANSWER_S,
     }
     figures.update(
@@ -539,47 +556,35 @@ def main() -> int:
             "tuned_vs_base": {side: summary(v) | {"rounds": v} for side, v in pair.items()},
             "merged_vs_base": {side: summary(v) | {"rounds": v} for side, v in merged_pair.items()},
             "merged_first_request_seconds": merge_first_s,
-            "ratios": {
-                "single_ours_over_direct": single_ratio,
-                "single_ours_over_direct_median_of_rounds": median_single,
-                "concurrent_over_single_ours": concurrent_ratio,
-                "concurrent_direct_over_single_direct": max(together["direct"])
-                / max(stream["direct"]),
-                "concurrent_direct_shared_over_single_direct": max(together["direct shared"])
-                / max(stream["direct"]),
-                "single_direct_q8_0_over_direct": q8_single / max(stream["direct"]),
-                "concurrent_direct_q8_0_over_single_direct_q8_0": max(together["direct Q8_0"])
-                / q8_single,
-                "tuned_over_base": tuned_ratio,
-                "tuned_over_base_median_of_rounds": median_tuned,
-                "merged_over_base": merged_ratio,
-                "merged_over_base_median_of_rounds": median_merged,
-            },
+            "ratios": ratios,
             "quickstart_seconds_per_answer": {"first": answer_cold, "warm": answer_warm},
             "torch": torch_figures,
             "checks": checks,
             "uptime_after": uptime(),
         }
     )
-    print()
+
+    def shown(name: str) -> str:
+        return f"{ratios[name]['median']:.2f}x (best rounds {ratios[name]['best']:.2f}x)"
+
+    print("\nratios: the median of the rounds' own (of the best rounds in brackets)")
     print(
         f"single stream: ours {max(stream['ours']):.1f}, llama.cpp {max(stream['direct']):.1f} "
-        f"tok/s (best): {single_ratio:.2f}x (median of rounds {median_single:.2f}x)"
+        f"tok/s (best): {shown('single_ours_over_direct')}"
     )
     print(
         f"{CONCURRENT} concurrent: ours {max(together['ours']):.1f}, llama.cpp "
-        f"{max(together['direct']):.1f} tok/s: {concurrent_ratio:.2f}x our single stream "
-        f"(llama.cpp's: {figures['ratios']['concurrent_direct_over_single_direct']:.2f}x)"
+        f"{max(together['direct']):.1f} tok/s: {shown('concurrent_ours_over_single_ours')} our "
+        f"single stream (llama.cpp's: {shown('concurrent_direct_over_single_direct')})"
     )
-    ratios = figures["ratios"]
     print(
         f"  what limits it, on llama.cpp itself: one cache shared by the slots "
-        f"{max(together['direct shared']):.1f} tok/s "
-        f"({ratios['concurrent_direct_shared_over_single_direct']:.2f}x its single stream); "
-        f"a Q8_0 copy of the base {max(together['direct Q8_0']):.1f} "
-        f"({ratios['concurrent_direct_q8_0_over_single_direct_q8_0']:.2f}x its single stream "
-        f"of {q8_single:.1f}), the same greedy answers as the Q4_1 base for {sum(agreeing)} "
-        f"of {len(agreeing)} prompts"
+        f"{max(together['direct shared']):.1f} tok/s, "
+        f"{shown('concurrent_direct_shared_over_single_direct_shared')} its single stream; "
+        f"a Q8_0 copy of the base {max(together['direct Q8_0']):.1f}, "
+        f"{shown('concurrent_direct_q8_0_over_single_direct_q8_0')} its single stream of "
+        f"{max(stream['direct Q8_0']):.1f}, the same greedy answers as the Q4_1 base for "
+        f"{sum(agreeing)} of {len(agreeing)} prompts"
     )
     print(
         f"the route's cost: {overhead_ms:.1f} ms a request, the median of the rounds' "
@@ -588,12 +593,12 @@ def main() -> int:
     )
     print(
         f"fine-tuned (adapter per request): {max(pair['tuned']):.1f}, base "
-        f"{max(pair['base']):.1f} tok/s: {tuned_ratio:.2f}x (median of rounds {median_tuned:.2f}x)"
+        f"{max(pair['base']):.1f} tok/s: {shown('tuned_over_base')}"
     )
     print(
         f"fine-tuned (merged): {max(merged_pair['tuned']):.1f}, base "
-        f"{max(merged_pair['base']):.1f} tok/s: {merged_ratio:.2f}x (median of rounds "
-        f"{median_merged:.2f}x); first request {merge_first_s:.1f} s"
+        f"{max(merged_pair['base']):.1f} tok/s: {shown('merged_over_base')}; first request "
+        f"{merge_first_s:.1f} s"
     )
     print(
         f"quickstart comparison: {answer_cold:.2f} s per answer after training, "

@@ -4,8 +4,9 @@
 process per base model: the server embedded in the ``xllamacpp`` wheel (installed with the
 ``local`` extra, prebuilt, no compiler), or a ``llama-server`` binary named by
 ``$FINETUNE_KIT_LLAMA_SERVER`` (a faster build of one's own: docs/local-models.md). The
-process decodes the requests of up to ``slots`` sequences together (continuous batching), and
-holds the base's fine-tuned adapters as GGUF LoRA adapters, one base shared by all.
+process decodes the requests of up to ``slots`` sequences together (continuous batching), each
+in a KV cache of its own when the slots' caches fit in ``kv_cache_mib``, and holds the base's
+fine-tuned adapters as GGUF LoRA adapters, one base shared by all.
 
 What it serves (``serves``): the default SmolLM2 (its Q4_1 GGUF file, the very weights training
 dequantized), any ``.gguf`` base, and Hugging Face folders of the Llama architecture (converted

@@ -5,7 +5,7 @@ In one run, on the same GGUF file (the default SmolLM2-135M-Instruct Q4_1 of the
 greedy, 64 new tokens:
 
 - direct: llama.cpp's server from the same ``xllamacpp`` wheel, started here with the same
-  threads, slots and context as the backend's engine and otherwise its defaults (libgomp's
+  threads, slots and KV cache as the backend's engine and otherwise its defaults (libgomp's
   too: the environment the user had before importing finetune_kit), asked over
   HTTP (``/v1/chat/completions``) with the official ``openai`` client, as a user would run it;
 - ours: a ``LocalBackend`` (``chat_engine="llama.cpp"``) asked through its chat route with the
@@ -15,7 +15,8 @@ greedy, 64 new tokens:
 Figures (tokens/s = completion tokens / wall time), each side in turn, round after round:
 
 - single stream: the prompts one after the other. Target: ours >= 1.0x direct.
-- 8 concurrent requests, aggregate. Target: ours >= 2x our single stream.
+- 8 concurrent requests, aggregate, in the same rounds as the single stream. Target: ours >= 2x
+  our single stream.
 - a fine-tuned model (a tiny LoRA job trained here once, then reused from the data folder)
   against its base, single stream, served both ways: its adapter applied per request to the
   shared base (the default), and merged with its base into a model of its own
@@ -27,7 +28,8 @@ Figures (tokens/s = completion tokens / wall time), each side in turn, round aft
   ``InferenceClient.compare`` as ``session.compare`` calls it): seconds per answer, the first
   comparison after training (as the quickstart runs it) and again warm. Target: < 3 s.
 - the torch generator (``chat_engine="torch"``), for comparison only (``--no-torch`` skips it).
-- the route's own cost: one-token answers to a cached prompt, ours against direct (medians).
+- the route's own cost: one-token answers to a cached prompt, ours against direct (the median
+  of 20 each, round after round; the figure is the median of the rounds' differences).
 - what limits the concurrent figure, on llama.cpp itself: the direct server with one KV cache
   shared by the slots (the engine's layout when caches per slot would not fit its
   ``kv_cache_mib``), and on a Q8_0 copy of the base (llama.cpp batches Q8_0 faster; its
@@ -41,7 +43,7 @@ falls on both). Targets are judged on the median: a best round alone is one luck
 ``uptime`` is printed before and after. Exits with status 1 when a target is missed.
 
 Run it under the lock shared with the other benchmarks:
-    flock /tmp/finetune_kit-bench.lock .venv/bin/python bench/serve.py [--rounds 5]
+    flock /tmp/finetune_kit-bench.lock .venv/bin/python bench/serve.py [--rounds 7]
 (figures go to bench/out/serve.json; the tuned model's job is kept in bench/out/serve-data).
 """
 
@@ -367,7 +369,7 @@ def compare_seconds(client: openai.OpenAI, base: str, tuned: str) -> tuple[float
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--data", type=Path, default=Path("bench/out/serve-data"))
     parser.add_argument("--json", type=Path, default=Path("bench/out/serve.json"))
     parser.add_argument("--no-torch", action="store_true", help="skip the torch generator")

@@ -423,13 +423,24 @@ def test_tuned_weights_must_be_adapter_or_merged(tmp_path: Path) -> None:
     assert info.value.param == "tuned_weights"
 
 
-@pytest.mark.parametrize(("kv_cache_mib", "per_slot"), [(2048, True), (1024, False)])
+@pytest.mark.parametrize(
+    ("kv_cache_mib", "variable", "per_slot"),
+    [(None, None, True), (1024, None, False), (None, "1024", False), (2048, "1024", True)],
+)
 def test_each_slot_has_a_cache_of_its_own_when_they_fit_in_kv_cache_mib(
-    tmp_path: Path, kv_cache_mib: int, per_slot: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kv_cache_mib: int | None,
+    variable: str | None,
+    per_slot: bool,
 ) -> None:
-    from finetune_kit.local.engine.llama_cpp import LlamaCppEngine
+    from finetune_kit.local.engine.llama_cpp import LLAMA_KV_CACHE_ENV, LlamaCppEngine
     from finetune_kit.local.engine.registry import DEFAULT_BASE_MODEL, ModelRegistry
 
+    if variable is None:
+        monkeypatch.delenv(LLAMA_KV_CACHE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LLAMA_KV_CACHE_ENV, variable)
     # SmolLM2-135M: 30 layers of 3 key/value heads of 64, f16: 22.5 KiB a token. Its 8 slots of
     # 8,192 tokens take 1,440 MiB; one shared cache of 2,048 tokens a slot takes 360. llama.cpp
     # clears its cache when it starts, so the process's resident memory shows which it got.
@@ -448,3 +459,17 @@ def test_each_slot_has_a_cache_of_its_own_when_they_fit_in_kv_cache_mib(
         assert resident_mib > 1440
     else:
         assert resident_mib < 1000
+
+
+@pytest.mark.parametrize("value", ["lots", "-1"])
+def test_a_kv_cache_variable_that_is_not_a_number_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    from finetune_kit.errors import ConfigurationError
+    from finetune_kit.local.engine.llama_cpp import LLAMA_KV_CACHE_ENV, LlamaCppEngine
+    from finetune_kit.local.engine.registry import ModelRegistry
+
+    monkeypatch.setenv(LLAMA_KV_CACHE_ENV, value)
+    with pytest.raises(ConfigurationError, match="whole number of at least 0") as info:
+        LlamaCppEngine(ModelRegistry(tmp_path / "cache"))
+    assert info.value.param == LLAMA_KV_CACHE_ENV

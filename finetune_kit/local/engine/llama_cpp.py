@@ -96,6 +96,7 @@ from .gguf import (
 from .registry import USER_OMP_WAIT_POLICY, ModelRegistry, ModelSource
 
 __all__ = [
+    "LLAMA_KV_CACHE_ENV",
     "LLAMA_SERVER_ENV",
     "LLAMA_THREADS_ENV",
     "TUNED_WEIGHTS",
@@ -117,6 +118,9 @@ LLAMA_SERVER_ENV = "FINETUNE_KIT_LLAMA_SERVER"
 
 LLAMA_THREADS_ENV = "FINETUNE_KIT_LLAMA_THREADS"
 """Threads of each llama.cpp process (default: every core this process may use)."""
+
+LLAMA_KV_CACHE_ENV = "FINETUNE_KIT_LLAMA_KV_CACHE_MIB"
+"""``LlamaCppEngine``'s ``kv_cache_mib`` when none is given (default: 2048)."""
 
 _CHILD = Path(__file__).with_name("_llama_child.py")
 # Run by path, not as a module (importing the package would slow the start), and without its
@@ -309,18 +313,29 @@ def write_merged_gguf(base_gguf: Path, adapter: Path) -> Path:
     return target
 
 
+def _environment_number(variable: str, least: int) -> int | None:
+    """The whole number in ``$variable``, or ``None`` when it is unset or blank.
+
+    Raises:
+        ConfigurationError: It is not a whole number of at least ``least`` (names the variable).
+    """
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise ConfigurationError(
+            f"${variable} is {raw!r}; give a whole number of at least {least}", param=variable
+        )
+    return value
+
+
 def _threads() -> int:
-    raw = os.environ.get(LLAMA_THREADS_ENV, "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ConfigurationError(
-                f"${LLAMA_THREADS_ENV} is {raw!r}; give a whole number of at least 1",
-                param=LLAMA_THREADS_ENV,
-            )
+    value = _environment_number(LLAMA_THREADS_ENV, 1)
+    if value is not None:
         return value
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -519,7 +534,8 @@ class LlamaCppEngine:
         kv_cache_mib: The most memory a process's KV cache may take for a cache per slot, each
             as long as a request may be (the faster layout under concurrent requests); a model
             whose slots need more shares one cache of 2,048 tokens a slot between them. The
-            default SmolLM2-135M's 8 slots of 8,192 tokens take 1,440 MiB.
+            default SmolLM2-135M's 8 slots of 8,192 tokens take 1,440 MiB. ``None``:
+            ``$FINETUNE_KIT_LLAMA_KV_CACHE_MIB``, else 2,048.
         threads: Threads of each process (``None``: ``$FINETUNE_KIT_LLAMA_THREADS`` or every
             core).
         base_type: ``"same"`` serves a GGUF base as it is; ``"Q8_0"`` serves a Q8_0 copy of a
@@ -547,7 +563,7 @@ class LlamaCppEngine:
         slots: int = 8,
         max_context: int = 8192,
         max_adapters: int = 8,
-        kv_cache_mib: int = 2048,
+        kv_cache_mib: int | None = None,
         threads: int | None = None,
         base_type: str = "same",
         log_dir: Path | None = None,
@@ -569,7 +585,9 @@ class LlamaCppEngine:
         self.slots = slots
         self.max_context = max_context
         self.max_adapters = max_adapters
-        self.kv_cache_mib = kv_cache_mib
+        if kv_cache_mib is None:
+            kv_cache_mib = _environment_number(LLAMA_KV_CACHE_ENV, 0)
+        self.kv_cache_mib = 2048 if kv_cache_mib is None else kv_cache_mib
         self.threads = threads
         self.base_type = base_type
         self.log_dir = log_dir or registry.cache_dir / "logs"

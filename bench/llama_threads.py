@@ -62,11 +62,14 @@ ENGINE = f"GOMP_SPINCOUNT={ENGINE_SPINCOUNT} (the engine's)"
 SETTINGS: dict[str, dict[str, str]] = {
     "libgomp default": {},  # 300,000 spins
     "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    # Short spins between none and libgomp's 300,000, the engine's among them.
+    **{
+        ENGINE if spins == ENGINE_SPINCOUNT else f"GOMP_SPINCOUNT={spins}": {
+            "GOMP_SPINCOUNT": str(spins)
+        }
+        for spins in sorted({300, 3_000, 30_000, ENGINE_SPINCOUNT})
+    },
 }
-# Short spins between none and libgomp's 300,000, the engine's among them.
-for _spins in sorted({300, 3_000, 30_000, ENGINE_SPINCOUNT}):
-    _name = ENGINE if _spins == ENGINE_SPINCOUNT else f"GOMP_SPINCOUNT={_spins}"
-    SETTINGS[_name] = {"GOMP_SPINCOUNT": str(_spins)}
 
 
 # A training job's kind of work, in a process of its own as the backend's worker runs it:

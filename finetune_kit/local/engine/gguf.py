@@ -64,6 +64,7 @@ __all__ = [
     "requantize_gguf",
     "unsupported_reason",
     "write_adapter_gguf",
+    "write_merged_gguf",
 ]
 
 logger = logging.getLogger("finetune_kit.local.gguf")
@@ -252,7 +253,11 @@ class BaseLayout:
     @classmethod
     def from_gguf(cls, path: Path) -> BaseLayout:
         """Read the layout of a GGUF base model."""
-        header = GgufHeader.read(path)
+        return cls.from_header(GgufHeader.read(path))
+
+    @classmethod
+    def from_header(cls, header: GgufHeader) -> BaseLayout:
+        """The layout of a GGUF base model whose header is read."""
         arch = str(header.metadata.get("general.architecture"))
         n_head = int(header.metadata[f"{arch}.attention.head_count"])
         n_head_kv = header.metadata.get(f"{arch}.attention.head_count_kv")
@@ -345,6 +350,14 @@ def _effective_alpha(config: Mapping[str, Any]) -> float:
     return alpha * math.sqrt(rank) if config.get("use_rslora") else alpha
 
 
+def _up_to_date(target: Path, adapter_dir: Path) -> bool:
+    """Whether ``target`` exists and is not older than the adapter's weights."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    return (
+        target.is_file() and weights.is_file() and target.stat().st_mtime >= weights.stat().st_mtime
+    )
+
+
 @contextmanager
 def _atomic(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` when all went well."""
@@ -379,13 +392,7 @@ def write_adapter_gguf(
 
     adapter_dir = Path(adapter_dir)
     target = out or adapter_gguf_path(adapter_dir)
-    weights = adapter_dir / "adapter_model.safetensors"
-    if (
-        not force
-        and target.is_file()
-        and weights.is_file()
-        and target.stat().st_mtime >= weights.stat().st_mtime
-    ):
+    if not force and _up_to_date(target, adapter_dir):
         return target
     reason = adapter_unsupported_reason(adapter_dir)
     if reason is not None:
@@ -791,6 +798,23 @@ def merge_adapter_gguf(
             f"the base {base_gguf.name} lacks {len(deltas) - merged} of the adapter's tensors"
         )
     return out
+
+
+def write_merged_gguf(adapter_dir: Path, base_gguf: Path) -> Path:
+    """Write ``adapter_dir/merged.gguf``, base + adapter (``merge_adapter_gguf``).
+
+    Written again only when it is missing or older than the adapter's weights (as
+    ``write_adapter_gguf``).
+
+    Raises:
+        UnsupportedModelError: The adapter does not fit the base.
+    """
+    adapter_dir = Path(adapter_dir)
+    target = adapter_dir / "merged.gguf"
+    if not _up_to_date(target, adapter_dir):
+        logger.info("merging %s into %s for llama.cpp (once)", adapter_dir, base_gguf.name)
+        merge_adapter_gguf(adapter_dir, base_gguf, target, name=adapter_dir.parent.name)
+    return target
 
 
 def requantize_gguf(base_gguf: Path, out: Path, *, type_name: str = "Q8_0") -> Path:

@@ -88,10 +88,10 @@ from .gguf import (
     adapter_unsupported_reason,
     gguf_architecture,
     hf_folder_to_gguf,
-    merge_adapter_gguf,
     requantize_gguf,
     unsupported_reason,
     write_adapter_gguf,
+    write_merged_gguf,
 )
 from .registry import USER_OMP_WAIT_POLICY, ModelRegistry, ModelSource
 
@@ -107,7 +107,6 @@ __all__ = [
     "gguf_unsupported_reason",
     "llama_cpp_unavailable_reason",
     "served_base_gguf",
-    "write_merged_gguf",
     "write_served_adapter",
 ]
 
@@ -287,30 +286,6 @@ def write_served_adapter(registry: ModelRegistry, base: str, adapter: Path) -> P
             says why: the torch generator serves the model then).
     """
     return write_adapter_gguf(adapter, base_layout(registry, base))
-
-
-def write_merged_gguf(base_gguf: Path, adapter: Path) -> Path:
-    """Write ``adapter/merged.gguf``, base + adapter in one file, for ``tuned_weights="merged"``.
-
-    Written again only when it is missing or older than the adapter's weights (as
-    ``write_adapter_gguf``), through a partial file, so a reader never sees half of it.
-
-    Raises:
-        UnsupportedModelError: The adapter does not fit the base.
-        OSError: The file cannot be written.
-    """
-    target = adapter / "merged.gguf"
-    weights = adapter / "adapter_model.safetensors"
-    if target.is_file() and weights.is_file() and target.stat().st_mtime >= weights.stat().st_mtime:
-        return target
-    logger.info("merging %s into %s for llama.cpp (once)", adapter, base_gguf.name)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    try:
-        merge_adapter_gguf(adapter, base_gguf, partial, name=adapter.parent.name)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
 
 
 def _environment_number(variable: str, least: int) -> int | None:
@@ -546,7 +521,8 @@ class LlamaCppEngine:
         tuned_weights: How a fine-tuned model or checkpoint is served: ``"adapter"`` (its GGUF
             LoRA adapter applied per request to the shared base: the trained weights exactly,
             one process for a base and all its tuned models) or ``"merged"`` (base + adapter
-            merged into a GGUF of its own, written beside the adapter on first use, served by
+            merged into a GGUF of its own, written beside the adapter by the job's worker (or
+            on first use), served by
             a process of its own: as fast as the base, within Q8_0 rounding of base + adapter,
             one process and one KV cache per tuned model in use).
         max_merged: Merged models served at once with ``tuned_weights="merged"`` (the least
@@ -656,8 +632,8 @@ class LlamaCppEngine:
         if reason is not None:
             raise LocalBackendError(f"llama.cpp does not serve {name}: {reason}")
         gguf = self.base_gguf(name)
-        layout = BaseLayout.from_gguf(gguf)
         header = GgufHeader.read(gguf)
+        layout = BaseLayout.from_header(header)
         arch = layout.architecture
         trained = int(header.metadata.get(f"{arch}.context_length", 2048))
         head_dim = int(header.metadata[f"{arch}.embedding_length"]) // layout.n_head
@@ -856,7 +832,7 @@ class LlamaCppEngine:
         """``adapter/merged.gguf``, written now when it is missing or older than the adapter."""
         with self._adapter_lock:
             try:
-                return write_merged_gguf(base.gguf, adapter)
+                return write_merged_gguf(adapter, base.gguf)
             except UnsupportedModelError as exc:
                 raise ConfigurationError(
                     f"the adapter in {str(adapter)!r} cannot be merged for llama.cpp: {exc}",

@@ -474,11 +474,10 @@ class JobRunner:
         """
         if self.settings.chat_engine == "torch":
             return None
-        from ..engine.gguf import UnsupportedModelError
+        from ..engine.gguf import UnsupportedModelError, write_merged_gguf
         from ..engine.llama_cpp import (
             llama_cpp_unavailable_reason,
             served_base_gguf,
-            write_merged_gguf,
             write_served_adapter,
         )
         from ..engine.registry import ModelRegistry
@@ -499,7 +498,7 @@ class JobRunner:
                 write_served_adapter(registry, job.base_model, folder)
             merged = self.settings.tuned_weights == "merged"
             if merged:
-                write_merged_gguf(served_base_gguf(registry, job.base_model), result.adapter_path)
+                write_merged_gguf(result.adapter_path, served_base_gguf(registry, job.base_model))
         except UnsupportedModelError as exc:
             return torch_note.format(exc)
         except Exception as exc:  # a conversion that fails here is retried on first use

@@ -331,10 +331,14 @@ class FileValidator:
             logger.debug("job %s: files refused: %s", job.id, error["message"])
             self._fail(job.id, error["message"], code=error["code"], param=error["param"])
             return
-        if store.jobs.transition(job.id, "queued", expect=("validating_files",)):
-            store.events.add(job.id, "validated", "Files validated, moving job to queued state")
-            if self._on_queued is not None:
-                self._on_queued()
+        # One transaction: a worker that picks the queued job at once must find this event
+        # already written, or its "started" event would come first.
+        with store.db.transaction():
+            queued = store.jobs.transition(job.id, "queued", expect=("validating_files",))
+            if queued:
+                store.events.add(job.id, "validated", "Files validated, moving job to queued state")
+        if queued and self._on_queued is not None:
+            self._on_queued()
 
     @staticmethod
     def _grader_error(job: JobRecord) -> dict[str, Any] | None:
